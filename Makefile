@@ -1,0 +1,53 @@
+# Statbox: `make up` runs the sandbox on this machine; `make test` runs every test.
+# Both install what they need first, into .venv (Python) and .venv/node (Node.js).
+
+# A Python >= 3.11 that every account can read: when Statbox runs as root, user servers run
+# as an unprivileged account and must be able to execute the environment's interpreter.
+PYTHON ?= $(shell for p in /usr/bin/python3 python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	&& { command -v $$p; break; }; done)
+VENV ?= .venv
+BIN := $(VENV)/bin
+NODE_DIR := $(VENV)/node
+PROXY := $(NODE_DIR)/node_modules/.bin/configurable-http-proxy
+ARGS ?=
+
+.PHONY: help install up test lint bench clean
+help:
+	@echo "make up      install what is needed and run Statbox here (Ctrl-C stops it); ARGS='--port 8080'"
+	@echo "make test    install what the tests need and run them all"
+	@echo "make lint    ruff and mypy"
+	@echo "make bench   run the benchmarks in bench/"
+
+$(BIN)/statbox: pyproject.toml requirements/constraints.txt
+	@test -n "$(PYTHON)" || { echo "Python >= 3.11 is needed: apt-get install python3 python3-venv"; exit 3; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements/constraints.txt -e '.[test]'
+	touch $@
+
+$(PROXY): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "Node.js and npm are needed: apt-get install nodejs npm"; exit 3; }
+	mkdir -p $(NODE_DIR)
+	cp package.json package-lock.json $(NODE_DIR)/
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(BIN)/statbox $(PROXY)
+
+up: install
+	$(BIN)/statbox up $(ARGS)
+
+test: install
+	$(BIN)/pytest $(ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python bench/spawn.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .statbox

@@ -1,0 +1,114 @@
+"""What a running stack knows beyond the settings: ports, commands and secrets.
+
+``statbox up`` decides these once and writes them to ``<state>/run/runtime.json`` (no secrets
+in it); ``hub_config.py`` and the gateway's config read that file through the
+``STATBOX_RUNTIME`` environment variable, and secrets from their own environment. Reading
+happens here, at the edge, so the configure functions stay pure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .settings import LoadedSettings, Paths, Settings, load_settings
+
+RUNTIME_ENV = "STATBOX_RUNTIME"
+
+SECRET_ENV = {
+    "user_password": "STATBOX_USER_PASSWORD",
+    "admin_password": "STATBOX_ADMIN_PASSWORD",
+    "gateway_token": "STATBOX_GATEWAY_TOKEN",
+    "gateway_encrypt_key": "STATBOX_GATEWAY_ENCRYPT_KEY",
+}
+"""Secrets travel by environment, never through runtime.json: name -> variable."""
+
+
+class MissingEnvironment(RuntimeError):
+    """A variable a configuration needs is not set."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Every port a local stack listens on (all on loopback except the public one)."""
+
+    public: int
+    hub_api: int
+    proxy_api: int
+    gateway_api: int
+    gateway_http: int
+    gateway_tcp: int
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Settings plus what ``statbox up`` decided for this run."""
+
+    settings: Settings
+    paths: Paths
+    ports: Ports
+    proxy_command: list[str]
+    python: str
+    """Interpreter that runs user servers, kernels and Dask (the one Statbox runs in)."""
+    run_as: str | None
+    """Unprivileged account for servers and clusters when the stack runs as root; else None."""
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def secret(self, name: str) -> str:
+        """A secret by name; raises naming the variable when it was not provided."""
+        value = self.secrets.get(name)
+        if not value:
+            raise MissingEnvironment(f"{SECRET_ENV[name]} is not set")
+        return value
+
+    @property
+    def bin_dir(self) -> Path:
+        return Path(self.python).parent
+
+    @property
+    def hub_api_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.hub_api}/hub/api"
+
+    @property
+    def gateway_url(self) -> str:
+        """Where the hub and servers reach Dask Gateway's HTTP proxy (with its prefix)."""
+        return f"http://127.0.0.1:{self.ports.gateway_http}"
+
+
+def write_runtime(file: Path, source: Path | None, overrides: dict[str, Any], rt: Runtime) -> None:
+    """Record the run so that the hub and gateway rebuild the same :class:`Runtime`."""
+    record = {
+        "settings_file": str(source) if source else None,
+        "overrides": overrides,
+        "ports": asdict(rt.ports),
+        "proxy_command": rt.proxy_command,
+        "python": rt.python,
+        "run_as": rt.run_as,
+    }
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(record, indent=2))
+    file.chmod(0o644)
+
+
+def load_runtime(environ: dict[str, str] | None = None) -> Runtime:
+    """The :class:`Runtime` of the current run, from ``$STATBOX_RUNTIME`` and secrets in env."""
+    env = os.environ if environ is None else environ
+    path = env.get(RUNTIME_ENV)
+    if not path:
+        raise MissingEnvironment(
+            f"{RUNTIME_ENV} is not set: start Statbox with `statbox up`, which sets it"
+        )
+    record = json.loads(Path(path).read_text())
+    loaded: LoadedSettings = load_settings(record["settings_file"], record["overrides"])
+    return Runtime(
+        settings=loaded.settings,
+        paths=loaded.paths,
+        ports=Ports(**record["ports"]),
+        proxy_command=record["proxy_command"],
+        python=record["python"],
+        run_as=record["run_as"],
+        secrets={name: env[var] for name, var in SECRET_ENV.items() if env.get(var)},
+    )

@@ -1,0 +1,474 @@
+"""The one typed model of ``statbox.yaml``; everything else is generated from it.
+
+Invariant: a :class:`Settings` object is always complete and valid. Loading merges the file
+over the built-in defaults (``statbox/defaults/statbox.yaml``) and validates the result; any
+problem raises :class:`SettingsError` carrying one message per problem, each naming the file,
+the line, the key path, the value and what is allowed. Nothing is half-loaded.
+
+The JSON schema printed by ``statbox config schema`` (and used by the Helm chart) is this
+model's schema.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from .names import GROUP_PATTERN, ROLE_GROUP_PREFIX, USERNAME_PATTERN
+from .units import Duration, Memory
+
+DEFAULTS_FILE = Path(__file__).with_name("defaults") / "statbox.yaml"
+
+ROLE_NAMES: tuple[str, ...] = ("admin", "instructor", "analyst", "trainee")
+"""Every role, in precedence order: a user matching several roles gets the first."""
+
+RoleName = Literal["trainee", "instructor", "analyst", "admin"]
+Username = Field(pattern=USERNAME_PATTERN)
+
+
+class Mode(enum.StrEnum):
+    """Where per-user servers run."""
+
+    local = "local"
+    docker = "docker"
+    kubernetes = "kubernetes"
+
+
+class AccessLevel(enum.StrEnum):
+    """A catalog entry's access level (restricted entries also name who may see them)."""
+
+    public = "public"
+    registered = "registered"
+    restricted = "restricted"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class HubSettings(_Model):
+    name: str = Field("Statbox", min_length=1, max_length=80)
+    """Name shown on the login page and in the README of a bundle."""
+    region: str = Field("", max_length=80)
+    """The regional hub this deployment serves, e.g. "Rwanda regional hub"."""
+    ip: str = "127.0.0.1"
+    """Address the public proxy listens on (local mode). 0.0.0.0 shares the hub on a network."""
+    port: int = Field(8000, ge=0, le=65535)
+    """Port the public proxy listens on (local mode); 0 picks a free port at start."""
+
+
+class SharedPasswordAuth(_Model):
+    type: Literal["shared-password"] = "shared-password"
+    user_password: SecretStr | None = None
+    """Class password for trainees and analysts (>= 8 characters). Generated on first start
+    when unset and stored with mode 0600 in the state directory; STATBOX_USER_PASSWORD
+    overrides it."""
+    admin_password: SecretStr | None = None
+    """Password for the instructors and admins named in roles (>= 32 characters, different
+    from the class password). Generated like the class password; STATBOX_ADMIN_PASSWORD
+    overrides it."""
+
+    @field_validator("user_password", "admin_password")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        minimum = {"user_password": 8, "admin_password": 32}[str(info.field_name)]
+        if value is not None and len(value.get_secret_value()) < minimum:
+            raise ValueError(f"must have at least {minimum} characters")
+        return value
+
+    @model_validator(mode="after")
+    def _passwords_differ(self) -> SharedPasswordAuth:
+        if (
+            self.user_password is not None
+            and self.admin_password is not None
+            and self.user_password.get_secret_value() == self.admin_password.get_secret_value()
+        ):
+            raise ValueError("user_password and admin_password must differ")
+        return self
+
+
+class ImageChoice(_Model):
+    image: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9._/:@-]*$")
+    """Container image reference (docker and kubernetes modes)."""
+    description: str = ""
+    """Shown to users choosing a server."""
+
+
+class ServerResources(_Model):
+    cpu: float = Field(gt=0, le=256)
+    """CPU cores a user server may use (a limit in the docker and kubernetes modes)."""
+    memory: Memory = Field(ge=256 * 1024**2)
+    """Memory a user server may use, e.g. 2G (>= 256M)."""
+
+
+class DaskLimits(_Model):
+    max_workers: int = Field(ge=0, le=1000)
+    """Most workers one cluster may have; larger scale requests are capped to this."""
+    max_worker_cores: float = Field(gt=0, le=64)
+    """Most cores a user may ask for per worker."""
+    max_worker_memory: Memory = Field(ge=256 * 1024**2)
+    """Most memory a user may ask for per worker."""
+    idle_timeout: Duration = Field(ge=60)
+    """A cluster with no activity for this long is shut down (>= 60 s)."""
+
+
+class DataAccess(_Model):
+    levels: list[Literal[AccessLevel.public, AccessLevel.registered]]
+    """Access levels of catalog entries this role sees and gets mounted."""
+    restricted: list[str]
+    """Restricted catalog entries this role is entitled to, by name; "*" means all. Entries
+    may also name the roles and groups allowed in the catalog itself."""
+
+
+class Role(_Model):
+    users: list[str] = Field(default_factory=list)
+    """Usernames given this role."""
+    groups: list[str] = Field(default_factory=list)
+    """Identity-provider or Statbox groups whose members get this role."""
+    server: ServerResources
+    images: list[str] = Field(min_length=1)
+    """Names from the top-level images table this role may choose; the first is the default."""
+    idle_timeout: Duration = Field(ge=60)
+    """A user server with no activity for this long is stopped (>= 60 s)."""
+    dask: DaskLimits
+    data: DataAccess
+
+    @field_validator("users")
+    @classmethod
+    def _usernames(cls, users: list[str]) -> list[str]:
+        _check_all(users, USERNAME_PATTERN, "a username (lower-case letters, digits, . _ -)")
+        return users
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, groups: list[str]) -> list[str]:
+        _check_all(groups, GROUP_PATTERN, "a group name")
+        _refuse_reserved(groups)
+        return groups
+
+
+class Roles(_Model):
+    trainee: Role
+    instructor: Role
+    analyst: Role
+    admin: Role
+
+    def items(self) -> Iterator[tuple[str, Role]]:
+        """Roles in precedence order."""
+        for name in ROLE_NAMES:
+            yield name, getattr(self, name)
+
+
+class Paths(_Model):
+    catalog: Path
+    """The root Intake catalog users open through STATBOX_CATALOG."""
+    curriculum: Path
+    """Folder of courses; each user finds them in their home under courses/."""
+    data_root: Path
+    """Where the catalog's data lives (sample data here; object storage in production)."""
+    state_dir: Path
+    """Hub database, secrets, gateway state, logs and (local mode) user homes."""
+
+
+class LocalSettings(_Model):
+    run_as: str = Field("nobody", pattern=r"^[a-z_][a-z0-9_-]*$")
+    """Unprivileged account that runs user servers and Dask clusters when Statbox is started
+    as root (local mode). Ignored when started as a normal user."""
+
+
+class Settings(_Model):
+    """Statbox settings (statbox.yaml)."""
+
+    hub: HubSettings
+    mode: Mode
+    auth: SharedPasswordAuth
+    default_role: RoleName
+    """Role of a user no role names, by user or group."""
+    groups: dict[str, list[str]]
+    """Group memberships for authenticators that carry no groups (the shared password):
+    group name -> usernames. Identity providers send groups themselves."""
+    images: dict[str, ImageChoice]
+    """Images users may run, by name; roles list the names they may choose."""
+    roles: Roles
+    paths: Paths
+    local: LocalSettings
+
+    @field_validator("groups")
+    @classmethod
+    def _group_members(cls, groups: dict[str, list[str]]) -> dict[str, list[str]]:
+        _check_all(list(groups), GROUP_PATTERN, "a group name")
+        _refuse_reserved(list(groups))
+        for members in groups.values():
+            _check_all(members, USERNAME_PATTERN, "a username (lower-case letters, digits, . _ -)")
+        return groups
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Settings:
+        problems = []
+        for role_name, role in self.roles.items():
+            for image in role.images:
+                if image not in self.images:
+                    problems.append(
+                        f"roles.{role_name}.images: {image!r} is not in images "
+                        f"(known: {', '.join(sorted(self.images)) or 'none'})"
+                    )
+        named_in: dict[str, str] = {}
+        for role_name, role in self.roles.items():
+            for user in role.users:
+                if user in named_in:
+                    problems.append(
+                        f"roles.{role_name}.users: {user!r} is already named in "
+                        f"roles.{named_in[user]}.users; name a user in one role only"
+                    )
+                named_in.setdefault(user, role_name)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def role(self, name: str) -> Role:
+        """The settings of role ``name``."""
+        return getattr(self.roles, name)
+
+    def resolved_paths(self, base: Path) -> Paths:
+        """Paths with relative ones made absolute against ``base``."""
+        return Paths(
+            **{
+                key: (value if value.is_absolute() else (base / value)).resolve()
+                for key, value in self.paths
+            }
+        )
+
+
+def _check_all(values: list[str], pattern: str, what: str) -> None:
+    import re
+
+    bad = [v for v in values if not re.fullmatch(pattern, v)]
+    if bad:
+        raise ValueError(f"{', '.join(repr(b) for b in bad)}: not {what}")
+
+
+def _refuse_reserved(groups: list[str]) -> None:
+    reserved = [g for g in groups if g.startswith(ROLE_GROUP_PREFIX)]
+    if reserved:
+        raise ValueError(
+            f"{', '.join(map(repr, reserved))}: names starting {ROLE_GROUP_PREFIX!r} are "
+            "reserved for Statbox's own role groups"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a settings file."""
+
+    source: str
+    line: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line else self.source
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class SettingsError(Exception):
+    """Settings that cannot be used; ``problems`` lists each one."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    """Settings with the place they came from, which relative paths are resolved against."""
+
+    settings: Settings
+    source: Path | None
+    paths: Paths
+
+
+def builtin_defaults() -> dict[str, Any]:
+    """The built-in settings as plain data."""
+    return yaml.safe_load(DEFAULTS_FILE.read_text())
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``: mappings merge key by key, everything else replaces."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_settings(
+    data: Mapping[str, Any], source: str = "<settings>", lines: dict[tuple, int] | None = None
+) -> Settings:
+    """Validate ``data`` merged over the defaults; raise :class:`SettingsError` on any problem."""
+    merged = deep_merge(builtin_defaults(), data)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise SettingsError(
+            [_problem(err, source, lines or {}, merged) for err in exc.errors()]
+        ) from None
+
+
+def load_settings(
+    path: Path | str | None = None, overrides: Mapping[str, Any] = {}
+) -> LoadedSettings:
+    """Load ``path`` (or only the defaults when None), apply ``overrides``, and validate.
+
+    Relative paths in the settings resolve against the file's directory, or the current
+    directory when there is no file.
+    """
+    if path is None:
+        data: dict[str, Any] = {}
+        lines: dict[tuple, int] = {}
+        source = "<built-in defaults>"
+        base = Path.cwd()
+    else:
+        file = Path(path)
+        source = str(file)
+        data, lines = _read_yaml(file)
+        base = file.resolve().parent
+    settings = parse_settings(deep_merge(data, overrides), source, lines)
+    return LoadedSettings(
+        settings, None if path is None else Path(path), settings.resolved_paths(base)
+    )
+
+
+def _read_yaml(file: Path) -> tuple[dict[str, Any], dict[tuple, int]]:
+    try:
+        text = file.read_text()
+    except FileNotFoundError:
+        raise SettingsError([Problem(str(file), None, "", "no such file")]) from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise SettingsError([Problem(str(file), None, "", f"cannot read: {exc}")]) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        reason = getattr(exc, "problem", None) or str(exc)
+        return_problem = Problem(str(file), line, "", f"not valid YAML: {reason}")
+        raise SettingsError([return_problem]) from None
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise SettingsError(
+            [
+                Problem(
+                    str(file), 1, "", f"expected a mapping of settings, got {type(data).__name__}"
+                )
+            ]
+        )
+    lines: dict[tuple, int] = {}
+    _index_lines(node, (), lines)
+    return data, lines
+
+
+def _index_lines(node: yaml.Node | None, path: tuple, out: dict[tuple, int]) -> None:
+    """Record the line of every key and list item so problems can point at them."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = (*path, key_node.value)
+            out[key] = key_node.start_mark.line + 1
+            _index_lines(value_node, key, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            out[(*path, index)] = item.start_mark.line + 1
+            _index_lines(item, (*path, index), out)
+
+
+def _problem(err: Any, source: str, lines: dict[tuple, int], merged: Mapping[str, Any]) -> Problem:
+    loc = tuple(str(part) if not isinstance(part, int) else part for part in err["loc"])
+    key = ".".join(str(p) for p in loc)
+    line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+    kind = err["type"]
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        message = f"unknown key; allowed here: {', '.join(allowed)}" if allowed else "unknown key"
+    elif kind == "missing":
+        message = "required, and missing"
+    else:
+        value = err.get("input")
+        if not isinstance(value, Mapping | list) and "secret" not in kind and "password" not in key:
+            message = f"{value!r}: {message}"
+    return Problem(source, line, key, message)
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """The keys the model accepts at ``loc`` (for 'unknown key' messages)."""
+    schema = settings_schema()
+    node: Any = schema
+    for part in loc:
+        node = _resolve(schema, node)
+        props = node.get("properties")
+        if props and part in props:
+            node = props[part]
+        elif isinstance(node.get("additionalProperties"), dict):
+            node = node["additionalProperties"]
+        else:
+            return []
+    node = _resolve(schema, node)
+    return sorted(node.get("properties", {}))
+
+
+def _resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
+    if "allOf" in node and len(node["allOf"]) == 1:
+        return _resolve(schema, node["allOf"][0])
+    return node
+
+
+def settings_schema() -> dict[str, Any]:
+    """The JSON schema of ``statbox.yaml`` (every key optional: the defaults fill the rest)."""
+    schema = Settings.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Statbox settings"
+    # A file only needs what it changes: requiredness is enforced after merging the defaults.
+    _drop_required(schema)
+    return schema
+
+
+def _drop_required(node: Any) -> None:
+    if isinstance(node, dict):
+        node.pop("required", None)
+        for value in node.values():
+            _drop_required(value)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_required(value)
+
+
+def settings_to_yaml(settings: Settings) -> str:
+    """Settings as YAML, secrets masked (for ``statbox config show``)."""
+    data = json.loads(settings.model_dump_json())
+    return yaml.safe_dump(data, sort_keys=False)

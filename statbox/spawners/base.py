@@ -1,0 +1,48 @@
+"""What every Statbox spawner does, whatever runs the server: apply the user's role.
+
+Invariant: a server's resources, environment and data come from the role that
+:func:`statbox.roles.resolve_role` gives the user at spawn time, never from user input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from traitlets import Instance, Unicode
+from traitlets.config import Configurable
+
+from ..roles import resolve_role
+from ..settings import Role, Settings
+
+
+class StatboxSpawnerMixin(Configurable):
+    """Mix into a Spawner (before it in the bases) to size and equip servers by role."""
+
+    settings = Instance(Settings, config=True, help="Statbox settings (set by hub_config.py).")
+    catalog_path = Unicode(config=True, help="Root catalog users open via STATBOX_CATALOG.")
+    curriculum_path = Unicode(config=True, help="Course material copied into each home.")
+    data_root = Unicode(config=True, help="Where the catalog's data lives.")
+
+    @property
+    def statbox_role(self) -> tuple[str, Role]:
+        """The user's role name and settings, decided now from their name and groups."""
+        user: Any = self.user  # type: ignore[attr-defined]
+        groups = [group.name for group in user.groups]
+        name = resolve_role(self.settings, user.name, groups).role
+        return name, self.settings.role(name)
+
+    def apply_role(self) -> str:
+        """Size the server by role; returns the role name."""
+        name, role = self.statbox_role
+        self.mem_limit = role.server.memory
+        self.cpu_limit = role.server.cpu
+        return name
+
+    def statbox_environment(self, role_name: str) -> dict[str, str]:
+        """Environment every user server gets, on top of the spawner's own."""
+        return {
+            "STATBOX_ROLE": role_name,
+            "STATBOX_CATALOG": self.catalog_path,
+            "STATBOX_DATA_ROOT": self.data_root,
+            "STATBOX_CURRICULUM": self.curriculum_path,
+        }
