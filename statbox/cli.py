@@ -8,6 +8,7 @@ and mapped to its exit code (see :mod:`statbox.errors`); no traceback reaches th
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import signal
@@ -27,6 +28,11 @@ from .settings import (
     settings_schema,
     settings_to_yaml,
 )
+
+COMMAND_MODULES: tuple[str, ...] = ()
+"""Modules that add command groups: each has ``register(commands)`` taking the top-level
+subparsers and adding one group whose leaf parsers ``set_defaults(func=...)``; a ``func``
+takes the parsed arguments and returns an exit code, raising StatboxError for errors."""
 
 EPILOG = (
     "exit codes: 0 success; 1 failed while running; 2 bad input (nothing changed); "
