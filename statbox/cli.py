@@ -278,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GROUP",
         help="groups the identity provider sends",
     )
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
     return parser
 
 
