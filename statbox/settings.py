@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 from .names import GROUP_PATTERN, ROLE_GROUP_PREFIX, USERNAME_PATTERN
-from .units import Duration, Memory
+from .units import Duration, Memory, memory_at_least
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults") / "statbox.yaml"
 
@@ -114,7 +114,7 @@ class ImageChoice(_Model):
 class ServerResources(_Model):
     cpu: float = Field(gt=0, le=256)
     """CPU cores a user server may use (a limit in the docker and kubernetes modes)."""
-    memory: Memory = Field(ge=256 * 1024**2)
+    memory: Annotated[Memory, memory_at_least(256 * 1024**2)]
     """Memory a user server may use, e.g. 2G (>= 256M)."""
 
 
@@ -123,7 +123,7 @@ class DaskLimits(_Model):
     """Most workers one cluster may have; larger scale requests are capped to this."""
     max_worker_cores: float = Field(gt=0, le=64)
     """Most cores a user may ask for per worker."""
-    max_worker_memory: Memory = Field(ge=256 * 1024**2)
+    max_worker_memory: Annotated[Memory, memory_at_least(256 * 1024**2)]
     """Most memory a user may ask for per worker."""
     idle_timeout: Duration = Field(ge=60)
     """A cluster with no activity for this long is shut down (>= 60 s)."""
@@ -219,29 +219,6 @@ class Settings(_Model):
             _check_all(members, USERNAME_PATTERN, "a username (lower-case letters, digits, . _ -)")
         return groups
 
-    @model_validator(mode="after")
-    def _cross_references(self) -> Settings:
-        problems = []
-        for role_name, role in self.roles.items():
-            for image in role.images:
-                if image not in self.images:
-                    problems.append(
-                        f"roles.{role_name}.images: {image!r} is not in images "
-                        f"(known: {', '.join(sorted(self.images)) or 'none'})"
-                    )
-        named_in: dict[str, str] = {}
-        for role_name, role in self.roles.items():
-            for user in role.users:
-                if user in named_in:
-                    problems.append(
-                        f"roles.{role_name}.users: {user!r} is already named in "
-                        f"roles.{named_in[user]}.users; name a user in one role only"
-                    )
-                named_in.setdefault(user, role_name)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
     def role(self, name: str) -> Role:
         """The settings of role ``name``."""
         return getattr(self.roles, name)
@@ -254,6 +231,34 @@ class Settings(_Model):
                 for key, value in self.paths
             }
         )
+
+
+def cross_reference_problems(settings: Settings) -> list[tuple[tuple, str]]:
+    """Problems between keys (each valid alone): (key path, message) pairs."""
+    problems: list[tuple[tuple, str]] = []
+    for role_name, role in settings.roles.items():
+        for index, image in enumerate(role.images):
+            if image not in settings.images:
+                known = ", ".join(sorted(settings.images)) or "none"
+                problems.append(
+                    (
+                        ("roles", role_name, "images", index),
+                        f"{image!r} is not in images (known: {known})",
+                    )
+                )
+    named_in: dict[str, str] = {}
+    for role_name, role in settings.roles.items():
+        for index, user in enumerate(role.users):
+            if user in named_in:
+                problems.append(
+                    (
+                        ("roles", role_name, "users", index),
+                        f"{user!r} is already named in roles.{named_in[user]}.users; "
+                        "name a user in one role only",
+                    )
+                )
+            named_in.setdefault(user, role_name)
+    return problems
 
 
 def _check_all(values: list[str], pattern: str, what: str) -> None:
@@ -329,12 +334,20 @@ def parse_settings(
 ) -> Settings:
     """Validate ``data`` merged over the defaults; raise :class:`SettingsError` on any problem."""
     merged = deep_merge(builtin_defaults(), data)
+    lines = lines or {}
     try:
-        return Settings.model_validate(merged)
+        settings = Settings.model_validate(merged)
     except ValidationError as exc:
+        raise SettingsError([_problem(err, source, lines) for err in exc.errors()]) from None
+    problems = cross_reference_problems(settings)
+    if problems:
         raise SettingsError(
-            [_problem(err, source, lines or {}, merged) for err in exc.errors()]
-        ) from None
+            [
+                Problem(source, _line_of(loc, lines), ".".join(map(str, loc)), message)
+                for loc, message in problems
+            ]
+        )
+    return settings
 
 
 def load_settings(
@@ -380,35 +393,51 @@ def _read_yaml(file: Path) -> tuple[dict[str, Any], dict[tuple, int]]:
     if data is None:
         return {}, {}
     if not isinstance(data, dict):
-        raise SettingsError(
-            [
-                Problem(
-                    str(file), 1, "", f"expected a mapping of settings, got {type(data).__name__}"
-                )
-            ]
-        )
+        line = node.start_mark.line + 1 if node is not None else None
+        message = f"expected a mapping of settings, got {type(data).__name__}"
+        raise SettingsError([Problem(str(file), line, "", message)])
     lines: dict[tuple, int] = {}
-    _index_lines(node, (), lines)
+    duplicates: list[Problem] = []
+    _index_lines(node, (), lines, duplicates, str(file))
+    if duplicates:
+        raise SettingsError(duplicates)
     return data, lines
 
 
-def _index_lines(node: yaml.Node | None, path: tuple, out: dict[tuple, int]) -> None:
-    """Record the line of every key and list item so problems can point at them."""
+def _index_lines(
+    node: yaml.Node | None,
+    path: tuple,
+    out: dict[tuple, int],
+    duplicates: list[Problem],
+    source: str,
+) -> None:
+    """Record the line of every key and list item so problems can point at them, and report
+    keys given twice in one mapping (YAML would silently keep the last)."""
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = (*path, key_node.value)
-            out[key] = key_node.start_mark.line + 1
-            _index_lines(value_node, key, out)
+            line = key_node.start_mark.line + 1
+            if key in out:
+                where = ".".join(map(str, key))
+                message = f"given twice (first on line {out[key]}); keep one"
+                duplicates.append(Problem(source, line, where, message))
+            out[key] = line
+            _index_lines(value_node, key, out, duplicates, source)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             out[(*path, index)] = item.start_mark.line + 1
-            _index_lines(item, (*path, index), out)
+            _index_lines(item, (*path, index), out, duplicates, source)
 
 
-def _problem(err: Any, source: str, lines: dict[tuple, int], merged: Mapping[str, Any]) -> Problem:
+def _line_of(loc: tuple, lines: dict[tuple, int]) -> int | None:
+    """The line of the deepest part of ``loc`` that the file spells out."""
+    return next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+
+
+def _problem(err: Any, source: str, lines: dict[tuple, int]) -> Problem:
     loc = tuple(str(part) if not isinstance(part, int) else part for part in err["loc"])
     key = ".".join(str(p) for p in loc)
-    line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+    line = _line_of(loc, lines)
     kind = err["type"]
     message = str(err["msg"]).removeprefix("Value error, ")
     if kind == "extra_forbidden":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 
 # Binary multiples, as JupyterHub's ByteSpecification and Dask Gateway's MemoryLimit read them:
 # operators copy values between the three, so "2G" must mean the same everywhere.
@@ -88,3 +88,14 @@ Duration = Annotated[
     ),
 ]
 """A duration in seconds; written as an integer or with a unit (s, m, h, d)."""
+
+
+def memory_at_least(minimum: int) -> AfterValidator:
+    """A check for a :data:`Memory` field that states the minimum in the operator's units."""
+
+    def check(value: int) -> int:
+        if value < minimum:
+            raise ValueError(f"must be at least {format_memory(minimum)}")
+        return value
+
+    return AfterValidator(check)

@@ -1,0 +1,34 @@
+"""Test tiers, and what every tier shares.
+
+Tiers (markers): unit tests need nothing; ``integration`` starts real processes (hub, proxy,
+Dask Gateway, kernels) on loopback. A tier whose tool is missing skips on a laptop, but fails
+when ``CI=true``: CI must never pass by skipping.
+
+Fixtures here:
+- ``repo``: the checkout's root directory.
+- ``require_tool(name, found)``: skip (or fail under CI) when a tool a test needs is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+def require_tool(name: str, found: bool) -> None:
+    """Skip when ``name`` is missing, except under CI, where a missing tool is a failure."""
+    if found:
+        return
+    if IN_CI:
+        pytest.fail(f"{name} is required under CI=true but is missing")
+    pytest.skip(f"{name} is not available here")

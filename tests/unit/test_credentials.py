@@ -1,0 +1,34 @@
+"""Secrets: explicit -> stored -> generated, stored privately, generated once."""
+
+from __future__ import annotations
+
+import stat
+
+from statbox.credentials import resolve_credentials
+from statbox.settings import parse_settings
+
+
+def test_generated_once_then_reused(tmp_path):
+    settings = parse_settings({})
+    first = resolve_credentials(settings, tmp_path, environ={})
+    assert sorted(first.generated) == sorted(first.values)
+    assert len(first.values["user_password"]) >= 8
+    assert len(first.values["admin_password"]) >= 32
+    second = resolve_credentials(settings, tmp_path, environ={})
+    assert second.generated == []
+    assert second.values == first.values
+    assert stat.S_IMODE((tmp_path / "secrets").stat().st_mode) == 0o700
+    for name in first.values:
+        assert stat.S_IMODE((tmp_path / "secrets" / name).stat().st_mode) == 0o600
+
+
+def test_environment_wins_over_settings_and_files(tmp_path):
+    settings = parse_settings({"auth": {"user_password": "from-settings"}})
+    env = {"STATBOX_USER_PASSWORD": "from-environment"}
+    creds = resolve_credentials(settings, tmp_path, environ=env)
+    assert creds.values["user_password"] == "from-environment"
+    assert "user_password" not in creds.generated
+    assert not (tmp_path / "secrets" / "user_password").exists()
+    creds = resolve_credentials(settings, tmp_path, environ={})
+    assert creds.values["user_password"] == "from-settings"
+    assert creds.environment()["STATBOX_USER_PASSWORD"] == "from-settings"

@@ -1,0 +1,135 @@
+"""configure_hub on a bare traitlets Config: what each setting becomes, and purity."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import pytest
+from traitlets.config import Config
+
+from statbox.hub import GATEWAY_ACCESS_SCOPE, configure_hub, gateway_client_environment
+from statbox.runtime import MissingEnvironment
+
+
+def configured(runtime) -> Config:
+    c = Config()
+    configure_hub(c, runtime)
+    return c
+
+
+def test_network_and_state(runtime):
+    c = configured(runtime)
+    state = runtime.paths.state_dir
+    assert c.JupyterHub.port == 8080
+    assert c.JupyterHub.ip == "127.0.0.1"
+    assert c.JupyterHub.hub_ip == "127.0.0.1"
+    assert c.JupyterHub.hub_port == 9001
+    assert c.JupyterHub.db_url == f"sqlite:///{state}/jupyterhub.sqlite"
+    assert c.JupyterHub.cookie_secret_file == f"{state}/jupyterhub_cookie_secret"
+    assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:9002"
+    assert c.ConfigurableHTTPProxy.command == ["/opt/chp"]
+
+
+def test_local_mode_spawner(runtime):
+    c = configured(runtime)
+    assert c.JupyterHub.spawner_class == "statbox.spawners.local.StatboxLocalSpawner"
+    assert c.Spawner.cmd == ["/opt/venv/bin/python", "-m", "statbox.singleuser"]
+    assert c.StatboxLocalSpawner.home_root == f"{runtime.paths.state_dir}/homes"
+    assert c.StatboxLocalSpawner.run_as == "nobody"
+    assert c.StatboxSpawnerMixin.catalog_path == str(runtime.paths.catalog)
+
+
+def test_shared_password_auth(runtime):
+    c = configured(runtime)
+    auth = c.StatboxSharedPasswordAuthenticator
+    assert auth.user_password == "class-password"
+    assert auth.staff_users == {"ines", "admin"}
+    assert c.Authenticator.admin_users == {"admin"}
+    assert c.Authenticator.manage_groups is True
+    assert c.Authenticator.username_pattern.startswith("^[a-z0-9]")
+
+
+def test_post_auth_hook_sets_groups_and_admin(runtime):
+    hook = configured(runtime).Authenticator.post_auth_hook
+    model = hook(None, None, {"name": "ana", "groups": ["statbox-role-admin"]})
+    assert model["groups"] == ["analysts", "statbox-role-analyst"]
+    assert model["admin"] is False
+    assert hook(None, None, {"name": "admin", "groups": None})["admin"] is True
+
+
+def test_notebook_tokens_reach_the_gateway_and_nothing_more(runtime):
+    roles = {role["name"]: role for role in configured(runtime).JupyterHub.load_roles}
+    assert roles["user"]["scopes"] == ["self", GATEWAY_ACCESS_SCOPE]
+    assert roles["server"]["scopes"] == [
+        "users:activity!user",
+        "access:servers!server",
+        GATEWAY_ACCESS_SCOPE,
+    ]
+
+
+def test_one_culler_per_idle_timeout_scoped_to_its_roles(runtime):
+    c = configured(runtime)
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    # the fixture's analyst and admin share 4h: one culler serves both
+    assert set(services) == {
+        "dask-gateway",
+        "idle-culler-admin-analyst",
+        "idle-culler-instructor",
+        "idle-culler-trainee",
+    }
+    assert "--timeout=3600" in services["idle-culler-trainee"]["command"]
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    trainee = roles["statbox-idle-culler-trainee"]
+    assert trainee["services"] == ["idle-culler-trainee"]
+    assert sorted(trainee["scopes"]) == sorted(
+        f"{scope}!group=statbox-role-trainee"
+        for scope in ("list:users", "read:users:activity", "read:servers", "delete:servers")
+    )
+
+
+def test_gateway_service_and_client_environment(runtime):
+    c = configured(runtime)
+    gateway = next(s for s in c.JupyterHub.services if s["name"] == "dask-gateway")
+    assert gateway["url"] == "http://127.0.0.1:9004"
+    assert gateway["api_token"] == "f" * 64
+    env = gateway_client_environment(runtime)
+    assert c.Spawner.environment == env
+    assert env["DASK_GATEWAY__ADDRESS"] == "http://127.0.0.1:9004/services/dask-gateway"
+    assert env["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://127.0.0.1:9005"
+    assert env["DASK_GATEWAY__AUTH__TYPE"] == "jupyterhub"
+
+
+def test_pure_and_idempotent(runtime):
+    once = configured(runtime)
+    c = Config()
+    configure_hub(c, runtime)
+    configure_hub(c, runtime)
+    assert set(c) == set(once)
+    for section in once:
+        a, b = dict(once[section]), dict(c[section])
+        a.pop("post_auth_hook", None), b.pop("post_auth_hook", None)
+        assert a == b, section
+
+
+def test_missing_secret_names_its_variable(runtime):
+    rt = dataclasses.replace(runtime, secrets={})
+    with pytest.raises(MissingEnvironment, match="STATBOX_USER_PASSWORD"):
+        configure_hub(Config(), rt)
+
+
+def test_spawner_applies_role(runtime, tmp_path):
+    """The local spawner sizes and equips a server from the user's role at start."""
+    from statbox.spawners.local import StatboxLocalSpawner
+
+    c = configured(runtime)
+    c.StatboxLocalSpawner.home_root = str(tmp_path)
+    user = SimpleNamespace(name="ana", groups=[SimpleNamespace(name="analysts")], url="/user/ana/")
+    spawner = StatboxLocalSpawner(config=c, user=user)
+    assert spawner.apply_role() == "analyst"
+    assert spawner.mem_limit == runtime.settings.roles.analyst.server.memory
+    assert spawner.cpu_limit == runtime.settings.roles.analyst.server.cpu
+    assert spawner.home_dir == str(tmp_path / "ana")
+    env = spawner.statbox_environment("analyst")
+    assert env["STATBOX_CATALOG"] == str(runtime.paths.catalog)
+    assert env["STATBOX_ROLE"] == "analyst"

@@ -1,0 +1,67 @@
+"""The user server's entry point: deferred import, course material copied without clobbering."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from statbox.singleuser import sync_courses
+
+PROBE = """
+import json, sys, time
+from statbox.singleuser import defer_slow_imports
+defer_slow_imports()
+import jupyter_server.serverapp  # what a user server imports at start
+deferred = type(sys.modules["rfc3987_syntax"]).__name__ == "module" and getattr(
+    sys.modules["rfc3987_syntax"], "__statbox_stand_in__", False)
+import jsonschema
+checker = jsonschema.FormatChecker()
+print(json.dumps({
+    "deferred_at_start": bool(deferred),
+    "good": checker.conforms("https://example.org/r\\u00e9sum\\u00e9", "iri"),
+    "bad": checker.conforms("http://exa mple.org/<>", "iri"),
+    "loaded_after_use": not getattr(sys.modules["rfc3987_syntax"], "__statbox_stand_in__", False),
+}))
+"""
+
+
+def test_rfc3987_is_deferred_but_still_validates():
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True
+    )
+    assert json.loads(result.stdout) == {
+        "deferred_at_start": True,
+        "good": True,
+        "bad": False,
+        "loaded_after_use": True,
+    }
+
+
+def test_sync_courses_adds_missing_and_keeps_edits(tmp_path):
+    source = tmp_path / "curriculum"
+    (source / "ais").mkdir(parents=True)
+    (source / "ais" / "01.ipynb").write_text("original 1")
+    (source / "ais" / "02.ipynb").write_text("original 2")
+    (source / ".hidden").write_text("x")
+    home = tmp_path / "home"
+    assert sync_courses(source, home) == 2
+    (home / "courses" / "ais" / "01.ipynb").write_text("trainee's edit")
+    (source / "ais" / "03.ipynb").write_text("new lesson")
+    assert sync_courses(source, home) == 1
+    assert (home / "courses" / "ais" / "01.ipynb").read_text() == "trainee's edit"
+    assert (home / "courses" / "ais" / "03.ipynb").read_text() == "new lesson"
+    assert not (home / "courses" / ".hidden").exists()
+
+
+def test_sync_courses_does_not_follow_a_planted_symlink(tmp_path):
+    source = tmp_path / "curriculum"
+    (source / "ais").mkdir(parents=True)
+    (source / "ais" / "01.ipynb").write_text("lesson")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    home = tmp_path / "home"
+    (home / "courses").mkdir(parents=True)
+    (home / "courses" / "ais").symlink_to(elsewhere)
+    assert sync_courses(source, home) == 0
+    assert list(elsewhere.iterdir()) == []
