@@ -77,7 +77,7 @@ def check_state_dir(loaded: LoadedSettings) -> Finding:
 def check_account(loaded: LoadedSettings) -> Finding:
     try:
         account = unprivileged_account(loaded.settings.local.run_as)
-        check_account_can_run(account, sys.executable)
+        check_account_can_run(account, sys.executable, [loaded.paths.curriculum])
     except StatboxError as exc:
         return Finding(False, "servers cannot run unprivileged", str(exc))
     if account is None:

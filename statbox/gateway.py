@@ -11,6 +11,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from aiohttp import web
+from dask_gateway_server.auth import JupyterHubAuthenticator, unauthorized
 from dask_gateway_server.options import Float, Integer, Options
 
 from .hub import GATEWAY_PREFIX, GATEWAY_SERVICE
@@ -19,6 +21,24 @@ from .runtime import Runtime
 from .settings import Role, Settings
 
 GIB = 1024**3
+
+
+class HubTokenAuthenticator(JupyterHubAuthenticator):
+    """Dask Gateway's JupyterHub authentication, answering 401 to a token the hub rejects.
+
+    The gateway checks a user's token by calling the hub's ``/hub/api/user`` *with that
+    token*. JupyterHub answers 403 to a token it does not know (forged, expired, revoked),
+    which upstream turns into a 500 "Permission failure"; a refused credential is a 401.
+    """
+
+    async def authenticate(self, request: Any) -> Any:
+        try:
+            return await super().authenticate(request)
+        except web.HTTPInternalServerError as exc:
+            if "verifying user's JupyterHub API token" in (exc.reason or ""):
+                self.log.info("Refused a token the hub does not accept")
+                raise unauthorized("jupyterhub") from None
+            raise
 
 
 def cluster_options_for(settings: Settings) -> Callable[[Any], Options]:
@@ -65,7 +85,7 @@ def configure_gateway(c: Any, rt: Runtime) -> None:
     c.Proxy.tcp_address = f"127.0.0.1:{rt.ports.gateway_tcp}"
     c.Proxy.prefix = GATEWAY_PREFIX
 
-    c.DaskGateway.authenticator_class = "dask_gateway_server.auth.JupyterHubAuthenticator"
+    c.DaskGateway.authenticator_class = "statbox.gateway.HubTokenAuthenticator"
     c.JupyterHubAuthenticator.jupyterhub_api_url = rt.hub_api_url
     c.JupyterHubAuthenticator.jupyterhub_api_token = rt.secret("gateway_token")
     # Without the service name any hub token would be accepted (see ENVIRONMENT.md).

@@ -25,7 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -97,12 +97,24 @@ def unprivileged_account(name: str) -> pwd.struct_passwd | None:
         ) from None
 
 
-def check_account_can_run(account: pwd.struct_passwd | None, python: str) -> None:
-    """Fail early when the servers' account cannot execute the interpreter."""
+ACCOUNT_PROBE = """
+import os, sys
+try:
+    import statbox, jupyterhub
+except ImportError:
+    sys.exit(10)
+sys.exit(0 if all(os.access(p, os.R_OK | os.X_OK) for p in sys.argv[1:]) else 11)
+"""
+
+
+def check_account_can_run(
+    account: pwd.struct_passwd | None, python: str, reachable: Sequence[Path] = ()
+) -> None:
+    """Fail early when the servers' account cannot run the interpreter or reach ``reachable``."""
     if account is None:
         return
     probe = subprocess.run(
-        [python, "-c", "import statbox, jupyterhub"],
+        [python, "-c", ACCOUNT_PROBE, *map(str, reachable)],
         user=account.pw_uid,
         group=account.pw_gid,
         extra_groups=[],
@@ -110,6 +122,13 @@ def check_account_can_run(account: pwd.struct_passwd | None, python: str) -> Non
         cwd="/",
         timeout=60,
     )
+    if probe.returncode == 11:
+        raise EnvironmentProblem(
+            f"the account {account.pw_name!r} cannot reach "
+            f"{', '.join(map(str, reachable))}: a directory on the way is private. "
+            "Choose locations every account can traverse (e.g. --state-dir /var/lib/statbox), "
+            "or start statbox up as a normal user."
+        )
     if probe.returncode != 0:
         raise EnvironmentProblem(
             f"the account {account.pw_name!r} cannot run {python} (and import statbox): "
@@ -160,16 +179,18 @@ class LocalStack:
                 f"port {port} on {ip} is in use: stop what uses it, or choose another port "
                 "with --port (or hub.port in the settings)"
             )
-        account = unprivileged_account(settings.local.run_as)
-        check_account_can_run(account, sys.executable)
-        for name, path in (
-            ("catalog", self.loaded.paths.catalog),
-            ("curriculum", self.loaded.paths.curriculum),
-        ):
+        paths = self.loaded.paths
+        for name, path in (("catalog", paths.catalog), ("curriculum", paths.curriculum)):
             if not path.exists():
                 raise BadInput(
                     f"paths.{name}: {path} does not exist: create it, or set paths.{name}"
                 )
+        account = unprivileged_account(settings.local.run_as)
+        # The state directory may not exist yet: what will hold it must be reachable.
+        state_holder = next(p for p in (paths.state_dir, *paths.state_dir.parents) if p.exists())
+        check_account_can_run(
+            account, sys.executable, [state_holder, paths.catalog.parent, paths.curriculum]
+        )
 
         run_dir = self.state_dir / "run"
         gateway_dir = self.state_dir / "gateway"
@@ -207,15 +228,7 @@ class LocalStack:
             run_as=account.pw_name if account else None,
             secrets=dict(self.credentials.values),
         )
-        overrides = dict(self.options.overrides)
-        # Paths resolved here, so the hub and gateway (other working directories) agree.
-        overrides["paths"] = {key: str(value) for key, value in self.loaded.paths}
-        write_runtime(
-            run_dir / "runtime.json",
-            self.loaded.source and self.loaded.source.resolve(),
-            overrides,
-            self.runtime,
-        )
+        write_runtime(run_dir / "runtime.json", self.runtime)
         return self.runtime
 
     def environment(self) -> dict[str, str]:

@@ -12,9 +12,8 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-from .settings import LoadedSettings, Paths, Settings, load_settings
+from .settings import Paths, Settings, parse_settings
 
 RUNTIME_ENV = "STATBOX_RUNTIME"
 
@@ -78,11 +77,19 @@ class Runtime:
         return f"http://127.0.0.1:{self.ports.gateway_http}"
 
 
-def write_runtime(file: Path, source: Path | None, overrides: dict[str, Any], rt: Runtime) -> None:
-    """Record the run so that the hub and gateway rebuild the same :class:`Runtime`."""
+def write_runtime(file: Path, rt: Runtime) -> None:
+    """Record the run so that the hub and gateway rebuild the same :class:`Runtime`.
+
+    The record holds the effective settings with the passwords left out, and absolute paths:
+    the gateway runs as an unprivileged account that must not need the operator's settings
+    file (which may hold passwords) and may start in another directory.
+    """
+    settings = rt.settings.model_dump(
+        mode="json", exclude={"auth": {"user_password", "admin_password"}}
+    )
+    settings["paths"] = {key: str(value) for key, value in rt.paths}
     record = {
-        "settings_file": str(source) if source else None,
-        "overrides": overrides,
+        "settings": settings,
         "ports": asdict(rt.ports),
         "proxy_command": rt.proxy_command,
         "python": rt.python,
@@ -102,10 +109,10 @@ def load_runtime(environ: dict[str, str] | None = None) -> Runtime:
             f"{RUNTIME_ENV} is not set: start Statbox with `statbox up`, which sets it"
         )
     record = json.loads(Path(path).read_text())
-    loaded: LoadedSettings = load_settings(record["settings_file"], record["overrides"])
+    settings = parse_settings(record["settings"], source=path)
     return Runtime(
-        settings=loaded.settings,
-        paths=loaded.paths,
+        settings=settings,
+        paths=settings.resolved_paths(Path("/")),
         ports=Ports(**record["ports"]),
         proxy_command=record["proxy_command"],
         python=record["python"],
