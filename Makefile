@@ -19,15 +19,20 @@ help:
 	@echo "make lint    ruff and mypy"
 	@echo "make bench   run the benchmarks in bench/"
 
+# Debian/Ubuntu packages the sandbox needs, each with the check that says it is there.
+SYSTEM_PACKAGES := 'python3-venv=$(PYTHON) -m ensurepip --version' 'nodejs=command -v node' \
+	'npm=command -v npm'
+
 $(BIN)/statbox: pyproject.toml requirements/constraints.txt
 	@test -n "$(PYTHON)" || { echo "Python >= 3.11 is needed: apt-get install python3 python3-venv"; exit 3; }
+	bash scripts/system-packages.sh $(SYSTEM_PACKAGES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c requirements/constraints.txt -e '.[test]'
 	touch $@
 
 $(PROXY): package.json package-lock.json
-	@command -v npm >/dev/null || { echo "Node.js and npm are needed: apt-get install nodejs npm"; exit 3; }
+	bash scripts/system-packages.sh $(SYSTEM_PACKAGES)
 	mkdir -p $(NODE_DIR)
 	cp package.json package-lock.json $(NODE_DIR)/
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error

@@ -2,7 +2,7 @@
 
 Run as ``python -m statbox.singleuser [jupyterhub-singleuser arguments]``, as the user.
 
-Two things happen before Jupyter starts:
+Three things happen before Jupyter starts:
 
 * Course material from ``$STATBOX_CURRICULUM`` is copied into ``~/courses``, adding what is
   missing and never overwriting a file the user has (their work survives a course update).
@@ -10,7 +10,11 @@ Two things happen before Jupyter starts:
 * ``rfc3987_syntax`` is made lazy. jsonschema imports it at start-up to offer the ``iri``
   format check, and its import builds a dozen Earley parsers: about 1 s of CPU in every
   server start, spent before Jupyter can listen. Deferred, the check still works: the real
-  module loads on the first ``iri`` validation. (bench/spawn.py measures the effect.)
+  module loads on the first ``iri`` validation.
+* JupyterLab is imported with Node.js hidden, so it does not start Node.js to ask yarn for
+  an npm registry it will not use (see :func:`import_jupyterlab_without_asking_node`).
+
+bench/spawn.py measures the effect of both.
 """
 
 from __future__ import annotations
@@ -79,6 +83,32 @@ def defer_slow_imports() -> None:
         sys.meta_path.insert(0, _DeferringFinder())
 
 
+def import_jupyterlab_without_asking_node() -> None:
+    """Import JupyterLab's server extension with Node.js out of sight, once.
+
+    At import, ``jupyterlab.labapp`` computes its version info with default options, whose
+    npm registry default comes from running ``node yarn.js config`` when Node.js is on PATH:
+    a Node.js process per server start (0.3 s, and more under load). The registry matters
+    only for building extensions, which a user server does not do; with Node.js not found
+    JupyterLab uses its default registry. PATH is restored at once: terminals, kernels and
+    anything later that wants Node.js find it.
+    """
+    path = os.environ.get("PATH", "")
+    without_node = [
+        d
+        for d in path.split(os.pathsep)
+        if d and not any(os.access(os.path.join(d, name), os.X_OK) for name in ("node", "nodejs"))
+    ]
+    # An empty PATH would make JupyterLab fall back to os.defpath, which may hold node.
+    os.environ["PATH"] = os.pathsep.join(without_node or [os.path.dirname(sys.executable)])
+    try:
+        import jupyterlab.labapp  # noqa: F401
+    except ImportError:
+        pass  # a server without JupyterLab starts anyway
+    finally:
+        os.environ["PATH"] = path
+
+
 def sync_courses(source: Path, home: Path) -> int:
     """Copy files under ``source`` missing from ``home/courses``; return how many were copied.
 
@@ -110,6 +140,7 @@ def main() -> None:
     if curriculum:
         sync_courses(Path(curriculum), Path.home())
     defer_slow_imports()
+    import_jupyterlab_without_asking_node()
     from jupyterhub.singleuser import main as singleuser_main
 
     sys.argv[0] = "jupyterhub-singleuser"

@@ -65,3 +65,40 @@ def test_sync_courses_does_not_follow_a_planted_symlink(tmp_path):
     (home / "courses" / "ais").symlink_to(elsewhere)
     assert sync_courses(source, home) == 0
     assert list(elsewhere.iterdir()) == []
+
+
+JUPYTERLAB_PROBE = """
+import json, os, subprocess
+launched = []
+original = subprocess.Popen.__init__
+def recording(self, args, *a, **k):
+    launched.append(" ".join(map(str, args)) if isinstance(args, (list, tuple)) else str(args))
+    return original(self, args, *a, **k)
+subprocess.Popen.__init__ = recording
+before = os.environ["PATH"]
+from statbox.singleuser import import_jupyterlab_without_asking_node
+import_jupyterlab_without_asking_node()
+import jupyterlab.labapp
+print(json.dumps({"launched": launched, "path_restored": os.environ["PATH"] == before,
+                  "version": jupyterlab.labapp.app_version}))
+"""
+
+
+def test_jupyterlab_import_starts_no_node_process(tmp_path):
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    node = fake_bin / "node"
+    node.write_text("#!/bin/sh\nexit 0\n")
+    node.chmod(0o755)
+    env = {"PATH": f"{fake_bin}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", JUPYTERLAB_PROBE],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["launched"] == []
+    assert out["path_restored"] is True
+    assert out["version"]
