@@ -296,7 +296,8 @@ def main() -> int:
                     )
         print(f"\nlogin -> server ready, seconds (machine: {os.cpu_count()} cores)")
         print(
-            f"{'scenario':>14} {'stack':>8} {'p50':>7} {'p95':>7} {'max':>7} {'all ready':>10} fails"
+            f"{'scenario':>14} {'stack':>8} {'p50':>7} {'p95':>7} {'max':>7} "
+            f"{'all ready':>10} fails"
         )
         for (scenario, stack), outcome in results.items():
             s = summary(outcome.times) if outcome.times else {"p50": 0, "p95": 0, "max": 0}
