@@ -145,8 +145,8 @@ class Role(_Model):
     server: ServerResources
     images: list[str] = Field(min_length=1)
     """Names from the top-level images table this role may choose; the first is the default."""
-    idle_timeout: Duration = Field(ge=60)
-    """A user server with no activity for this long is stopped (>= 60 s)."""
+    idle_timeout: Duration = Field(ge=30)
+    """A user server with no activity for this long is stopped (>= 30 s)."""
     dask: DaskLimits
     data: DataAccess
 

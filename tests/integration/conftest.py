@@ -27,12 +27,14 @@ PASSWORDS = {"user": "class-password-for-tests", "admin": "admin-password-for-te
 SETTINGS = """\
 hub:
   name: Statbox test hub
+  port: 0   # the tests pass --port; doctor then has no fixed port to find busy
 groups:
   analysts: [ana]
   cohort-test: [alice, bob]
 roles:
   instructor:
     users: [ines]
+    idle_timeout: 30s   # short, so the tests see the culler stop an idle server
   trainee:
     dask: {{max_workers: 2, max_worker_cores: 1, max_worker_memory: 1G}}
   analyst:

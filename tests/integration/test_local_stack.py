@@ -4,7 +4,10 @@ restart, and a clean stop. Tests run in file order and share one stack."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import textwrap
+import time
 
 import intake
 import pytest
@@ -88,7 +91,7 @@ def test_wrong_password_is_refused(local_stack):
     assert "jupyterhub-session-id" not in user.session.cookies
 
 
-def test_instructor_needs_the_admin_password(local_stack, passwords):
+def test_instructor_needs_the_admin_password(local_stack, passwords, request):
     with pytest.raises(LoginRefused):
         HubUser(local_stack.base_url, "ines").login(passwords["user"])
     ines = HubUser(local_stack.base_url, "ines")
@@ -97,6 +100,9 @@ def test_instructor_needs_the_admin_password(local_stack, passwords):
     model = ines.api("GET", "/hub/api/users/ines").json()
     assert model["admin"] is False
     assert "statbox-role-instructor" in model["groups"]
+    # her server is left idle: test_idle_servers_are_culled_by_role checks it goes
+    ines.start_server()
+    request.config.cache.set("statbox/ines-token", ines.token)
 
 
 def test_trainee_reads_the_catalog_and_scales_a_dask_cluster(alice):
@@ -171,6 +177,33 @@ def test_one_user_cannot_reach_another_users_server_or_cluster(alice, ana, reque
     # ana still has it, and shuts it down herself
     assert ana_cluster in ana.api("GET", f"{gateway}/", scheme="jupyterhub").json()
     assert ana.api("DELETE", f"{gateway}/{ana_cluster}", scheme="jupyterhub").status_code == 204
+
+
+def test_idle_servers_are_culled_by_role(local_stack, alice, request):
+    """ines (instructor, 30 s idle timeout) loses her idle server; alice (trainee, 1 h)
+    keeps hers: each role's culler sees only its own role's users."""
+    ines = HubUser(
+        local_stack.base_url, "ines", token=request.config.cache.get("statbox/ines-token", None)
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if not ines.api("GET", "/hub/api/users/ines").json()["servers"]:
+            break
+        time.sleep(2)
+    else:
+        pytest.fail("ines's idle server was not culled within 120 s")
+    assert alice.api("GET", "/hub/api/users/alice").json()["servers"][""]["ready"] is True
+
+
+def test_doctor_finds_everything_local_mode_needs(local_stack):
+    result = subprocess.run(
+        [sys.executable, "-m", "statbox.cli", "doctor", "--config", str(local_stack.config)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout
+    assert "[ok ] proxy: configurable-http-proxy" in result.stdout
+    assert "[ok ] server account" in result.stdout
 
 
 def test_stop_restart_keeps_users_and_files_and_leaves_nothing(local_stack, alice, passwords):
