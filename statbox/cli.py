@@ -57,7 +57,7 @@ def _load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> 
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from .local import LocalStack, UpOptions
+    from .local import LocalStack
 
     overrides: dict[str, Any] = {}
     hub: dict[str, Any] = {}
@@ -75,7 +75,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"mode: {loaded.settings.mode.value!r} is not started by `statbox up` yet; "
             "only 'local' is (set mode: local)"
         )
-    stack = LocalStack(loaded, UpOptions(overrides=overrides))
+    stack = LocalStack(loaded)
     stack.prepare()
     print(f"Starting Statbox ({loaded.settings.hub.name}) ...", flush=True)
 

@@ -44,6 +44,30 @@ class Credentials:
         return {SECRET_ENV[name]: value for name, value in self.values.items()}
 
 
+PASSWORD_RULES = {"user_password": 8, "admin_password": 32}
+"""Minimum lengths JupyterHub's shared-password authenticator enforces."""
+
+
+def _explicit(settings: Settings, env: Mapping[str, str], name: str) -> str | None:
+    """A secret given by environment or settings (which wins: the environment)."""
+    secret = getattr(settings.auth, name, None) if name in PASSWORD_RULES else None
+    return env.get(SECRET_ENV[name]) or (secret.get_secret_value() if secret else None)
+
+
+def password_problems(settings: Settings, environ: Mapping[str, str] | None = None) -> list[str]:
+    """What is wrong with the passwords given explicitly, before anything is written."""
+    env = os.environ if environ is None else environ
+    given = {name: _explicit(settings, env, name) for name in PASSWORD_RULES}
+    problems = [
+        f"{SECRET_ENV[name]} (or auth.{name}) must have at least {minimum} characters"
+        for name, minimum in PASSWORD_RULES.items()
+        if given[name] is not None and len(given[name] or "") < minimum
+    ]
+    if given["user_password"] and given["user_password"] == given["admin_password"]:
+        problems.append("the class and admin passwords must differ")
+    return problems
+
+
 def resolve_credentials(
     settings: Settings, state_dir: Path, environ: Mapping[str, str] | None = None
 ) -> Credentials:
@@ -52,16 +76,10 @@ def resolve_credentials(
     directory = state_dir / "secrets"
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
-    from_settings = {
-        "user_password": settings.auth.user_password,
-        "admin_password": settings.auth.admin_password,
-    }
     values: dict[str, str] = {}
     generated: list[str] = []
     for name, generate in GENERATORS.items():
-        explicit = env.get(SECRET_ENV[name]) or (
-            secret.get_secret_value() if (secret := from_settings.get(name)) else None
-        )
+        explicit = _explicit(settings, env, name)
         stored = directory / name
         if explicit:
             values[name] = explicit

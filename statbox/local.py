@@ -26,13 +26,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import psutil
 
-from .credentials import Credentials, resolve_credentials
+from .credentials import Credentials, password_problems, resolve_credentials
 from .errors import BadInput, EnvironmentProblem, StatboxError
 from .hub import GATEWAY_PREFIX
 from .runtime import RUNTIME_ENV, Ports, Runtime, write_runtime
@@ -43,12 +42,8 @@ GATEWAY_CONFIG = Path(__file__).resolve().with_name("gateway_config.py")
 PROXY_NAME = "configurable-http-proxy"
 
 
-@dataclass(frozen=True)
-class UpOptions:
-    """What ``statbox up`` was asked for, beyond the settings file."""
-
-    overrides: dict[str, Any] = field(default_factory=dict)
-    start_timeout: float = 90.0
+START_TIMEOUT = 90.0
+"""Seconds the gateway and the hub each have to answer their health check."""
 
 
 def find_proxy(environ: dict[str, str] | None = None) -> list[str] | None:
@@ -141,9 +136,9 @@ def check_account_can_run(
 class LocalStack:
     """The processes of one local-mode run; use as a context manager or start()/stop()."""
 
-    def __init__(self, loaded: LoadedSettings, options: UpOptions = UpOptions()):
+    def __init__(self, loaded: LoadedSettings, start_timeout: float = START_TIMEOUT):
         self.loaded = loaded
-        self.options = options
+        self.start_timeout = start_timeout
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: list[IO[bytes]] = []
         self.runtime: Runtime | None = None
@@ -179,6 +174,9 @@ class LocalStack:
                 f"port {port} on {ip} is in use: stop what uses it, or choose another port "
                 "with --port (or hub.port in the settings)"
             )
+        problems = password_problems(settings)
+        if problems:
+            raise BadInput(*problems)
         paths = self.loaded.paths
         for name, path in (("catalog", paths.catalog), ("curriculum", paths.curriculum)):
             if not path.exists():
@@ -210,7 +208,6 @@ class LocalStack:
                 os.chown(path, account.pw_uid, account.pw_gid)
 
         self.credentials = resolve_credentials(settings, self.state_dir)
-        _check_passwords(self.credentials)
         ports = Ports(
             public=port,
             hub_api=free_port(),
@@ -296,7 +293,7 @@ class LocalStack:
         self._wait_for(f"http://127.0.0.1:{self.runtime.ports.public}/hub/health", proc, "hub")
 
     def _wait_for(self, url: str, proc: subprocess.Popen[bytes], name: str) -> None:
-        deadline = time.monotonic() + self.options.start_timeout
+        deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise StatboxError(
@@ -312,7 +309,7 @@ class LocalStack:
                     return
             time.sleep(0.1)
         raise StatboxError(
-            f"the {name} did not answer {url} within {self.options.start_timeout:.0f} s. "
+            f"the {name} did not answer {url} within {self.start_timeout:.0f} s. "
             f"Last lines of its log:",
             *self.log_tail(name),
         )
@@ -371,22 +368,3 @@ class LocalStack:
             yield self
         finally:
             self.stop()
-
-
-PASSWORD_RULES = (
-    ("user_password", 8, "the class password (STATBOX_USER_PASSWORD or auth.user_password)"),
-    ("admin_password", 32, "the admin password (STATBOX_ADMIN_PASSWORD or auth.admin_password)"),
-)
-
-
-def _check_passwords(credentials: Credentials) -> None:
-    values = credentials.values
-    problems = [
-        f"{what} must have at least {minimum} characters"
-        for name, minimum, what in PASSWORD_RULES
-        if len(values[name]) < minimum
-    ]
-    if values["user_password"] == values["admin_password"]:
-        problems.append("the class and admin passwords must differ")
-    if problems:
-        raise BadInput(*problems)

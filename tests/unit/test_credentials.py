@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import stat
+import sys
 
+from statbox.cli import main
 from statbox.credentials import resolve_credentials
 from statbox.settings import parse_settings
 
@@ -32,3 +34,23 @@ def test_environment_wins_over_settings_and_files(tmp_path):
     creds = resolve_credentials(settings, tmp_path, environ={})
     assert creds.values["user_password"] == "from-settings"
     assert creds.environment()["STATBOX_USER_PASSWORD"] == "from-settings"
+
+
+def test_bad_explicit_passwords_are_reported_before_anything_is_written(
+    tmp_path, capsys, monkeypatch
+):
+    (tmp_path / "catalogs").mkdir()
+    (tmp_path / "catalogs" / "statbox.yaml").write_text("version: 2\n")
+    (tmp_path / "curriculum").mkdir()
+    settings = tmp_path / "statbox.yaml"
+    settings.write_text("paths:\n  state_dir: state\n")
+    monkeypatch.setenv("STATBOX_PROXY", sys.executable)  # any executable: found
+    monkeypatch.setenv("STATBOX_USER_PASSWORD", "short")
+    monkeypatch.setenv("STATBOX_ADMIN_PASSWORD", "short")
+    code = main(["up", "--config", str(settings), "--port", "0"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "STATBOX_USER_PASSWORD (or auth.user_password) must have at least 8" in err
+    assert "STATBOX_ADMIN_PASSWORD (or auth.admin_password) must have at least 32" in err
+    assert "must differ" in err
+    assert not (tmp_path / "state").exists()
