@@ -4,11 +4,13 @@ For trying Statbox out and for small classes on one machine. Every server runs u
 account (``run_as`` when the hub is root, else the hub's own), so users are not isolated from
 each other's files; the docker and kubernetes modes isolate them.
 
-Start-up is kept short in two places (see bench/spawn.py): the server imports less
-(:mod:`statbox.singleuser`), and :meth:`StatboxLocalSpawner.start` returns only once the
-server's port accepts connections, polling every ``ready_poll_interval`` seconds, so the hub's
-own readiness check (exponential back-off, 0.2 s growing to 5 s) succeeds on its first try
-instead of sleeping past the moment the server came up.
+Start-up is kept short in three places (see bench/spawn.py): the server imports less
+(:mod:`statbox.singleuser`); :meth:`StatboxLocalSpawner.start` returns only once the server's
+port accepts connections, polling every ``ready_poll_interval`` seconds, so the hub's own
+readiness check (exponential back-off, 0.2 s growing to 5 s) succeeds on its first try
+instead of sleeping past the moment the server came up; and at most ``concurrent_starts``
+servers start at once, the rest queued, so a class logging in together is served in order
+rather than all slowly.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ import os
 import pwd
 import shutil
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
-from traitlets import Float, Unicode, default
+from traitlets import Float, Integer, Unicode, default
 
 from .base import StatboxSpawnerMixin
 
@@ -38,6 +40,24 @@ class StatboxLocalSpawner(StatboxSpawnerMixin, SimpleLocalProcessSpawner):
     ready_poll_interval = Float(
         0.05, config=True, help="Seconds between checks that a starting server listens."
     )
+    concurrent_starts = Integer(
+        config=True,
+        help="Servers starting at once; more wait their turn (default: CPU cores + 1).",
+    )
+
+    @default("concurrent_starts")
+    def _default_concurrent_starts(self) -> int:
+        return (os.cpu_count() or 1) + 1
+
+    # One queue for the whole hub: starting a server is CPU-bound (imports), so starting
+    # more at once than the machine has cores makes every one of them slower and the first
+    # ready no sooner. Queued, the first users of a class rush are ready early.
+    _start_slots: ClassVar[asyncio.Semaphore | None] = None
+
+    def _slots(self) -> asyncio.Semaphore:
+        if StatboxLocalSpawner._start_slots is None:
+            StatboxLocalSpawner._start_slots = asyncio.Semaphore(self.concurrent_starts)
+        return StatboxLocalSpawner._start_slots
 
     @default("home_dir")
     def _default_home_dir(self) -> str:
@@ -75,8 +95,9 @@ class StatboxLocalSpawner(StatboxSpawnerMixin, SimpleLocalProcessSpawner):
         else:
             self.log.info("Servers run as the hub's own account (uid %d)", os.getuid())
         self.popen_kwargs = kwargs
-        ip, port = await super().start()
-        await self._wait_until_listening(ip, port)
+        async with self._slots():
+            ip, port = await super().start()
+            await self._wait_until_listening(ip, port)
         return ip, port
 
     async def _wait_until_listening(self, ip: str, port: int) -> None:
