@@ -31,6 +31,10 @@ from typing import Any
 
 DEFERRED_MODULE = "rfc3987_syntax"
 
+NEVER_PUBLISHED = "grader"
+"""Course folders' solutions and hidden checks (statbox.courses.model.GRADER_DIR): never
+copied to a trainee. Spelt here too so a server start does not import the course model."""
+
 
 def _load_deferred() -> types.ModuleType:
     """Import the real module in place of the stand-in (once)."""
@@ -112,14 +116,17 @@ def import_jupyterlab_without_asking_node() -> None:
 def sync_courses(source: Path, home: Path) -> int:
     """Copy files under ``source`` missing from ``home/courses``; return how many were copied.
 
-    Existing files, symbolic links and anything the user put in the way are left alone.
+    Existing files, symbolic links and anything the user put in the way are left alone;
+    ``grader/`` folders and hidden files are never copied.
     """
     if not source.is_dir():
         return 0
     target = home / "courses"
     copied = 0
     for directory, dirnames, filenames in os.walk(source):
-        dirnames[:] = [d for d in dirnames if not d.startswith((".", "__"))]
+        dirnames[:] = [
+            d for d in dirnames if not d.startswith((".", "__")) and d != NEVER_PUBLISHED
+        ]
         relative = Path(directory).relative_to(source)
         destination = target / relative
         if destination.is_symlink() or (destination.exists() and not destination.is_dir()):

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+from statbox.courses.model import GRADER_DIR
 from statbox.singleuser import sync_courses
 
 PROBE = """
@@ -52,6 +53,16 @@ def test_sync_courses_adds_missing_and_keeps_edits(tmp_path):
     assert (home / "courses" / "ais" / "01.ipynb").read_text() == "trainee's edit"
     assert (home / "courses" / "ais" / "03.ipynb").read_text() == "new lesson"
     assert not (home / "courses" / ".hidden").exists()
+
+
+def test_sync_courses_never_copies_solutions_or_checks(tmp_path):
+    source = tmp_path / "curriculum"
+    (source / "ais" / GRADER_DIR).mkdir(parents=True)
+    (source / "ais" / "exercise.ipynb").write_text("template")
+    (source / "ais" / GRADER_DIR / "solution.ipynb").write_text("the answers")
+    home = tmp_path / "home"
+    assert sync_courses(source, home) == 1
+    assert sorted(p.name for p in (home / "courses" / "ais").iterdir()) == ["exercise.ipynb"]
 
 
 def test_sync_courses_does_not_follow_a_planted_symlink(tmp_path):

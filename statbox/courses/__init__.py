@@ -1,0 +1,12 @@
+"""Courses: the curriculum model, loading and checking, and (later) publishing to trainees."""
+
+from .model import Course, CurriculumError, Exercise, LoadedCourse, load_course, load_curriculum
+
+__all__ = [
+    "Course",
+    "CurriculumError",
+    "Exercise",
+    "LoadedCourse",
+    "load_course",
+    "load_curriculum",
+]
