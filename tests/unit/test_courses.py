@@ -99,3 +99,19 @@ def test_parameters_are_literal_assignments(source, expected):
 def test_parameters_that_are_code_are_refused(source, reason):
     with pytest.raises(NotebookProblem, match=reason.replace("(", r"\(")):
         parse_parameters(source)
+
+
+def test_record_writes_plain_data_only_when_asked(tmp_path, monkeypatch):
+    import numpy as np
+    import pandas as pd
+
+    from statbox.courses.results import RESULTS_ENV, read_results, record
+
+    monkeypatch.delenv(RESULTS_ENV, raising=False)
+    assert record(n=np.int64(3)) == {"n": 3}
+    assert list(tmp_path.iterdir()) == []
+    target = tmp_path / "results.json"
+    monkeypatch.setenv(RESULTS_ENV, str(target))
+    record(calls=pd.Series([2, 5], index=["Port A", "Port B"]), share=np.float64(0.25))
+    record(n=7)
+    assert read_results(target) == {"calls": {"Port A": 2, "Port B": 5}, "share": 0.25, "n": 7}
