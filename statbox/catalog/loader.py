@@ -84,6 +84,10 @@ class EntryInfo:
     """The entry's files under the data root, e.g. ``sdg/indicators/indicators.csv``."""
     key: tuple
     """Where the entry is in the file (its key path), to name lines in messages."""
+    data_key: str
+    """The key of the data it reads (under ``data:`` in the file)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """The reader's keyword arguments besides the data."""
 
     @property
     def domain(self) -> str:
@@ -365,7 +369,11 @@ def check_catalog(
         if relative.rstrip("/") != directory and not relative.startswith(directory + "/"):
             c.add(("data", data_key, "kwargs", "url"), f"entry {name!r} must keep its files under {{{DATA_ROOT}}}/{directory}/ (one directory per dataset, so it can be mounted alone)")
             continue
-        entries[str(name)] = EntryInfo(str(name), metadata, str(reader), datatypes[data_key], relative.rstrip("/"), where)
+        options = {k: v for k, v in kwargs.items() if k != "args"}
+        entries[str(name)] = EntryInfo(
+            str(name), metadata, str(reader), datatypes[data_key], relative.rstrip("/"), where,
+            data_key, options,
+        )
     for alias, target in aliases.items():
         if target not in raw_entries:
             c.add(("aliases", alias), f"points at {target!r}, which is not an entry")

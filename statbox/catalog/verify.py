@@ -15,7 +15,6 @@ Problems name the catalog file and the line of the column (or of the url, for mi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,9 +38,10 @@ def pandas_type_ok(declared: ValueType, dtype: Any, loose: bool) -> bool:
 
     kind = getattr(dtype, "kind", "O")
     if declared in INTEGER_TYPES:
-        return kind in "iu" if loose else str(dtype) == declared.value
+        # pandas' nullable Int64 holds int64 with missing values
+        return kind in "iu" if loose else str(dtype).lower() == declared.value
     if declared in (ValueType.float32, ValueType.float64):
-        return kind in "fiu" if loose else str(dtype) == declared.value
+        return kind in "fiu" if loose else str(dtype).lower() == declared.value
     if declared is ValueType.string:
         return pd.api.types.is_string_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype)
     if declared is ValueType.bool:
@@ -189,9 +189,8 @@ def missing_problem(info: CatalogInfo, entry: EntryInfo) -> Problem | None:
     path = info.url(entry)
     if os.path.exists(path):
         return None
-    data_key = entry.key  # the url line is in the data section; point at the entry's args
     return info.problem(
-        (*data_key, "kwargs", "args"),
+        ("data", entry.data_key, "kwargs", "url"),
         f"{entry.name}: no such file or directory {path} (generate samples with `statbox "
         "catalog samples`, or set paths.data_root to where the data is)",
     )
@@ -244,14 +243,14 @@ def _sample(info: CatalogInfo, entry: EntryInfo, rows: int) -> Any:
     reader_cls = import_name(entry.reader)
     data_cls = import_name(entry.datatype)
     url = info.url(entry)
+    limit: dict[str, Any] = {}
     if entry.datatype.endswith(":Parquet"):
         url = _first_parquet_file(url)
-        return reader_cls(data_cls(url=url)).read()
-    if entry.datatype.endswith(":CSV"):
-        return reader_cls(data_cls(url=url)).read(nrows=rows)
-    if entry.datatype.endswith(":GeoJSON"):
-        return reader_cls(data_cls(url=url)).read(rows=rows)
-    return reader_cls(data_cls(url=url)).read()
+    elif entry.datatype.endswith(":CSV"):
+        limit = {"nrows": rows}
+    elif entry.datatype.endswith(":GeoJSON"):
+        limit = {"rows": rows}
+    return reader_cls(data_cls(url=url), **entry.options).read(**limit)
 
 
 def _first_parquet_file(url: str) -> str:
@@ -285,6 +284,3 @@ def sample_problems(info: CatalogInfo, entry: EntryInfo) -> list[Problem]:
         sample.close()
     return _problems(info, entry, findings)
 
-
-def is_finite(value: float) -> bool:
-    return not (math.isnan(value) or math.isinf(value))
