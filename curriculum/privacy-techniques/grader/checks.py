@@ -96,9 +96,9 @@ def check_count(answer: Any, expected: Any) -> tuple[float, str]:
         return 0.0, f"{value:g}: a count of persons cannot be negative"
     if value == expected:
         return 1.0, f"right: {expected}"
-    if abs(value - expected) <= max(1.0, 0.01 * expected):
-        return 0.5, f"{value:g} is close to the right count but not it: check ties and the rule"
-    return 0.0, f"{value:g} is not the right count"
+    if value < expected:
+        return 0.0, f"{value:g} is too few: every record of a small class counts"
+    return 0.0, f"{value:g} is too many: check the quasi-identifiers and the generalisation"
 
 
 def check_close(answer: Any, expected: Any) -> tuple[float, str]:

@@ -72,12 +72,7 @@ def check_population(answer: Any, expected: Any) -> tuple[float, str]:
         return 0.0, "a population cannot be negative"
     if math.isclose(value, expected, rel_tol=0.005, abs_tol=1.0):
         return 1.0, f"right: about {expected:,.0f} persons"
-    if math.isclose(value, expected, rel_tol=0.05):
-        return (
-            0.5,
-            f"{value:,.0f} is within 5% of the right figure: check the rural cells and the 2 km",
-        )
-    return 0.0, f"{value:,.0f} persons is not right"
+    return 0.0, f"{value:,.0f} persons is not right: check the rural cells, the CRS and the 2 km"
 
 
 def check_rai(answer: Any, expected: Any) -> tuple[float, str]:
@@ -88,8 +83,6 @@ def check_rai(answer: Any, expected: Any) -> tuple[float, str]:
         return 1.0, f"right: {expected:.1f}%"
     if expected > 1 and abs(100 * value - expected) <= 0.3:
         return 0.5, "right share, but the task asks for a percentage"
-    if abs(value - expected) <= 2:
-        return 0.5, f"{value:.1f}% is close to {expected:.1f}% but not it"
     return 0.0, f"{value:.1f}% is not right"
 
 
