@@ -48,7 +48,9 @@ def file_digests(root: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def generate(out: Path, scale: str = "small", seed: int = DEFAULT_SEED, progress: bool = True) -> dict:
+def generate(
+    out: Path, scale: str = "small", seed: int = DEFAULT_SEED, progress: bool = True
+) -> dict:
     """Write the samples under ``out``; return the manifest."""
     if scale not in SCALES:
         raise BadInput(f"--scale {scale!r}: choose one of {', '.join(SCALES)}")
