@@ -199,8 +199,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def register(commands: Any) -> None:
     """Add the ``catalog`` command group to the top-level subparsers."""
     from ..cli import EPILOG
-    from .samples import DEFAULT_SEED
-    from .samples.common import SCALES
+    from .samples import DEFAULT_SEED, SCALE_NAMES
 
     group = commands.add_parser(
         "catalog", help="Datasets: list, show, validate, samples, build.", epilog=EPILOG
@@ -253,7 +252,7 @@ def register(commands: Any) -> None:
     samples.add_argument("--out", metavar="DIR", help="directory (default: paths.data_root)")
     samples.add_argument(
         "--scale",
-        choices=sorted(SCALES),
+        choices=SCALE_NAMES,
         default="small",
         help="small (default; seconds, < 100 MB) or medium",
     )

@@ -8,7 +8,8 @@ import pytest
 
 from statbox.catalog.build import build_root
 from statbox.catalog.metadata import DOMAINS
-from statbox.catalog.samples import file_digests, generate
+from statbox.catalog.samples import SCALE_NAMES, file_digests, generate
+from statbox.catalog.samples.common import SCALES
 from statbox.catalog.verify import dataset_findings, frame_findings, sample_problems
 from tests.catalog.conftest import ROOT_CATALOG
 from tests.conftest import REPO
@@ -80,6 +81,10 @@ def test_samples_are_byte_identical_for_a_seed_and_differ_for_another(samples, t
     other = generate(tmp_path / "other", "small", seed=7, progress=False)["files"]
     assert other.keys() == first.keys()
     assert sum(other[k]["sha256"] != first[k]["sha256"] for k in first) > len(first) // 2
+
+
+def test_scale_names_match_the_scales():
+    assert SCALE_NAMES == tuple(SCALES)
 
 
 def test_small_samples_stay_under_100_mb(samples):
