@@ -84,7 +84,7 @@ def test_samples_are_byte_identical_for_a_seed_and_differ_for_another(samples, t
 
 
 def test_scale_names_match_the_scales():
-    assert SCALE_NAMES == tuple(SCALES)
+    assert tuple(SCALES) == SCALE_NAMES
 
 
 def test_small_samples_stay_under_100_mb(samples):
