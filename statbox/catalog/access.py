@@ -46,7 +46,11 @@ def entitlement(settings: Settings, role: str, groups: Iterable[str], entry: Ent
     access = entry.metadata.access
     if access.level is not AccessLevel.restricted:
         levels = {level.value for level in data.levels}
-        return f"{access.level.value} entries are in roles.{role}.data.levels" if access.level.value in levels else ""
+        return (
+            f"{access.level.value} entries are in roles.{role}.data.levels"
+            if access.level.value in levels
+            else ""
+        )
     if "*" in data.restricted or entry.name in data.restricted:
         return f"named in roles.{role}.data.restricted"
     if role in access.roles:

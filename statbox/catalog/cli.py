@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput, ExitCode
-from ..settings import ROLE_NAMES, LoadedSettings, load_settings
+from ..settings import ROLE_NAMES, LoadedSettings, Problem, load_settings
 
 
 def _settings(args: argparse.Namespace) -> LoadedSettings:
@@ -45,7 +45,7 @@ def _who(args: argparse.Namespace, loaded: LoadedSettings) -> tuple[str, list[st
     return role, groups
 
 
-def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     """Plain aligned columns (the last one is not padded)."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
     lines = []
@@ -63,7 +63,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     entries = entitled_entries(loaded.settings, role, groups, _catalog_path(args, loaded))
     rows = [(e.name, e.level, e.data_path, e.title) for e in entries]
     print(table(rows, ("NAME", "ACCESS", "DATA PATH", "TITLE")))
-    print(f"\n{len(entries)} entries for role {role}" + (f", groups {', '.join(groups)}" if groups else ""))
+    print(
+        f"\n{len(entries)} entries for role {role}"
+        + (f", groups {', '.join(groups)}" if groups else "")
+    )
     return ExitCode.OK
 
 
@@ -76,13 +79,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     info, _ = read_catalog(_catalog_path(args, loaded), _data_root(args, loaded))
     entry = info.entries.get(args.name)
     if entry is None or not entitlement(loaded.settings, role, groups, entry):
-        raise BadInput(
-            f"{args.name!r}: no such entry for role {role} (see `statbox catalog list`)"
-        )
+        raise BadInput(f"{args.name!r}: no such entry for role {role} (see `statbox catalog list`)")
     m = entry.metadata
     access = m.access.level.value
     if m.access.roles or m.access.groups:
-        access += f" (roles: {', '.join(m.access.roles) or '-'}; groups: {', '.join(m.access.groups) or '-'})"
+        allowed_roles = ", ".join(m.access.roles) or "-"
+        allowed_groups = ", ".join(m.access.groups) or "-"
+        access += f" (roles: {allowed_roles}; groups: {allowed_groups})"
+    period = m.temporal_coverage
     fields = [
         ("title", m.title),
         ("domain", m.domain),
@@ -92,7 +96,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         ("format", m.format),
         ("reader", entry.reader.rsplit(":", 1)[1]),
         ("coverage", f"{m.spatial_coverage.description}; bbox {list(m.spatial_coverage.bbox)}"),
-        ("period", f"{m.temporal_coverage.start} to {m.temporal_coverage.end} ({m.temporal_coverage.resolution})"),
+        ("period", f"{period.start} to {period.end} ({period.resolution})"),
         ("updated", m.update_frequency),
         ("licence", m.licence),
         ("provenance", m.provenance),
@@ -101,17 +105,28 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"{entry.name}\n")
     print(textwrap.fill(m.description, 96) + "\n")
     for label, value in fields:
-        print(textwrap.fill(str(value), 96, initial_indent=f"{label:<11} ", subsequent_indent=" " * 12))
+        print(
+            textwrap.fill(
+                str(value), 96, initial_indent=f"{label:<11} ", subsequent_indent=" " * 12
+            )
+        )
     schema = m.schema_
     print()
     if schema.is_table:
         columns = schema.columns or {}
-        rows = [(n, c.type.value, c.unit or "-", c.description) for n, c in columns.items()]
+        rows: list[tuple[str, ...]] = [
+            (n, c.type.value, c.unit or "-", c.description) for n, c in columns.items()
+        ]
         print(table(rows, ("COLUMN", "TYPE", "UNIT", "DESCRIPTION")))
     else:
-        rows = [(n, c.type.value, "", c.unit or "-", c.description) for n, c in (schema.dims or {}).items()]
-        rows += [(n, v.type.value, ",".join(v.dims), v.unit or "-", v.description)
-                 for n, v in (schema.variables or {}).items()]
+        rows = [
+            (n, c.type.value, "", c.unit or "-", c.description)
+            for n, c in (schema.dims or {}).items()
+        ]
+        rows += [
+            (n, v.type.value, ",".join(v.dims), v.unit or "-", v.description)
+            for n, v in (schema.variables or {}).items()
+        ]
         print(table(rows, ("NAME", "TYPE", "DIMS", "UNIT", "DESCRIPTION")))
     if schema.crs:
         print(f"\ncrs: {schema.crs}")
@@ -127,18 +142,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     loaded = _settings(args)
     path = _catalog_path(args, loaded)
     info, _ = read_catalog(path, _data_root(args, loaded))
-    problems = []
+    problems: list[Problem] = []
     for name, entry in info.entries.items():
         found = sample_problems(info, entry)
         problems += found
         print(f"{'ok  ' if not found else 'FAIL'} {name}", flush=True)
-    if path.name == ROOT_NAME and all(p.exists() for p in domain_files(path.parent)):
-        if path.read_text() != build_root(path.parent):
-            problems.append(
-                f"{path}: out of date with the domain catalogs beside it: run `statbox catalog build`"
-            )
+    beside = path.name == ROOT_NAME and all(p.exists() for p in domain_files(path.parent))
+    if beside and path.read_text() != build_root(path.parent):
+        stale = "out of date with the domain catalogs beside it: run `statbox catalog build`"
+        problems.append(Problem(str(path), None, "", stale))
     if problems:
-        raise CatalogError(problems) if all(not isinstance(p, str) for p in problems) else BadInput(*map(str, problems))
+        raise CatalogError(problems)
     print(f"{path}: valid, {len(info.entries)} entries read and checked against their schema")
     return ExitCode.OK
 
@@ -157,9 +171,12 @@ def cmd_samples(args: argparse.Namespace) -> int:
     if args.if_missing and is_current(target, args.scale, args.seed):
         print(f"{target}: samples ({args.scale}, seed {args.seed}) are already there")
         return ExitCode.OK
-    manifest = generate(target, args.scale, args.seed, progress=sys.stderr.isatty() or args.progress)
+    manifest = generate(
+        target, args.scale, args.seed, progress=sys.stderr.isatty() or args.progress
+    )
     size = sum(f["bytes"] for f in manifest["files"].values())
-    print(f"{target}: {len(manifest['files'])} files, {size / 1024**2:.1f} MiB ({args.scale}, seed {args.seed})")
+    count = len(manifest["files"])
+    print(f"{target}: {count} files, {size / 1024**2:.1f} MiB ({args.scale}, seed {args.seed})")
     return ExitCode.OK
 
 
@@ -170,7 +187,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.check:
         target = directory / ROOT_NAME
         if not target.exists() or target.read_text() != build_root(directory):
-            raise BadInput(f"{target}: out of date with the domain catalogs: run `statbox catalog build`")
+            raise BadInput(
+                f"{target}: out of date with the domain catalogs: run `statbox catalog build`"
+            )
         print(f"{target}: up to date")
         return ExitCode.OK
     print(f"wrote {write_root(directory)}")
@@ -180,8 +199,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def register(commands: Any) -> None:
     """Add the ``catalog`` command group to the top-level subparsers."""
     from ..cli import EPILOG
-    from .samples import DEFAULT_SEED
-    from .samples.common import SCALES
+    from .samples import DEFAULT_SEED, SCALE_NAMES
 
     group = commands.add_parser(
         "catalog", help="Datasets: list, show, validate, samples, build.", epilog=EPILOG
@@ -191,28 +209,68 @@ def register(commands: Any) -> None:
     def add(name: str, func: Any, help: str) -> argparse.ArgumentParser:
         parser = sub.add_parser(name, help=help, description=help, epilog=EPILOG)
         parser.set_defaults(func=func)
-        parser.add_argument("--config", metavar="FILE", help="settings file (default: $STATBOX_CONFIG, ./statbox.yaml, else built-in defaults)")
+        parser.add_argument(
+            "--config",
+            metavar="FILE",
+            help="settings file (default: $STATBOX_CONFIG, ./statbox.yaml, else built-in defaults)",
+        )
         return parser
 
     def who(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--catalog", metavar="FILE", help="catalog (default: paths.catalog)")
-        parser.add_argument("--as-role", choices=ROLE_NAMES, help="list as this role (default: $STATBOX_ROLE, else default_role)")
-        parser.add_argument("--groups", nargs="*", metavar="GROUP", help="the user's groups (default: $STATBOX_GROUPS)")
+        parser.add_argument(
+            "--as-role",
+            choices=ROLE_NAMES,
+            help="list as this role (default: $STATBOX_ROLE, else default_role)",
+        )
+        parser.add_argument(
+            "--groups",
+            nargs="*",
+            metavar="GROUP",
+            help="the user's groups (default: $STATBOX_GROUPS)",
+        )
 
-    who(add("list", cmd_list, "List the entries a role (and groups) may see, with their data paths."))
+    who(
+        add(
+            "list", cmd_list, "List the entries a role (and groups) may see, with their data paths."
+        )
+    )
     show = add("show", cmd_show, "Describe one entry: metadata and column schema.")
     show.add_argument("name", metavar="NAME")
     who(show)
     show.add_argument("--data-root", metavar="DIR", help="data root (default: paths.data_root)")
-    validate = add("validate", cmd_validate, "Load every entry, read a sample, check it against its schema.")
-    validate.add_argument("path", nargs="?", metavar="PATH", help="catalog (default: paths.catalog)")
+    validate = add(
+        "validate", cmd_validate, "Load every entry, read a sample, check it against its schema."
+    )
+    validate.add_argument(
+        "path", nargs="?", metavar="PATH", help="catalog (default: paths.catalog)"
+    )
     validate.add_argument("--data-root", metavar="DIR", help="data root (default: paths.data_root)")
-    samples = add("samples", cmd_samples, "Generate the deterministic sample data into the data root.")
+    samples = add(
+        "samples", cmd_samples, "Generate the deterministic sample data into the data root."
+    )
     samples.add_argument("--out", metavar="DIR", help="directory (default: paths.data_root)")
-    samples.add_argument("--scale", choices=sorted(SCALES), default="small", help="small (default; seconds, < 100 MB) or medium")
-    samples.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
-    samples.add_argument("--if-missing", action="store_true", help="do nothing when samples of this scale and seed are there")
-    samples.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
+    samples.add_argument(
+        "--scale",
+        choices=SCALE_NAMES,
+        default="small",
+        help="small (default; seconds, < 100 MB) or medium",
+    )
+    samples.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})"
+    )
+    samples.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="do nothing when samples of this scale and seed are there",
+    )
+    samples.add_argument(
+        "--progress",
+        action="store_true",
+        help="show the progress bar even when stderr is not a terminal",
+    )
     build = add("build", cmd_build, "Write catalogs/statbox.yaml from the domain catalogs.")
     build.add_argument("directory", nargs="?", default="catalogs", metavar="DIR")
-    build.add_argument("--check", action="store_true", help="fail (exit 2) if the root is out of date")
+    build.add_argument(
+        "--check", action="store_true", help="fail (exit 2) if the root is out of date"
+    )

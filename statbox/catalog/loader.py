@@ -268,7 +268,9 @@ def check_catalog(
     c.mapping(data.get("metadata", {}), ("metadata",))
     raw_data = c.mapping(data.get("data", {}), ("data",))
     data_keys = set(map(str, raw_data))
-    names = c.user_parameters(data.get("user_parameters", {}), ("user_parameters",), data_keys, True)
+    names = c.user_parameters(
+        data.get("user_parameters", {}), ("user_parameters",), data_keys, True
+    )
     if DATA_ROOT not in names:
         c.add(
             ("user_parameters",),
@@ -284,9 +286,14 @@ def check_catalog(
         datatype = spec.get("datatype")
         known = {d for _, types in READERS.values() for d in types}
         if datatype not in known:
-            c.add((*where, "datatype"), f"{datatype!r} is not a datatype Statbox loads: " + ", ".join(sorted(known)))
+            c.add(
+                (*where, "datatype"),
+                f"{datatype!r} is not a datatype Statbox loads: " + ", ".join(sorted(known)),
+            )
         datatypes[key] = str(datatype)
-        local = names | c.user_parameters(spec.get("user_parameters", {}), (*where, "user_parameters"), data_keys, False)
+        local = names | c.user_parameters(
+            spec.get("user_parameters", {}), (*where, "user_parameters"), data_keys, False
+        )
         kwargs = c.mapping(spec.get("kwargs", {}), (*where, "kwargs"), DATA_KWARGS)
         c.templates(kwargs, (*where, "kwargs"), local, data_keys)
         c.mapping(spec.get("metadata", {}), (*where, "metadata"))
@@ -318,22 +325,36 @@ def check_catalog(
     used_data: dict[str, str] = {}
     for name, spec in raw_entries.items():
         where = ("entries", name)
-        spec = c.mapping(spec, where, {"reader", "kwargs", "metadata", "output_instance", "user_parameters"})
+        spec = c.mapping(
+            spec, where, {"reader", "kwargs", "metadata", "output_instance", "user_parameters"}
+        )
         match = ENTRY_NAME.match(str(name))
         if not match:
             c.add(where, "entry names are <domain>.<dataset> (lower case, digits, _)")
         reader = spec.get("reader")
         if reader not in READERS:
-            c.add((*where, "reader"), f"{reader!r} is not a reader Statbox loads: " + ", ".join(sorted(READERS)))
+            c.add(
+                (*where, "reader"),
+                f"{reader!r} is not a reader Statbox loads: " + ", ".join(sorted(READERS)),
+            )
             continue
         output, readable = READERS[reader]
         if spec.get("output_instance") != output:
-            c.add((*where, "output_instance"), f"{spec.get('output_instance')!r}: {reader} produces {output!r}")
-        local = names | c.user_parameters(spec.get("user_parameters", {}), (*where, "user_parameters"), data_keys, False)
+            c.add(
+                (*where, "output_instance"),
+                f"{spec.get('output_instance')!r}: {reader} produces {output!r}",
+            )
+        local = names | c.user_parameters(
+            spec.get("user_parameters", {}), (*where, "user_parameters"), data_keys, False
+        )
         kwargs = c.mapping(spec.get("kwargs", {}), (*where, "kwargs"))
         c.templates(kwargs, (*where, "kwargs"), local, data_keys)
         args = kwargs.get("args")
-        ref = _DATA_REF.match(args[0]) if isinstance(args, list) and len(args) == 1 and isinstance(args[0], str) else None
+        ref = (
+            _DATA_REF.match(args[0])
+            if isinstance(args, list) and len(args) == 1 and isinstance(args[0], str)
+            else None
+        )
         if ref is None:
             c.add((*where, "kwargs", "args"), "expected args: ['{data(KEY)}'] naming one data key")
             continue
@@ -341,10 +362,17 @@ def check_catalog(
         if data_key not in raw_data:
             continue  # reported by the template check
         if data_key in used_data:
-            c.add((*where, "kwargs", "args"), f"data {data_key!r} is already read by entry {used_data[data_key]!r}; each entry has its own data")
+            c.add(
+                (*where, "kwargs", "args"),
+                f"data {data_key!r} is already read by entry {used_data[data_key]!r}; each "
+                "entry has its own data",
+            )
         used_data[data_key] = str(name)
         if datatypes.get(data_key) not in readable:
-            c.add((*where, "reader"), f"{reader} cannot read {datatypes.get(data_key)} (data {data_key!r})")
+            c.add(
+                (*where, "reader"),
+                f"{reader} cannot read {datatypes.get(data_key)} (data {data_key!r})",
+            )
         try:
             metadata = EntryMetadata.model_validate(spec.get("metadata", {}))
         except ValidationError as exc:
@@ -358,21 +386,38 @@ def check_catalog(
                 c.add((*where, "metadata", *loc), message)
             continue
         if str(name) not in aliases:
-            c.add(("aliases",), f"entry {name!r} has no alias ({name}: {name}); Intake lists entries by alias")
+            c.add(
+                ("aliases",),
+                f"entry {name!r} has no alias ({name}: {name}); Intake lists entries by alias",
+            )
         if match is None or data_key not in urls:
             continue
         domain, dataset = match.groups()
         if metadata.domain != domain:
-            c.add((*where, "metadata", "domain"), f"{metadata.domain!r}, but the entry is named {name!r}: the name starts with the domain")
+            c.add(
+                (*where, "metadata", "domain"),
+                f"{metadata.domain!r}, but the entry is named {name!r}: the name starts with "
+                "the domain",
+            )
         relative = urls[data_key]
         directory = f"{domain}/{dataset}"
         if relative.rstrip("/") != directory and not relative.startswith(directory + "/"):
-            c.add(("data", data_key, "kwargs", "url"), f"entry {name!r} must keep its files under {{{DATA_ROOT}}}/{directory}/ (one directory per dataset, so it can be mounted alone)")
+            c.add(
+                ("data", data_key, "kwargs", "url"),
+                f"entry {name!r} must keep its files under {{{DATA_ROOT}}}/{directory}/ (one "
+                "directory per dataset, so it can be mounted alone)",
+            )
             continue
         options = {k: v for k, v in kwargs.items() if k != "args"}
         entries[str(name)] = EntryInfo(
-            str(name), metadata, str(reader), datatypes[data_key], relative.rstrip("/"), where,
-            data_key, options,
+            str(name),
+            metadata,
+            str(reader),
+            datatypes[data_key],
+            relative.rstrip("/"),
+            where,
+            data_key,
+            options,
         )
     for alias, target in aliases.items():
         if target not in raw_entries:
@@ -442,6 +487,12 @@ class StatboxCatalog(_catalog_base()):  # type: ignore[misc]
             self._statbox_verified.add(name)
         return super().__getitem__(item)
 
+    def to_dask(self, name: str) -> Any:
+        """The entry ``name`` read by Dask (a lazy dask DataFrame), with the same options."""
+        entry = self._statbox.entries[name]
+        reader = self[name]
+        return reader.to_reader("dask.dataframe:DataFrame", **entry.options).read()
+
     @property
     def info(self) -> CatalogInfo:
         """What Statbox checked: entries with their metadata, data paths and lines."""
@@ -451,7 +502,9 @@ class StatboxCatalog(_catalog_base()):  # type: ignore[misc]
         """A new catalog with only the entries ``names`` (and the data they read)."""
         keep = set(names)
         info = self._statbox
-        new = StatboxCatalog(metadata=dict(self.metadata), user_parameters=dict(self.user_parameters))
+        new = StatboxCatalog(
+            metadata=dict(self.metadata), user_parameters=dict(self.user_parameters)
+        )
         for name in sorted(keep):
             entry = self.entries[name]
             data_key = _DATA_REF.match(entry.kwargs["args"][0]).group(1)  # type: ignore[union-attr]

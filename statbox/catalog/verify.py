@@ -147,7 +147,9 @@ def dataset_findings(ds: Any, schema: Schema, *, values: bool = True) -> list[Fi
         if name not in ds.dims:
             findings.append((key, "declared, but the data has no such dimension"))
         elif name in ds.coords and not pandas_type_ok(column.type, ds[name].dtype, False):
-            findings.append((key, f"declared {column.type.value}, but the data is {ds[name].dtype}"))
+            findings.append(
+                (key, f"declared {column.type.value}, but the data is {ds[name].dtype}")
+            )
     for name in ds.data_vars:
         if name not in variables:
             findings.append((("variables",), f"the data has variable {name!r}, not declared"))
@@ -158,7 +160,9 @@ def dataset_findings(ds: Any, schema: Schema, *, values: bool = True) -> list[Fi
             continue
         array = ds[name]
         if list(array.dims) != variable.dims:
-            findings.append((key, f"declared dims {variable.dims}, but the data has {list(array.dims)}"))
+            findings.append(
+                (key, f"declared dims {variable.dims}, but the data has {list(array.dims)}")
+            )
         elif not pandas_type_ok(variable.type, array.dtype, False):
             findings.append((key, f"declared {variable.type.value}, but the data is {array.dtype}"))
         elif values:
@@ -167,7 +171,9 @@ def dataset_findings(ds: Any, schema: Schema, *, values: bool = True) -> list[Fi
             first = array.isel({array.dims[0]: slice(0, 2)}).values.ravel()
             findings.extend((key, m) for m in value_findings(pd.Series(first), variable))
     if values and schema.crs and ds.attrs.get("crs") != schema.crs:
-        findings.append((("crs",), f"declared {schema.crs}, but the data says {ds.attrs.get('crs')}"))
+        findings.append(
+            (("crs",), f"declared {schema.crs}, but the data says {ds.attrs.get('crs')}")
+        )
     return findings
 
 
@@ -232,7 +238,9 @@ def _parquet_findings(url: str, schema: Schema) -> list[Finding]:
             findings.append((("columns", name), "declared, but the data has no such column"))
         elif not column.partition and not arrow_type_ok(column.type, arrow.field(name).type):
             stored = arrow.field(name).type
-            findings.append((("columns", name), f"declared {column.type.value}, but the data is {stored}"))
+            findings.append(
+                (("columns", name), f"declared {column.type.value}, but the data is {stored}")
+            )
     return findings
 
 
@@ -283,4 +291,3 @@ def sample_problems(info: CatalogInfo, entry: EntryInfo) -> list[Problem]:
         findings = dataset_findings(sample, schema)
         sample.close()
     return _problems(info, entry, findings)
-

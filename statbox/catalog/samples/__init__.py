@@ -16,12 +16,16 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import BadInput
-from .common import SCALES, Scale
+
+if TYPE_CHECKING:
+    from .common import Scale
 
 DEFAULT_SEED = 20240304
+SCALE_NAMES = ("small", "medium")
+"""The sizes in :data:`.common.SCALES` (named here so the CLI need not import numpy)."""
 MANIFEST = "samples.json"
 
 
@@ -48,13 +52,17 @@ def file_digests(root: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def generate(out: Path, scale: str = "small", seed: int = DEFAULT_SEED, progress: bool = True) -> dict:
+def generate(
+    out: Path, scale: str = "small", seed: int = DEFAULT_SEED, progress: bool = True
+) -> dict:
     """Write the samples under ``out``; return the manifest."""
-    if scale not in SCALES:
-        raise BadInput(f"--scale {scale!r}: choose one of {', '.join(SCALES)}")
+    if scale not in SCALE_NAMES:
+        raise BadInput(f"--scale {scale!r}: choose one of {', '.join(SCALE_NAMES)}")
     if out.exists() and not out.is_dir():
         raise BadInput(f"{out} exists and is not a directory: choose another --out")
     from tqdm import tqdm
+
+    from .common import SCALES
 
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".samples-", dir=out))

@@ -57,14 +57,65 @@ OFFSHORE = [(-1.60, 41.95), (-3.00, 41.20), (-4.50, 40.75), (-6.00, 40.45), (-7.
 RECEPTION_LON = 40.8
 """Beyond this longitude (far from coastal receivers) most reports are never received."""
 
-MIDS = {"KE": 634, "TZ": 674, "PA": 352, "LR": 636, "MH": 538, "SG": 563, "MT": 248, "IN": 419,
-        "AE": 470, "CN": 413, "GR": 240}
-TYPE_NAMES = {30: "Fishing", 36: "Sailing", 52: "Tug", 60: "Passenger", 70: "Cargo",
-              71: "Cargo, hazardous category A", 80: "Tanker", 81: "Tanker, hazardous category A"}
-NAME_A = ["OCEAN", "MSC", "SEA", "AFRICAN", "INDIAN", "EAST", "STAR", "GLOBAL", "BLUE", "KOTA",
-          "CAPE", "SAFARI", "KILWA", "PWANI", "NORTHERN", "CORAL"]
-NAME_B = ["PIONEER", "SPIRIT", "TRADER", "EXPRESS", "HARMONY", "GRACE", "VOYAGER", "PRIDE",
-          "FORTUNE", "EAGLE", "LION", "PEARL", "BREEZE", "DAWN", "HORIZON", "QUEEN"]
+MIDS = {
+    "KE": 634,
+    "TZ": 674,
+    "PA": 352,
+    "LR": 636,
+    "MH": 538,
+    "SG": 563,
+    "MT": 248,
+    "IN": 419,
+    "AE": 470,
+    "CN": 413,
+    "GR": 240,
+}
+TYPE_NAMES = {
+    30: "Fishing",
+    36: "Sailing",
+    52: "Tug",
+    60: "Passenger",
+    70: "Cargo",
+    71: "Cargo, hazardous category A",
+    80: "Tanker",
+    81: "Tanker, hazardous category A",
+}
+NAME_A = [
+    "OCEAN",
+    "MSC",
+    "SEA",
+    "AFRICAN",
+    "INDIAN",
+    "EAST",
+    "STAR",
+    "GLOBAL",
+    "BLUE",
+    "KOTA",
+    "CAPE",
+    "SAFARI",
+    "KILWA",
+    "PWANI",
+    "NORTHERN",
+    "CORAL",
+]
+NAME_B = [
+    "PIONEER",
+    "SPIRIT",
+    "TRADER",
+    "EXPRESS",
+    "HARMONY",
+    "GRACE",
+    "VOYAGER",
+    "PRIDE",
+    "FORTUNE",
+    "EAGLE",
+    "LION",
+    "PEARL",
+    "BREEZE",
+    "DAWN",
+    "HORIZON",
+    "QUEEN",
+]
 
 
 @dataclass
@@ -89,8 +140,10 @@ def _port_polygon(port: tuple, rng: np.random.Generator) -> list[tuple[float, fl
     _, _, _, lat, lon, radius, _, _ = port
     angles = np.linspace(0, 2 * np.pi, 9)[:-1] + rng.uniform(-0.15, 0.15, 8)
     radii = radius * rng.uniform(0.85, 1.15, 8)
-    return [(lon + r * np.cos(a) / np.cos(np.radians(lat)), lat + r * np.sin(a))
-            for a, r in zip(angles, radii, strict=True)]
+    return [
+        (lon + r * np.cos(a) / np.cos(np.radians(lat)), lat + r * np.sin(a))
+        for a, r in zip(angles, radii, strict=True)
+    ]
 
 
 class Voyages:
@@ -151,8 +204,9 @@ class Voyages:
         t = -rng.uniform(0, 36) * HOUR
         lies = rng.uniform() < 0.1  # reports status 0 while moored
         if rng.uniform() < 0.5:
-            here: str | None = str(rng.choice(codes, p=weights))
-            position = self.berth(here)
+            first = str(rng.choice(codes, p=weights))
+            here: str | None = first
+            position = self.berth(first)
             dwell = rng.uniform(6, 60) * HOUR
             segments.append(Segment(t, t + dwell, "moored", position[None], 0, 0 if lies else 5))
             t += dwell
@@ -169,7 +223,7 @@ class Voyages:
                 segments.append(Segment(segments[-1].end, t, "absent", path[-1:], 0, 0))
                 here, position = None, np.array(LANE[0] if exit_ == "N" else LANE[-1])
                 continue
-            options = [c for c in codes if c != here]
+            options = [c for c in codes if c != here]  # here is None when arriving
             p = np.array([self.ports[c][7] for c in options])
             to = str(rng.choice(options, p=p / p.sum()))
             exit_ = "N" if position[0] > -3 else "S"
@@ -219,7 +273,10 @@ class Voyages:
                 for frm, to in ((dar, znz), (znz, dar)):
                     trip = self.sail(t, np.array([frm, middle, to]), rng.uniform(22, 27))
                     dwell = rng.uniform(1.0, 2.0) * HOUR
-                    segments += [trip, Segment(trip.end, trip.end + dwell, "moored", to[None], 0, 5)]
+                    segments += [
+                        trip,
+                        Segment(trip.end, trip.end + dwell, "moored", to[None], 0, 5),
+                    ]
                     t = trip.end + dwell
         return segments
 
@@ -278,7 +335,9 @@ def _sample(segments: list[Segment], rng: np.random.Generator, horizon: float):
         if len(path) == 1:
             spread = 0.00004 if seg.kind == "moored" else 0.0004  # swinging at anchor
             pos = path[0] + rng.normal(0, spread, (len(times), 2))
-            sog = np.round(np.abs(rng.normal(0, 0.08 if seg.kind == "moored" else 0.25, len(times))), 1)
+            sog = np.round(
+                np.abs(rng.normal(0, 0.08 if seg.kind == "moored" else 0.25, len(times))), 1
+            )
             cog = rng.uniform(0, 360, len(times))
             heading = np.full(len(times), rng.uniform(0, 360)) + rng.normal(0, 2, len(times))
         else:
@@ -306,8 +365,17 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
     horizon = scale.ais_days * 24 * HOUR
     voyages = Voyages(rng, horizon)
     n = scale.ais_vessels
-    mix = [(70, 0.25), (71, 0.05), (80, 0.12), (81, 0.03), (-70, 0.15), (60, 0.08),
-           (30, 0.17), (52, 0.05), (36, 0.10)]
+    mix = [
+        (70, 0.25),
+        (71, 0.05),
+        (80, 0.12),
+        (81, 0.03),
+        (-70, 0.15),
+        (60, 0.08),
+        (30, 0.17),
+        (52, 0.05),
+        (36, 0.10),
+    ]
     codes = np.array([c for c, _ in mix])
     probs = np.array([p for _, p in mix])
     kinds = rng.choice(codes, size=n, p=probs / probs.sum())
@@ -316,8 +384,11 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
     for i, kind in enumerate(kinds):
         ship_type = abs(int(kind))
         small = ship_type in (30, 36, 52)
-        flag = str(rng.choice(["KE", "TZ"])) if small or ship_type == 60 else str(
-            rng.choice(list(MIDS), p=_flag_weights()))
+        flag = (
+            str(rng.choice(["KE", "TZ"]))
+            if small or ship_type == 60
+            else str(rng.choice(list(MIDS), p=_flag_weights()))
+        )
         mmsi = MIDS[flag] * 1_000_000 + int(rng.integers(100_000, 999_999))
         while mmsi in used_mmsi:
             mmsi += 1
@@ -351,7 +422,9 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
                 "sog": np.concatenate([r[2] for r in rows]).astype("float32"),
                 "cog": np.concatenate([r[3] for r in rows]).astype("float32"),
                 "heading": np.concatenate([r[4] for r in rows]).astype("int16") % 360,
-                "nav_status": np.concatenate([np.full(len(r[0]), r[5]) for r in rows]).astype("int8"),
+                "nav_status": np.concatenate([np.full(len(r[0]), r[5]) for r in rows]).astype(
+                    "int8"
+                ),
                 "ship_type": np.full(len(times), ship_type, dtype="int16"),
             }
         )[keep]
@@ -362,16 +435,22 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
             continue  # unregistered fishing boats
         registry.append(_vessel(rng, i, mmsi, ship_type, flag, small))
     positions = pd.concat(frames, ignore_index=True)
-    stamp = pd.Timestamp(START) + pd.to_timedelta(np.round(positions["timestamp"]), unit="s")
+    stamp = pd.Timestamp(START) + pd.to_timedelta(np.floor(positions["timestamp"]), unit="s")
     positions["timestamp"] = stamp.astype("datetime64[ms, UTC]")
     positions = positions.sort_values(["timestamp", "mmsi"], kind="stable").reset_index(drop=True)
     dates = positions["timestamp"].dt.strftime("%Y-%m-%d")
     write_partitioned(positions, out / "ais" / "positions", "date", dates)
 
     vessels = pd.DataFrame(registry).sort_values("mmsi", kind="stable").reset_index(drop=True)
-    for column, dtype in (("mmsi", "int64"), ("imo", "Int64"), ("ship_type", "int16"),
-                          ("length_m", "float32"), ("beam_m", "float32"),
-                          ("gross_tonnage", "Int64"), ("year_built", "Int64")):
+    for column, dtype in (
+        ("mmsi", "int64"),
+        ("imo", "Int64"),
+        ("ship_type", "int16"),
+        ("length_m", "float32"),
+        ("beam_m", "float32"),
+        ("gross_tonnage", "Int64"),
+        ("year_built", "Int64"),
+    ):
         vessels[column] = vessels[column].astype(dtype)
     write_parquet(vessels, out / "ais" / "vessels" / "vessels.parquet")
 
@@ -394,8 +473,16 @@ def _vessel(rng, index: int, mmsi: int, ship_type: int, flag: str, small: bool) 
         digits = [int(d) for d in str(int(rng.integers(900_000, 999_999)))]
         check = sum(d * (7 - k) for k, d in enumerate(digits)) % 10
         imo = int("".join(map(str, digits)) + str(check))
-    sizes = {30: (14, 30), 36: (10, 25), 52: (25, 35), 60: (35, 60), 70: (120, 300),
-             71: (120, 250), 80: (120, 250), 81: (150, 330)}
+    sizes = {
+        30: (14, 30),
+        36: (10, 25),
+        52: (25, 35),
+        60: (35, 60),
+        70: (120, 300),
+        71: (120, 250),
+        80: (120, 250),
+        81: (150, 330),
+    }
     length = float(np.round(rng.uniform(*sizes[ship_type]), 1))
     beam = float(np.round(length * rng.uniform(0.14, 0.18), 1))
     tonnage = None if ship_type in (30, 36) else int(length * beam * rng.uniform(2.5, 4.5))

@@ -116,7 +116,7 @@ def _plain(value: Any) -> Any:
 def hashed_ids(rng: np.random.Generator, count: int, digits: int = 16) -> list[str]:
     """Distinct pseudonymous hexadecimal ids."""
     ids: set[str] = set()
-    out = []
+    out: list[str] = []
     while len(out) < count:
         value = rng.bytes(digits // 2).hex()
         if value not in ids:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,9 +57,11 @@ def _fields(rng: np.random.Generator, size: int):
     import shapely
 
     extent = size * PIXEL
+
     def cuts() -> np.ndarray:
         edges = np.cumsum(rng.uniform(80, 140, int(extent / 80) + 2))
         return np.concatenate([[0.0], edges[edges < extent - 40], [extent]])
+
     xs, ys = cuts(), cuts()
     jitter = rng.uniform(-12, 12, (len(ys), len(xs), 2))
     jitter[[0, -1], :, 1] = 0
@@ -68,7 +71,9 @@ def _fields(rng: np.random.Generator, size: int):
     for i in range(len(ys) - 1):
         for j in range(len(xs) - 1):
             corners = [(i, j), (i, j + 1), (i + 1, j + 1), (i + 1, j)]
-            ring = [(x0 + xs[b] + jitter[a, b, 0], y0 - ys[a] - jitter[a, b, 1]) for a, b in corners]
+            ring = [
+                (x0 + xs[b] + jitter[a, b, 0], y0 - ys[a] - jitter[a, b, 1]) for a, b in corners
+            ]
             polygons.append(shapely.Polygon(ring))
     return polygons
 
@@ -100,15 +105,17 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
     valley = np.abs(centroids[:, 0] - centroids[:, 1] * 0.8 - size * PIXEL * 0.1) < 60
     names = list(CROPS)
     upland = np.array([CROPS[c][0] if c != "rice" else 0 for c in names])
-    crops = np.array([
-        "rice" if wet else names[rng.choice(len(names), p=upland / upland.sum())] for wet in valley
-    ])
+    crops = np.array(
+        [
+            "rice" if wet else names[rng.choice(len(names), p=upland / upland.sum())]
+            for wet in valley
+        ]
+    )
     planting = np.array([int(rng.integers(*CROPS[c][4])) if CROPS[c][4][1] else 0 for c in crops])
 
     days = np.arange(dates) * 10
     times = [FIRST_DATE + dt.timedelta(days=int(d)) for d in days]
     heterogeneity = np.clip(1 + 0.06 * _smooth(rng, (size, size), 1.5), 0.8, 1.15)
-    crop_px = crops[field_of]
     bands = np.zeros((dates, len(BANDS), size, size), dtype=np.float64)
     mask = np.zeros((dates, size, size), dtype=np.uint8)
     for t, day in enumerate(days):
@@ -118,7 +125,11 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
             _, peak, width, top, _ = CROPS[crop]
             since = day - planting[k]
             if width:
-                cover[k] = 0.05 + (top - 0.05) * np.exp(-(((since - peak) / width) ** 2)) if since >= 0 else 0.05
+                cover[k] = (
+                    0.05 + (top - 0.05) * np.exp(-(((since - peak) / width) ** 2))
+                    if since >= 0
+                    else 0.05
+                )
             elif crop == "fallow":
                 cover[k] = top + 0.08 * np.sin(day / 30)
             else:
@@ -136,33 +147,52 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
             cloud = sky > np.quantile(sky, 1 - share)
             shift = (int(size * 0.04) + 1, int(size * 0.06) + 1)
             shadow = np.roll(cloud, shift, axis=(0, 1)) & ~cloud
-            brightness = 0.35 + 0.25 * np.clip((sky - sky[cloud].min()) / (np.ptp(sky) + 1e-9), 0, 1)
+            brightness = 0.35 + 0.25 * np.clip(
+                (sky - sky[cloud].min()) / (np.ptp(sky) + 1e-9), 0, 1
+            )
             surface = np.where(shadow[None], surface * 0.35, surface)
-            surface = np.where(cloud[None], brightness[None] * rng.uniform(0.9, 1.1, (6, 1, 1)), surface)
+            surface = np.where(
+                cloud[None], brightness[None] * rng.uniform(0.9, 1.1, (6, 1, 1)), surface
+            )
             mask[t] = np.where(cloud, 1, np.where(shadow, 2, 0))
         bands[t] = surface
     dn = np.clip(np.round(bands * 10000), 1, 65535).astype(np.uint16)
-    data_vars = {
-        name: (("time", "y", "x"), dn[:, b],
-               {"long_name": f"surface reflectance, {name}", "units": "1", "scale_factor_note": "reflectance x 10000"})
+    data_vars: dict[str, Any] = {
+        name: (
+            ("time", "y", "x"),
+            dn[:, b],
+            {
+                "long_name": f"surface reflectance, {name}",
+                "units": "1",
+                "scale_factor_note": "reflectance x 10000",
+            },
+        )
         for b, name in enumerate(BANDS)
     }
-    data_vars["cloud_mask"] = (("time", "y", "x"), mask,
-                               {"flag_values": [0, 1, 2], "flag_meanings": "clear cloud cloud_shadow"})
+    data_vars["cloud_mask"] = (
+        ("time", "y", "x"),
+        mask,
+        {"flag_values": [0, 1, 2], "flag_meanings": "clear cloud cloud_shadow"},
+    )
     dataset = xr.Dataset(
         data_vars,
         coords={"time": pd.to_datetime(times).values.astype("datetime64[ns]"), "y": y, "x": x},
         attrs={"crs": CRS, "title": "Synthetic Sentinel-2-like L2A surface reflectance"},
     )
-    write_zarr(dataset, out / "earth_observation" / "reflectance" / "reflectance.zarr",
-               {"time": 6, "y": 128, "x": 128})
+    write_zarr(
+        dataset,
+        out / "earth_observation" / "reflectance" / "reflectance.zarr",
+        {"time": 6, "y": 128, "x": 128},
+    )
 
     fields = gpd.GeoDataFrame(
         {
             "field_id": np.arange(1, len(polygons) + 1, dtype=np.int32),
             "crop": crops,
-            "planting_date": [FIRST_DATE + dt.timedelta(days=int(p)) if CROPS[c][4][1] else None
-                              for p, c in zip(planting, crops, strict=True)],
+            "planting_date": [
+                FIRST_DATE + dt.timedelta(days=int(p)) if CROPS[c][4][1] else None
+                for p, c in zip(planting, crops, strict=True)
+            ],
             "area_ha": np.round([p.area / 10_000 for p in polygons], 4),
         },
         geometry=[shapely.set_precision(p, 0.01) for p in polygons],

@@ -27,13 +27,47 @@ START_LOCAL = dt.datetime(2024, 4, 1)  # a Monday
 UTC_OFFSET_HOURS = 2
 BBOX = (29.98, -2.06, 30.22, -1.88)
 SECTORS = {
-    "Nyarugenge": ["Gitega", "Kanyinya", "Kigali", "Kimisagara", "Mageragere", "Muhima",
-                   "Nyakabanda", "Nyamirambo", "Nyarugenge", "Rwezamenyo"],
-    "Kicukiro": ["Gahanga", "Gatenga", "Gikondo", "Kagarama", "Kanombe", "Kicukiro",
-                 "Kigarama", "Masaka", "Niboye", "Nyarugunga"],
-    "Gasabo": ["Bumbogo", "Gatsata", "Gikomero", "Gisozi", "Jabana", "Jali", "Kacyiru",
-               "Kimihurura", "Kimironko", "Kinyinya", "Ndera", "Nduba", "Remera", "Rusororo",
-               "Rutunga"],
+    "Nyarugenge": [
+        "Gitega",
+        "Kanyinya",
+        "Kigali",
+        "Kimisagara",
+        "Mageragere",
+        "Muhima",
+        "Nyakabanda",
+        "Nyamirambo",
+        "Nyarugenge",
+        "Rwezamenyo",
+    ],
+    "Kicukiro": [
+        "Gahanga",
+        "Gatenga",
+        "Gikondo",
+        "Kagarama",
+        "Kanombe",
+        "Kicukiro",
+        "Kigarama",
+        "Masaka",
+        "Niboye",
+        "Nyarugunga",
+    ],
+    "Gasabo": [
+        "Bumbogo",
+        "Gatsata",
+        "Gikomero",
+        "Gisozi",
+        "Jabana",
+        "Jali",
+        "Kacyiru",
+        "Kimihurura",
+        "Kimironko",
+        "Kinyinya",
+        "Ndera",
+        "Nduba",
+        "Remera",
+        "Rusororo",
+        "Rutunga",
+    ],
 }
 DISTRICT_BOXES = {  # west, south, east, north of where each district's areas lie
     "Nyarugenge": (29.98, -2.06, 30.07, -1.93),
@@ -41,8 +75,34 @@ DISTRICT_BOXES = {  # west, south, east, north of where each district's areas li
     "Gasabo": (30.05, -1.96, 30.22, -1.88),
 }
 CENTRE = np.array([30.06, -1.95])  # lon, lat of the business district
-HOURLY = np.array([0.2, 0.1, 0.1, 0.1, 0.2, 0.5, 1.2, 2.2, 3.0, 3.2, 3.3, 3.4,
-                   3.6, 3.3, 3.1, 3.0, 3.1, 3.4, 3.9, 4.2, 3.8, 2.8, 1.6, 0.7])
+HOURLY = np.array(
+    [
+        0.2,
+        0.1,
+        0.1,
+        0.1,
+        0.2,
+        0.5,
+        1.2,
+        2.2,
+        3.0,
+        3.2,
+        3.3,
+        3.4,
+        3.6,
+        3.3,
+        3.1,
+        3.0,
+        3.1,
+        3.4,
+        3.9,
+        4.2,
+        3.8,
+        2.8,
+        1.6,
+        0.7,
+    ]
+)
 EVENT_TYPES = ["data", "call_out", "call_in", "sms_out", "sms_in"]
 EVENT_WEIGHTS = [0.5, 0.15, 0.15, 0.1, 0.1]
 
@@ -79,14 +139,21 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
     population = np.round(density * km2, -1).astype("int64")
     area_ids = [f"RW-KGL-{i + 1:02d}" for i in range(n_areas)]
     records = [
-        {"area_id": area_ids[i], "name": names[i][1], "district": names[i][0],
-         "population": int(population[i]), "area_km2": round(float(km2[i]), 3)}
+        {
+            "area_id": area_ids[i],
+            "name": names[i][1],
+            "district": names[i][0],
+            "population": int(population[i]),
+            "area_km2": round(float(km2[i]), 3),
+        }
         for i in range(n_areas)
     ]
     write_geojson(records, polygons, out / "mobile_phone" / "areas" / "areas.geojson")
 
     # Cell sites: more where more people are; one to three sectors (cells) each.
-    sites_per_area = np.maximum(1, np.round(population / population.sum() * 3 * n_areas)).astype(int)
+    sites_per_area = np.maximum(1, np.round(population / population.sum() * 3 * n_areas)).astype(
+        int
+    )
     cell_rows, cell_area, cell_xy = [], [], []
     site = 0
     for a in range(n_areas):
@@ -101,13 +168,15 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
             technology = str(rng.choice(["2G", "3G", "4G"], p=[0.2, 0.3, 0.5]))
             sectors = int(rng.integers(1, 4))
             for sector in range(1, sectors + 1):
-                cell_rows.append({
-                    "cell_id": f"KGL{site:04d}{sector}",
-                    "site_id": f"KGL{site:04d}",
-                    "technology": technology,
-                    "azimuth_deg": np.int16((sector - 1) * 120 + rng.integers(0, 30)),
-                    "area_id": area_ids[a],
-                })
+                cell_rows.append(
+                    {
+                        "cell_id": f"KGL{site:04d}{sector}",
+                        "site_id": f"KGL{site:04d}",
+                        "technology": technology,
+                        "azimuth_deg": np.int16((sector - 1) * 120 + rng.integers(0, 30)),
+                        "area_id": area_ids[a],
+                    }
+                )
                 cell_area.append(a)
                 cell_xy.append((x, y))
     cells = gpd.GeoDataFrame(
@@ -160,22 +229,32 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
         seconds = rng.uniform(0, 3600, len(day))
         night = (hour >= 21) | (hour < 7)
         weekday = (day % 7) < 5  # the sample starts on a Monday
-        at_day_place = ~night & weekday & (hour >= 8) & (hour < 17) & (kind in ("worker", "student"))
+        at_day_place = (
+            ~night & weekday & (hour >= 8) & (hour < 17) & (kind in ("worker", "student"))
+        )
         roam = ~night & ~at_day_place & (rng.uniform(size=len(day)) < 0.35)
         cell = np.where(rng.uniform(size=len(day)) < 0.12, home_alt, home)
         cell = np.where(at_day_place, day_cell, cell)
         leisure = [cell_in(int(a)) for a in rng.choice(n_areas, size=int(roam.sum()), p=day_weight)]
         cell[roam] = leisure
         local = day * 86400 + hour * 3600 + seconds
-        frames.append(pd.DataFrame({
-            "device_id": device,
-            "t": np.round((local - UTC_OFFSET_HOURS * 3600) * 1000).astype("int64"),
-            "cell_id": cell_ids[cell],
-            "event_type": rng.choice(EVENT_TYPES, size=len(day), p=EVENT_WEIGHTS),
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "device_id": device,
+                    "t": np.round((local - UTC_OFFSET_HOURS * 3600) * 1000).astype("int64"),
+                    "cell_id": cell_ids[cell],
+                    "event_type": rng.choice(EVENT_TYPES, size=len(day), p=EVENT_WEIGHTS),
+                }
+            )
+        )
     events = pd.concat(frames, ignore_index=True)
     origin = pd.Timestamp(START_LOCAL, tz="UTC")
-    events.insert(1, "timestamp", (origin + pd.to_timedelta(events.pop("t"), unit="ms")).astype("datetime64[ms, UTC]"))
+    events.insert(
+        1,
+        "timestamp",
+        (origin + pd.to_timedelta(events.pop("t"), unit="ms")).astype("datetime64[ms, UTC]"),
+    )
     events = events.sort_values(["timestamp", "device_id"], kind="stable").reset_index(drop=True)
     dates = events["timestamp"].dt.strftime("%Y-%m-%d")
     write_partitioned(events, out / "mobile_phone" / "events", "date", dates)

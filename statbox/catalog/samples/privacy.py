@@ -20,10 +20,16 @@ from .common import Scale, rng_for, write_parquet
 
 PROVINCES = ["North", "South", "East", "West", "Capital"]
 OCCUPATIONS = [  # ISCO-08 major groups
-    "Managers", "Professionals", "Technicians and associate professionals",
-    "Clerical support workers", "Service and sales workers",
-    "Skilled agricultural, forestry and fishery workers", "Craft and related trades workers",
-    "Plant and machine operators and assemblers", "Elementary occupations", "Armed forces",
+    "Managers",
+    "Professionals",
+    "Technicians and associate professionals",
+    "Clerical support workers",
+    "Service and sales workers",
+    "Skilled agricultural, forestry and fishery workers",
+    "Craft and related trades workers",
+    "Plant and machine operators and assemblers",
+    "Elementary occupations",
+    "Armed forces",
 ]
 EDUCATION = ["none", "primary", "secondary", "tertiary"]
 CONDITIONS = ["none", "hypertension", "diabetes", "asthma", "hiv", "other"]
@@ -33,14 +39,30 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
     import pandas as pd
 
     rng = rng_for(seed, "privacy")
-    districts = [(PROVINCES[i % 5], f"{PROVINCES[i % 5][:2].upper()}-{i // 5 + 1:02d}")
-                 for i in range(30)]
+    districts = [
+        (PROVINCES[i % 5], f"{PROVINCES[i % 5][:2].upper()}-{i // 5 + 1:02d}") for i in range(30)
+    ]
     weights = rng.pareto(1.2, len(districts)) + 0.05
     weights /= weights.sum()
-    people: dict[str, list] = {k: [] for k in (
-        "person_id", "household_id", "province", "district", "urban", "sex", "age",
-        "relationship", "marital_status", "education", "occupation", "household_size",
-        "income", "chronic_condition")}
+    people: dict[str, list] = {
+        k: []
+        for k in (
+            "person_id",
+            "household_id",
+            "province",
+            "district",
+            "urban",
+            "sex",
+            "age",
+            "relationship",
+            "marital_status",
+            "education",
+            "occupation",
+            "household_size",
+            "income",
+            "chronic_condition",
+        )
+    }
     household = 0
     while len(people["person_id"]) < scale.privacy_people:
         household += 1
@@ -63,8 +85,13 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
             schooling = rng.choice(4, p=[0.15, 0.45, 0.3, 0.1] if urban else [0.3, 0.5, 0.17, 0.03])
             education = EDUCATION[min(int(schooling), 0 if age < 7 else (1 if age < 13 else 3))]
             if relationship in ("head", "spouse"):
-                marital = "married" if relationship == "spouse" or size > 1 and rng.uniform() < 0.7 else str(
-                    rng.choice(["never married", "divorced", "widowed"], p=[0.5, 0.25, 0.25]))
+                marital = (
+                    "married"
+                    if relationship == "spouse" or (size > 1 and rng.uniform() < 0.7)
+                    else str(
+                        rng.choice(["never married", "divorced", "widowed"], p=[0.5, 0.25, 0.25])
+                    )
+                )
             elif age < 16:
                 marital = "never married"
             else:
@@ -72,26 +99,57 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
             working = 15 <= age < 70 and rng.uniform() < 0.7
             if working:
                 level = EDUCATION.index(education)
-                p = np.array([1, 1 + 3 * level, 1 + 2 * level, 2, 5, 12 - 3 * level + (0 if urban else 8),
-                              5, 3, 8, 0.2])
+                p = np.array(
+                    [
+                        1,
+                        1 + 3 * level,
+                        1 + 2 * level,
+                        2,
+                        5,
+                        12 - 3 * level + (0 if urban else 8),
+                        5,
+                        3,
+                        8,
+                        0.2,
+                    ]
+                )
                 occupation = OCCUPATIONS[int(rng.choice(10, p=p / p.sum()))]
-                income = float(np.round(rng.lognormal(5.2 + 0.45 * level + (0.2 if sex == "male" else 0), 0.6), -1))
+                income = float(
+                    np.round(
+                        rng.lognormal(5.2 + 0.45 * level + (0.2 if sex == "male" else 0), 0.6), -1
+                    )
+                )
             else:
                 occupation, income = "none", 0.0
             older = min(age, 80) / 80
-            odds = np.array([0.8 - 0.35 * older, 0.02 + 0.2 * older, 0.01 + 0.08 * older, 0.05,
-                             0.03, 0.09])
+            odds = np.array(
+                [0.8 - 0.35 * older, 0.02 + 0.2 * older, 0.01 + 0.08 * older, 0.05, 0.03, 0.09]
+            )
             condition = rng.choice(6, p=odds / odds.sum())
             people["person_id"].append(len(people["person_id"]) + 1)
-            for key, value in (("household_id", household), ("province", province),
-                               ("district", district), ("urban", urban), ("sex", sex), ("age", age),
-                               ("relationship", relationship), ("marital_status", marital),
-                               ("education", education), ("occupation", occupation),
-                               ("household_size", size), ("income", income),
-                               ("chronic_condition", CONDITIONS[int(condition)])):
+            for key, value in (
+                ("household_id", household),
+                ("province", province),
+                ("district", district),
+                ("urban", urban),
+                ("sex", sex),
+                ("age", age),
+                ("relationship", relationship),
+                ("marital_status", marital),
+                ("education", education),
+                ("occupation", occupation),
+                ("household_size", size),
+                ("income", income),
+                ("chronic_condition", CONDITIONS[int(condition)]),
+            ):
                 people[key].append(value)
     frame = pd.DataFrame(people).iloc[: scale.privacy_people]
-    for column, dtype in (("person_id", "int64"), ("household_id", "int64"), ("age", "int16"),
-                          ("household_size", "int8"), ("income", "float64")):
+    for column, dtype in (
+        ("person_id", "int64"),
+        ("household_id", "int64"),
+        ("age", "int16"),
+        ("household_size", "int8"),
+        ("income", "float64"),
+    ):
         frame[column] = frame[column].astype(dtype)
     write_parquet(frame, out / "privacy" / "microdata" / "microdata.parquet")

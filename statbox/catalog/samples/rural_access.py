@@ -34,7 +34,9 @@ def _wiggle(rng: np.random.Generator, points: np.ndarray, depth: int = 4) -> np.
         segments = points[1:] - points[:-1]
         length = np.hypot(*segments.T)[:, None]
         normal = np.stack([-segments[:, 1], segments[:, 0]], axis=1) / np.maximum(length, 1)
-        middle = (points[1:] + points[:-1]) / 2 + normal * rng.normal(0, 0.12, (len(segments), 1)) * length
+        middle = (points[1:] + points[:-1]) / 2 + normal * rng.normal(
+            0, 0.12, (len(segments), 1)
+        ) * length
         out = np.empty((len(points) + len(middle), 2))
         out[0::2], out[1::2] = points, middle
         points = out
@@ -58,11 +60,15 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
 
     city = (extent * 0.55, extent * 0.45)
     towns = [(extent * 0.22, extent * 0.70), (extent * 0.85, extent * 0.25)]
-    villages = np.column_stack([rng.uniform(0.1, 0.97, 45) * extent, rng.uniform(0.03, 0.97, 45) * extent])
+    villages = np.column_stack(
+        [rng.uniform(0.1, 0.97, 45) * extent, rng.uniform(0.03, 0.97, 45) * extent]
+    )
     villages = villages[villages[:, 0] > extent * 0.12]
     city_part = 160 * kernel(*city, extent * 0.035)
     town_part = sum(60 * kernel(tx, ty, extent * 0.02) for tx, ty in towns)
-    village_part = sum(rng.uniform(8, 25) * kernel(vx, vy, rng.uniform(250, 500)) for vx, vy in villages)
+    village_part = sum(
+        rng.uniform(8, 25) * kernel(vx, vy, rng.uniform(250, 500)) for vx, vy in villages
+    )
     terrain = np.exp(0.5 * _noise(rng, n))
     dispersed = 3.5 * terrain * rng.gamma(2.0, 0.5, (n, n))
     people = city_part + town_part + village_part + dispersed
@@ -75,20 +81,29 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
 
     dataset = xr.Dataset(
         {
-            "population": (("y", "x"), population,
-                           {"long_name": "people per 100 m cell", "units": "persons"}),
-            "settlement_class": (("y", "x"), settlement,
-                                 {"flag_values": [1, 2, 3],
-                                  "flag_meanings": "rural urban_cluster urban_centre"}),
+            "population": (
+                ("y", "x"),
+                population,
+                {"long_name": "people per 100 m cell", "units": "persons"},
+            ),
+            "settlement_class": (
+                ("y", "x"),
+                settlement,
+                {"flag_values": [1, 2, 3], "flag_meanings": "rural urban_cluster urban_centre"},
+            ),
         },
         coords={"y": y, "x": x},
         attrs={"crs": CRS, "title": "Synthetic gridded population, 100 m"},
     )
-    write_zarr(dataset, out / "rural_access" / "population" / "population.zarr", {"y": 300, "x": 300})
+    write_zarr(
+        dataset, out / "rural_access" / "population" / "population.zarr", {"y": 300, "x": 300}
+    )
 
     # Roads, in grid metres first.
     roads: list[tuple[np.ndarray, str, str, str]] = []
-    trunk = np.array([(extent * 0.12, extent * 0.75), towns[0], city, towns[1], (extent, extent * 0.2)])
+    trunk = np.array(
+        [(extent * 0.12, extent * 0.75), towns[0], city, towns[1], (extent, extent * 0.2)]
+    )
     roads.append((_wiggle(rng, trunk, 3), "primary", "paved", "good"))
     hubs = np.array([city, *towns])
     order = rng.permutation(len(villages))
@@ -100,8 +115,14 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
             roads.append((_wiggle(rng, np.array([hub, v]), 3), "secondary", "gravel", condition))
         else:
             target = villages[order[int(rng.integers(len(order)))]]
-            roads.append((_wiggle(rng, np.array([target, v]), 3), "tertiary", "earth",
-                          str(rng.choice(["fair", "poor"]))))
+            roads.append(
+                (
+                    _wiggle(rng, np.array([target, v]), 3),
+                    "tertiary",
+                    "earth",
+                    str(rng.choice(["fair", "poor"])),
+                )
+            )
         for _ in range(int(rng.integers(0, 3))):  # tracks out to the fields
             angle = rng.uniform(0, 2 * np.pi)
             end = v + rng.uniform(800, 2500) * np.array([np.cos(angle), np.sin(angle)])
@@ -112,13 +133,15 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
         points = np.clip(points, 0, extent)
         lon, lat = to_lonlat.transform(ORIGIN[0] + points[:, 0], ORIGIN[1] - points[:, 1])
         lines.append(shapely.LineString(np.column_stack([lon, lat])))
-        records.append({
-            "road_id": f"R{index + 1:04d}",
-            "road_class": road_class,
-            "surface": surface,
-            "condition": condition,
-            "all_season": surface == "paved" or (surface == "gravel" and condition != "poor"),
-        })
+        records.append(
+            {
+                "road_id": f"R{index + 1:04d}",
+                "road_class": road_class,
+                "surface": surface,
+                "condition": condition,
+                "all_season": surface == "paved" or (surface == "gravel" and condition != "poor"),
+            }
+        )
     write_geojson(records, lines, out / "rural_access" / "roads" / "roads.geojson")
 
 

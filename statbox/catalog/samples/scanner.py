@@ -48,8 +48,18 @@ COICOP = [
     ("01.2.1", "Coffee, tea and cocoa", 3),
     ("01.2.2", "Mineral waters, soft drinks, fruit and vegetable juices", 3),
 ]
-BRANDS = ["Akira", "Bonne Terre", "Inyange", "Kivu Gold", "Mara", "Nile Valley", "Savanna",
-          "Umurage", "Zawadi", "Store brand"]
+BRANDS = [
+    "Akira",
+    "Bonne Terre",
+    "Inyange",
+    "Kivu Gold",
+    "Mara",
+    "Nile Valley",
+    "Savanna",
+    "Umurage",
+    "Zawadi",
+    "Store brand",
+]
 
 
 def gtin13(body12: int) -> str:
@@ -86,14 +96,16 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
             appeal = rng.lognormal(0, 0.7)
             gtin = gtin13(prefix + serial)
             brand = str(rng.choice(BRANDS))
-            products.append({
-                "gtin": gtin,
-                "description": f"{brand} {label.lower()} {size:g} {unit}",
-                "brand": brand,
-                "coicop": code,
-                "size": size,
-                "size_unit": unit,
-            })
+            products.append(
+                {
+                    "gtin": gtin,
+                    "description": f"{brand} {label.lower()} {size:g} {unit}",
+                    "brand": brand,
+                    "coicop": code,
+                    "size": size,
+                    "size_unit": unit,
+                }
+            )
             start, stop = max(0, int(launch[k])), min(weeks, int(exit_week[k]))
             if start >= stop:
                 continue
@@ -109,19 +121,27 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
             for s, store in enumerate(stores):
                 if not carried[s]:
                     continue
-                price = price0 * np.exp(trend[span] + store_level[s]) * (1 - np.maximum(discount, clearance))
+                price = (
+                    price0
+                    * np.exp(trend[span] + store_level[s])
+                    * (1 - np.maximum(discount, clearance))
+                )
                 price = np.round(price, 2)
                 demand = 30 * appeal * store_size[s] * lifecycle
                 demand *= (price / (price0 * np.exp(trend[span]))) ** -2.5
                 quantity = rng.poisson(demand)
                 sold = quantity > 0
-                rows.append(pd.DataFrame({
-                    "store_id": store,
-                    "gtin": gtin,
-                    "week": span[sold],
-                    "turnover": np.round(price[sold] * quantity[sold], 2),
-                    "quantity": quantity[sold].astype("int64"),
-                }))
+                rows.append(
+                    pd.DataFrame(
+                        {
+                            "store_id": store,
+                            "gtin": gtin,
+                            "week": span[sold],
+                            "turnover": np.round(price[sold] * quantity[sold], 2),
+                            "quantity": quantity[sold].astype("int64"),
+                        }
+                    )
+                )
     frame = pd.concat(rows, ignore_index=True)
     frame = frame.sort_values(["week", "store_id", "gtin"], kind="stable").reset_index(drop=True)
     frame["week"] = [FIRST_WEEK + dt.timedelta(weeks=int(w)) for w in frame["week"]]
