@@ -8,7 +8,6 @@ root (no catalog). Agreement of the two is the test.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections import Counter
 from pathlib import Path
@@ -19,11 +18,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.path import Path as Polygon
 
-HERE = Path(__file__).resolve().parent
-_spec = importlib.util.spec_from_file_location("ais_checks", HERE / "checks.py")
-assert _spec is not None and _spec.loader is not None
-checks = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(checks)
+from statbox.courses.exercise import assert_full_marks, checks_beside, template_scores_zero
+
+checks = checks_beside(__file__)
 
 RULE = {"max_speed": 1.0, "min_hours": 2.0, "max_gap_hours": 6.0}
 EXERCISE_DEFAULTS = {"seed": 7, "port": "KEMBA"}
@@ -137,19 +134,12 @@ def solution(results: dict[str, Any], data_root: Path) -> None:
     walked = _exercise_answers(data_root, **EXERCISE_DEFAULTS)
     assert abs(answers.pop("median_hours") - walked.pop("median_hours")) <= 0.01
     assert answers == walked, (answers, walked)
-    for task, check in checks.CHECKS.items():
-        assert check(results["answers"][task], expected[task])[0] == 1, task
-
-
-def template(results: dict[str, Any], data_root: Path) -> None:
-    expected = checks.reference(EXERCISE_DEFAULTS, data_root)
-    for task, check in checks.CHECKS.items():
-        assert check(results["answers"][task], expected[task])[0] == 0, task
+    assert_full_marks(checks, results["answers"], expected)
 
 
 EXPECTED = {
     "01-port-calls.ipynb": lesson_port_calls,
     "02-port-activity-indicator.ipynb": lesson_indicator,
     "grader/solution.ipynb": solution,
-    "exercise/port-calls-exercise.ipynb": template,
+    "exercise/port-calls-exercise.ipynb": template_scores_zero(checks, EXERCISE_DEFAULTS),
 }

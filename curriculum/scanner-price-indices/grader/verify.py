@@ -7,7 +7,6 @@ textbook formula with Python's math module: different code, same definitions.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import math
 from collections import defaultdict
@@ -17,11 +16,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-HERE = Path(__file__).resolve().parent
-_spec = importlib.util.spec_from_file_location("scanner_checks", HERE / "checks.py")
-assert _spec is not None and _spec.loader is not None
-checks = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(checks)
+from statbox.courses.exercise import assert_full_marks, checks_beside, template_scores_zero
+
+checks = checks_beside(__file__)
 
 EXERCISE_DEFAULTS = {"seed": 11, "coicop": "01.1.4.4"}
 Cells = dict[str, dict[str, tuple[float, float]]]  # week -> gtin -> (turnover, quantity)
@@ -146,19 +143,12 @@ def solution(results: dict[str, Any], data_root: Path) -> None:
     assert answers["products_in_base"] == recomputed["products_in_base"]
     for task in ("jevons_last", "geks_last"):
         assert abs(answers[task] - recomputed[task]) <= 0.005 + 1e-9, (task, recomputed[task])
-    for task, check in checks.CHECKS.items():
-        assert check(answers[task], expected[task])[0] == 1, task
-
-
-def template(results: dict[str, Any], data_root: Path) -> None:
-    expected = checks.reference(EXERCISE_DEFAULTS, data_root)
-    for task, check in checks.CHECKS.items():
-        assert check(results["answers"][task], expected[task])[0] == 0, task
+    assert_full_marks(checks, answers, expected)
 
 
 EXPECTED = {
     "01-elementary-indices.ipynb": elementary,
     "02-multilateral-geks.ipynb": multilateral,
     "grader/solution.ipynb": solution,
-    "exercise/price-index-exercise.ipynb": template,
+    "exercise/price-index-exercise.ipynb": template_scores_zero(checks, EXERCISE_DEFAULTS),
 }
