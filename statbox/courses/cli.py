@@ -143,7 +143,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         courses = [load_one(loaded, course_id) for course_id in dict.fromkeys(args.course)]
     else:
         courses = list(load_curriculum(loaded).values())
-    data_root = Path(args.data_root).resolve() if args.data_root else loaded.paths.data_root
+    configured = loaded.paths.data_root
+    if not args.data_root and not isinstance(configured, Path):
+        raise BadInput(
+            f"paths.data_root is {configured}: courses are checked on the sample data; "
+            "generate it (statbox catalog samples --out DIR) and pass --data-root DIR"
+        )
+    data_root = Path(args.data_root).resolve() if args.data_root else Path(configured)
     if not data_root.is_dir():
         raise BadInput(
             f"data root {data_root} does not exist: generate the samples "

@@ -71,3 +71,35 @@ def reference_for(loaded: LoadedCourse, data_root: Path, **variant: Any) -> dict
     """checks.reference for the template's defaults with ``variant`` over them."""
     checks = load_checks(loaded)
     return checks.reference({**default_parameters(loaded), **variant}, data_root)
+
+
+# --------------------------------------------------------------------- for grader/verify.py
+
+
+def checks_beside(verify_file: str | Path) -> ModuleType:
+    """The grader/checks.py next to a course's grader/verify.py (``checks_beside(__file__)``)."""
+    path = Path(verify_file).resolve().parent / "checks.py"
+    return load_module(path, f"checks_{path.parent.parent.name.replace('-', '_')}")
+
+
+def assert_full_marks(
+    checks: ModuleType, answers: Mapping[str, Any], expected: Mapping[str, Any]
+) -> None:
+    """Every task of ``answers`` earns all its points (the reference solution must)."""
+    for task, (fraction, feedback) in score(checks.CHECKS, answers, expected).items():
+        assert fraction == 1, f"{task}: the solution earns {fraction} ({feedback})"
+
+
+def template_scores_zero(
+    checks: ModuleType, defaults: Mapping[str, Any]
+) -> Callable[[dict[str, Any], Path], None]:
+    """A verify.py check that the untouched template's answers earn no point."""
+
+    def check(results: dict[str, Any], data_root: Path) -> None:
+        expected = checks.reference(dict(defaults), data_root)
+        for task, (fraction, feedback) in score(
+            checks.CHECKS, results["answers"], expected
+        ).items():
+            assert fraction == 0, f"{task}: the untouched template earns {fraction} ({feedback})"
+
+    return check

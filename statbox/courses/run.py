@@ -71,7 +71,6 @@ class Environment:
             "STATBOX_CATALOG": str(self.catalog),
             "STATBOX_DATA_ROOT": str(self.data_root),
             RESULTS_ENV: str(results),
-            "MPLBACKEND": "Agg",  # plots render to the notebook, never to a window
         }
 
 
@@ -141,15 +140,19 @@ def _answers_cell(job: NotebookJob) -> dict[str, Any]:
     }
 
 
-def _kernel_manager_class(environment: dict[str, str], log: IO[str]) -> type:
-    """A kernel manager that starts its kernel with ``environment`` added to ours, and its
-    stderr (warnings, a crash's last words) going to ``log`` rather than to ours."""
+def _kernel_manager_class(environment: dict[str, str], cwd: Path, log: IO[str]) -> type:
+    """A kernel manager that starts its kernel in ``cwd`` with ``environment`` added to ours,
+    and its stderr (warnings, a crash's last words) going to ``log`` rather than to ours.
+
+    The folder is given to the kernel rather than to papermill, whose ``cwd`` changes the
+    folder of the whole process: with notebooks running in threads, a race."""
     from jupyter_client import AsyncKernelManager
 
     class StatboxKernelManager(AsyncKernelManager):
         async def _async_pre_start_kernel(self, **kw: Any) -> Any:
             kw["env"] = {**os.environ, **kw.get("env", {}), **environment}
             kw["stderr"] = log
+            kw["cwd"] = str(cwd)
             return await super()._async_pre_start_kernel(**kw)
 
     return StatboxKernelManager
@@ -214,10 +217,9 @@ def run_notebook(
             nbformat.from_dict(notebook),
             str(output),
             parameters=dict(job.parameters),
-            cwd=str(source.parent),
             kernel_name="python3",
             kernel_manager_class=_kernel_manager_class(
-                environment.variables(results_file), kernel_log
+                environment.variables(results_file), source.parent, kernel_log
             ),
             progress_bar=False,
             log_output=False,
