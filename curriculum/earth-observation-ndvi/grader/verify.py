@@ -10,7 +10,6 @@ must earn full marks by grader/checks.py and the template's none.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 from typing import Any
@@ -21,15 +20,18 @@ import pandas as pd
 import xarray as xr
 
 from statbox.courses import load_course
-from statbox.courses.exercise import default_parameters, score
+from statbox.courses.exercise import (
+    assert_full_marks,
+    checks_beside,
+    default_parameters,
+    template_scores_zero,
+)
 from statbox.courses.notebooks import notebook_parameters
 
 HERE = Path(__file__).resolve().parent
 COURSE = HERE.parent
-_spec = importlib.util.spec_from_file_location("earth_observation_checks", HERE / "checks.py")
-assert _spec is not None and _spec.loader is not None
-checks = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(checks)
+checks = checks_beside(__file__)
+DEFAULTS = default_parameters(load_course(COURSE))  # the template's parameters
 
 
 def all_fields(data_root: Path) -> pd.DataFrame:
@@ -89,20 +91,13 @@ def lesson_classes(results: dict[str, Any], data_root: Path) -> None:
 
 
 def solution(results: dict[str, Any], data_root: Path) -> None:
-    expected = checks.reference(default_parameters(load_course(COURSE)), data_root)
-    earned = score(checks.CHECKS, results["answers"], expected)
-    assert all(fraction == 1 for fraction, _ in earned.values()), earned
-
-
-def template(results: dict[str, Any], data_root: Path) -> None:
-    expected = checks.reference(default_parameters(load_course(COURSE)), data_root)
-    earned = score(checks.CHECKS, results["answers"], expected)
-    assert all(fraction == 0 for fraction, _ in earned.values()), earned
+    expected = checks.reference(DEFAULTS, data_root)
+    assert_full_marks(checks, results["answers"], expected)
 
 
 EXPECTED = {
     "01-ndvi-time-series.ipynb": lesson_series,
     "02-crop-types-and-yield-proxy.ipynb": lesson_classes,
     "grader/solution.ipynb": solution,
-    "exercise/ndvi-certification.ipynb": template,
+    "exercise/ndvi-certification.ipynb": template_scores_zero(checks, DEFAULTS),
 }

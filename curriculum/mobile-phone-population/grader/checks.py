@@ -23,7 +23,7 @@ TIMEZONE = "Africa/Kigali"
 NIGHT_START, NIGHT_END = 21, 7
 
 
-def _first_of_most(groups: np.ndarray, values: np.ndarray) -> dict[str, str]:
+def modal_value(groups: np.ndarray, values: np.ndarray) -> dict[str, str]:
     """For each group, the value occurring most often with it (ties: the smallest value)."""
     pairs, counts = np.unique(np.char.add(np.char.add(groups, "\t"), values), return_counts=True)
     best: dict[str, tuple[int, str]] = {}
@@ -58,7 +58,7 @@ def home_cells(events: pd.DataFrame, min_nights: int) -> dict[str, str]:
     device_nights = np.unique(np.char.add(np.char.add(devices, "\t"), night_of.to_numpy(dtype=str)))
     seen_on = pd.Series([key.split("\t")[0] for key in device_nights.tolist()]).value_counts()
     mask = np.isin(devices, seen_on[seen_on >= min_nights].index.to_numpy(dtype=str))
-    return _first_of_most(devices[mask], night["cell_id"].to_numpy(dtype=str)[mask])
+    return modal_value(devices[mask], night["cell_id"].to_numpy(dtype=str)[mask])
 
 
 def reference(parameters: dict[str, Any], data_root: Path) -> dict[str, Any]:
@@ -74,14 +74,14 @@ def reference(parameters: dict[str, Any], data_root: Path) -> dict[str, Any]:
         home_counts[area_of[cell]] += 1
 
     hour, area = int(parameters["hour"]), str(parameters["area"])
-    chosen = (events["local"].dt.dayofweek.to_numpy() < 5) & (
+    chosen = (events["local"].dt.day_of_week.to_numpy() < 5) & (
         events["local"].dt.hour.to_numpy() == hour
     )
     day_device = np.char.add(
         events["local"].dt.strftime("%Y-%m-%d").to_numpy(dtype=str)[chosen],
         events["device_id"].to_numpy(dtype=str)[chosen],
     )
-    where = _first_of_most(day_device, events["area_id"].to_numpy(dtype=str)[chosen])
+    where = modal_value(day_device, events["area_id"].to_numpy(dtype=str)[chosen])
     present = sum(1 for value in where.values() if value == area) / 5
     factor = float(areas["population"].sum()) / len(homes)
     return {

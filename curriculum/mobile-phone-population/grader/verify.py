@@ -8,7 +8,6 @@ solution's answers must earn full marks by grader/checks.py and the template's n
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,18 @@ import numpy as np
 import pandas as pd
 
 from statbox.courses import load_course
-from statbox.courses.exercise import default_parameters, score
+from statbox.courses.exercise import (
+    assert_full_marks,
+    checks_beside,
+    default_parameters,
+    template_scores_zero,
+)
 from statbox.courses.notebooks import notebook_parameters
 
 HERE = Path(__file__).resolve().parent
 COURSE = HERE.parent
-_spec = importlib.util.spec_from_file_location("mobile_phone_checks", HERE / "checks.py")
-assert _spec is not None and _spec.loader is not None
-checks = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(checks)
+checks = checks_beside(__file__)
+DEFAULTS = default_parameters(load_course(COURSE))  # the template's parameters
 HOURS = 7 * 24
 
 
@@ -42,7 +44,7 @@ def lesson_present(results: dict[str, Any], data_root: Path) -> None:
     devices = sorted(events["device_id"].unique())
     start = events["local"].min().normalize()
     slot = ((events["local"] - start) // pd.Timedelta(hours=1)).to_numpy()
-    modal = checks._first_of_most(
+    modal = checks.modal_value(
         np.char.add(events["device_id"].to_numpy(dtype=str), np.char.mod("|%03d", slot)),
         events["area_id"].to_numpy(dtype=str),
     )
@@ -110,20 +112,13 @@ def lesson_homes(results: dict[str, Any], data_root: Path) -> None:
 
 
 def solution(results: dict[str, Any], data_root: Path) -> None:
-    expected = checks.reference(default_parameters(load_course(COURSE)), data_root)
-    earned = score(checks.CHECKS, results["answers"], expected)
-    assert all(fraction == 1 for fraction, _ in earned.values()), earned
-
-
-def template(results: dict[str, Any], data_root: Path) -> None:
-    expected = checks.reference(default_parameters(load_course(COURSE)), data_root)
-    earned = score(checks.CHECKS, results["answers"], expected)
-    assert all(fraction == 0 for fraction, _ in earned.values()), earned
+    expected = checks.reference(DEFAULTS, data_root)
+    assert_full_marks(checks, results["answers"], expected)
 
 
 EXPECTED = {
     "01-present-population.ipynb": lesson_present,
     "02-home-location.ipynb": lesson_homes,
     "grader/solution.ipynb": solution,
-    "exercise/mobile-certification.ipynb": template,
+    "exercise/mobile-certification.ipynb": template_scores_zero(checks, DEFAULTS),
 }

@@ -9,7 +9,6 @@ marks by grader/checks.py and the template's none.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 from typing import Any
@@ -21,15 +20,18 @@ import shapely
 import xarray as xr
 
 from statbox.courses import load_course
-from statbox.courses.exercise import default_parameters, score
+from statbox.courses.exercise import (
+    assert_full_marks,
+    checks_beside,
+    default_parameters,
+    template_scores_zero,
+)
 from statbox.courses.notebooks import notebook_parameters
 
 HERE = Path(__file__).resolve().parent
 COURSE = HERE.parent
-_spec = importlib.util.spec_from_file_location("rural_access_checks", HERE / "checks.py")
-assert _spec is not None and _spec.loader is not None
-checks = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(checks)
+checks = checks_beside(__file__)
+DEFAULTS = default_parameters(load_course(COURSE))  # the template's parameters
 POPULATION_TOLERANCE = 0.002  # buffers are polygons: a cell centre at 2 km may fall either way
 
 
@@ -114,20 +116,13 @@ def lesson_sensitivity(results: dict[str, Any], data_root: Path) -> None:
 
 
 def solution(results: dict[str, Any], data_root: Path) -> None:
-    expected = checks.reference(default_parameters(load_course(COURSE)), data_root)
-    earned = score(checks.CHECKS, results["answers"], expected)
-    assert all(fraction == 1 for fraction, _ in earned.values()), earned
-
-
-def template(results: dict[str, Any], data_root: Path) -> None:
-    expected = checks.reference(default_parameters(load_course(COURSE)), data_root)
-    earned = score(checks.CHECKS, results["answers"], expected)
-    assert all(fraction == 0 for fraction, _ in earned.values()), earned
+    expected = checks.reference(DEFAULTS, data_root)
+    assert_full_marks(checks, results["answers"], expected)
 
 
 EXPECTED = {
     "01-rural-access-index.ipynb": lesson_index,
     "02-sensitivity-and-upgrades.ipynb": lesson_sensitivity,
     "grader/solution.ipynb": solution,
-    "exercise/rai-certification.ipynb": template,
+    "exercise/rai-certification.ipynb": template_scores_zero(checks, DEFAULTS),
 }
