@@ -112,8 +112,19 @@ def lesson_homes(results: dict[str, Any], data_root: Path) -> None:
 
 
 def solution(results: dict[str, Any], data_root: Path) -> None:
-    expected = checks.reference(DEFAULTS, data_root)
-    assert_full_marks(checks, results["answers"], expected)
+    answers = results["answers"]
+    assert_full_marks(checks, answers, checks.reference(DEFAULTS, data_root))
+    # and against the lesson's rule applied here to the whole week, then to the panel
+    events = checks.week_events(DEFAULTS["period"], data_root)
+    devices = np.sort(events["device_id"].unique())
+    panel = devices[np.random.default_rng(DEFAULTS["seed"]).random(len(devices)) < 0.5]
+    homes = checks.home_cells(events, checks.MIN_NIGHTS)
+    area_of = dict(zip(events["cell_id"], events["area_id"], strict=False))
+    mine = [area_of[cell] for device, cell in homes.items() if device in set(panel)]
+    counted = {area: mine.count(area) for area in census(data_root).index}
+    assert answers["home_counts"] == counted
+    factor = census(data_root).sum() / len(mine)
+    assert math.isclose(answers["estimated_residents"], counted[DEFAULTS["area"]] * factor)
 
 
 EXPECTED = {

@@ -83,8 +83,25 @@ def laplace(results: dict[str, Any], data_root: Path) -> None:
 
 
 def solution(results: dict[str, Any], data_root: Path) -> None:
-    expected = checks.reference(DEFAULTS, data_root)
-    assert_full_marks(checks, results["answers"], expected)
+    answers = results["answers"]
+    assert_full_marks(checks, answers, checks.reference(DEFAULTS, data_root))
+    # and against this file's own counting, on the sample the template draws
+    persons = checks.persons_of(DEFAULTS, data_root)
+    columns = [persons[c].to_numpy() for c in checks.QUASI_IDENTIFIERS]
+    assert answers["unique_records"] == int((class_sizes(columns) == 1).sum())
+    generalised = [
+        persons["province"].to_numpy(),
+        persons["sex"].to_numpy(),
+        persons["age"].to_numpy() // 10,
+        persons["marital_status"].to_numpy(),
+        persons["occupation"].map(checks.SKILL_GROUP).to_numpy(),
+    ]
+    assert answers["at_risk"] == int((class_sizes(generalised) < DEFAULTS["k_target"]).sum())
+    districts, counts = np.unique(persons["district"].to_numpy(dtype=str), return_counts=True)
+    noise = answers["noisy_counts"]
+    errors = np.array([noise[d] for d in districts]) - counts
+    assert 0.3 / DEFAULTS["epsilon"] < np.abs(errors).mean() < 3 / DEFAULTS["epsilon"]
+    assert math.isclose(answers["epsilon_needed"], 10 / counts.min())
 
 
 EXPECTED = {

@@ -116,8 +116,21 @@ def lesson_sensitivity(results: dict[str, Any], data_root: Path) -> None:
 
 
 def solution(results: dict[str, Any], data_root: Path) -> None:
-    expected = checks.reference(DEFAULTS, data_root)
-    assert_full_marks(checks, results["answers"], expected)
+    answers = results["answers"]
+    assert_full_marks(checks, answers, checks.reference(DEFAULTS, data_root))
+    # and against the nearest-road distances of the whole grid, cut to the trainee's area
+    grid = xr.open_zarr(data_root / "rural_access" / "population" / "population.zarr")
+    rng = np.random.default_rng(DEFAULTS["seed"])
+    row0, col0 = (int(v) for v in rng.integers(0, grid.sizes["y"] - checks.WINDOW + 1, size=2))
+    inside = np.zeros((grid.sizes["y"], grid.sizes["x"]), dtype=bool)
+    inside[row0 : row0 + checks.WINDOW, col0 : col0 + checks.WINDOW] = True
+    layers = Layers(data_root)
+    mine = inside[layers.rural]
+    served = layers.served(layers.roads["all_season"], checks.DISTANCE_M) & mine
+    rural, near = layers.rural_people[mine].sum(), layers.rural_people[served].sum()
+    assert math.isclose(answers["rural_population"], rural, rel_tol=1e-6)
+    assert math.isclose(answers["served_population"], near, rel_tol=POPULATION_TOLERANCE)
+    assert abs(answers["rai"] - 100 * near / rural) < 0.2
 
 
 EXPECTED = {
