@@ -202,6 +202,10 @@ class LocalSettings(_Model):
     as root (local mode). Ignored when started as a normal user."""
 
 
+DATASET_DIR_PATTERN = r"^[a-z0-9][a-z0-9_-]*/[a-z0-9][a-z0-9_-]*$"
+"""A dataset directory relative to the data root: <domain>/<dataset>, no other segments."""
+
+
 class KubernetesSettings(_Model):
     """What kubernetes mode needs beyond the roles; the Helm chart's defaults fit its services."""
 
@@ -215,22 +219,14 @@ class KubernetesSettings(_Model):
     data_claim: str = Field("", pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")
     """PersistentVolumeClaim holding the shared data; each dataset a user is entitled to is
     mounted read-only from it under paths.data_root. Empty: no data is mounted."""
-    public_datasets: list[str] = Field(default_factory=list)
-    """Dataset directories (<domain>/<dataset> under the data root) mounted for everyone
-    while the catalog's access rules are not available to the hub."""
+    public_datasets: list[Annotated[str, Field(pattern=DATASET_DIR_PATTERN)]] = Field(
+        default_factory=list
+    )
+    """Dataset directories (<domain>/<dataset> under the data root, e.g. ais/vessels) mounted
+    for everyone while the catalog's access rules are not available to the hub."""
     request_fraction: float = Field(0.5, gt=0, le=1)
     """Share of the role's CPU and memory a user pod requests from the scheduler; it may use
     up to the role's full size."""
-
-    @field_validator("public_datasets")
-    @classmethod
-    def _dataset_dirs(cls, dirs: list[str]) -> list[str]:
-        _check_all(dirs, DATASET_DIR_PATTERN, "a dataset directory such as ais/vessels")
-        return dirs
-
-
-DATASET_DIR_PATTERN = r"^[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.-]*$"
-"""A dataset directory relative to the data root: <domain>/<dataset>, no other segments."""
 
 
 class Settings(_Model):
