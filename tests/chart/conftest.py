@@ -66,9 +66,7 @@ def without_dependencies(values: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture
 def render(chart: Any) -> Callable[..., dict[str, str]]:
     def _render(values: dict[str, Any] | None = None) -> dict[str, str]:
-        return chart.render(
-            without_dependencies(values or {}), name=RELEASE, namespace=NAMESPACE
-        )
+        return chart.render(without_dependencies(values or {}), name=RELEASE, namespace=NAMESPACE)
 
     return _render
 
@@ -84,5 +82,6 @@ def manifests(rendered: dict[str, str]) -> list[dict[str, Any]]:
 
 
 def find(rendered: dict[str, str], kind: str, name: str) -> dict[str, Any]:
-    return next(o for o in manifests(rendered) if o["kind"] == kind and o["metadata"]["name"] == name)
-
+    return next(
+        o for o in manifests(rendered) if o["kind"] == kind and o["metadata"]["name"] == name
+    )

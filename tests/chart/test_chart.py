@@ -333,7 +333,9 @@ def test_hub_may_manage_network_policies_and_nothing_else(render):
         }
     ]
     binding = find(rendered, "RoleBinding", "statbox-hub-dask-networkpolicies")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "hub", "namespace": NAMESPACE}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "hub", "namespace": NAMESPACE}
+    ]
 
 
 def test_network_policies_can_be_turned_off(render):
