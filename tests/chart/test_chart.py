@@ -223,6 +223,8 @@ def test_hub_pod_configuration(render, tmp_path):
         assert trait not in c.JupyterHub, trait
     assert "command" not in c.ConfigurableHTTPProxy
     assert c.Spawner.cmd == ["python3", "-m", "statbox.singleuser"]
+    # zero-to-jupyterhub would set its own command from singleuser.cmd: the chart unsets it
+    assert values_file("values.yaml")["jupyterhub"]["singleuser"]["cmd"] is None
     gateway = next(s for s in c.JupyterHub.services if s["name"] == "dask-gateway")
     assert gateway == {
         "name": "dask-gateway",
