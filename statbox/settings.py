@@ -110,6 +110,15 @@ class ImageChoice(_Model):
     """Container image reference (docker and kubernetes modes)."""
     description: str = ""
     """Shown to users choosing a server."""
+    groups: list[str] = Field(default_factory=list)
+    """When set, only members of one of these groups may choose this image, even in a role
+    that lists it (kubernetes mode); empty: everyone whose role lists it."""
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, groups: list[str]) -> list[str]:
+        _check_all(groups, GROUP_PATTERN, "a group name")
+        return groups
 
 
 class ServerResources(_Model):
@@ -207,6 +216,33 @@ class LocalSettings(_Model):
     as root (local mode). Ignored when started as a normal user."""
 
 
+DATASET_DIR_PATTERN = r"^[a-z0-9][a-z0-9_-]*/[a-z0-9][a-z0-9_-]*$"
+"""A dataset directory relative to the data root: <domain>/<dataset>, no other segments."""
+
+
+class KubernetesSettings(_Model):
+    """What kubernetes mode needs beyond the roles; the Helm chart's defaults fit its services."""
+
+    gateway_url: str = Field("http://traefik-dask-gateway", pattern=r"^https?://[^\s/]+$")
+    """Where the hub and user pods reach Dask Gateway's proxy (no path): the chart's
+    traefik-dask-gateway Service."""
+    gateway_proxy_address: str = Field(
+        "gateway://traefik-dask-gateway:80", pattern=r"^gateway://[^\s/]+:\d+$"
+    )
+    """Address of the same proxy for the schedulers' TLS traffic (DASK_GATEWAY__PROXY_ADDRESS)."""
+    data_claim: str = Field("", pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")
+    """PersistentVolumeClaim holding the shared data; each dataset a user is entitled to is
+    mounted read-only from it under paths.data_root. Empty: no data is mounted."""
+    public_datasets: list[Annotated[str, Field(pattern=DATASET_DIR_PATTERN)]] = Field(
+        default_factory=list
+    )
+    """Dataset directories (<domain>/<dataset> under the data root, e.g. ais/vessels) mounted
+    for everyone while the catalog's access rules are not available to the hub."""
+    request_fraction: float = Field(0.5, gt=0, le=1)
+    """Share of the role's CPU and memory a user pod requests from the scheduler; it may use
+    up to the role's full size."""
+
+
 class Settings(_Model):
     """Statbox settings (statbox.yaml)."""
 
@@ -223,6 +259,7 @@ class Settings(_Model):
     roles: Roles
     paths: Paths
     local: LocalSettings
+    kubernetes: KubernetesSettings
 
     @field_validator("groups")
     @classmethod
