@@ -233,11 +233,6 @@ class KubernetesSettings(_Model):
     data_claim: str = Field("", pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")
     """PersistentVolumeClaim holding the shared data; each dataset a user is entitled to is
     mounted read-only from it under paths.data_root. Empty: no data is mounted."""
-    public_datasets: list[Annotated[str, Field(pattern=DATASET_DIR_PATTERN)]] = Field(
-        default_factory=list
-    )
-    """Dataset directories (<domain>/<dataset> under the data root, e.g. ais/vessels) mounted
-    for everyone while the catalog's access rules are not available to the hub."""
     request_fraction: float = Field(0.5, gt=0, le=1)
     """Share of the role's CPU and memory a user pod requests from the scheduler; it may use
     up to the role's full size."""

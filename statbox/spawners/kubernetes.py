@@ -17,15 +17,16 @@ Invariants, whatever the chart's ``singleuser`` values or a user's request say:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from kubespawner import KubeSpawner
 from kubespawner.clients import shared_client
 from traitlets import Dict, Unicode, default
 
+from ..catalog.access import entitled_data_paths
 from ..kubernetes import USER_LABEL, dask_network_policy, user_label_value
-from ..settings import DATASET_DIR_PATTERN, Settings
+from ..settings import DATASET_DIR_PATTERN
 from .base import StatboxSpawnerMixin
 
 DATA_VOLUME = "statbox-data"
@@ -38,23 +39,6 @@ NON_ROOT_CONTAINER: dict[str, Any] = {
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 """The security context every container of a user pod ends up with (upstream leaves most unset)."""
-
-
-def public_datasets_only_fallback(
-    settings: Settings, role: str, groups: list[str], catalog_path: str
-) -> list[str]:
-    """Stand-in for ``statbox.catalog.access.entitled_data_paths`` until the catalog lands:
-    only the public datasets the settings list (``kubernetes.public_datasets``), for everyone.
-    """
-    return list(settings.kubernetes.public_datasets)
-
-
-def _entitled_data_paths() -> Callable[[Settings, str, list[str], str], list[str]]:
-    try:
-        from ..catalog.access import entitled_data_paths
-    except ImportError:
-        return public_datasets_only_fallback
-    return entitled_data_paths
 
 
 def _is_dataset_dir(path: str) -> bool:
@@ -131,8 +115,8 @@ class StatboxKubeSpawner(StatboxSpawnerMixin, KubeSpawner):
 
     def statbox_data_paths(self, role_name: str) -> list[str]:
         """Dataset directories (``<domain>/<dataset>``) this user gets mounted."""
-        entitled = _entitled_data_paths()(
-            self.settings, role_name, self.user_group_names(), self.catalog_path
+        entitled = entitled_data_paths(
+            self.settings, role_name, self.user_group_names(), Path(self.catalog_path)
         )
         safe = []
         for path in entitled:

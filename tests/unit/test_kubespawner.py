@@ -17,6 +17,7 @@ from traitlets.config import Config
 from statbox.hub import configure_hub
 from statbox.kubernetes import USER_LABEL, dask_network_policy, user_label_value
 from statbox.settings import parse_settings
+from tests.conftest import REPO
 
 kubespawner = pytest.importorskip("kubespawner")
 
@@ -45,15 +46,12 @@ SETTINGS = {
         },
     },
     "paths": {
-        "catalog": "/opt/statbox/catalogs/statbox.yaml",
+        "catalog": str(REPO / "catalogs" / "statbox.yaml"),
         "curriculum": "/opt/statbox/curriculum",
         "data_root": "/srv/statbox/data",
         "state_dir": "/srv/jupyterhub",
     },
-    "kubernetes": {
-        "data_claim": "statbox-data",
-        "public_datasets": ["sdg/indicators", "ais/vessels"],
-    },
+    "kubernetes": {"data_claim": "statbox-data"},
 }
 
 
@@ -265,33 +263,31 @@ async def test_pod_is_non_root_without_service_account_token(spawner_for, kube_c
         assert context["capabilities"] == {"drop": ["ALL"]}
 
 
+def data_mounts(pod: dict) -> list[dict]:
+    return [m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["name"] == "statbox-data"]
+
+
 async def test_pod_mounts_only_entitled_datasets_read_only(spawner_for):
     pod = await manifest(spawner_for("tina", ["trainees"]))
-    spec = pod["spec"]
-    [volume] = [v for v in spec["volumes"] if v["name"] == "statbox-data"]
+    [volume] = [v for v in pod["spec"]["volumes"] if v["name"] == "statbox-data"]
     assert volume["persistentVolumeClaim"] == {"claimName": "statbox-data", "readOnly": True}
-    mounts = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "statbox-data"]
-    assert mounts == [
-        {
-            "name": "statbox-data",
-            "mountPath": "/srv/statbox/data/ais/vessels",
-            "subPath": "ais/vessels",
-            "readOnly": True,
-        },
-        {
-            "name": "statbox-data",
-            "mountPath": "/srv/statbox/data/sdg/indicators",
-            "subPath": "sdg/indicators",
-            "readOnly": True,
-        },
-    ]
+    mounts = data_mounts(pod)
+    for mount in mounts:
+        assert mount["readOnly"] is True
+        assert mount["mountPath"] == f"/srv/statbox/data/{mount['subPath']}"
+    trainee = {m["subPath"] for m in mounts}
+    assert {"sdg/indicators", "ais/positions"} <= trainee
+    # The restricted network events (analysts only) are not mounted at all for a trainee.
+    assert "mobile_phone/events" not in trainee
+    analyst = {m["subPath"] for m in data_mounts(await manifest(spawner_for("ana", ["analysts"])))}
+    assert analyst == trainee | {"mobile_phone/events"}
 
 
 async def test_unsafe_entitlement_is_not_mounted(spawner_for, monkeypatch):
     import statbox.spawners.kubernetes as module
 
     monkeypatch.setattr(
-        module, "_entitled_data_paths", lambda: lambda *args: ["sdg/indicators", "../../etc", "/"]
+        module, "entitled_data_paths", lambda *args: ["sdg/indicators", "../../etc", "/"]
     )
     pod = await manifest(spawner_for("tina", ["trainees"]))
     paths = [
@@ -315,7 +311,7 @@ async def test_pod_environment_and_user_label(spawner_for):
     pod = await manifest(spawner_for("ana", ["analysts"]))
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
     assert env["STATBOX_ROLE"] == "analyst"
-    assert env["STATBOX_CATALOG"] == "/opt/statbox/catalogs/statbox.yaml"
+    assert env["STATBOX_CATALOG"] == str(REPO / "catalogs" / "statbox.yaml")
     assert env["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://traefik-dask-gateway:80"
     assert pod["metadata"]["labels"][USER_LABEL] == user_label_value("ana")
 
