@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .names import ROLE_GROUP_PREFIX, role_group
+from .names import is_reserved_group, role_group, teaches_group
 from .settings import Role, Settings
 
 
@@ -26,7 +26,7 @@ class Resolution:
 
 def resolve_role(settings: Settings, username: str, groups: Iterable[str] = ()) -> Resolution:
     """Return the role of ``username`` with ``groups``, and the reason for it."""
-    group_set = {g for g in groups if not g.startswith(ROLE_GROUP_PREFIX)}
+    group_set = {g for g in groups if not is_reserved_group(g)}
     for name, role in settings.roles.items():
         if username in role.users:
             return Resolution(name, f"named in roles.{name}.users")
@@ -47,12 +47,16 @@ def role_settings(
 def groups_for(settings: Settings, username: str, provider_groups: Iterable[str] = ()) -> list[str]:
     """The JupyterHub groups a user should hold after logging in.
 
-    The identity provider's groups (minus any that pretend to be Statbox role groups), the
-    groups the settings give the user, and the one role group of the user's role.
+    The identity provider's groups (minus any that pretend to be Statbox's own), the groups
+    the settings give the user, the one role group of the user's role, and for an instructor
+    a ``statbox-teaches-<cohort>`` group per cohort they belong to.
     """
-    groups = {g for g in provider_groups if not g.startswith(ROLE_GROUP_PREFIX)}
+    groups = {g for g in provider_groups if not is_reserved_group(g)}
     groups.update(name for name, members in settings.groups.items() if username in members)
-    groups.add(role_group(resolve_role(settings, username, groups).role))
+    role = resolve_role(settings, username, groups).role
+    if role == "instructor":
+        groups.update(teaches_group(cohort) for cohort in settings.cohorts if cohort in groups)
+    groups.add(role_group(role))
     return sorted(groups)
 
 

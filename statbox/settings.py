@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from .names import GROUP_PATTERN, ROLE_GROUP_PREFIX, USERNAME_PATTERN
+from .names import GROUP_PATTERN, RESERVED_GROUP_PREFIXES, USERNAME_PATTERN, is_reserved_group
 from .units import Duration, Memory, memory_at_least
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults") / "statbox.yaml"
@@ -72,6 +72,10 @@ class HubSettings(_Model):
     """Address the public proxy listens on (local mode). 0.0.0.0 shares the hub on a network."""
     port: int = Field(8000, ge=0, le=65535)
     """Port the public proxy listens on (local mode); 0 picks a free port at start."""
+    public_url: str | None = Field(None, pattern=r"^https?://[^\s/]+/?$")
+    """The address users type, e.g. https://statbox.example.org (needed for sign-in with an
+    identity provider: its callback is <public_url>/hub/oauth_callback). Default: from ip
+    and port."""
 
 
 class SharedPasswordAuth(_Model):
@@ -102,6 +106,54 @@ class SharedPasswordAuth(_Model):
         ):
             raise ValueError("user_password and admin_password must differ")
         return self
+
+
+class OIDCAuth(_Model):
+    """Sign-in with any OpenID Connect provider (Keycloak, Azure AD, Google, ...)."""
+
+    type: Literal["oidc"]
+    issuer: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$")
+    """The provider's issuer URL; its endpoints are discovered from
+    <issuer>/.well-known/openid-configuration unless given below."""
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+    """Better given as STATBOX_OAUTH_CLIENT_SECRET than written here."""
+    authorize_url: str | None = None
+    token_url: str | None = None
+    userdata_url: str | None = None
+    username_claim: str = Field("preferred_username", min_length=1)
+    """Claim that names the user; it must hold a safe username. Bound to the provider's
+    `sub` at first login, so no second identity can take the name. "email" is accepted only
+    with email_verified true."""
+    groups_claim: str = Field("groups", min_length=1)
+    """Claim holding the user's groups: a list of strings, or the login is refused."""
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email", "groups"])
+    allowed_groups: list[str] = Field(min_length=1)
+    """Only members of one of these groups may sign in (an explicit allow rule is required)."""
+    blocked_users: list[str] = Field(default_factory=list)
+    """Never let these users in, whatever their groups (a block wins over an allow)."""
+    blocked_groups: list[str] = Field(default_factory=list)
+    """Never let members of these groups in, whatever their other groups."""
+    login_service: str = "your organisation"
+    """Shown on the login button: "Sign in with ..."."""
+
+
+class GitHubAuth(_Model):
+    """Sign-in with GitHub: organisations and teams decide who may enter."""
+
+    type: Literal["github"]
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+    """Better given as STATBOX_OAUTH_CLIENT_SECRET than written here."""
+    allowed_organizations: list[str] = Field(min_length=1)
+    """Organisations ("org") or teams ("org:team") whose members may sign in; teams become
+    groups named "org:team"."""
+    blocked_users: list[str] = Field(default_factory=list)
+
+
+Authentication = Annotated[
+    SharedPasswordAuth | OIDCAuth | GitHubAuth, Field(discriminator="type")
+]
 
 
 class ImageChoice(_Model):
@@ -198,17 +250,27 @@ class Settings(_Model):
 
     hub: HubSettings
     mode: Mode
-    auth: SharedPasswordAuth
+    auth: Authentication
     default_role: RoleName
     """Role of a user no role names, by user or group."""
     groups: dict[str, list[str]]
     """Group memberships for authenticators that carry no groups (the shared password):
     group name -> usernames. Identity providers send groups themselves."""
+    cohorts: list[str]
+    """Groups that are cohorts: an instructor who is a member of one may list, start, stop
+    and open the servers of its members, and nothing beyond."""
     images: dict[str, ImageChoice]
     """Images users may run, by name; roles list the names they may choose."""
     roles: Roles
     paths: Paths
     local: LocalSettings
+
+    @field_validator("cohorts")
+    @classmethod
+    def _cohort_names(cls, cohorts: list[str]) -> list[str]:
+        _check_all(cohorts, GROUP_PATTERN, "a group name")
+        _refuse_reserved(cohorts)
+        return cohorts
 
     @field_validator("groups")
     @classmethod
@@ -270,10 +332,11 @@ def _check_all(values: list[str], pattern: str, what: str) -> None:
 
 
 def _refuse_reserved(groups: list[str]) -> None:
-    reserved = [g for g in groups if g.startswith(ROLE_GROUP_PREFIX)]
+    reserved = [g for g in groups if is_reserved_group(g)]
     if reserved:
         raise ValueError(
-            f"{', '.join(map(repr, reserved))}: names starting {ROLE_GROUP_PREFIX!r} are "
+            f"{', '.join(map(repr, reserved))}: names starting "
+            f"{' or '.join(map(repr, RESERVED_GROUP_PREFIXES))} are "
             "reserved for Statbox's own role groups"
         )
 
@@ -319,10 +382,19 @@ def builtin_defaults() -> dict[str, Any]:
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """``override`` over ``base``: mappings merge key by key, everything else replaces."""
+    """``override`` over ``base``: mappings merge key by key, everything else replaces.
+
+    A mapping whose ``type`` differs from the base's (``auth: {type: oidc}`` over the
+    shared-password default) replaces it whole: keys of another type mean nothing to it.
+    """
     merged = copy.deepcopy(dict(base))
     for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+        old = merged.get(key)
+        if (
+            isinstance(value, Mapping)
+            and isinstance(old, Mapping)
+            and value.get("type", old.get("type")) == old.get("type")
+        ):
             merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)
@@ -434,18 +506,38 @@ def _line_of(loc: tuple, lines: dict[tuple, int]) -> int | None:
     return next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
 
 
+PATTERN_MEANINGS = {
+    OIDCAuth.model_fields["issuer"].metadata[0].pattern: "must be an http(s) URL",
+    HubSettings.model_fields["public_url"].metadata[0].pattern: (
+        "must be an http(s) URL with no path, e.g. https://statbox.example.org"
+    ),
+}
+"""What a pattern means, for messages: operators should not have to read regular expressions."""
+
+UNION_TAGS = {("auth",): {"shared-password", "oidc", "github"}}
+"""Discriminated unions: pydantic puts the chosen tag in error locations; files do not."""
+
+
 def _problem(err: Any, source: str, lines: dict[tuple, int]) -> Problem:
-    loc = tuple(str(part) if not isinstance(part, int) else part for part in err["loc"])
+    raw = tuple(str(part) if not isinstance(part, int) else part for part in err["loc"])
+    loc = tuple(
+        part for i, part in enumerate(raw) if part not in UNION_TAGS.get(raw[:i], ())
+    )
     key = ".".join(str(p) for p in loc)
     line = _line_of(loc, lines)
     kind = err["type"]
     message = str(err["msg"]).removeprefix("Value error, ")
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
+        allowed = _allowed_keys(raw[:-1])
         message = f"unknown key; allowed here: {', '.join(allowed)}" if allowed else "unknown key"
     elif kind == "missing":
         message = "required, and missing"
+    elif kind == "union_tag_invalid":
+        tags = ", ".join(sorted(UNION_TAGS.get(loc, ())))
+        message = f"type {err['input'].get('type')!r} is not one of: {tags}"
     else:
+        pattern = (err.get("ctx") or {}).get("pattern")
+        message = PATTERN_MEANINGS.get(pattern, message)
         value = err.get("input")
         if not isinstance(value, Mapping | list) and "secret" not in kind and "password" not in key:
             message = f"{value!r}: {message}"
@@ -459,7 +551,10 @@ def _allowed_keys(loc: tuple) -> list[str]:
     for part in loc:
         node = _resolve(schema, node)
         props = node.get("properties")
-        if props and part in props:
+        mapping = node.get("discriminator", {}).get("mapping", {})
+        if part in mapping:
+            node = {"$ref": mapping[part]}
+        elif props and part in props:
             node = props[part]
         elif isinstance(node.get("additionalProperties"), dict):
             node = node["additionalProperties"]
