@@ -21,12 +21,20 @@ ROLE_GROUP_PREFIX = "statbox-role-"
 (``!group=statbox-role-trainee``) follow roles, e.g. for the idle culler of each role."""
 
 TEACHES_GROUP_PREFIX = "statbox-teaches-"
-"""``statbox-teaches-<cohort>`` holds the instructors of a cohort; a role assigned to it grants
-them their cohort's servers."""
+"""``statbox-teaches-<cohort>`` holds the instructors of a cohort; a JupyterHub role assigned to
+it grants them the servers of the group below, and nothing else."""
 
-RESERVED_GROUP_PREFIXES = (ROLE_GROUP_PREFIX, TEACHES_GROUP_PREFIX)
+LEARNS_GROUP_PREFIX = "statbox-learns-"
+"""``statbox-learns-<cohort>`` holds the *trainees* of a cohort: RBAC filters cannot intersect
+groups, so instructors' scopes name this group, never the cohort itself (which may also hold
+analysts, other instructors or admins)."""
+
+RESERVED_GROUP_PREFIXES = (ROLE_GROUP_PREFIX, TEACHES_GROUP_PREFIX, LEARNS_GROUP_PREFIX)
 """Groups Statbox alone writes. Groups with these prefixes from an identity provider or the
 settings are dropped or refused: nobody can give themselves a role by naming a group."""
+
+GATEWAY_SERVICE = "dask-gateway"
+"""Dask Gateway's name as a JupyterHub service: in its URL and in the scope that reaches it."""
 
 _USERNAME = re.compile(USERNAME_PATTERN)
 _GROUP = re.compile(GROUP_PATTERN)
@@ -52,6 +60,11 @@ def teaches_group(cohort: str) -> str:
     return TEACHES_GROUP_PREFIX + cohort
 
 
+def learns_group(cohort: str) -> str:
+    """The JupyterHub group that holds the trainees of ``cohort``."""
+    return LEARNS_GROUP_PREFIX + cohort
+
+
 def is_reserved_group(name: str) -> bool:
     """True for group names only Statbox may write."""
     return name.startswith(RESERVED_GROUP_PREFIXES)
@@ -62,3 +75,17 @@ def role_name_for(prefix: str, name: str) -> str:
     so distinct names never share a role."""
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "x"
     return f"{prefix}-{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+LOGGED_CHARACTERS = 40
+"""How much of an untrusted name a log line or message quotes."""
+
+
+def describe(value: object) -> str:
+    """``value`` quoted for a log line or message, at most about 60 characters whatever its size:
+    names come from browsers and identity providers, and a megabyte of them must not reach a log."""
+    quote = repr if isinstance(value, str) else str
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= LOGGED_CHARACTERS:
+        return quote(text)
+    return f"{quote(text[:LOGGED_CHARACTERS])}... ({len(text)} characters)"

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -40,6 +41,25 @@ ROLE_NAMES: tuple[str, ...] = ("admin", "instructor", "analyst", "trainee")
 """Every role, in precedence order: a user matching several roles gets the first."""
 
 RoleName = Literal["trainee", "instructor", "analyst", "admin"]
+URL_PATTERN = r"^https?://[^\s/]+(/\S*)?$"
+USERNAME_MEANING = "a username (lower-case letters, digits, . _ -)"
+
+
+def _usernames(users: list[str]) -> list[str]:
+    _check_all(users, USERNAME_PATTERN, USERNAME_MEANING)
+    return users
+
+
+def _group_names(groups: list[str]) -> list[str]:
+    _check_all(groups, GROUP_PATTERN, "a group name")
+    _refuse_reserved(groups)
+    return groups
+
+
+Usernames = Annotated[list[str], AfterValidator(_usernames)]
+"""Usernames, each held to the one safe pattern."""
+GroupNames = Annotated[list[str], AfterValidator(_group_names)]
+"""Group names, none of them one Statbox reserves for itself."""
 Username = Field(pattern=USERNAME_PATTERN)
 
 
@@ -112,29 +132,37 @@ class OIDCAuth(_Model):
     """Sign-in with any OpenID Connect provider (Keycloak, Azure AD, Google, ...)."""
 
     type: Literal["oidc"]
-    issuer: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$")
+    issuer: str = Field(pattern=URL_PATTERN)
     """The provider's issuer URL; its endpoints are discovered from
     <issuer>/.well-known/openid-configuration unless given below."""
     client_id: str = Field(min_length=1)
     client_secret: SecretStr | None = None
     """Better given as STATBOX_OAUTH_CLIENT_SECRET than written here."""
-    authorize_url: str | None = None
-    token_url: str | None = None
-    userdata_url: str | None = None
+    authorize_url: str | None = Field(None, pattern=URL_PATTERN)
+    """The provider's authorization endpoint; discovered when unset."""
+    token_url: str | None = Field(None, pattern=URL_PATTERN)
+    """The provider's token endpoint; discovered when unset."""
+    userdata_url: str | None = Field(None, pattern=URL_PATTERN)
+    """The provider's userinfo endpoint; discovered when unset."""
     username_claim: str = Field("preferred_username", min_length=1)
-    """Claim that names the user; it must hold a safe username. Bound to the provider's
-    `sub` at first login, so no second identity can take the name. "email" is accepted only
-    with email_verified true."""
+    """Claim that names the user; it must hold a safe username (lower-case letters, digits,
+    . _ -, at most 63; upper case is lowered), or the sign-in is refused. "email" is accepted
+    only with email_verified true."""
+    identity_claim: str = Field("sub", min_length=1)
+    """Stable claim that identifies the person. A username is bound to it at its first sign-in,
+    so no second identity can ever take the name (or its files)."""
     groups_claim: str = Field("groups", min_length=1)
-    """Claim holding the user's groups: a list of strings, or the login is refused."""
+    """Claim holding the user's groups, dotted for nested claims (realm_access.roles): a list
+    of strings, or the sign-in is refused."""
     scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email", "groups"])
-    allowed_groups: list[str] = Field(min_length=1)
-    """Only members of one of these groups may sign in (an explicit allow rule is required)."""
-    blocked_users: list[str] = Field(default_factory=list)
+    """Scopes asked for: enough for the username, identity and groups claims."""
+    allowed_groups: GroupNames = Field(min_length=1)
+    """Only members of one of these groups may sign in: the explicit allow rule."""
+    blocked_users: Usernames = Field(default_factory=list)
     """Never let these users in, whatever their groups (a block wins over an allow)."""
-    blocked_groups: list[str] = Field(default_factory=list)
+    blocked_groups: GroupNames = Field(default_factory=list)
     """Never let members of these groups in, whatever their other groups."""
-    login_service: str = "your organisation"
+    login_service: str = Field("your organisation", min_length=1, max_length=80)
     """Shown on the login button: "Sign in with ..."."""
 
 
@@ -146,14 +174,13 @@ class GitHubAuth(_Model):
     client_secret: SecretStr | None = None
     """Better given as STATBOX_OAUTH_CLIENT_SECRET than written here."""
     allowed_organizations: list[str] = Field(min_length=1)
-    """Organisations ("org") or teams ("org:team") whose members may sign in; teams become
-    groups named "org:team"."""
-    blocked_users: list[str] = Field(default_factory=list)
+    """Organisations ("org") or teams ("org:team") whose members may sign in. A user's teams
+    become groups named "org:team" (and "org"), for roles and cohorts."""
+    blocked_users: Usernames = Field(default_factory=list)
+    """Never let these GitHub logins in (lower case), whatever their organisations."""
 
 
-Authentication = Annotated[
-    SharedPasswordAuth | OIDCAuth | GitHubAuth, Field(discriminator="type")
-]
+Authentication = Annotated[SharedPasswordAuth | OIDCAuth | GitHubAuth, Field(discriminator="type")]
 
 
 class ImageChoice(_Model):
@@ -190,9 +217,9 @@ class DataAccess(_Model):
 
 
 class Role(_Model):
-    users: list[str] = Field(default_factory=list)
+    users: Usernames = Field(default_factory=list)
     """Usernames given this role."""
-    groups: list[str] = Field(default_factory=list)
+    groups: GroupNames = Field(default_factory=list)
     """Identity-provider or Statbox groups whose members get this role."""
     server: ServerResources
     images: list[str] = Field(min_length=1)
@@ -201,19 +228,6 @@ class Role(_Model):
     """A user server with no activity for this long is stopped (>= 30 s)."""
     dask: DaskLimits
     data: DataAccess
-
-    @field_validator("users")
-    @classmethod
-    def _usernames(cls, users: list[str]) -> list[str]:
-        _check_all(users, USERNAME_PATTERN, "a username (lower-case letters, digits, . _ -)")
-        return users
-
-    @field_validator("groups")
-    @classmethod
-    def _groups(cls, groups: list[str]) -> list[str]:
-        _check_all(groups, GROUP_PATTERN, "a group name")
-        _refuse_reserved(groups)
-        return groups
 
 
 class Roles(_Model):
@@ -256,7 +270,7 @@ class Settings(_Model):
     groups: dict[str, list[str]]
     """Group memberships for authenticators that carry no groups (the shared password):
     group name -> usernames. Identity providers send groups themselves."""
-    cohorts: list[str]
+    cohorts: GroupNames
     """Groups that are cohorts: an instructor who is a member of one may list, start, stop
     and open the servers of its members, and nothing beyond."""
     images: dict[str, ImageChoice]
@@ -265,20 +279,12 @@ class Settings(_Model):
     paths: Paths
     local: LocalSettings
 
-    @field_validator("cohorts")
-    @classmethod
-    def _cohort_names(cls, cohorts: list[str]) -> list[str]:
-        _check_all(cohorts, GROUP_PATTERN, "a group name")
-        _refuse_reserved(cohorts)
-        return cohorts
-
     @field_validator("groups")
     @classmethod
     def _group_members(cls, groups: dict[str, list[str]]) -> dict[str, list[str]]:
-        _check_all(list(groups), GROUP_PATTERN, "a group name")
-        _refuse_reserved(list(groups))
+        _group_names(list(groups))
         for members in groups.values():
-            _check_all(members, USERNAME_PATTERN, "a username (lower-case letters, digits, . _ -)")
+            _usernames(members)
         return groups
 
     def role(self, name: str) -> Role:
@@ -507,22 +513,22 @@ def _line_of(loc: tuple, lines: dict[tuple, int]) -> int | None:
 
 
 PATTERN_MEANINGS = {
-    OIDCAuth.model_fields["issuer"].metadata[0].pattern: "must be an http(s) URL",
+    URL_PATTERN: "must be an http(s) URL",
     HubSettings.model_fields["public_url"].metadata[0].pattern: (
         "must be an http(s) URL with no path, e.g. https://statbox.example.org"
     ),
 }
 """What a pattern means, for messages: operators should not have to read regular expressions."""
 
-UNION_TAGS = {("auth",): {"shared-password", "oidc", "github"}}
+UNION_TAGS: dict[tuple[str | int, ...], set[str]] = {
+    ("auth",): {"shared-password", "oidc", "github"}
+}
 """Discriminated unions: pydantic puts the chosen tag in error locations; files do not."""
 
 
 def _problem(err: Any, source: str, lines: dict[tuple, int]) -> Problem:
     raw = tuple(str(part) if not isinstance(part, int) else part for part in err["loc"])
-    loc = tuple(
-        part for i, part in enumerate(raw) if part not in UNION_TAGS.get(raw[:i], ())
-    )
+    loc = tuple(part for i, part in enumerate(raw) if part not in UNION_TAGS.get(raw[:i], ()))
     key = ".".join(str(p) for p in loc)
     line = _line_of(loc, lines)
     kind = err["type"]
