@@ -90,8 +90,16 @@ def test_roles_explain_an_instructor_under_oidc(capsys, tmp_path):
         "cohorts: [cohort-a, cohort-b]\n"
     )
     code, out, _ = run(
-        capsys, "roles", "explain", "ines", "--groups", "staff", "instructors", "cohort-a",
-        "--config", str(f),
+        capsys,
+        "roles",
+        "explain",
+        "ines",
+        "--groups",
+        "staff",
+        "instructors",
+        "cohort-a",
+        "--config",
+        str(f),
     )
     assert code == 0
     assert "groups:         cohort-a, instructors, staff, statbox-role-instructor, " in out
