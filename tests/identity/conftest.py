@@ -11,8 +11,8 @@ Fixtures:
 - ``user(name)``: a fresh :class:`~tests.identity.oidcclient.OIDCUser` for an account (a new
   HTTP session each time: the provider's session outlives a hub logout).
 - ``admin_token``: an API token of ``ada``, the admin, for looking at the hub from outside.
-- ``local_stack``, ``stack_settings``, ``passwords``: the integration tier's shared-password
-  stack (one per test module that asks for it), reused for the password form and the browser.
+- ``password_stack``, ``passwords``: a shared-password stack with the integration tier's
+  settings and passwords, one for the session, for the login form and the browser.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ import pytest
 from statbox.local import find_proxy, free_port
 from tests.conftest import REPO, require_tool
 from tests.identity.oidcclient import OIDCUser
-from tests.integration.conftest import (  # noqa: F401  (fixtures reused by this tier)
+from tests.integration.conftest import SETTINGS as PASSWORD_SETTINGS
+from tests.integration.conftest import (  # noqa: F401  (a fixture reused by this tier)
     assert_all_gone,
-    local_stack,
+    make_stack,
     passwords,
-    stack_settings,
 )
 from tests.integration.hubclient import StatboxProcess
 
@@ -217,10 +217,26 @@ def oidc_stack(identity_dir, hub_port, oidc_provider) -> Iterator[StatboxProcess
     )
     stack.start()
     yield stack
+    stop_and_check(stack)
+
+
+def stop_and_check(stack: StatboxProcess) -> None:
     if stack.proc is not None and stack.proc.poll() is None:
         tree = stack.process_tree()
         stack.stop(signal.SIGTERM)
         assert_all_gone(tree)
+
+
+@pytest.fixture(scope="session")
+def password_stack(identity_dir) -> Iterator[StatboxProcess]:
+    directory = identity_dir / "password"
+    directory.mkdir(mode=0o755)
+    config = directory / "statbox.yaml"
+    config.write_text(PASSWORD_SETTINGS.format(repo=REPO))
+    stack = make_stack(config)
+    stack.start()
+    yield stack
+    stop_and_check(stack)
 
 
 @pytest.fixture

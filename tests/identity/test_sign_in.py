@@ -253,12 +253,14 @@ def test_next_never_redirects_off_the_host_after_sign_in(oidc_stack, user, targe
 
 
 @pytest.mark.parametrize("target", OFF_HOST)
-def test_next_never_redirects_off_the_host_after_the_password_form(local_stack, passwords, target):
-    person = HubUser(local_stack.base_url, "walter")
-    page = person.session.get(f"{local_stack.base_url}/hub/login", timeout=30)
+def test_next_never_redirects_off_the_host_after_the_password_form(
+    password_stack, passwords, target
+):
+    person = HubUser(password_stack.base_url, "walter")
+    page = person.session.get(f"{password_stack.base_url}/hub/login", timeout=30)
     assert page.status_code == 200
     response = person.session.post(
-        f"{local_stack.base_url}/hub/login?" + urlencode({"next": target}),
+        f"{password_stack.base_url}/hub/login?" + urlencode({"next": target}),
         data={
             "username": "walter",
             "password": passwords["user"],
@@ -268,16 +270,16 @@ def test_next_never_redirects_off_the_host_after_the_password_form(local_stack, 
         timeout=60,
     )
     assert response.status_code == 302
-    assert_stays_on_host(person.session, local_stack.base_url, response)
+    assert_stays_on_host(person.session, password_stack.base_url, response)
 
 
-def test_password_form_refuses_a_megabyte_username_briefly(local_stack, passwords):
-    person = HubUser(local_stack.base_url, "x")
-    person.session.get(f"{local_stack.base_url}/hub/login", timeout=30)
-    log = local_stack.state_dir / "logs" / "hub.log"
+def test_password_form_refuses_a_megabyte_username_briefly(password_stack, passwords):
+    person = HubUser(password_stack.base_url, "x")
+    person.session.get(f"{password_stack.base_url}/hub/login", timeout=30)
+    log = password_stack.state_dir / "logs" / "hub.log"
     before = len(log.read_text(errors="replace"))
     response = person.session.post(
-        f"{local_stack.base_url}/hub/login",
+        f"{password_stack.base_url}/hub/login",
         data={
             "username": "h" * 1024 * 1024,
             "password": passwords["user"],
@@ -292,4 +294,4 @@ def test_password_form_refuses_a_megabyte_username_briefly(local_stack, password
     assert len(response.text) < 50_000  # the name is not echoed back into the form
     new_lines = log.read_text(errors="replace")[before:].splitlines()
     assert new_lines and max(map(len, new_lines)) < 1000
-    assert requests.get(f"{local_stack.base_url}/hub/health", timeout=10).status_code == 200
+    assert requests.get(f"{password_stack.base_url}/hub/health", timeout=10).status_code == 200
