@@ -13,8 +13,9 @@ import re
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 """Lower-case letters, digits, dot, underscore and hyphen; starts with a letter or digit; <= 63."""
 
-GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._:/@-]{0,127}$"
-"""Group names as identity providers send them (Keycloak paths, GitHub org:team), <= 128."""
+GROUP_PATTERN = r"^/?[A-Za-z0-9][A-Za-z0-9 ._:/@-]{0,127}$"
+"""Group names as identity providers send them (Keycloak paths "/a/b", GitHub "org:team"),
+at most 129 characters."""
 
 ROLE_GROUP_PREFIX = "statbox-role-"
 """``statbox-role-<role>`` holds the members of a role, so RBAC filters
