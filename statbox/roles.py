@@ -5,6 +5,11 @@ The hub (server size, images, data mounts, RBAC), the gateway (cluster limits) a
 
 Rule: the first role, in precedence order admin > instructor > analyst > trainee, that names
 the user or one of their groups; otherwise the settings' ``default_role``.
+
+Also here, because a role decides them: the JupyterHub groups a user holds after signing in
+(:func:`groups_for`), the allow rule of the identity-provider modes (:func:`sign_in`), and the
+JupyterHub RBAC roles (:func:`token_roles`, :func:`cohort_roles`), which ``configure_hub``
+loads and ``statbox roles explain`` prints (:func:`explain`).
 """
 
 from __future__ import annotations
