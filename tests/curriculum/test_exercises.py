@@ -1,6 +1,6 @@
 """Every certification exercise keeps the contract the grader relies on (curriculum/README.md):
 
-- grader/checks.py imports only numpy, pandas, geopandas, the standard library and
+- grader/checks.py imports only numpy, pandas, xarray, geopandas, the standard library and
   ``statbox.courses.results``, and has a check for every task and for nothing else;
 - ``reference(parameters, data_root)`` gives plain, JSON-able answers for every task, and
   different variants (e.g. seeds) give different right answers;
@@ -30,7 +30,7 @@ from tests.curriculum.conftest import CURRICULUM
 
 pytestmark = pytest.mark.curriculum
 
-ALLOWED_IMPORTS = {"numpy", "pandas", "geopandas", "shapely", "pyarrow"}
+ALLOWED_IMPORTS = {"numpy", "pandas", "geopandas", "shapely", "pyarrow", "xarray"}
 ALLOWED_STATBOX = {"statbox.courses.results"}
 WRONG_ANSWERS = [None, "", "a string", -1, math.nan, [], [1, "x"], {}, {"x": [None]}, True]
 
