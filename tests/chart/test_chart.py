@@ -238,11 +238,14 @@ OPERATOR_SECRET = "client-secret-from-the-operators-own-secret"
 """What the regional files' `statbox-oauth` Secret (made with kubectl beforehand) holds."""
 
 
-def _hub_config_from_chart(name: str, render, tmp_path: Path) -> tuple[Config, dict[str, str]]:
-    """Load the hub's configuration as the hub pod does, for values file ``name``:
-    hub.extraConfig's snippet runs hub_config.py from the ConfigMap, which reads runtime.json
-    and the variables Kubernetes sets from hub.extraEnv. Returns the config and that env."""
-    values = case_values(name)
+def _hub_config_from_chart(
+    name: str | dict, render, tmp_path: Path
+) -> tuple[Config, dict[str, str]]:
+    """Load the hub's configuration as the hub pod does, for values file ``name`` (or these
+    values over values.yaml): hub.extraConfig's snippet runs hub_config.py from the ConfigMap,
+    which reads runtime.json and the variables Kubernetes sets from hub.extraEnv. Returns the
+    config and that environment."""
+    values = case_values(name) if isinstance(name, str) else name
     rendered = render(values)
     secrets = {
         "statbox-secrets": _secret(rendered),
@@ -433,6 +436,14 @@ def test_notes_tell_how_to_reach_the_hub_and_sign_in(render):
     notes = render()["statbox/templates/NOTES.txt"]
     assert f"--namespace {NAMESPACE} get secret statbox-secrets" in notes
     assert "oauth_callback" not in notes
+
+
+def test_hub_pod_with_a_client_secret_given_in_the_values(render, tmp_path):
+    values = {"statbox": OIDC, "secrets": {"oauthClientSecret": "issued-for-statbox-rio"}}
+    c, env = _hub_config_from_chart(values, render, tmp_path)
+    assert c.JupyterHub.authenticator_class == "statbox.auth.StatboxOIDCAuthenticator"
+    assert c.StatboxOIDCAuthenticator.client_secret == "issued-for-statbox-rio"
+    assert not {"STATBOX_USER_PASSWORD", "STATBOX_ADMIN_PASSWORD"} & set(env)
 
 
 def test_hub_pod_without_the_operators_secret_would_not_start(render):
