@@ -374,6 +374,18 @@ def cross_reference_problems(settings: Settings) -> list[tuple[tuple, str]]:
                     )
                 )
             named_in.setdefault(user, role_name)
+    # On Kubernetes the hub cannot guess the address users type (ip and port are the
+    # cluster's), and the identity provider needs it for the callback.
+    oauth = settings.auth.type != "shared-password"
+    if settings.mode == Mode.kubernetes and oauth and not settings.hub.public_url:
+        problems.append(
+            (
+                ("hub", "public_url"),
+                f"required in kubernetes mode with auth.type {settings.auth.type!r}: "
+                "the identity provider sends users back to <public_url>/hub/oauth_callback; "
+                "set it to the address users type, e.g. https://statbox.example.org",
+            )
+        )
     return problems
 
 
