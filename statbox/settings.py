@@ -145,6 +145,10 @@ class OIDCAuth(_Model):
     """The provider's token endpoint; discovered when unset."""
     userdata_url: str | None = Field(None, pattern=URL_PATTERN)
     """The provider's userinfo endpoint; discovered when unset."""
+    userdata_from_id_token: bool = False
+    """Read the username, identity and groups claims from the ID token the token endpoint
+    returns, not from the userinfo endpoint: for providers whose userinfo carries no groups
+    (Microsoft Entra ID). The token comes straight from the provider over its TLS channel."""
     username_claim: str = Field("preferred_username", min_length=1)
     """Claim that names the user; it must hold a safe username (lower-case letters, digits,
     . _ -, at most 63; upper case is lowered), or the sign-in is refused. "email" is accepted

@@ -275,9 +275,8 @@ def test_hub_pod_configuration(render, tmp_path):
     for trait in ("db_url", "ip", "port", "hub_ip", "cookie_secret_file"):
         assert trait not in c.JupyterHub, trait
     assert "command" not in c.ConfigurableHTTPProxy
-    assert c.Spawner.cmd == ["python3", "-m", "statbox.singleuser"]
-    # zero-to-jupyterhub would set its own command from singleuser.cmd: the chart unsets it
-    assert values_file("values.yaml")["jupyterhub"]["singleuser"]["cmd"] is None
+    # zero-to-jupyterhub sets KubeSpawner.cmd from singleuser.cmd; the subclass's setting wins
+    assert c.StatboxKubeSpawner.cmd == ["python3", "-m", "statbox.singleuser"]
     gateway = next(s for s in c.JupyterHub.services if s["name"] == "dask-gateway")
     token = _secret(render(values_file("values-rwanda.yaml")))["gateway-api-token"]
     assert gateway["url"] == "http://traefik-dask-gateway" and gateway["display"] is False
@@ -336,6 +335,8 @@ def test_hub_pod_signs_in_with_the_regions_provider(render, tmp_path, region):
     else:
         assert a.issuer == auth["issuer"] and a.groups_claim == auth["groups_claim"]
         assert member_group in auth["allowed_groups"]
+        # Entra ID's userinfo has no groups: that region reads the ID token instead
+        assert a.userdata_from_id_token is (region == "uae")
         # the loaded authenticator admits a member of an allowed group, and no one else
         signed_in = StatboxOIDCAuthenticator(config=c)
         assert asyncio.run(signed_in.check_allowed("ana", {"groups": [member_group]}))
