@@ -29,7 +29,7 @@ def config(tmp_path) -> str:
 
 
 def test_check_passes_a_good_course(capsys, config, tmp_path):
-    code = main(["course", "check", "sample-course", "--config", config])
+    code = main(["course", "check", "sample-course", "--config", config, "--jobs", "3"])
     out, _ = capsys.readouterr()
     assert code == 0, out
     assert sorted(line.split()[2] for line in out.splitlines() if line.startswith("[ok  ]")) == [

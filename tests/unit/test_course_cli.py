@@ -123,3 +123,11 @@ def test_publish_names_every_bad_target(capsys, site):
     assert code == 2
     assert len(err.splitlines()) == 2
     assert not (site / "state").exists()
+
+
+def test_check_refuses_a_bad_job_count_before_running_anything(capsys, site):
+    code, out, err = run(
+        capsys, "course", "check", "--jobs", "0", "--config", str(site / "statbox.yaml")
+    )
+    assert (code, out) == (2, "")
+    assert err.strip() == "statbox: --jobs 0: must be at least 1"
