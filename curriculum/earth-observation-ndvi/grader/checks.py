@@ -84,6 +84,10 @@ def _number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float | np.floating) and math.isnan(value)
+
+
 def check_share(answer: Any, expected: Any) -> tuple[float, str]:
     value = _number(answer)
     if value is None or not 0 <= value <= 1:
@@ -98,7 +102,8 @@ def check_field_values(answer: Any, expected: Any) -> tuple[float, str]:
     less one for each field that should be None (too cloudy) but was given a number."""
     if not isinstance(answer, dict):
         return 0.0, f"expected a dict field id -> NDVI, got {type(answer).__name__}"
-    given = {str(key): value for key, value in answer.items()}
+    # NaN, as pandas writes a missing value, stands for None (too cloudy) as well
+    given = {str(key): (None if _is_nan(value) else value) for key, value in answer.items()}
     missing = sorted(set(expected) - set(given), key=int)
     if missing:
         return 0.0, f"no value for {len(missing)} of your fields (e.g. field {missing[0]})"
