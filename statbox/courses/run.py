@@ -242,10 +242,21 @@ def run_notebook(
     return NotebookRun(job, results, output, time.monotonic() - started, failure)
 
 
+_VERIFYING = threading.Lock()
+"""Verifiers run one at a time: they import libraries as they load (matplotlib, geopandas),
+and two threads importing the same package at once can see it half initialised
+(``module 'matplotlib' has no attribute 'rcParams'``). Kernels still run in parallel."""
+
+
 def verify(job: NotebookJob, results: dict[str, Any], data_root: Path) -> str | None:
     """Why the figures ``job`` recorded are wrong (per grader/verify.py), or None if right."""
     if not results:
         return "recorded no results (call statbox.courses.results.record with its key figures)"
+    with _VERIFYING:
+        return _verify(job, results, data_root)
+
+
+def _verify(job: NotebookJob, results: dict[str, Any], data_root: Path) -> str | None:
     try:
         expected = load_verifier(job.course)
     except Exception as exc:
