@@ -37,7 +37,14 @@ from .hub import GATEWAY_PREFIX
 from .runtime import RUNTIME_ENV, Ports, Runtime, write_runtime
 from .settings import LoadedSettings
 
-HUB_CONFIG = Path(__file__).resolve().parent.parent / "hub_config.py"
+def _hub_config() -> Path:
+    """hub_config.py: the checkout's (beside this package), else the copy a wheel installs
+    under ``<prefix>/share/statbox`` (pyproject.toml's data-files)."""
+    beside = Path(__file__).resolve().parent.parent / "hub_config.py"
+    return beside if beside.exists() else Path(sys.prefix) / "share" / "statbox" / "hub_config.py"
+
+
+HUB_CONFIG = _hub_config()
 GATEWAY_CONFIG = Path(__file__).resolve().with_name("gateway_config.py")
 PROXY_NAME = "configurable-http-proxy"
 
