@@ -41,10 +41,17 @@ class HubTokenAuthenticator(JupyterHubAuthenticator):
             raise
 
 
-def cluster_options_for(settings: Settings) -> Callable[[Any], Options]:
-    """``c.Backend.cluster_options``: the options form of each user, bounded by their role."""
+def cluster_options_for(
+    settings: Settings, per_user: Callable[[Any], dict[str, Any]] | None = None
+) -> Callable[[Any], Options]:
+    """``c.Backend.cluster_options``: the options form of each user, bounded by their role.
+
+    ``per_user(user)``, when given, adds backend configuration to every cluster of that user
+    (kubernetes mode: the user's label on the cluster's pods).
+    """
 
     def cluster_options(user: Any) -> Options:
+        extra = per_user(user) if per_user is not None else {}
         _, role = role_settings(settings, user.name, user.groups)
         limits = role.dask
         max_cores = max(1, math.floor(limits.max_worker_cores))
@@ -58,9 +65,10 @@ def cluster_options_for(settings: Settings) -> Callable[[Any], Options]:
                 max=max_memory,
                 label="Worker memory (GiB)",
             ),
-            handler=lambda options: cluster_limits(
-                role, options.worker_cores, options.worker_memory
-            ),
+            handler=lambda options: {
+                **cluster_limits(role, options.worker_cores, options.worker_memory),
+                **extra,
+            },
         )
 
     return cluster_options

@@ -20,8 +20,17 @@ GATEWAY_PREFIX = f"/services/{GATEWAY_SERVICE}"
 
 SPAWNER_CLASSES = {
     Mode.local: "statbox.spawners.local.StatboxLocalSpawner",
+    Mode.kubernetes: "statbox.spawners.kubernetes.StatboxKubeSpawner",
 }
 """Spawner per mode, by import name: a mode's spawner is imported only when it is used."""
+
+LEFT_TO_THE_DEPLOYMENT: dict[Mode, frozenset[str]] = {
+    # zero-to-jupyterhub's own jupyterhub_config.py runs first and owns the hub's addresses,
+    # database, cookie secret and proxy; the authenticator is the chart's hub.config (the
+    # field's place for it). Statbox still applies roles and groups at every login.
+    Mode.kubernetes: frozenset({"network", "authenticator"}),
+}
+"""Parts of the hub's configuration that a mode's deployment sets instead of Statbox."""
 
 # Scopes the idle culler of one role needs, filtered to that role's group.
 CULLER_SCOPES = ("list:users", "read:users:activity", "read:servers", "delete:servers")
@@ -33,35 +42,44 @@ GATEWAY_ACCESS_SCOPE = f"access:services!service={GATEWAY_SERVICE}"
 def configure_hub(c: Any, rt: Runtime) -> None:
     """Set every JupyterHub traitlet Statbox decides on ``c`` from the runtime ``rt``."""
     s = rt.settings
-    state = rt.paths.state_dir
+    left = LEFT_TO_THE_DEPLOYMENT.get(s.mode, frozenset())
+    if "network" not in left:
+        _configure_network(c, rt)
+    c.JupyterHub.template_vars = {"statbox_hub": s.hub.name, "statbox_region": s.hub.region}
 
-    c.JupyterHub.ip = s.hub.ip
+    _configure_auth(c, rt, choose_authenticator="authenticator" not in left)
+    _configure_spawner(c, rt)
+    c.JupyterHub.services = [_gateway_service(rt), *(_culler_services(rt))]
+    c.JupyterHub.load_roles = [*_token_roles(), *_culler_roles(rt)]
+
+
+def _configure_network(c: Any, rt: Runtime) -> None:
+    state = rt.paths.state_dir
+    c.JupyterHub.ip = rt.settings.hub.ip
     c.JupyterHub.port = rt.ports.public
     c.JupyterHub.hub_ip = "127.0.0.1"
     c.JupyterHub.hub_port = rt.ports.hub_api
     c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(state / "run" / "jupyterhub.pid")
-    c.JupyterHub.template_vars = {"statbox_hub": s.hub.name, "statbox_region": s.hub.region}
 
     c.ConfigurableHTTPProxy.command = list(rt.proxy_command)
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{rt.ports.proxy_api}"
     c.ConfigurableHTTPProxy.pid_file = str(state / "run" / "proxy.pid")
 
-    _configure_auth(c, rt)
-    _configure_spawner(c, rt)
-    c.JupyterHub.services = [_gateway_service(rt), *(_culler_services(rt))]
-    c.JupyterHub.load_roles = [*_token_roles(), *_culler_roles(rt)]
 
-
-def _configure_auth(c: Any, rt: Runtime) -> None:
+def _configure_auth(c: Any, rt: Runtime, choose_authenticator: bool) -> None:
     s = rt.settings
-    c.JupyterHub.authenticator_class = "statbox.auth.StatboxSharedPasswordAuthenticator"
-    c.StatboxSharedPasswordAuthenticator.user_password = rt.secret("user_password")
-    c.StatboxSharedPasswordAuthenticator.admin_password = rt.secret("admin_password")
+    if choose_authenticator:
+        c.JupyterHub.authenticator_class = "statbox.auth.StatboxSharedPasswordAuthenticator"
+        # Anyone with the class password may pick a name: that is what a class password is for.
+        c.Authenticator.allow_all = True
+    # Required when Statbox chose the class password; else set when the deployment provides
+    # them (the chart's statbox-passwords Secret), for a hub.config that chooses it too.
+    for name in ("user_password", "admin_password"):
+        if choose_authenticator or name in rt.secrets:
+            setattr(c.StatboxSharedPasswordAuthenticator, name, rt.secret(name))
     c.StatboxSharedPasswordAuthenticator.staff_users = users_with_role(s, "instructor", "admin")
-    # Anyone with the class password may pick a name: that is what a class password is for.
-    c.Authenticator.allow_all = True
     c.Authenticator.admin_users = users_with_role(s, "admin")
     c.Authenticator.username_pattern = USERNAME_PATTERN
     c.Authenticator.manage_groups = True
@@ -82,27 +100,46 @@ def _configure_spawner(c: Any, rt: Runtime) -> None:
     c.StatboxSpawnerMixin.data_root = str(rt.paths.data_root)
     c.StatboxLocalSpawner.home_root = str(rt.paths.state_dir / "homes")
     c.StatboxLocalSpawner.run_as = rt.run_as or ""
+    # zero-to-jupyterhub sets KubeSpawner.environment (from singleuser.extraEnv), which
+    # shadows Spawner.environment: the Kubernetes spawner adds the gateway's on top itself.
+    c.StatboxKubeSpawner.gateway_environment = gateway_client_environment(rt)
+
+
+def _loopback_gateway(rt: Runtime) -> tuple[str, str]:
+    return rt.gateway_url, f"gateway://127.0.0.1:{rt.ports.gateway_tcp}"
+
+
+def _chart_gateway(rt: Runtime) -> tuple[str, str]:
+    kube = rt.settings.kubernetes
+    return kube.gateway_url, kube.gateway_proxy_address
+
+
+GATEWAY_ADDRESSES = {Mode.local: _loopback_gateway, Mode.kubernetes: _chart_gateway}
+"""Per mode: (URL of the gateway's HTTP proxy, address of its TLS proxy for schedulers), as
+the hub and user servers reach them."""
 
 
 def gateway_client_environment(rt: Runtime) -> dict[str, str]:
     """What makes ``dask_gateway.Gateway()`` work with no arguments inside a user server.
 
-    The API goes straight to the gateway's proxy on loopback; the scheduler's TLS traffic
-    needs its own address or clients hang (see ENVIRONMENT.md); dashboard links are relative
-    to the hub's public URL so they work from the browser.
+    The API goes straight to the gateway's proxy; the scheduler's TLS traffic needs its own
+    address or clients hang (see ENVIRONMENT.md); dashboard links are relative to the hub's
+    public URL so they work from the browser.
     """
+    url, proxy_address = GATEWAY_ADDRESSES[rt.settings.mode](rt)
     return {
-        "DASK_GATEWAY__ADDRESS": f"{rt.gateway_url}{GATEWAY_PREFIX}",
-        "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://127.0.0.1:{rt.ports.gateway_tcp}",
+        "DASK_GATEWAY__ADDRESS": f"{url}{GATEWAY_PREFIX}",
+        "DASK_GATEWAY__PROXY_ADDRESS": proxy_address,
         "DASK_GATEWAY__PUBLIC_ADDRESS": f"{GATEWAY_PREFIX}/",
         "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
     }
 
 
 def _gateway_service(rt: Runtime) -> dict[str, Any]:
+    url, _ = GATEWAY_ADDRESSES[rt.settings.mode](rt)
     return {
         "name": GATEWAY_SERVICE,
-        "url": rt.gateway_url,
+        "url": url,
         "api_token": rt.secret("gateway_token"),
         "display": False,
     }

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import enum
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,15 @@ class ImageChoice(_Model):
     """Container image reference (docker and kubernetes modes)."""
     description: str = ""
     """Shown to users choosing a server."""
+    groups: list[str] = Field(default_factory=list)
+    """When set, only members of one of these groups may choose this image, even in a role
+    that lists it (kubernetes mode); empty: everyone whose role lists it."""
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, groups: list[str]) -> list[str]:
+        _check_all(groups, GROUP_PATTERN, "a group name")
+        return groups
 
 
 class ServerResources(_Model):
@@ -176,21 +186,56 @@ class Roles(_Model):
             yield name, getattr(self, name)
 
 
+DATA_URL = r"^(s3|gs|gcs|az|abfs|abfss|https?)://[^\s]+$"
+DataURL = Annotated[str, Field(pattern=DATA_URL)]
+"""An object-storage or web URL under which catalog entries address their files."""
+
+
 class Paths(_Model):
     catalog: Path
     """The root Intake catalog users open through STATBOX_CATALOG."""
     curriculum: Path
     """Folder of courses; each user finds them in their home under courses/."""
-    data_root: Path
-    """Where the catalog's data lives (sample data here; object storage in production)."""
+    data_root: DataURL | Path = Field(union_mode="left_to_right")
+    """Where the catalog's data lives: a directory (sample data from `statbox catalog samples`)
+    or, in production, an object-storage URL (s3://, gs://, az://, abfs://, https://)."""
     state_dir: Path
     """Hub database, secrets, gateway state, logs and (local mode) user homes."""
+
+    @field_validator("data_root", mode="before")
+    @classmethod
+    def _known_scheme(cls, value: Any) -> Any:
+        if isinstance(value, str) and "://" in value and not re.match(DATA_URL, value):
+            raise ValueError("not a directory or an s3, gs, az, abfs or https URL")
+        return value
 
 
 class LocalSettings(_Model):
     run_as: str = Field("nobody", pattern=r"^[a-z_][a-z0-9_-]*$")
     """Unprivileged account that runs user servers and Dask clusters when Statbox is started
     as root (local mode). Ignored when started as a normal user."""
+
+
+DATASET_DIR_PATTERN = r"^[a-z0-9][a-z0-9_-]*/[a-z0-9][a-z0-9_-]*$"
+"""A dataset directory relative to the data root: <domain>/<dataset>, no other segments."""
+
+
+class KubernetesSettings(_Model):
+    """What kubernetes mode needs beyond the roles; the Helm chart's defaults fit its services."""
+
+    gateway_url: str = Field("http://traefik-dask-gateway", pattern=r"^https?://[^\s/]+$")
+    """Where the hub and user pods reach Dask Gateway's proxy (no path): the chart's
+    traefik-dask-gateway Service."""
+    gateway_proxy_address: str = Field(
+        "gateway://traefik-dask-gateway:80", pattern=r"^gateway://[^\s/]+:\d+$"
+    )
+    """Address of the same proxy for the schedulers' TLS traffic (DASK_GATEWAY__PROXY_ADDRESS)."""
+    data_claim: str = Field("", pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")
+    """PersistentVolumeClaim holding the shared data; each dataset a user is entitled to is
+    mounted read-only from it under paths.data_root. Empty: no data is mounted."""
+    request_fraction: float = Field(0.5, gt=0, le=1)
+    """Share of the role's CPU and memory a user pod requests from the scheduler; it may use
+    up to the role's full size."""
 
 
 class Settings(_Model):
@@ -209,6 +254,7 @@ class Settings(_Model):
     roles: Roles
     paths: Paths
     local: LocalSettings
+    kubernetes: KubernetesSettings
 
     @field_validator("groups")
     @classmethod
@@ -228,6 +274,8 @@ class Settings(_Model):
         return Paths(
             **{
                 key: (value if value.is_absolute() else (base / value)).resolve()
+                if isinstance(value, Path)
+                else value  # a URL stays as written
                 for key, value in self.paths
             }
         )
