@@ -72,7 +72,9 @@ def _digest_inputs(inputs: Iterable[Path | str]) -> str:
     digest = hashlib.sha256()
     for item in inputs:
         if isinstance(item, Path):
-            digest.update(str(item.relative_to(REPO) if item.is_relative_to(REPO) else item).encode())
+            digest.update(
+                str(item.relative_to(REPO) if item.is_relative_to(REPO) else item).encode()
+            )
             digest.update(item.read_bytes())
         else:
             digest.update(item.encode())
@@ -90,22 +92,54 @@ def _run(cmd: list[str], what: str) -> None:
 # ------------------------------------------------------------------------------------ parts
 
 
-def _wheelhouse_inputs(options: BundleOptions) -> Iterable[Path | str]:
-    yield from (REPO / "pyproject.toml", REPO / "requirements" / "constraints.txt", REPO / "hub_config.py")
-    yield from _files_under(REPO / "statbox")
+def _dependencies() -> list[str]:
+    import tomllib
+
+    return list(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
+
+
+def _packages_inputs(options: BundleOptions) -> Iterable[Path | str]:
+    yield REPO / "requirements" / "constraints.txt"
+    yield from _dependencies()
     yield f"python {sys.version_info[:2]}"
 
 
-def _build_wheelhouse(options: BundleOptions, out: Path) -> None:
+def _build_packages(options: BundleOptions, out: Path) -> None:
+    """Wheels of everything the statbox command needs (changes only with the pins)."""
     wheels = out / "wheelhouse"
     wheels.mkdir()
     _run(
         [
             options.python, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels),
-            "-c", str(REPO / "requirements" / "constraints.txt"), str(REPO),
+            "-c", str(REPO / "requirements" / "constraints.txt"), *_dependencies(),
         ],
         "building the wheelhouse",
     )  # fmt: skip
+
+
+def _statbox_inputs(options: BundleOptions) -> Iterable[Path | str]:
+    yield from (REPO / "pyproject.toml", REPO / "hub_config.py", REPO / "README.md")
+    yield from _files_under(REPO / "statbox")
+
+
+def _build_statbox_wheel(options: BundleOptions, out: Path) -> None:
+    """The statbox wheel alone (changes with every change to the code)."""
+    wheels = out / "wheelhouse"
+    wheels.mkdir()
+    _run(
+        [
+            options.python,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--wheel-dir",
+            str(wheels),
+            str(REPO),
+        ],
+        "building the statbox wheel",
+    )
 
 
 def _copy_tree(source: Path, target: Path) -> None:
@@ -160,7 +194,8 @@ def _image_file(image: str) -> str:
 
 
 PARTS: tuple[Part, ...] = (
-    Part("wheelhouse", _wheelhouse_inputs, _build_wheelhouse),
+    Part("packages", _packages_inputs, _build_packages),
+    Part("statbox", _statbox_inputs, _build_statbox_wheel),
     Part(
         "catalog",
         lambda o: [*_files_under(REPO / "catalogs"), *_files_under(REPO / "statbox" / "catalog")],
@@ -184,7 +219,9 @@ class BundleSummary:
     built: list[str]
 
 
-def _part_dir(options: BundleOptions, part: Part, progress: Callable[[str], None]) -> tuple[Path, bool]:
+def _part_dir(
+    options: BundleOptions, part: Part, progress: Callable[[str], None]
+) -> tuple[Path, bool]:
     """The cached folder of ``part`` (built now if its inputs changed); and whether reused."""
     key = _digest_inputs(part.inputs(options))
     cached = options.cache / part.name / key[:16]
@@ -229,10 +266,13 @@ Then start the hub:
 """
 
 
-def create_bundle(options: BundleOptions, progress: Callable[[str], None] = lambda _: None) -> BundleSummary:
+def create_bundle(
+    options: BundleOptions, progress: Callable[[str], None] = lambda _: None
+) -> BundleSummary:
     """Build (or reuse) every part and write the bundle to ``options.out``."""
     folders: list[Path] = []
-    reused, built = [], []
+    reused: list[str] = []
+    built: list[str] = []
     for part in PARTS:
         if part.name == "images" and not options.images:
             continue
@@ -302,7 +342,8 @@ def cmd_create(args: argparse.Namespace) -> int:
     summary = create_bundle(options, progress=lambda step: print(f"  {step} ...", flush=True))
     print(
         f"Wrote {summary.path}: {summary.size / 1024**2:.0f} MiB "
-        f"(built: {', '.join(summary.built) or 'nothing'}; reused: {', '.join(summary.reused) or 'nothing'})"
+        f"(built: {', '.join(summary.built) or 'nothing'}; "
+        f"reused: {', '.join(summary.reused) or 'nothing'})"
     )
     return ExitCode.OK
 

@@ -31,10 +31,9 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 FORMAT = 1
 INSTALLER = "install.py"
@@ -51,7 +50,7 @@ class InstallError(Exception):
         super().__init__("\n".join(messages))
 
 
-def _digest(stream: BinaryIO) -> tuple[str, int]:
+def _digest(stream: IO[bytes]) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
     for block in iter(lambda: stream.read(1 << 20), b""):
         digest.update(block)
@@ -100,7 +99,9 @@ def verify_bundle(bundle: Path, progress: Callable[[str], None] = lambda _: None
     except InstallError:
         raise
     except KeyError:
-        raise InstallError(BAD_INPUT, f"{bundle}: damaged or not a Statbox bundle (no manifest)")
+        raise InstallError(
+            BAD_INPUT, f"{bundle}: damaged or not a Statbox bundle (no manifest)"
+        ) from None
     except (tarfile.TarError, EOFError, OSError, ValueError, TypeError) as exc:
         raise InstallError(BAD_INPUT, f"{bundle}: damaged or truncated ({exc})") from None
     missing = sorted(set(files) - seen)
@@ -134,7 +135,8 @@ def _docker() -> str:
     docker = shutil.which("docker")
     if docker is None:
         raise InstallError(
-            ENVIRONMENT, "docker is not installed: install a Docker engine (apt-get install docker.io)"
+            ENVIRONMENT,
+            "docker is not installed: install a Docker engine (apt-get install docker.io)",
         )
     probe = subprocess.run([docker, "info"], capture_output=True, text=True)
     if probe.returncode != 0:
@@ -156,6 +158,38 @@ paths:
 """
 
 
+COMPLETE = ".complete"
+"""Written last into a release: a release without it is half-made and is made again."""
+
+
+def _lay_down(
+    bundle: Path,
+    release: Path,
+    manifest: dict,
+    python: str,
+    docker: str | None,
+    progress: Callable[[str], None],
+) -> None:
+    progress("extracting")
+    _extract(bundle, release, manifest)
+    progress("installing the statbox command")
+    venv = release / "venv"
+    _run([python, "-m", "venv", str(venv)], "making the environment")
+    _run(
+        [
+            str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-index",
+            "--find-links", str(release / "wheelhouse"), f"statbox=={manifest['statbox_version']}",
+        ],
+        "installing statbox from the bundle's wheelhouse",
+    )  # fmt: skip
+    shutil.rmtree(release / "wheelhouse")
+    for image in manifest.get("images", []):
+        if docker is not None:
+            progress(f"loading image {image['name']}")
+            _run([docker, "load", "-i", str(release / image["file"])], f"loading {image['name']}")
+        (release / image["file"]).unlink()
+
+
 def install_bundle(
     bundle: Path,
     prefix: Path,
@@ -171,32 +205,18 @@ def install_bundle(
     releases = prefix / "releases"
     releases.mkdir(parents=True, exist_ok=True)
     release = releases / release_name
-    staging = Path(tempfile.mkdtemp(prefix=f".{release_name}-", dir=releases))
-    try:
-        progress("extracting")
-        _extract(bundle, staging, manifest)
-        progress("installing the statbox command")
-        venv = staging / "venv"
-        _run([python, "-m", "venv", str(venv)], "making the environment")
-        _run(
-            [
-                str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-index",
-                "--find-links", str(staging / "wheelhouse"), f"statbox=={manifest['statbox_version']}",
-            ],
-            "installing statbox from the bundle's wheelhouse",
-        )  # fmt: skip
-        shutil.rmtree(staging / "wheelhouse")
-        for image in images:
-            progress(f"loading image {image['name']}")
-            assert docker is not None
-            _run([docker, "load", "-i", str(staging / image["file"])], f"loading {image['name']}")
-            (staging / image["file"]).unlink()
-        if release.exists():
-            shutil.rmtree(release)  # the same bundle again: replace its half of the tree
-        staging.rename(release)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    complete = release / COMPLETE
+    if not complete.exists():
+        # Built in place: a virtual environment cannot move once made. Until it is complete
+        # and `current` points at it, the hub keeps running the previous release.
+        shutil.rmtree(release, ignore_errors=True)
+        release.mkdir()
+        try:
+            _lay_down(bundle, release, manifest, python, docker, progress)
+            complete.write_text(manifest["digest"] + "\n")
+        except BaseException:
+            shutil.rmtree(release, ignore_errors=True)
+            raise
     _switch_current(prefix, release)
     (prefix / "state").mkdir(exist_ok=True)
     settings = prefix / "statbox.yaml"

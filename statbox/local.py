@@ -37,6 +37,7 @@ from .hub import GATEWAY_PREFIX
 from .runtime import RUNTIME_ENV, Ports, Runtime, write_runtime
 from .settings import LoadedSettings
 
+
 def _hub_config() -> Path:
     """hub_config.py: the checkout's (beside this package), else the copy a wheel installs
     under ``<prefix>/share/statbox`` (pyproject.toml's data-files)."""
