@@ -166,6 +166,20 @@ def _build_chart(options: BundleOptions, out: Path) -> None:
         tar.add(chart, arcname="statbox", filter=lambda m: None if "__pycache__" in m.name else m)
 
 
+def _proxy_dir() -> Path:
+    """The configurable-http-proxy that `make` installs beside the interpreter (pure
+    JavaScript: it runs on the target's Node.js)."""
+    return Path(sys.prefix) / "node" / "node_modules"
+
+
+def _build_proxy(options: BundleOptions, out: Path) -> None:
+    # Laid down inside the release's venv, where statbox.local.find_proxy looks. npm's .bin/
+    # holds symbolic links, which bundles do not carry: find_proxy knows the real path.
+    shutil.copytree(
+        _proxy_dir(), out / "venv" / "node" / "node_modules", ignore=shutil.ignore_patterns(".bin")
+    )
+
+
 def _image_ids(options: BundleOptions) -> Iterable[str]:
     for image in options.images:
         result = subprocess.run(
@@ -203,6 +217,7 @@ PARTS: tuple[Part, ...] = (
     ),
     Part("curriculum", lambda o: _files_under(REPO / "curriculum"), _build_curriculum),
     Part("chart", lambda o: _files_under(REPO / "helm" / "statbox"), _build_chart),
+    Part("proxy", lambda o: [REPO / "package-lock.json"], _build_proxy),
     Part("images", _image_ids, _build_images),
 )
 """What a bundle holds, in order. A part whose inputs are empty is left out."""
@@ -338,6 +353,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         out=out,
         cache=Path(args.cache).resolve() if args.cache else out.parent / ".statbox-bundle-cache",
         images=tuple(args.image or ()),
+        mode=args.mode,
     )
     summary = create_bundle(options, progress=lambda step: print(f"  {step} ...", flush=True))
     print(
@@ -376,6 +392,12 @@ def register(commands: Any) -> None:
     create.add_argument("--out", required=True, metavar="FILE")
     create.add_argument("--image", action="append", metavar="IMAGE", help="an image to carry")
     create.add_argument("--cache", metavar="DIR", help="where built parts are kept for reuse")
+    create.add_argument(
+        "--mode",
+        choices=["docker", "local"],
+        default="docker",
+        help="the mode the installed settings start in (default: docker)",
+    )
     install = sub.add_parser("install", help="Verify and install a bundle.", epilog=EPILOG)
     install.set_defaults(func=cmd_install)
     install.add_argument("bundle", metavar="FILE")

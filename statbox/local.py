@@ -62,6 +62,8 @@ def find_proxy(environ: dict[str, str] | None = None) -> list[str] | None:
     candidates = [
         env.get("STATBOX_PROXY"),
         str(Path(sys.prefix) / "node" / "node_modules" / ".bin" / PROXY_NAME),
+        # as an offline bundle lays it down (no .bin/ links)
+        str(Path(sys.prefix) / "node" / "node_modules" / PROXY_NAME / "bin" / PROXY_NAME),
         shutil.which(PROXY_NAME, path=env.get("PATH")),
     ]
     for candidate in candidates:
