@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 from dask_gateway_server.auth import JupyterHubAuthenticator, unauthorized
+from dask_gateway_server.models import User
 from dask_gateway_server.options import Float, Integer, Options
 
 from .hub import GATEWAY_PREFIX, GATEWAY_SERVICE
@@ -21,6 +22,14 @@ from .runtime import Runtime
 from .settings import Role, Settings
 
 GIB = 1024**3
+
+
+class HubAdminAwareUser(User):
+    """A gateway user whom the hub calls an admin may reach (view, scale, stop) any cluster by
+    name, as the admin role may everything; everyone else, only their own clusters."""
+
+    def has_permissions(self, cluster: Any) -> bool:
+        return self.admin or bool(super().has_permissions(cluster))
 
 
 class HubTokenAuthenticator(JupyterHubAuthenticator):
@@ -33,7 +42,8 @@ class HubTokenAuthenticator(JupyterHubAuthenticator):
 
     async def authenticate(self, request: Any) -> Any:
         try:
-            return await super().authenticate(request)
+            user = await super().authenticate(request)
+            return HubAdminAwareUser(user.name, user.groups, user.admin)
         except web.HTTPInternalServerError as exc:
             if "verifying user's JupyterHub API token" in (exc.reason or ""):
                 self.log.info("Refused a token the hub does not accept")

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .auth import make_post_auth_hook
-from .names import USERNAME_PATTERN, role_group
-from .roles import users_with_role
+from .names import GATEWAY_SERVICE, USERNAME_PATTERN, role_group
+from .roles import GATEWAY_ACCESS_SCOPE, cohort_roles, token_roles, users_with_role
 from .runtime import Runtime
-from .settings import ROLE_NAMES, Mode
+from .settings import ROLE_NAMES, GitHubAuth, Mode, OIDCAuth
 
-GATEWAY_SERVICE = "dask-gateway"
+__all__ = ["GATEWAY_ACCESS_SCOPE", "GATEWAY_PREFIX", "GATEWAY_SERVICE", "configure_hub"]
+
 GATEWAY_PREFIX = f"/services/{GATEWAY_SERVICE}"
 
 SPAWNER_CLASSES = {
@@ -26,17 +26,14 @@ SPAWNER_CLASSES = {
 
 LEFT_TO_THE_DEPLOYMENT: dict[Mode, frozenset[str]] = {
     # zero-to-jupyterhub's own jupyterhub_config.py runs first and owns the hub's addresses,
-    # database, cookie secret and proxy; the authenticator is the chart's hub.config (the
-    # field's place for it). Statbox still applies roles and groups at every login.
-    Mode.kubernetes: frozenset({"network", "authenticator"}),
+    # database, cookie secret and proxy. Sign-in stays Statbox's (auth: in statbox.yaml), so
+    # one settings file decides who may enter in every mode.
+    Mode.kubernetes: frozenset({"network"}),
 }
 """Parts of the hub's configuration that a mode's deployment sets instead of Statbox."""
 
 # Scopes the idle culler of one role needs, filtered to that role's group.
 CULLER_SCOPES = ("list:users", "read:users:activity", "read:servers", "delete:servers")
-
-# Scopes added to the tokens users and their servers hold: reaching Dask Gateway, no more.
-GATEWAY_ACCESS_SCOPE = f"access:services!service={GATEWAY_SERVICE}"
 
 
 def configure_hub(c: Any, rt: Runtime) -> None:
@@ -47,10 +44,10 @@ def configure_hub(c: Any, rt: Runtime) -> None:
         _configure_network(c, rt)
     c.JupyterHub.template_vars = {"statbox_hub": s.hub.name, "statbox_region": s.hub.region}
 
-    _configure_auth(c, rt, choose_authenticator="authenticator" not in left)
+    _configure_auth(c, rt)
     _configure_spawner(c, rt)
     c.JupyterHub.services = [_gateway_service(rt), *(_culler_services(rt))]
-    c.JupyterHub.load_roles = [*_token_roles(), *_culler_roles(rt)]
+    c.JupyterHub.load_roles = [*token_roles(), *_culler_roles(rt), *cohort_roles(s)]
 
 
 def _configure_network(c: Any, rt: Runtime) -> None:
@@ -68,22 +65,85 @@ def _configure_network(c: Any, rt: Runtime) -> None:
     c.ConfigurableHTTPProxy.pid_file = str(state / "run" / "proxy.pid")
 
 
-def _configure_auth(c: Any, rt: Runtime, choose_authenticator: bool) -> None:
+AUTHENTICATOR_CLASSES = {
+    "shared-password": "StatboxSharedPasswordAuthenticator",
+    "oidc": "StatboxOIDCAuthenticator",
+    "github": "StatboxGitHubAuthenticator",
+}
+"""Authenticator per ``auth.type``, in :mod:`statbox.auth`."""
+
+
+def _configure_auth(c: Any, rt: Runtime) -> None:
     s = rt.settings
-    if choose_authenticator:
-        c.JupyterHub.authenticator_class = "statbox.auth.StatboxSharedPasswordAuthenticator"
-        # Anyone with the class password may pick a name: that is what a class password is for.
-        c.Authenticator.allow_all = True
-    # Required when Statbox chose the class password; else set when the deployment provides
-    # them (the chart's statbox-passwords Secret), for a hub.config that chooses it too.
-    for name in ("user_password", "admin_password"):
-        if choose_authenticator or name in rt.secrets:
-            setattr(c.StatboxSharedPasswordAuthenticator, name, rt.secret(name))
-    c.StatboxSharedPasswordAuthenticator.staff_users = users_with_role(s, "instructor", "admin")
+    name = AUTHENTICATOR_CLASSES[s.auth.type]
+    c.JupyterHub.authenticator_class = f"statbox.auth.{name}"
+    c.StatboxAuthMixin.settings = s
     c.Authenticator.admin_users = users_with_role(s, "admin")
     c.Authenticator.username_pattern = USERNAME_PATTERN
     c.Authenticator.manage_groups = True
-    c.Authenticator.post_auth_hook = make_post_auth_hook(s)
+    AUTH_CONFIGURERS[s.auth.type](c[name], c, rt)
+
+
+def hub_public_url(rt: Runtime) -> str:
+    """The address users type: ``hub.public_url``, else from the local stack's ip and port."""
+    if rt.settings.hub.public_url:
+        return rt.settings.hub.public_url.rstrip("/")
+    host = rt.settings.hub.ip
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{rt.ports.public}"
+
+
+def _shared_password_auth(a: Any, c: Any, rt: Runtime) -> None:
+    a.user_password = rt.secret("user_password")
+    a.admin_password = rt.secret("admin_password")
+    a.staff_users = users_with_role(rt.settings, "instructor", "admin")
+    # Anyone with the class password may pick a name: that is what a class password is for.
+    c.Authenticator.allow_all = True
+
+
+def _oauth_auth(a: Any, rt: Runtime) -> None:
+    """What OIDC and GitHub share: the client, the callback, and explicit allow rules."""
+    auth = rt.settings.auth
+    assert isinstance(auth, OIDCAuth | GitHubAuth)
+    a.client_id = auth.client_id
+    a.client_secret = rt.secret("oauth_client_secret")
+    a.oauth_callback_url = f"{hub_public_url(rt)}/hub/oauth_callback"
+    a.allow_all = False
+    a.enable_auth_state = False  # tokens are not kept: groups are read at every sign-in
+
+
+def _oidc_auth(a: Any, c: Any, rt: Runtime) -> None:
+    auth = rt.settings.auth
+    assert isinstance(auth, OIDCAuth)
+    _oauth_auth(a, rt)
+    a.issuer = auth.issuer
+    a.identity_realm = auth.issuer
+    a.authorize_url = auth.authorize_url or ""
+    a.token_url = auth.token_url or ""
+    a.userdata_url = auth.userdata_url or ""
+    a.scope = list(auth.scopes)
+    a.username_claim = auth.username_claim
+    a.identity_claim = auth.identity_claim
+    a.groups_claim = auth.groups_claim
+    a.login_service = auth.login_service
+
+
+def _github_auth(a: Any, c: Any, rt: Runtime) -> None:
+    auth = rt.settings.auth
+    assert isinstance(auth, GitHubAuth)
+    _oauth_auth(a, rt)
+    a.identity_realm = "github"
+    a.identity_claim = "id"
+    a.allowed_organizations = set(auth.allowed_organizations)
+    a.scope = ["read:user", "read:org"]
+    a.populate_teams_in_auth_state = True
+
+
+AUTH_CONFIGURERS = {
+    "shared-password": _shared_password_auth,
+    "oidc": _oidc_auth,
+    "github": _github_auth,
+}
+"""Per ``auth.type``: sets the authenticator's own section (first argument) and, rarely, ``c``."""
 
 
 def _configure_spawner(c: Any, rt: Runtime) -> None:
@@ -185,15 +245,4 @@ def _culler_roles(rt: Runtime) -> list[dict[str, Any]]:
             "services": [_culler_name(roles)],
         }
         for roles in _roles_by_idle_timeout(rt).values()
-    ]
-
-
-def _token_roles() -> list[dict[str, Any]]:
-    """The built-in ``user`` and ``server`` roles, plus access to Dask Gateway only."""
-    return [
-        {"name": "user", "scopes": ["self", GATEWAY_ACCESS_SCOPE]},
-        {
-            "name": "server",
-            "scopes": ["users:activity!user", "access:servers!server", GATEWAY_ACCESS_SCOPE],
-        },
     ]

@@ -63,7 +63,11 @@ def kube_runtime(runtime):
         settings=settings,
         paths=settings.resolved_paths(runtime.paths.state_dir),
         python="python3",
-        secrets={"gateway_token": "g" * 64},
+        secrets={
+            "gateway_token": "g" * 64,
+            "user_password": "class-pw",
+            "admin_password": "a" * 40,
+        },
     )
 
 
@@ -104,30 +108,46 @@ def spawner_for(kube_config, networking):
 # ------------------------------------------------------------------- configure_hub
 
 
-def test_kubernetes_mode_leaves_network_and_authenticator_to_the_chart(kube_config):
+def test_kubernetes_mode_leaves_the_network_to_the_chart(kube_config):
     c = kube_config
     assert c.JupyterHub.spawner_class == "statbox.spawners.kubernetes.StatboxKubeSpawner"
     for trait in ("ip", "port", "hub_ip", "hub_port", "db_url", "cookie_secret_file"):
         assert trait not in c.JupyterHub
-    assert "authenticator_class" not in c.JupyterHub
-    assert "allow_all" not in c.Authenticator  # the provider's groups decide, not Statbox
+    # Sign-in is the settings' in every mode: here the default class password, from the
+    # chart's Secret.
+    assert c.JupyterHub.authenticator_class == "statbox.auth.StatboxSharedPasswordAuthenticator"
+    assert c.StatboxSharedPasswordAuthenticator.user_password == "class-pw"
     assert c.Authenticator.manage_groups is True
-    assert callable(c.Authenticator.post_auth_hook)
-    assert "user_password" not in c.StatboxSharedPasswordAuthenticator
 
 
-def test_kubernetes_mode_sets_passwords_when_the_chart_provides_them(kube_runtime):
+def test_kubernetes_mode_signs_in_with_the_settings_provider(kube_runtime):
+    settings = parse_settings(
+        {
+            **SETTINGS,
+            "hub": {"public_url": "https://statbox.example.org"},
+            "auth": {
+                "type": "oidc",
+                "issuer": "https://sso.example.org/realms/stats",
+                "client_id": "statbox",
+                "authorize_url": "https://sso.example.org/realms/stats/auth",
+                "token_url": "https://sso.example.org/realms/stats/token",
+                "userdata_url": "https://sso.example.org/realms/stats/userinfo",
+                "allowed_groups": ["trainees", "analysts"],
+            },
+        }
+    )
     rt = dataclasses.replace(
         kube_runtime,
-        secrets={
-            "gateway_token": "g" * 64,
-            "user_password": "class-pw",
-            "admin_password": "a" * 40,
-        },
+        settings=settings,
+        secrets={"gateway_token": "g" * 64, "oauth_client_secret": "s"},
     )
     c = Config()
     configure_hub(c, rt)
-    assert c.StatboxSharedPasswordAuthenticator.user_password == "class-pw"
+    assert c.JupyterHub.authenticator_class == "statbox.auth.StatboxOIDCAuthenticator"
+    assert c.StatboxOIDCAuthenticator.oauth_callback_url == (
+        "https://statbox.example.org/hub/oauth_callback"
+    )
+    assert "ip" not in c.JupyterHub
 
 
 def test_kubernetes_gateway_addresses_are_the_charts_services(kube_config):

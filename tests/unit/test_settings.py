@@ -133,6 +133,7 @@ def test_schema_documents_every_key_and_accepts_partial_files():
         "auth",
         "default_role",
         "groups",
+        "cohorts",
         "images",
         "roles",
         "paths",
