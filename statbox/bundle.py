@@ -327,7 +327,10 @@ def create_bundle(
     partial = options.out.with_name(options.out.name + ".partial")
     with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
         _add_bytes(tar, bundle_install.INSTALLER, extra[bundle_install.INSTALLER], 0o755)
-        _add_bytes(tar, bundle_install.MANIFEST, json.dumps(manifest, indent=1).encode())
+        manifest_bytes = json.dumps(manifest, indent=1).encode()
+        _add_bytes(tar, bundle_install.MANIFEST, manifest_bytes)
+        digest_line = hashlib.sha256(manifest_bytes).hexdigest() + "\n"
+        _add_bytes(tar, bundle_install.MANIFEST_DIGEST, digest_line.encode())
         _add_bytes(tar, "README.txt", readme)
         for name, path in members:
             tar.add(path, arcname=name, recursive=False)

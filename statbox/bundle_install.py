@@ -38,6 +38,8 @@ from typing import IO, Any
 FORMAT = 1
 INSTALLER = "install.py"
 MANIFEST = "manifest.json"
+MANIFEST_DIGEST = "manifest.sha256"
+"""The SHA-256 of manifest.json: the manifest vouches for every other member, this for it."""
 
 # Exit codes, as statbox.errors.ExitCode (this file cannot import Statbox).
 OK, FAILED, BAD_INPUT, ENVIRONMENT = 0, 1, 2, 3
@@ -63,6 +65,13 @@ def _safe_name(name: str) -> bool:
     return not (os.path.isabs(normal) or normal.split(os.sep)[0] == "..")
 
 
+def _member_bytes(tar: tarfile.TarFile, name: str) -> bytes:
+    stream = tar.extractfile(tar.getmember(name))
+    if stream is None:
+        raise KeyError(name)
+    return stream.read()
+
+
 def verify_bundle(bundle: Path, progress: Callable[[str], None] = lambda _: None) -> dict:
     """The bundle's manifest once every member matches it; raise InstallError(BAD_INPUT)."""
     if not bundle.is_file():
@@ -71,16 +80,20 @@ def verify_bundle(bundle: Path, progress: Callable[[str], None] = lambda _: None
     seen: set[str] = set()
     try:
         with tarfile.open(bundle, "r:") as tar:
-            manifest_member = tar.getmember(MANIFEST)
-            stream = tar.extractfile(manifest_member)
-            assert stream is not None
-            manifest = json.loads(stream.read())
+            manifest_bytes = _member_bytes(tar, MANIFEST)
+            recorded = _member_bytes(tar, MANIFEST_DIGEST).decode().strip()
+            if hashlib.sha256(manifest_bytes).hexdigest() != recorded:
+                raise InstallError(
+                    BAD_INPUT, f"{bundle}: {MANIFEST} differs from its checksum (damaged)",
+                    "nothing was changed",
+                )  # fmt: skip
+            manifest = json.loads(manifest_bytes)
             if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
                 raise InstallError(BAD_INPUT, f"{bundle}: not a Statbox bundle of format {FORMAT}")
             files: dict[str, Any] = manifest["files"]
             for member in tar:
                 name = member.name
-                if name == MANIFEST or member.isdir():
+                if name in (MANIFEST, MANIFEST_DIGEST) or member.isdir():
                     continue
                 if not member.isfile() or not _safe_name(name):
                     problems.append(f"{bundle}: member {name!r} is not a plain file inside")
