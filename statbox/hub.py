@@ -120,6 +120,7 @@ def _oidc_auth(a: Any, c: Any, rt: Runtime) -> None:
     a.authorize_url = auth.authorize_url or ""
     a.token_url = auth.token_url or ""
     a.userdata_url = auth.userdata_url or ""
+    a.userdata_from_id_token = auth.userdata_from_id_token
     a.scope = list(auth.scopes)
     a.username_claim = auth.username_claim
     a.identity_claim = auth.identity_claim
@@ -150,6 +151,9 @@ def _configure_spawner(c: Any, rt: Runtime) -> None:
     s = rt.settings
     c.JupyterHub.spawner_class = SPAWNER_CLASSES[s.mode]
     c.Spawner.cmd = [rt.python, "-m", "statbox.singleuser"]
+    # zero-to-jupyterhub sets KubeSpawner.cmd from singleuser.cmd (a null in our values does
+    # not remove its default): the most specific class wins, so say it there too.
+    c.StatboxKubeSpawner.cmd = [rt.python, "-m", "statbox.singleuser"]
     c.Spawner.default_url = "/lab"
     c.Spawner.http_timeout = 60
     c.Spawner.start_timeout = 120

@@ -130,7 +130,23 @@ CHART_KEYS: dict[str, Any] = {
                 ("gatewayApiToken", 32, "Token Dask Gateway uses with the hub's API."),
                 ("userPassword", 8, "Class password (the shared-password authenticator)."),
                 ("adminPassword", 32, "Staff password (the shared-password authenticator)."),
+                (
+                    "oauthClientSecret",
+                    1,
+                    "Client secret the identity provider issued for statbox.auth.client_id "
+                    "(auth.type oidc or github). Never generated: without it or "
+                    "existingSecret the chart refuses to render.",
+                ),
             )
+        }
+        | {
+            "existingSecret": {
+                "type": ["string", "null"],
+                "pattern": r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+                "description": "Name of a Secret you manage that holds the OAuth client "
+                "secret; jupyterhub.hub.extraEnv.STATBOX_OAUTH_CLIENT_SECRET must then take "
+                "it from that Secret, and statbox-secrets does not carry it.",
+            }
         },
     },
     "networkPolicy": {
@@ -157,6 +173,15 @@ CHART_KEYS: dict[str, Any] = {
 """The chart's own top-level keys beside ``statbox:``."""
 
 
+SECRETS_KEPT_OUT_OF_SETTINGS = (
+    ("SharedPasswordAuth", "user_password"),  # secrets.userPassword
+    ("SharedPasswordAuth", "admin_password"),  # secrets.adminPassword
+    ("OIDCAuth", "client_secret"),  # secrets.oauthClientSecret or secrets.existingSecret
+    ("GitHubAuth", "client_secret"),
+)
+"""Settings keys the chart refuses under ``statbox.auth``: (model, key)."""
+
+
 def helm_values_schema() -> dict[str, Any]:
     """``values.schema.json`` of the chart: ``statbox:`` is the settings model's schema."""
     settings = settings_schema()
@@ -167,10 +192,9 @@ def helm_values_schema() -> dict[str, Any]:
         "const": "kubernetes",
         "description": "The chart deploys kubernetes mode; no other mode can be chosen here.",
     }
-    # Values end up in a ConfigMap: passwords belong in secrets.userPassword/adminPassword.
-    auth = definitions["SharedPasswordAuth"]["properties"]
-    for key in ("user_password", "admin_password"):
-        auth.pop(key)
+    # Values end up in a ConfigMap: secrets belong in the chart's `secrets:` key.
+    for model, key in SECRETS_KEPT_OUT_OF_SETTINGS:
+        definitions[model]["properties"].pop(key)
     settings["title"] = "Statbox settings (statbox.yaml) for this hub"
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -145,6 +145,10 @@ class OIDCAuth(_Model):
     """The provider's token endpoint; discovered when unset."""
     userdata_url: str | None = Field(None, pattern=URL_PATTERN)
     """The provider's userinfo endpoint; discovered when unset."""
+    userdata_from_id_token: bool = False
+    """Read the username, identity and groups claims from the ID token the token endpoint
+    returns, not from the userinfo endpoint: for providers whose userinfo carries no groups
+    (Microsoft Entra ID). The token comes straight from the provider over its TLS channel."""
     username_claim: str = Field("preferred_username", min_length=1)
     """Claim that names the user; it must hold a safe username (lower-case letters, digits,
     . _ -, at most 63; upper case is lowered), or the sign-in is refused. "email" is accepted
@@ -374,6 +378,18 @@ def cross_reference_problems(settings: Settings) -> list[tuple[tuple, str]]:
                     )
                 )
             named_in.setdefault(user, role_name)
+    # On Kubernetes the hub cannot guess the address users type (ip and port are the
+    # cluster's), and the identity provider needs it for the callback.
+    oauth = settings.auth.type != "shared-password"
+    if settings.mode == Mode.kubernetes and oauth and not settings.hub.public_url:
+        problems.append(
+            (
+                ("hub", "public_url"),
+                f"required in kubernetes mode with auth.type {settings.auth.type!r}: "
+                "the identity provider sends users back to <public_url>/hub/oauth_callback; "
+                "set it to the address users type, e.g. https://statbox.example.org",
+            )
+        )
     return problems
 
 

@@ -11,6 +11,9 @@ Fixtures and helpers:
   values enable them; raises the engine's own errors.
 - ``values_file(name)``: a values file of the chart as data (``values-brazil.yaml``, ...).
 - ``REGIONS``: the regional values files.
+- ``helm_merge(base, override)``: values merged the way Helm merges values files.
+- ``container_environment(extra_env, secrets)``: the variables Kubernetes gives a container
+  for zero-to-jupyterhub's ``extraEnv`` notation, resolving ``secretKeyRef`` like the kubelet.
 """
 
 from __future__ import annotations
@@ -85,3 +88,41 @@ def find(rendered: dict[str, str], kind: str, name: str) -> dict[str, Any]:
     return next(
         o for o in manifests(rendered) if o["kind"] == kind and o["metadata"]["name"] == name
     )
+
+
+def helm_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base`` as Helm merges values: maps merge, a null deletes the key,
+    anything else (lists included) replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = helm_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+class MissingSecretKey(LookupError):
+    """A non-optional secretKeyRef names a key that is not there: Kubernetes would refuse to
+    start the container (CreateContainerConfigError)."""
+
+
+def container_environment(
+    extra_env: dict[str, Any], secrets: dict[str, dict[str, str]]
+) -> dict[str, str]:
+    """The environment of a container from ``extraEnv`` (name -> value or EnvVar source), with
+    ``secrets`` as name -> decoded data: a missing optional key sets no variable."""
+    env: dict[str, str] = {}
+    for name, entry in extra_env.items():
+        if not isinstance(entry, dict):
+            env[name] = str(entry)
+            continue
+        ref = entry["valueFrom"]["secretKeyRef"]
+        value = secrets.get(ref["name"], {}).get(ref["key"])
+        if value is not None:
+            env[name] = value
+        elif not ref.get("optional", False):
+            raise MissingSecretKey(f"{name}: Secret {ref['name']} has no key {ref['key']}")
+    return env

@@ -6,8 +6,10 @@ each regional file, and checks the objects and the configuration the hub and gat
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,12 +17,23 @@ import pytest
 import yaml
 from traitlets.config import Config, PyFileConfigLoader
 
+from statbox.auth import StatboxOIDCAuthenticator
 from statbox.hub import configure_hub
 from statbox.kubernetes import USER_LABEL, user_label_value
-from statbox.runtime import load_runtime
+from statbox.runtime import SECRET_ENV, load_runtime
 from statbox.settings import parse_settings
 
-from .conftest import CHART_DIR, NAMESPACE, REGIONS, find, manifests, values_file
+from .conftest import (
+    CHART_DIR,
+    NAMESPACE,
+    REGIONS,
+    MissingSecretKey,
+    container_environment,
+    find,
+    helm_merge,
+    manifests,
+    values_file,
+)
 
 pytestmark = pytest.mark.chart
 
@@ -74,17 +87,13 @@ def test_settings_handed_to_the_hub_are_valid_kubernetes_settings(render, name):
 def test_regional_file_is_its_own_deployment(render, region):
     """Its own identity provider, language, tiers and data location, not the defaults'."""
     values = values_file(f"values-{region}.yaml")
-    hub_config = values["jupyterhub"]["hub"]["config"]
-    assert hub_config["JupyterHub"]["authenticator_class"] != (
-        "statbox.auth.StatboxSharedPasswordAuthenticator"
-    )
-    assert hub_config["Authenticator"]["allow_all"] is False  # the provider's groups decide
-    provider = next(v for k, v in hub_config.items() if k.endswith("OAuthenticator"))
-    assert provider["oauth_callback_url"].startswith("https://")
+    assert "config" not in values["jupyterhub"]["hub"]  # sign-in is statbox.auth's alone
     assert "LANG" in values["jupyterhub"]["singleuser"]["extraEnv"]
     config = find(render(values), "ConfigMap", "statbox-config")["data"]
     settings = parse_settings(json.loads(config["statbox.json"]))
     defaults = parse_settings({})
+    assert settings.auth.type in ("oidc", "github")  # the provider's groups decide
+    assert settings.hub.public_url and settings.hub.public_url.startswith("https://")
     assert settings.hub.region and settings.hub.name != defaults.hub.name
     assert settings.kubernetes.data_claim
     assert settings.roles.analyst.server != defaults.roles.analyst.server
@@ -96,32 +105,6 @@ def test_regions_differ_from_each_other():
         for region in REGIONS
     }
     assert len(set(tiers.values())) == len(REGIONS)
-
-
-def test_identity_provider_settings_are_real_traits(helm):
-    """hub.config is passed to traitlets as is: every key must be a trait of its class."""
-    from jupyterhub.app import JupyterHub
-    from jupyterhub.auth import Authenticator
-    from oauthenticator.azuread import AzureAdOAuthenticator
-    from oauthenticator.generic import GenericOAuthenticator
-    from oauthenticator.github import GitHubOAuthenticator
-
-    classes = {
-        cls.__name__: cls
-        for cls in (
-            JupyterHub,
-            Authenticator,
-            GenericOAuthenticator,
-            GitHubOAuthenticator,
-            AzureAdOAuthenticator,
-        )
-    }
-    for name in CASES:
-        values = values_file(name)
-        for section, traits in values["jupyterhub"]["hub"]["config"].items():
-            known = classes[section].class_traits(config=True)
-            unknown = sorted(set(traits) - set(known))
-            assert unknown == [], f"{name}: jupyterhub.hub.config.{section}: {unknown}"
 
 
 def test_images_follow_the_app_version(chart):
@@ -149,6 +132,16 @@ def test_dependencies_are_pinned_with_conditions():
 
 # ------------------------------------------------------------------------ secrets
 
+OIDC = {
+    "hub": {"public_url": "https://statbox.rio.example"},
+    "auth": {
+        "type": "oidc",
+        "issuer": "https://sso.rio.example/realms/estatistica",
+        "client_id": "statbox-rio",
+        "allowed_groups": ["statbox-alunos"],
+    },
+}
+
 
 def _secret(rendered: dict) -> dict[str, str]:
     data = find(rendered, "Secret", "statbox-secrets")["data"]
@@ -160,6 +153,8 @@ def test_secrets_given_explicitly_are_used(render):
     secret = _secret(render({"secrets": {"gatewayApiToken": token, "userPassword": "class-pass"}}))
     assert secret["gateway-api-token"] == token
     assert secret["user-password"] == "class-pass"
+    secret = _secret(render({"statbox": OIDC, "secrets": {"oauthClientSecret": "issued"}}))
+    assert secret["oauth-client-secret"] == "issued"
 
 
 def test_secrets_not_given_are_generated_long_enough_and_differ(render):
@@ -172,13 +167,49 @@ def test_secrets_not_given_are_generated_long_enough_and_differ(render):
     assert first["gateway-api-token"] != second["gateway-api-token"]
 
 
+@pytest.mark.parametrize(
+    ("statbox", "secrets", "keys"),
+    [
+        ({}, {}, {"gateway-api-token", "user-password", "admin-password"}),
+        (OIDC, {"oauthClientSecret": "issued"}, {"gateway-api-token", "oauth-client-secret"}),
+        (OIDC, {"existingSecret": "statbox-oauth"}, {"gateway-api-token"}),
+    ],
+    ids=["shared-password", "oidc", "oidc-existing-secret"],
+)
+def test_the_secret_carries_exactly_what_the_sign_in_needs(render, statbox, secrets, keys):
+    values = {"statbox": statbox, "secrets": secrets}
+    if "existingSecret" in secrets:
+        values["jupyterhub"] = {
+            "hub": {"extraEnv": {"STATBOX_OAUTH_CLIENT_SECRET": _from("statbox-oauth")}}
+        }
+    assert set(_secret(render(values))) == keys
+
+
+def _from(secret: str, key: str = "oauth-client-secret") -> dict:
+    return {"valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": False}}}
+
+
 def test_secret_and_config_names_match_what_the_subcharts_are_told(render):
     values = values_file("values.yaml")
     hub_env = values["jupyterhub"]["hub"]["extraEnv"]
-    keys = set(_secret(render()))
-    for variable in ("STATBOX_GATEWAY_TOKEN", "STATBOX_USER_PASSWORD", "STATBOX_ADMIN_PASSWORD"):
-        ref = hub_env[variable]["valueFrom"]["secretKeyRef"]
+    oidc = {"statbox": OIDC, "secrets": {"oauthClientSecret": "x"}}
+    keys = set(_secret(render())) | set(_secret(render(oidc)))
+    refs = {
+        variable: entry["valueFrom"]["secretKeyRef"]
+        for variable, entry in hub_env.items()
+        if isinstance(entry, dict)
+    }
+    assert {variable: ref["key"] for variable, ref in refs.items()} == {
+        "STATBOX_GATEWAY_TOKEN": "gateway-api-token",
+        "STATBOX_USER_PASSWORD": "user-password",
+        "STATBOX_ADMIN_PASSWORD": "admin-password",
+        "STATBOX_OAUTH_CLIENT_SECRET": "oauth-client-secret",
+    }
+    assert set(refs) == set(SECRET_ENV.values()) - {"STATBOX_GATEWAY_ENCRYPT_KEY"}
+    for variable, ref in refs.items():
         assert ref["name"] == "statbox-secrets" and ref["key"] in keys
+        # only the gateway's token is always there; the sign-in's secrets depend on auth.type
+        assert ref.get("optional", False) is (variable != "STATBOX_GATEWAY_TOKEN")
     auth = values["dask-gateway"]["gateway"]["auth"]["jupyterhub"]
     assert auth["apiTokenFromSecretName"] == "statbox-secrets"
     assert auth["apiTokenFromSecretKey"] in keys
@@ -189,74 +220,127 @@ def test_secret_and_config_names_match_what_the_subcharts_are_told(render):
     assert {item["key"] for item in items} <= set(config)
 
 
-def test_passwords_never_reach_the_configmap(render):
+def test_secrets_never_reach_the_configmap(render):
     # the schema refuses them in statbox:, and the template drops them even unvalidated
     config = find(render(), "ConfigMap", "statbox-config")["data"]
     assert "password" not in config["statbox.json"]
+    config = find(
+        render({"statbox": OIDC, "secrets": {"oauthClientSecret": "issued-by-the-provider"}}),
+        "ConfigMap",
+        "statbox-config",
+    )["data"]
+    assert "issued-by-the-provider" not in json.dumps(config)
 
 
 # ------------------------------------------------------------------------ the pods' configuration
 
+OPERATOR_SECRET = "client-secret-from-the-operators-own-secret"
+"""What the regional files' `statbox-oauth` Secret (made with kubectl beforehand) holds."""
 
-def _hub_config_from_chart(rendered: dict, tmp_path: Path, secrets: dict[str, str]) -> Config:
-    """Load the hub's configuration as the hub pod does: hub.extraConfig's snippet runs
-    hub_config.py from the ConfigMap, which reads runtime.json and the Secret's variables."""
+
+def _hub_config_from_chart(
+    name: str | dict, render, tmp_path: Path
+) -> tuple[Config, dict[str, str]]:
+    """Load the hub's configuration as the hub pod does, for values file ``name`` (or these
+    values over values.yaml): hub.extraConfig's snippet runs hub_config.py from the ConfigMap,
+    which reads runtime.json and the variables Kubernetes sets from hub.extraEnv. Returns the
+    config and that environment."""
+    values = case_values(name) if isinstance(name, str) else name
+    rendered = render(values)
+    secrets = {
+        "statbox-secrets": _secret(rendered),
+        "statbox-oauth": {"oauth-client-secret": OPERATOR_SECRET},
+    }
+    extra_env = helm_merge(values_file("values.yaml"), values)["jupyterhub"]["hub"]["extraEnv"]
     data = find(rendered, "ConfigMap", "statbox-config")["data"]
-    (tmp_path / "runtime.json").write_text(data["runtime.json"])
-    (tmp_path / "hub_config.py").write_text(data["hub_config.py"])
+    for key in ("runtime.json", "hub_config.py"):
+        (tmp_path / key).write_text(data[key])
+    env = container_environment(extra_env, secrets)
+    env["STATBOX_RUNTIME"] = str(tmp_path / "runtime.json")  # where the ConfigMap is mounted
     snippet = values_file("values.yaml")["jupyterhub"]["hub"]["extraConfig"]["statbox"]
     main = tmp_path / "jupyterhub_config.py"
     main.write_text(snippet.replace("/etc/statbox", str(tmp_path)))
-    env = {"STATBOX_RUNTIME": str(tmp_path / "runtime.json"), **secrets}
     with pytest.MonkeyPatch.context() as patch:
+        for variable in SECRET_ENV.values():
+            patch.delenv(variable, raising=False)
         for key, value in env.items():
             patch.setenv(key, value)
-        return PyFileConfigLoader(main.name, path=str(tmp_path)).load_config()
+        return PyFileConfigLoader(main.name, path=str(tmp_path)).load_config(), env
 
 
 def test_hub_pod_configuration(render, tmp_path):
-    secrets = {"STATBOX_GATEWAY_TOKEN": "g" * 64}
-    c = _hub_config_from_chart(render(values_file("values-rwanda.yaml")), tmp_path, secrets)
+    c, _ = _hub_config_from_chart("values-rwanda.yaml", render, tmp_path)
     assert c.JupyterHub.spawner_class == "statbox.spawners.kubernetes.StatboxKubeSpawner"
-    # zero-to-jupyterhub owns addresses, database and the authenticator: Statbox leaves them
-    for trait in ("db_url", "ip", "port", "hub_ip", "authenticator_class"):
+    # zero-to-jupyterhub owns addresses, database and proxy: Statbox leaves them
+    for trait in ("db_url", "ip", "port", "hub_ip", "cookie_secret_file"):
         assert trait not in c.JupyterHub, trait
     assert "command" not in c.ConfigurableHTTPProxy
-    assert c.Spawner.cmd == ["python3", "-m", "statbox.singleuser"]
-    # zero-to-jupyterhub would set its own command from singleuser.cmd: the chart unsets it
-    assert values_file("values.yaml")["jupyterhub"]["singleuser"]["cmd"] is None
+    # zero-to-jupyterhub sets KubeSpawner.cmd from singleuser.cmd; the subclass's setting wins
+    assert c.StatboxKubeSpawner.cmd == ["python3", "-m", "statbox.singleuser"]
     gateway = next(s for s in c.JupyterHub.services if s["name"] == "dask-gateway")
-    assert gateway == {
-        "name": "dask-gateway",
-        "url": "http://traefik-dask-gateway",
-        "api_token": "g" * 64,
-        "display": False,
-    }
+    token = _secret(render(values_file("values-rwanda.yaml")))["gateway-api-token"]
+    assert gateway["url"] == "http://traefik-dask-gateway" and gateway["display"] is False
+    assert len(gateway["api_token"]) == len(token) == 64
     env = c.StatboxKubeSpawner.gateway_environment
     assert env["DASK_GATEWAY__ADDRESS"] == "http://traefik-dask-gateway/services/dask-gateway"
     assert env["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://traefik-dask-gateway:80"
     # Rwanda's trainees are idle-culled after 45 minutes
     cullers = {s["name"]: s for s in c.JupyterHub.services if s["name"].startswith("idle")}
     assert "--timeout=2700" in cullers["idle-culler-trainee"]["command"]
-    # no password in the environment: the chart's OAuth provider is the authenticator
-    assert "user_password" not in c.StatboxSharedPasswordAuthenticator
 
 
 def test_hub_pod_with_the_default_class_password(render, tmp_path):
-    secrets = {
-        "STATBOX_GATEWAY_TOKEN": "g" * 64,
-        "STATBOX_USER_PASSWORD": "class-pass",
-        "STATBOX_ADMIN_PASSWORD": "a" * 40,
-    }
-    c = _hub_config_from_chart(render(), tmp_path, secrets)
-    assert c.StatboxSharedPasswordAuthenticator.user_password == "class-pass"
-    assert c.StatboxSharedPasswordAuthenticator.admin_password == "a" * 40
-    rt = load_runtime(
-        {"STATBOX_RUNTIME": str(tmp_path / "runtime.json"), "STATBOX_GATEWAY_TOKEN": "x" * 64}
-    )
+    c, env = _hub_config_from_chart("values.yaml", render, tmp_path)
+    assert c.JupyterHub.authenticator_class == "statbox.auth.StatboxSharedPasswordAuthenticator"
+    assert c.Authenticator.allow_all is True
+    a = c.StatboxSharedPasswordAuthenticator
+    # the passwords Kubernetes put in the environment, from the Secret the chart rendered
+    assert a.user_password == env["STATBOX_USER_PASSWORD"] and len(a.user_password) >= 8
+    assert a.admin_password == env["STATBOX_ADMIN_PASSWORD"] and len(a.admin_password) >= 32
+    assert "STATBOX_OAUTH_CLIENT_SECRET" not in env
+    rt = load_runtime({"STATBOX_RUNTIME": env["STATBOX_RUNTIME"], **env})
     again = Config()
     configure_hub(again, rt)
     assert again.JupyterHub.spawner_class == c.JupyterHub.spawner_class
+    assert again.JupyterHub.authenticator_class == c.JupyterHub.authenticator_class
+
+
+REGIONAL_SIGN_IN = {
+    "brazil": ("StatboxOIDCAuthenticator", "statbox-alunos"),
+    "china": ("StatboxOIDCAuthenticator", "trainees"),
+    "rwanda": ("StatboxGitHubAuthenticator", "statbox-kigali:trainees"),
+    "uae": ("StatboxOIDCAuthenticator", "Statbox-Trainees"),
+}
+"""Per region: the authenticator its statbox.auth chooses, and one group it admits."""
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_hub_pod_signs_in_with_the_regions_provider(render, tmp_path, region):
+    name = f"values-{region}.yaml"
+    c, env = _hub_config_from_chart(name, render, tmp_path)
+    auth = values_file(name)["statbox"]["auth"]
+    public_url = values_file(name)["statbox"]["hub"]["public_url"]
+    authenticator, member_group = REGIONAL_SIGN_IN[region]
+    assert c.JupyterHub.authenticator_class == f"statbox.auth.{authenticator}"
+    a = c[authenticator]
+    assert a.client_id == auth["client_id"]
+    assert a.oauth_callback_url == f"{public_url}/hub/oauth_callback"
+    # the client secret reached the hub from the operator's Secret, and no password did
+    assert a.client_secret == OPERATOR_SECRET == env["STATBOX_OAUTH_CLIENT_SECRET"]
+    assert not {"STATBOX_USER_PASSWORD", "STATBOX_ADMIN_PASSWORD"} & set(env)
+    assert a.allow_all is False
+    if authenticator == "StatboxGitHubAuthenticator":
+        assert a.allowed_organizations == set(auth["allowed_organizations"])
+        assert member_group in a.allowed_organizations
+    else:
+        assert a.issuer == auth["issuer"] and a.groups_claim == auth["groups_claim"]
+        assert member_group in auth["allowed_groups"]
+        # Entra ID's userinfo has no groups: that region reads the ID token instead
+        assert a.userdata_from_id_token is (region == "uae")
+        # the loaded authenticator admits a member of an allowed group, and no one else
+        signed_in = StatboxOIDCAuthenticator(config=c)
+        assert asyncio.run(signed_in.check_allowed("ana", {"groups": [member_group]}))
+        assert not asyncio.run(signed_in.check_allowed("eve", {"groups": ["elsewhere"]}))
 
 
 def test_gateway_pod_configuration(render, monkeypatch):
@@ -345,10 +429,56 @@ def test_network_policies_can_be_turned_off(render):
     assert kinds == {"ConfigMap", "Secret"}
 
 
-def test_notes_tell_how_to_reach_the_hub(render):
+def test_notes_tell_how_to_reach_the_hub_and_sign_in(render):
     notes = render(values_file("values-rwanda.yaml"))["statbox/templates/NOTES.txt"]
     assert "Statbox Kigali" in notes
+    assert "https://statbox.kigali.example/hub/oauth_callback" in notes
+    assert "statbox-oauth Secret" in notes and "user-password" not in notes
+    notes = render()["statbox/templates/NOTES.txt"]
     assert f"--namespace {NAMESPACE} get secret statbox-secrets" in notes
+    assert "oauth_callback" not in notes
+
+
+def test_hub_pod_with_a_client_secret_given_in_the_values(render, tmp_path):
+    values = {"statbox": OIDC, "secrets": {"oauthClientSecret": "issued-for-statbox-rio"}}
+    c, env = _hub_config_from_chart(values, render, tmp_path)
+    assert c.JupyterHub.authenticator_class == "statbox.auth.StatboxOIDCAuthenticator"
+    assert c.StatboxOIDCAuthenticator.client_secret == "issued-for-statbox-rio"
+    assert not {"STATBOX_USER_PASSWORD", "STATBOX_ADMIN_PASSWORD"} & set(env)
+
+
+def test_hub_pod_without_the_operators_secret_would_not_start(render):
+    values = values_file("values-brazil.yaml")
+    extra_env = helm_merge(values_file("values.yaml"), values)["jupyterhub"]["hub"]["extraEnv"]
+    secrets = {"statbox-secrets": _secret(render(values))}
+    with pytest.raises(MissingSecretKey, match="statbox-oauth has no key oauth-client-secret"):
+        container_environment(extra_env, secrets)
+
+
+UPSTREAM_AUTH_DEFAULT = {"hub": {"config": {"JupyterHub": {"authenticator_class": "dummy"}}}}
+"""The one zero-to-jupyterhub default that reaches the sign-in checks (its values.yaml)."""
+
+
+def test_sign_in_checks_let_upstreams_default_through_and_refuse_a_choice(helm, tmp_path):
+    """With a stand-in jupyterhub subchart carrying upstream's default authenticator, Helm
+    coalesces that default into the values NOTES.txt checks: it must render, and an
+    authenticator the operator chose must still be refused."""
+    chart_dir = tmp_path / "statbox"
+    shutil.copytree(CHART_DIR, chart_dir)  # follows files/hub_config.py's symlink
+    subchart = chart_dir / "charts" / "jupyterhub"
+    (subchart / "templates").mkdir(parents=True)
+    (subchart / "Chart.yaml").write_text("apiVersion: v2\nname: jupyterhub\nversion: 4.2.0\n")
+    (subchart / "values.yaml").write_text(yaml.safe_dump(UPSTREAM_AUTH_DEFAULT))
+    seen = "{{ toJson .Values.hub.config.JupyterHub | quote }}"
+    (subchart / "templates" / "seen.txt").write_text(seen)
+    chart = helm.Chart.load(chart_dir)
+    rendered = chart.render({"dask-gateway": {"enabled": False}}, name="s", namespace=NAMESPACE)
+    assert json.loads(yaml.safe_load(rendered["statbox/charts/jupyterhub/templates/seen.txt"])) == {
+        "authenticator_class": "dummy"
+    }
+    chosen = {"hub": {"config": {"JupyterHub": {"authenticator_class": "github"}}}}
+    with pytest.raises(helm.HelmError, match=r"JupyterHub\.authenticator_class: sign-in is chosen"):
+        chart.render({"dask-gateway": {"enabled": False}, "jupyterhub": chosen}, name="s")
 
 
 # ------------------------------------------------------------------------ bad values

@@ -103,7 +103,7 @@ def test_a_browser_signs_in_through_the_login_form_and_runs_the_course(
     page.fill("#password_input", passwords["user"])
     page.click("#login_submit")
     text = run_course_cell_and_screenshot(page, base, "lena", "browser-password-jupyterlab.png")
-    assert "sdg_indicators" in text
+    assert "sdg.indicators" in text
     assert (ARTIFACTS / "browser-password-jupyterlab.png").stat().st_size > 10_000
 
 
@@ -118,5 +118,5 @@ def test_a_browser_signs_in_through_the_identity_provider_and_runs_the_course(pa
     page.wait_for_selector("input[name=prompt][value=consent]", state="attached")
     page.click("button[type=submit]")
     text = run_course_cell_and_screenshot(page, base, "bea", "browser-oidc-jupyterlab.png")
-    assert "sdg_indicators" in text
+    assert "sdg.indicators" in text
     assert (ARTIFACTS / "browser-oidc-jupyterlab.png").stat().st_size > 10_000

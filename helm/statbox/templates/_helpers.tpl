@@ -9,9 +9,17 @@ Helpers of the Statbox chart. How to use them:
       in the chart's values; else the one already stored in the cluster's Secret (`lookup`,
       so an upgrade keeps what an install generated); else a new random one of "length".
 
+  include "statbox.authType" .
+      statbox.auth.type, or the settings' default (shared-password) when unset.
+
+  include "statbox.oauthClientSecret" .
+      The base64 OAuth client secret for statbox-secrets: secrets.oauthClientSecret, else the
+      one already stored in the cluster's Secret (`lookup`); never generated (the identity
+      provider issues it), so the render fails naming the key when neither is there.
+
   include "statbox.settings" .
       The `statbox:` values as the settings JSON the hub and the gateway read, with `mode`
-      set to kubernetes and any password left out (they travel in statbox-secrets only).
+      set to kubernetes and any password or client secret left out (they travel in statbox-secrets only).
 
   include "statbox.runtime" .
       The runtime record hub_config.py loads through $STATBOX_RUNTIME (statbox.runtime).
@@ -39,12 +47,30 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
+{{- define "statbox.authType" -}}
+{{- ((.Values.statbox | default dict).auth | default dict).type | default "shared-password" -}}
+{{- end -}}
+
+{{- define "statbox.oauthClientSecret" -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace "statbox-secrets" -}}
+{{- $given := (.Values.secrets | default dict).oauthClientSecret -}}
+{{- if $given -}}
+{{- $given | b64enc -}}
+{{- else if and $existing $existing.data (hasKey $existing.data "oauth-client-secret") -}}
+{{- index $existing.data "oauth-client-secret" -}}
+{{- else -}}
+{{- $clientId := ((.Values.statbox | default dict).auth | default dict).client_id | default "" -}}
+{{- fail (printf "secrets.oauthClientSecret: statbox.auth.type %s needs the client secret your identity provider issued for client_id %q, and none is given or stored; set secrets.oauthClientSecret, or keep it in a Secret of your own and name it in secrets.existingSecret" (include "statbox.authType" .) $clientId) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "statbox.settings" -}}
 {{- $settings := deepCopy (.Values.statbox | default dict) -}}
 {{- $_ := set $settings "mode" "kubernetes" -}}
 {{- if kindIs "map" $settings.auth -}}
 {{- $_ := unset $settings.auth "user_password" -}}
 {{- $_ := unset $settings.auth "admin_password" -}}
+{{- $_ := unset $settings.auth "client_secret" -}}
 {{- end -}}
 {{- toJson $settings -}}
 {{- end -}}
