@@ -31,13 +31,10 @@ from .settings import (
 
 COMMAND_MODULES: tuple[str, ...] = (
     "statbox.catalog.cli",
-COMMAND_MODULES: tuple[str, ...] = (
-    "statbox.catalog.cli",
     "statbox.courses.cli",
     "statbox.kubernetes",
     "statbox.backup",
     "statbox.bundle",
-)
 )
 """Modules that add command groups: each has ``register(commands)`` taking the top-level
 subparsers and adding one group whose leaf parsers ``set_defaults(func=...)``; a ``func``
