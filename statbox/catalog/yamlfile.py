@@ -14,8 +14,7 @@ from typing import Any
 
 import yaml
 
-from ..settings import Problem
-from .errors import CatalogError
+from .errors import CatalogError, Lines, Problem
 
 Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -29,8 +28,6 @@ MAX_BYTES = 5 * 1024**2
 MAX_NODES = 200_000
 """Nodes visited, counting every use of an alias: a billion-laughs file stops here."""
 
-Lines = dict[tuple, int]
-
 
 def read_yaml(path: Path) -> tuple[dict[str, Any], Lines]:
     """The mapping in ``path`` and the line of each key path; raise CatalogError if unsafe."""
@@ -43,24 +40,29 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], Lines]:
         raise _error(source, None, "no such file") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         raise _error(source, None, f"cannot read: {exc}") from None
+    loader = Loader(text)
     try:
-        node = yaml.compose(text, Loader=Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        reason = getattr(exc, "problem", None) or str(exc)
-        line = mark.line + 1 if mark is not None else None
-        raise _error(source, line, f"not valid YAML: {reason}") from None
-    if node is None:
-        raise _error(source, None, "empty file: a catalog is a mapping with version: 2")
-    lines: Lines = {}
-    problems: list[Problem] = []
-    _walk(node, (), lines, problems, source, [MAX_NODES])
-    if problems:
-        raise CatalogError(problems)
-    if not isinstance(node, yaml.MappingNode):
-        raise _error(source, node.start_mark.line + 1, "expected a mapping (version: 2, ...)")
-    # Only plain tags remain, so constructing cannot create anything but plain data.
-    return yaml.load(text, Loader=Loader), lines
+        try:
+            node = loader.get_single_node()
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            reason = getattr(exc, "problem", None) or str(exc)
+            line = mark.line + 1 if mark is not None else None
+            raise _error(source, line, f"not valid YAML: {reason}") from None
+        if node is None:
+            raise _error(source, None, "empty file: a catalog is a mapping with version: 2")
+        lines: Lines = {}
+        problems: list[Problem] = []
+        _walk(node, (), lines, problems, source, [MAX_NODES])
+        if problems:
+            raise CatalogError(problems)
+        if not isinstance(node, yaml.MappingNode):
+            raise _error(source, node.start_mark.line + 1, "expected a mapping (version: 2, ...)")
+        # Only plain tags remain, so constructing cannot create anything but plain data. The
+        # checked node tree is constructed as it is (what yaml.load does), not parsed again.
+        return loader.construct_document(node), lines
+    finally:
+        loader.dispose()
 
 
 def _walk(
