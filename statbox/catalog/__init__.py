@@ -64,11 +64,18 @@ def open_catalog(
     Each argument left out comes from the user server's environment, else the settings:
     ``path`` from STATBOX_CATALOG (else paths.catalog), ``role`` from STATBOX_ROLE (else
     default_role), ``groups`` from STATBOX_GROUPS (comma-separated), ``data_root`` from
-    STATBOX_DATA_ROOT (else paths.data_root), and the settings from STATBOX_CONFIG (else
-    the built-in defaults). The settings model is loaded only when the settings are a file
-    or a path must come from them.
+    STATBOX_DATA_ROOT (else paths.data_root), and the role's access from STATBOX_DATA_LEVELS
+    and STATBOX_DATA_RESTRICTED (set by the spawner), else the settings from STATBOX_CONFIG,
+    else the built-in defaults. The settings model is loaded only when the settings are a
+    file or a path must come from them.
     """
-    from .access import RoleAccess, builtin_role_access, filter_catalog, groups_from_environment
+    from .access import (
+        RoleAccess,
+        builtin_role_access,
+        filter_catalog,
+        groups_from_environment,
+        role_access_from_environment,
+    )
 
     config = os.environ.get("STATBOX_CONFIG") or None
     path = path or os.environ.get("STATBOX_CATALOG") or None
@@ -81,7 +88,10 @@ def open_catalog(
         settings = settings or loaded.settings
         path = path or loaded.paths.catalog
         data_root = data_root or loaded.paths.data_root
-    if settings is None:
+    passed = role_access_from_environment(role) if settings is None else None
+    if passed is not None:
+        rules = passed
+    elif settings is None:
         rules = builtin_role_access(role)
     else:
         rules = RoleAccess.of(settings, role or settings.default_role)

@@ -13,9 +13,11 @@ docker and Kubernetes modes mount, read-only, exactly the directories
 :func:`entitled_data_paths` returns, so restricted data is never mounted for someone not
 entitled to it. Local mode has no mounts (its users share one account; see the README).
 
-What a role may read comes from the settings (:class:`RoleAccess`). In a user server, where
-STATBOX_CONFIG is unset, those are the built-in defaults, which :func:`builtin_role_access`
-reads without building the settings model, so that ``open_catalog()`` stays cheap.
+What a role may read comes from the settings (:class:`RoleAccess`). In a user server the
+spawner passes the role's ``data`` settings as STATBOX_DATA_LEVELS and STATBOX_DATA_RESTRICTED
+(:func:`role_access_environment`), so ``open_catalog()`` follows the deployment's settings
+without loading them; with neither set, the built-in defaults apply
+(:func:`builtin_role_access`, read without building the settings model).
 """
 
 from __future__ import annotations
@@ -57,6 +59,28 @@ class RoleAccess:
             raise BadInput(f"role {role!r} is not one of {', '.join(ROLE_NAMES)}")
         data = settings.role(role).data
         return cls(role, frozenset(str(v.value) for v in data.levels), frozenset(data.restricted))
+
+
+ACCESS_ENV = {"levels": "STATBOX_DATA_LEVELS", "restricted": "STATBOX_DATA_RESTRICTED"}
+"""The role's ``data`` settings, comma-separated, as user servers receive them."""
+
+
+def role_access_environment(rules: RoleAccess) -> dict[str, str]:
+    """The environment that hands ``rules`` to a user server's ``open_catalog()``."""
+    return {
+        ACCESS_ENV["levels"]: ",".join(sorted(rules.levels)),
+        ACCESS_ENV["restricted"]: ",".join(sorted(rules.restricted)),
+    }
+
+
+def role_access_from_environment(role: str | None) -> RoleAccess | None:
+    """The role's access as the spawner passed it, or None when it passed none."""
+    if ACCESS_ENV["levels"] not in os.environ or not role:
+        return None
+    levels, restricted = (
+        frozenset(v for v in os.environ.get(var, "").split(",") if v) for var in ACCESS_ENV.values()
+    )
+    return RoleAccess(role, levels, restricted)
 
 
 def builtin_role_access(role: str | None) -> RoleAccess:
