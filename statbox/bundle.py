@@ -384,14 +384,12 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def register(commands: Any) -> None:
-    from .cli import EPILOG
+    from .commandline import CommandGroup
 
-    group = commands.add_parser(
-        "bundle", help="Offline bundles: everything a hub needs, in one file.", epilog=EPILOG
+    group = CommandGroup(
+        commands, "bundle", "Offline bundles: everything a hub needs, in one file."
     )
-    sub = group.add_subparsers(dest="bundle_command", required=True, metavar="COMMAND")
-    create = sub.add_parser("create", help="Write a bundle.", epilog=EPILOG)
-    create.set_defaults(func=cmd_create)
+    create = group.add("create", cmd_create, "Write a bundle.", config=False)
     create.add_argument("--out", required=True, metavar="FILE")
     create.add_argument("--image", action="append", metavar="IMAGE", help="an image to carry")
     create.add_argument("--cache", metavar="DIR", help="where built parts are kept for reuse")
@@ -401,8 +399,7 @@ def register(commands: Any) -> None:
         default="docker",
         help="the mode the installed settings start in (default: docker)",
     )
-    install = sub.add_parser("install", help="Verify and install a bundle.", epilog=EPILOG)
-    install.set_defaults(func=cmd_install)
+    install = group.add("install", cmd_install, "Verify and install a bundle.", config=False)
     install.add_argument("bundle", metavar="FILE")
     install.add_argument("--prefix", default="/opt/statbox", metavar="DIR")
     install.add_argument("--no-images", action="store_true", help="do not load the images")

@@ -200,24 +200,13 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def register(commands: Any) -> None:
     """Add the ``catalog`` command group to the top-level subparsers."""
-    from ..cli import EPILOG
+    from ..commandline import CommandGroup
     from ..settings import ROLE_NAMES  # already loaded by statbox.cli
     from .samples import DEFAULT_SEED, SCALE_NAMES
 
-    group = commands.add_parser(
-        "catalog", help="Datasets: list, show, validate, samples, build.", epilog=EPILOG
-    )
-    sub = group.add_subparsers(dest="catalog_command", required=True, metavar="COMMAND")
+    group = CommandGroup(commands, "catalog", "Datasets: list, show, validate, samples, build.")
 
-    def add(name: str, func: Any, help: str) -> argparse.ArgumentParser:
-        parser = sub.add_parser(name, help=help, description=help, epilog=EPILOG)
-        parser.set_defaults(func=func)
-        parser.add_argument(
-            "--config",
-            metavar="FILE",
-            help="settings file (default: $STATBOX_CONFIG, ./statbox.yaml, else built-in defaults)",
-        )
-        return parser
+    add = group.add
 
     def who(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--catalog", metavar="FILE", help="catalog (default: paths.catalog)")

@@ -144,7 +144,7 @@ class CatalogInfo:
 
     def line(self, key: Iterable[Any]) -> int | None:
         """The line of the deepest part of ``key`` the file spells out."""
-        return line_of(self.lines, key)
+        return line_of(tuple(key), self.lines)
 
     def problem(self, key: Iterable[Any], message: str) -> Problem:
         return problem_at(self.source, self.lines, key, message)

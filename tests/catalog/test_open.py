@@ -16,13 +16,12 @@ import sys
 import pytest
 
 from statbox.catalog import CatalogError, load_catalog, open_catalog
-from statbox.catalog import errors as catalog_errors
 from statbox.catalog.access import BUILTIN_DEFAULTS, RoleAccess, builtin_role_access
 from statbox.catalog.levels import LEVELS
 from statbox.catalog.loader import DATA_URL, read_catalog
 from statbox.errors import BadInput
 from statbox.settings import DATA_URL as SETTINGS_DATA_URL
-from statbox.settings import DEFAULTS_FILE, ROLE_NAMES, AccessLevel, Problem, load_settings
+from statbox.settings import DEFAULTS_FILE, ROLE_NAMES, AccessLevel, load_settings
 from tests.catalog.conftest import ROOT_CATALOG
 from tests.conftest import REPO
 
@@ -88,8 +87,6 @@ def test_light_copies_agree_with_the_settings_they_copy():
     assert DATA_URL == SETTINGS_DATA_URL
     assert tuple(level.value for level in AccessLevel) == LEVELS
     assert DEFAULTS_FILE.resolve() == BUILTIN_DEFAULTS
-    for args in [("f.yaml", 3, "a.b", "bad"), ("f.yaml", None, "", "bad")]:
-        assert str(catalog_errors.Problem(*args)) == str(Problem(*args))
 
 
 def test_metadata_is_validated_on_first_use_and_whole_by_read_catalog(samples):
