@@ -347,19 +347,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def register(commands: Any) -> None:
-    from .cli import EPILOG
+    from .commandline import CommandGroup
 
-    group = commands.add_parser(
-        "backup",
-        help="Back up and restore a hub: database, results, secrets, homes.",
-        epilog=EPILOG,
+    group = CommandGroup(
+        commands, "backup", "Back up and restore a hub: database, results, secrets, homes."
     )
-    sub = group.add_subparsers(dest="backup_command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Any, help: str) -> argparse.ArgumentParser:
-        parser = sub.add_parser(name, help=help, description=help, epilog=EPILOG)
-        parser.set_defaults(func=func)
-        parser.add_argument("--config", metavar="FILE", help="settings file (as for statbox up)")
+        parser = group.add(name, func, help)
         parser.add_argument("--state-dir", metavar="DIR", help="default: paths.state_dir")
         return parser
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import errors
+from .commandline import EPILOG, add_config_option
 from .errors import ExitCode, StatboxError
 from .settings import (
     DEFAULTS_FILE,
@@ -34,15 +35,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "statbox.courses.cli",
     "statbox.kubernetes",
     "statbox.backup",
+    "statbox.bundle",
 )
 """Modules that add command groups: each has ``register(commands)`` taking the top-level
 subparsers and adding one group whose leaf parsers ``set_defaults(func=...)``; a ``func``
 takes the parsed arguments and returns an exit code, raising StatboxError for errors."""
-
-EPILOG = (
-    "exit codes: 0 success; 1 failed while running; 2 bad input (nothing changed); "
-    "3 this machine lacks something (see `statbox doctor`); 130 interrupted."
-)
 
 
 def _settings_file(explicit: str | None) -> Path | None:
@@ -217,13 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
         return sub
 
-    def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sub.add_argument(
-            "--config",
-            metavar="FILE",
-            help="settings file (default: $STATBOX_CONFIG, ./statbox.yaml, else built-in defaults)",
-        )
-        return sub
+    with_config = add_config_option
 
     up = with_config(
         add("up", cmd_up, "Run the sandbox on this machine (local mode) until Ctrl-C.")

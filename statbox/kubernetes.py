@@ -234,15 +234,13 @@ def cmd_helm_schema(args: argparse.Namespace) -> int:
 
 def register(commands: Any) -> None:
     """``statbox helm schema``: print, write or check the chart's values schema."""
-    from .cli import EPILOG
+    from .commandline import CommandGroup
 
-    helm = commands.add_parser("helm", help="The Helm chart: its values schema.", epilog=EPILOG)
-    sub = helm.add_subparsers(dest="helm_command", required=True, metavar="COMMAND")
+    helm = CommandGroup(commands, "helm", "The Helm chart: its values schema.")
     about = "Print the chart's values.schema.json (statbox: generated from the settings model)."
-    schema = sub.add_parser("schema", help=about, description=about, epilog=EPILOG)
+    schema = helm.add("schema", cmd_helm_schema, about, config=False)
     target = schema.add_mutually_exclusive_group()
     target.add_argument("--write", metavar="FILE", help=f"write it to FILE (e.g. {SCHEMA_FILE})")
     target.add_argument(
         "--check", metavar="FILE", help="exit 2 unless FILE equals a fresh generation"
     )
-    schema.set_defaults(func=cmd_helm_schema)

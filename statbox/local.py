@@ -37,7 +37,15 @@ from .hub import GATEWAY_PREFIX
 from .runtime import RUNTIME_ENV, Ports, Runtime, write_runtime
 from .settings import LoadedSettings
 
-HUB_CONFIG = Path(__file__).resolve().parent.parent / "hub_config.py"
+
+def _hub_config() -> Path:
+    """hub_config.py: the checkout's (beside this package), else the copy a wheel installs
+    under ``<prefix>/share/statbox`` (pyproject.toml's data-files)."""
+    beside = Path(__file__).resolve().parent.parent / "hub_config.py"
+    return beside if beside.exists() else Path(sys.prefix) / "share" / "statbox" / "hub_config.py"
+
+
+HUB_CONFIG = _hub_config()
 GATEWAY_CONFIG = Path(__file__).resolve().with_name("gateway_config.py")
 PROXY_NAME = "configurable-http-proxy"
 
@@ -54,6 +62,8 @@ def find_proxy(environ: dict[str, str] | None = None) -> list[str] | None:
     candidates = [
         env.get("STATBOX_PROXY"),
         str(Path(sys.prefix) / "node" / "node_modules" / ".bin" / PROXY_NAME),
+        # as an offline bundle lays it down (no .bin/ links)
+        str(Path(sys.prefix) / "node" / "node_modules" / PROXY_NAME / "bin" / PROXY_NAME),
         shutil.which(PROXY_NAME, path=env.get("PATH")),
     ]
     for candidate in candidates:

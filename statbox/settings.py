@@ -35,6 +35,9 @@ from pydantic import (
 
 from .names import GROUP_PATTERN, RESERVED_GROUP_PREFIXES, USERNAME_PATTERN, is_reserved_group
 from .units import Duration, Memory, memory_at_least
+from .yamlfile import FileProblems, Lines, Problem, line_of, read_yaml_mapping, validation_problem
+
+__all__ = ["Problem", "Settings", "SettingsError", "load_settings", "parse_settings"]
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults") / "statbox.yaml"
 
@@ -415,26 +418,8 @@ def _refuse_reserved(groups: list[str]) -> None:
 # Loading
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a settings file."""
-
-    source: str
-    line: int | None
-    key: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.source}:{self.line}" if self.line else self.source
-        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
-
-
-class SettingsError(Exception):
+class SettingsError(FileProblems):
     """Settings that cannot be used; ``problems`` lists each one."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
 
 
 @dataclass(frozen=True)
@@ -472,7 +457,7 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 
 
 def parse_settings(
-    data: Mapping[str, Any], source: str = "<settings>", lines: dict[tuple, int] | None = None
+    data: Mapping[str, Any], source: str = "<settings>", lines: Lines | None = None
 ) -> Settings:
     """Validate ``data`` merged over the defaults; raise :class:`SettingsError` on any problem."""
     merged = deep_merge(builtin_defaults(), data)
@@ -485,7 +470,7 @@ def parse_settings(
     if problems:
         raise SettingsError(
             [
-                Problem(source, _line_of(loc, lines), ".".join(map(str, loc)), message)
+                Problem(source, line_of(loc, lines), ".".join(map(str, loc)), message)
                 for loc, message in problems
             ]
         )
@@ -502,7 +487,7 @@ def load_settings(
     """
     if path is None:
         data: dict[str, Any] = {}
-        lines: dict[tuple, int] = {}
+        lines: Lines = {}
         source = "<built-in defaults>"
         base = Path.cwd()
     else:
@@ -516,64 +501,11 @@ def load_settings(
     )
 
 
-def _read_yaml(file: Path) -> tuple[dict[str, Any], dict[tuple, int]]:
+def _read_yaml(file: Path) -> tuple[dict[str, Any], Lines]:
     try:
-        text = file.read_text()
-    except FileNotFoundError:
-        raise SettingsError([Problem(str(file), None, "", "no such file")]) from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise SettingsError([Problem(str(file), None, "", f"cannot read: {exc}")]) from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        reason = getattr(exc, "problem", None) or str(exc)
-        return_problem = Problem(str(file), line, "", f"not valid YAML: {reason}")
-        raise SettingsError([return_problem]) from None
-    if data is None:
-        return {}, {}
-    if not isinstance(data, dict):
-        line = node.start_mark.line + 1 if node is not None else None
-        message = f"expected a mapping of settings, got {type(data).__name__}"
-        raise SettingsError([Problem(str(file), line, "", message)])
-    lines: dict[tuple, int] = {}
-    duplicates: list[Problem] = []
-    _index_lines(node, (), lines, duplicates, str(file))
-    if duplicates:
-        raise SettingsError(duplicates)
-    return data, lines
-
-
-def _index_lines(
-    node: yaml.Node | None,
-    path: tuple,
-    out: dict[tuple, int],
-    duplicates: list[Problem],
-    source: str,
-) -> None:
-    """Record the line of every key and list item so problems can point at them, and report
-    keys given twice in one mapping (YAML would silently keep the last)."""
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = (*path, key_node.value)
-            line = key_node.start_mark.line + 1
-            if key in out:
-                where = ".".join(map(str, key))
-                message = f"given twice (first on line {out[key]}); keep one"
-                duplicates.append(Problem(source, line, where, message))
-            out[key] = line
-            _index_lines(value_node, key, out, duplicates, source)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            out[(*path, index)] = item.start_mark.line + 1
-            _index_lines(item, (*path, index), out, duplicates, source)
-
-
-def _line_of(loc: tuple, lines: dict[tuple, int]) -> int | None:
-    """The line of the deepest part of ``loc`` that the file spells out."""
-    return next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+        return read_yaml_mapping(file, "a mapping of settings", allow_empty=True)
+    except FileProblems as found:
+        raise SettingsError(found.problems) from None
 
 
 PATTERN_MEANINGS = {
@@ -590,56 +522,8 @@ UNION_TAGS: dict[tuple[str | int, ...], set[str]] = {
 """Discriminated unions: pydantic puts the chosen tag in error locations; files do not."""
 
 
-def _problem(err: Any, source: str, lines: dict[tuple, int]) -> Problem:
-    raw = tuple(str(part) if not isinstance(part, int) else part for part in err["loc"])
-    loc = tuple(part for i, part in enumerate(raw) if part not in UNION_TAGS.get(raw[:i], ()))
-    key = ".".join(str(p) for p in loc)
-    line = _line_of(loc, lines)
-    kind = err["type"]
-    message = str(err["msg"]).removeprefix("Value error, ")
-    if kind == "extra_forbidden":
-        allowed = _allowed_keys(raw[:-1])
-        message = f"unknown key; allowed here: {', '.join(allowed)}" if allowed else "unknown key"
-    elif kind == "missing":
-        message = "required, and missing"
-    elif kind == "union_tag_invalid":
-        tags = ", ".join(sorted(UNION_TAGS.get(loc, ())))
-        message = f"type {err['input'].get('type')!r} is not one of: {tags}"
-    else:
-        pattern = (err.get("ctx") or {}).get("pattern")
-        message = PATTERN_MEANINGS.get(pattern, message)
-        value = err.get("input")
-        if not isinstance(value, Mapping | list) and "secret" not in kind and "password" not in key:
-            message = f"{value!r}: {message}"
-    return Problem(source, line, key, message)
-
-
-def _allowed_keys(loc: tuple) -> list[str]:
-    """The keys the model accepts at ``loc`` (for 'unknown key' messages)."""
-    schema = settings_schema()
-    node: Any = schema
-    for part in loc:
-        node = _resolve(schema, node)
-        props = node.get("properties")
-        mapping = node.get("discriminator", {}).get("mapping", {})
-        if part in mapping:
-            node = {"$ref": mapping[part]}
-        elif props and part in props:
-            node = props[part]
-        elif isinstance(node.get("additionalProperties"), dict):
-            node = node["additionalProperties"]
-        else:
-            return []
-    node = _resolve(schema, node)
-    return sorted(node.get("properties", {}))
-
-
-def _resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
-    while "$ref" in node:
-        node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
-    if "allOf" in node and len(node["allOf"]) == 1:
-        return _resolve(schema, node["allOf"][0])
-    return node
+def _problem(err: Any, source: str, lines: Lines) -> Problem:
+    return validation_problem(err, source, lines, settings_schema(), UNION_TAGS, PATTERN_MEANINGS)
 
 
 def settings_schema() -> dict[str, Any]:

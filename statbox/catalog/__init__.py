@@ -8,11 +8,14 @@ In a notebook::
 
 ``intake.from_yaml_file(os.environ["STATBOX_CATALOG"])`` works too (every user server has
 STATBOX_CATALOG and STATBOX_DATA_ROOT); ``open_catalog`` adds Statbox's checks (no imports,
-no environment reads, schema checked on opening an entry) and the user's access.
+no environment reads, metadata and schema checked on opening an entry) and the user's access.
+Opening is cheap: in a user server it imports neither pydantic nor the settings model (see
+:mod:`.loader` and :mod:`.access`).
 
-Modules: :mod:`.loader` (checks and loading), :mod:`.metadata` (what every entry declares),
-:mod:`.verify` (data against schema), :mod:`.access` (who sees what; what is mounted),
-:mod:`.samples` (the sample data), :mod:`.build` (the root catalog), :mod:`.cli`.
+Modules: :mod:`.loader` (checks), :mod:`.opened` (the Intake catalog), :mod:`.metadata` (what
+every entry declares), :mod:`.levels` (access levels), :mod:`.verify` (data against schema),
+:mod:`.access` (who sees what; what is mounted), :mod:`.samples` (the sample data),
+:mod:`.build` (the root catalog), :mod:`.cli`.
 """
 
 from __future__ import annotations
@@ -26,16 +29,26 @@ from .errors import CatalogError
 
 if TYPE_CHECKING:
     from ..settings import Settings
-    from .loader import StatboxCatalog
+    from .opened import StatboxCatalog
 
 __all__ = ["CatalogError", "load_catalog", "open_catalog"]
 
 
 def load_catalog(path: Path | str, data_root: str | Path) -> StatboxCatalog:
-    """The whole catalog at ``path`` (no access filtering), reading from ``data_root``."""
-    from .loader import load_catalog as load
+    """The whole catalog at ``path`` (no access filtering) as an Intake catalog whose entries
+    read from ``data_root``.
 
-    return load(path, data_root)
+    Raises :class:`CatalogError` with every problem (file and line) if the catalog is unsafe
+    or invalid, before Intake is imported; an entry whose metadata is invalid, whose files are
+    missing or whose data does not match its declared schema raises it when opened
+    (``catalog[name]``), before anything is read.
+    """
+    from .loader import read_catalog
+
+    info, data = read_catalog(path, data_root, lazy=True)
+    from .opened import catalog_from_checked
+
+    return catalog_from_checked(info, data)
 
 
 def open_catalog(
@@ -51,26 +64,36 @@ def open_catalog(
     Each argument left out comes from the user server's environment, else the settings:
     ``path`` from STATBOX_CATALOG (else paths.catalog), ``role`` from STATBOX_ROLE (else
     default_role), ``groups`` from STATBOX_GROUPS (comma-separated), ``data_root`` from
-    STATBOX_DATA_ROOT (else paths.data_root), and the settings from STATBOX_CONFIG (else
-    the built-in defaults).
+    STATBOX_DATA_ROOT (else paths.data_root), and the role's access from STATBOX_DATA_LEVELS
+    and STATBOX_DATA_RESTRICTED (set by the spawner), else the settings from STATBOX_CONFIG,
+    else the built-in defaults. The settings model is loaded only when the settings are a
+    file or a path must come from them.
     """
-    from ..errors import BadInput
-    from ..settings import ROLE_NAMES, load_settings
-    from .access import filter_catalog, groups_from_environment
-    from .loader import load_catalog as load
+    from .access import (
+        RoleAccess,
+        builtin_role_access,
+        filter_catalog,
+        groups_from_environment,
+        role_access_from_environment,
+    )
 
-    loaded = None
-    if settings is None:
-        loaded = load_settings(os.environ.get("STATBOX_CONFIG") or None)
-        settings = loaded.settings
-    role = role or os.environ.get("STATBOX_ROLE") or settings.default_role
-    if role not in ROLE_NAMES:
-        raise BadInput(f"role {role!r} is not one of {', '.join(ROLE_NAMES)}")
-    if path is None:
-        chosen = os.environ.get("STATBOX_CATALOG")
-        path = chosen or (loaded or load_settings(None)).paths.catalog
-    if data_root is None:
-        chosen = os.environ.get("STATBOX_DATA_ROOT")
-        data_root = chosen or (loaded or load_settings(None)).paths.data_root
+    config = os.environ.get("STATBOX_CONFIG") or None
+    path = path or os.environ.get("STATBOX_CATALOG") or None
+    data_root = data_root or os.environ.get("STATBOX_DATA_ROOT") or None
+    role = role or os.environ.get("STATBOX_ROLE") or None
+    if path is None or data_root is None or (settings is None and config is not None):
+        from ..settings import load_settings
+
+        loaded = load_settings(config)
+        settings = settings or loaded.settings
+        path = path or loaded.paths.catalog
+        data_root = data_root or loaded.paths.data_root
+    passed = role_access_from_environment(role) if settings is None else None
+    if passed is not None:
+        rules = passed
+    elif settings is None:
+        rules = builtin_role_access(role)
+    else:
+        rules = RoleAccess.of(settings, role or settings.default_role)
     groups = list(groups) if groups is not None else groups_from_environment()
-    return filter_catalog(load(path, data_root), settings, role, groups)
+    return filter_catalog(load_catalog(path, data_root), rules, groups)

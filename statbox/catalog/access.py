@@ -12,6 +12,12 @@ The catalog is not access control: anyone who can read the files can read the da
 docker and Kubernetes modes mount, read-only, exactly the directories
 :func:`entitled_data_paths` returns, so restricted data is never mounted for someone not
 entitled to it. Local mode has no mounts (its users share one account; see the README).
+
+What a role may read comes from the settings (:class:`RoleAccess`). In a user server the
+spawner passes the role's ``data`` settings as STATBOX_DATA_LEVELS and STATBOX_DATA_RESTRICTED
+(:func:`role_access_environment`), so ``open_catalog()`` follows the deployment's settings
+without loading them; with neither set, the built-in defaults apply
+(:func:`builtin_role_access`, read without building the settings model).
 """
 
 from __future__ import annotations
@@ -20,9 +26,80 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..settings import AccessLevel, Settings
-from .loader import EntryInfo, StatboxCatalog, read_catalog
+from ..errors import BadInput
+from .levels import RESTRICTED
+from .loader import EntryInfo, read_catalog
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+    from .opened import StatboxCatalog
+
+BUILTIN_DEFAULTS = Path(__file__).resolve().parent.parent / "defaults" / "statbox.yaml"
+""":data:`statbox.settings.DEFAULTS_FILE` (a test keeps them equal)."""
+
+
+@dataclass(frozen=True)
+class RoleAccess:
+    """What one role may read, from its ``data`` settings."""
+
+    role: str
+    levels: frozenset[str]
+    """The access levels (public, registered) of the entries it sees."""
+    restricted: frozenset[str]
+    """The restricted entries named for it ("*": all)."""
+
+    @classmethod
+    def of(cls, settings: Settings, role: str) -> RoleAccess:
+        """Role ``role`` of validated settings."""
+        from ..settings import ROLE_NAMES
+
+        if role not in ROLE_NAMES:
+            raise BadInput(f"role {role!r} is not one of {', '.join(ROLE_NAMES)}")
+        data = settings.role(role).data
+        return cls(role, frozenset(str(v.value) for v in data.levels), frozenset(data.restricted))
+
+
+ACCESS_ENV = {"levels": "STATBOX_DATA_LEVELS", "restricted": "STATBOX_DATA_RESTRICTED"}
+"""The role's ``data`` settings, comma-separated, as user servers receive them."""
+
+
+def role_access_environment(rules: RoleAccess) -> dict[str, str]:
+    """The environment that hands ``rules`` to a user server's ``open_catalog()``."""
+    return {
+        ACCESS_ENV["levels"]: ",".join(sorted(rules.levels)),
+        ACCESS_ENV["restricted"]: ",".join(sorted(rules.restricted)),
+    }
+
+
+def role_access_from_environment(role: str | None) -> RoleAccess | None:
+    """The role's access as the spawner passed it, or None when it passed none."""
+    if ACCESS_ENV["levels"] not in os.environ or not role:
+        return None
+    levels, restricted = (
+        frozenset(v for v in os.environ.get(var, "").split(",") if v) for var in ACCESS_ENV.values()
+    )
+    return RoleAccess(role, levels, restricted)
+
+
+def builtin_role_access(role: str | None) -> RoleAccess:
+    """Role ``role`` (None: the default role) as the built-in defaults give it.
+
+    The same as ``RoleAccess.of(load_settings(None).settings, role)`` (a test checks every
+    role), read from the packaged defaults file without the settings model: the defaults are
+    validated by every hub start and by the tests, so nothing goes unchecked.
+    """
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    defaults = yaml.load(BUILTIN_DEFAULTS.read_text(), Loader=loader)
+    roles = defaults["roles"]
+    role = role or defaults["default_role"]
+    if role not in roles:
+        raise BadInput(f"role {role!r} is not one of {', '.join(roles)}")
+    data = roles[role]["data"]
+    return RoleAccess(role, frozenset(data["levels"]), frozenset(data["restricted"]))
 
 
 @dataclass(frozen=True)
@@ -40,18 +117,17 @@ class EntryAccess:
     """Why the user is entitled (for `statbox catalog list --as-role` and audits)."""
 
 
-def entitlement(settings: Settings, role: str, groups: Iterable[str], entry: EntryInfo) -> str:
-    """Why ``role`` with ``groups`` may read ``entry``, or "" when they may not."""
-    data = settings.role(role).data
-    access = entry.metadata.access
-    if access.level is not AccessLevel.restricted:
-        levels = {level.value for level in data.levels}
+def entitlement(rules: RoleAccess, groups: Iterable[str], entry: EntryInfo) -> str:
+    """Why a user of role ``rules.role`` with ``groups`` may read ``entry``, or "" when they
+    may not."""
+    role, access = rules.role, entry.access
+    if access.level != RESTRICTED:
         return (
-            f"{access.level.value} entries are in roles.{role}.data.levels"
-            if access.level.value in levels
+            f"{access.level} entries are in roles.{role}.data.levels"
+            if access.level in rules.levels
             else ""
         )
-    if "*" in data.restricted or entry.name in data.restricted:
+    if "*" in rules.restricted or entry.name in rules.restricted:
         return f"named in roles.{role}.data.restricted"
     if role in access.roles:
         return f"the entry's access.roles lists {role}"
@@ -66,7 +142,7 @@ def _access(entry: EntryInfo, reason: str) -> EntryAccess:
         name=entry.name,
         domain=entry.domain,
         title=entry.metadata.title,
-        level=entry.metadata.access.level.value,
+        level=entry.access.level,
         data_path=entry.data_path,
         reason=reason,
     )
@@ -81,10 +157,11 @@ def entitled_entries(
     invalid catalog entitles nobody to anything).
     """
     groups = list(groups)
+    rules = RoleAccess.of(settings, role)
     info, _ = read_catalog(catalog_path)
     found = []
     for name in sorted(info.entries):
-        reason = entitlement(settings, role, groups, info.entries[name])
+        reason = entitlement(rules, groups, info.entries[name])
         if reason:
             found.append(_access(info.entries[name], reason))
     return found
@@ -99,15 +176,12 @@ def entitled_data_paths(
 
 
 def filter_catalog(
-    catalog: StatboxCatalog, settings: Settings, role: str, groups: Iterable[str]
+    catalog: StatboxCatalog, rules: RoleAccess, groups: Iterable[str]
 ) -> StatboxCatalog:
     """The entries of a loaded catalog the user may see."""
     groups = list(groups)
-    keep = [
-        name
-        for name, entry in catalog.info.entries.items()
-        if entitlement(settings, role, groups, entry)
-    ]
+    entries = catalog.info.entries
+    keep = [name for name, entry in entries.items() if entitlement(rules, groups, entry)]
     return catalog.subset(keep)
 
 

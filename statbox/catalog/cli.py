@@ -13,14 +13,17 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput, ExitCode
-from ..settings import ROLE_NAMES, LoadedSettings, Problem, load_settings
+
+if TYPE_CHECKING:
+    from ..settings import LoadedSettings
 
 
 def _settings(args: argparse.Namespace) -> LoadedSettings:
     from ..cli import _settings_file
+    from ..settings import load_settings
 
     return load_settings(_settings_file(args.config))
 
@@ -36,11 +39,10 @@ def _data_root(args: argparse.Namespace, loaded: LoadedSettings) -> str:
 
 def _who(args: argparse.Namespace, loaded: LoadedSettings) -> tuple[str, list[str]]:
     """The role and groups to filter for: --as-role/--groups, else the user server's."""
-    from .access import groups_from_environment
+    from .access import RoleAccess, groups_from_environment
 
     role = args.as_role or os.environ.get("STATBOX_ROLE") or loaded.settings.default_role
-    if role not in ROLE_NAMES:
-        raise BadInput(f"role {role!r} is not one of {', '.join(ROLE_NAMES)}")
+    RoleAccess.of(loaded.settings, role)  # a role the settings know, or BadInput
     groups = args.groups if args.groups is not None else groups_from_environment()
     return role, groups
 
@@ -71,17 +73,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .access import entitlement
+    from .access import RoleAccess, entitlement
     from .loader import read_catalog
 
     loaded = _settings(args)
     role, groups = _who(args, loaded)
     info, _ = read_catalog(_catalog_path(args, loaded), _data_root(args, loaded))
     entry = info.entries.get(args.name)
-    if entry is None or not entitlement(loaded.settings, role, groups, entry):
+    if entry is None or not entitlement(RoleAccess.of(loaded.settings, role), groups, entry):
         raise BadInput(f"{args.name!r}: no such entry for role {role} (see `statbox catalog list`)")
     m = entry.metadata
-    access = m.access.level.value
+    access = m.access.level
     if m.access.roles or m.access.groups:
         allowed_roles = ", ".join(m.access.roles) or "-"
         allowed_groups = ", ".join(m.access.groups) or "-"
@@ -135,13 +137,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from .build import ROOT_NAME, build_root, domain_files
-    from .errors import CatalogError
+    from .errors import CatalogError, Problem
     from .loader import read_catalog
     from .verify import sample_problems
 
     loaded = _settings(args)
     path = _catalog_path(args, loaded)
-    info, _ = read_catalog(path, _data_root(args, loaded))
+    info, _ = read_catalog(path, _data_root(args, loaded), lazy=True)  # metadata: per entry
     problems: list[Problem] = []
     for name, entry in info.entries.items():
         found = sample_problems(info, entry)
@@ -198,23 +200,13 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def register(commands: Any) -> None:
     """Add the ``catalog`` command group to the top-level subparsers."""
-    from ..cli import EPILOG
+    from ..commandline import CommandGroup
+    from ..settings import ROLE_NAMES  # already loaded by statbox.cli
     from .samples import DEFAULT_SEED, SCALE_NAMES
 
-    group = commands.add_parser(
-        "catalog", help="Datasets: list, show, validate, samples, build.", epilog=EPILOG
-    )
-    sub = group.add_subparsers(dest="catalog_command", required=True, metavar="COMMAND")
+    group = CommandGroup(commands, "catalog", "Datasets: list, show, validate, samples, build.")
 
-    def add(name: str, func: Any, help: str) -> argparse.ArgumentParser:
-        parser = sub.add_parser(name, help=help, description=help, epilog=EPILOG)
-        parser.set_defaults(func=func)
-        parser.add_argument(
-            "--config",
-            metavar="FILE",
-            help="settings file (default: $STATBOX_CONFIG, ./statbox.yaml, else built-in defaults)",
-        )
-        return parser
+    add = group.add
 
     def who(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--catalog", metavar="FILE", help="catalog (default: paths.catalog)")

@@ -1,9 +1,24 @@
-"""The one error a catalog that cannot be used raises: every problem, each with file and line."""
+"""The one error a catalog that cannot be used raises: every problem, each with file and line.
+
+Light on purpose: opening a catalog in a notebook imports this module, and must not pay for the
+settings model (pydantic). :class:`Problem` is every Statbox file's (:mod:`statbox.yamlfile`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from ..errors import BadInput
-from ..settings import Problem
+from ..yamlfile import FileProblems, Lines, Problem, line_of
+
+__all__ = ["CatalogError", "Lines", "Problem", "line_of", "problem_at"]
+
+
+def problem_at(source: object, lines: Lines, key: Iterable[Any], message: str) -> Problem:
+    """A problem at key path ``key`` of the file ``source``, on the line that spells it."""
+    key = tuple(key)
+    return Problem(str(source), line_of(key, lines), ".".join(map(str, key)), message)
 
 
 class CatalogError(BadInput):
@@ -15,3 +30,7 @@ class CatalogError(BadInput):
     def __init__(self, problems: list[Problem]):
         self.problems = problems
         super().__init__(*(str(p) for p in problems))
+
+    @classmethod
+    def of(cls, found: FileProblems) -> CatalogError:
+        return cls(found.problems)

@@ -16,10 +16,12 @@ syntax reaches attributes (``{X.__class__}``). Statbox allows only what its cata
   a deployment can mount exactly one dataset directory, and production can point the same
   catalog at object storage.
 
-Invariant: :func:`load_catalog` returns a :class:`StatboxCatalog` whose every entry passed
-these checks and has valid metadata, or raises :class:`CatalogError` listing every problem
-with file and line. Entries are checked against their data (files present, declared
-schema) the first time they are opened.
+Invariant: :func:`read_catalog` returns a :class:`CatalogInfo` whose every entry passed these
+checks, declares a valid access level and its domain, and (unless ``lazy``) has valid metadata;
+or it raises :class:`CatalogError` listing every problem with file and line. With ``lazy``
+(what opening a catalog in a notebook does, see :mod:`.opened`) an entry's other metadata is
+validated the first time it is used (:meth:`EntryInfo.metadata`), so opening never imports
+pydantic, the settings model or Intake; every check still runs before an entry is read.
 """
 
 from __future__ import annotations
@@ -28,20 +30,24 @@ import re
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from .errors import CatalogError, Lines, Problem, line_of, problem_at
+from .levels import Access, parse_access
+from .yamlfile import read_yaml
 
-from ..settings import DATA_URL, Problem
-from .errors import CatalogError
-from .metadata import EntryMetadata
-from .yamlfile import Lines, read_yaml
+if TYPE_CHECKING:
+    from .metadata import EntryMetadata
 
 DATA_ROOT = "STATBOX_DATA_ROOT"
 """The catalog parameter every entry's url starts with; Statbox sets it to paths.data_root."""
 DATA_ROOT_DEFAULT = f"env({DATA_ROOT})"
 """Its default in the files, so that plain ``intake.from_yaml_file`` works in a user server."""
+DATA_URL = r"^(s3|gs|gcs|az|abfs|abfss|https?)://[^\s]+$"
+"""The URLs a data root may be: :data:`statbox.settings.DATA_URL` (a test keeps them equal),
+here so that opening a catalog on object storage does not import the settings model."""
 
 _R = "intake.readers.readers:"
 _D = "intake.readers.datatypes:"
@@ -77,7 +83,8 @@ class EntryInfo:
     """What Statbox knows about one entry, from its YAML."""
 
     name: str
-    metadata: EntryMetadata
+    access: Access
+    """Who may see it (``metadata.access``, checked on loading)."""
     reader: str
     datatype: str
     relative_url: str
@@ -88,16 +95,41 @@ class EntryInfo:
     """The key of the data it reads (under ``data:`` in the file)."""
     options: dict[str, Any] = field(default_factory=dict)
     """The reader's keyword arguments besides the data."""
+    raw_metadata: Any = field(default=None, repr=False, compare=False)
+    """Its ``metadata`` as the file has it; :attr:`metadata` validates it."""
+    source: str = ""
+    lines: Lines = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def domain(self) -> str:
-        return self.metadata.domain
+        """The first part of the name (loading checks that metadata.domain says the same)."""
+        return self.name.split(".", 1)[0]
 
     @property
     def data_path(self) -> str:
         """The dataset directory relative to the data root (``<domain>/<dataset>``): what a
         container mounts to read this entry."""
         return "/".join(self.name.split(".", 1))
+
+    @cached_property
+    def _validated(self) -> tuple[EntryMetadata | None, list[Problem]]:
+        from .metadata import metadata_findings  # pydantic: only once an entry is used
+
+        metadata, findings = metadata_findings(self.raw_metadata)
+        where = (*self.key, "metadata")
+        return metadata, [problem_at(self.source, self.lines, (*where, *k), m) for k, m in findings]
+
+    def metadata_problems(self) -> list[Problem]:
+        """Every problem in the entry's metadata (validated once, on first use)."""
+        return list(self._validated[1])
+
+    @property
+    def metadata(self) -> EntryMetadata:
+        """The entry's validated metadata; raises :class:`CatalogError` naming every problem."""
+        metadata, problems = self._validated
+        if metadata is None:
+            raise CatalogError(problems)
+        return metadata
 
 
 @dataclass(frozen=True)
@@ -112,18 +144,17 @@ class CatalogInfo:
 
     def line(self, key: Iterable[Any]) -> int | None:
         """The line of the deepest part of ``key`` the file spells out."""
-        key = tuple(key)
-        return next(
-            (self.lines[key[:n]] for n in range(len(key), 0, -1) if key[:n] in self.lines),
-            None,
-        )
+        return line_of(tuple(key), self.lines)
 
     def problem(self, key: Iterable[Any], message: str) -> Problem:
-        key = tuple(key)
-        return Problem(str(self.source), self.line(key), ".".join(map(str, key)), message)
+        return problem_at(self.source, self.lines, key, message)
 
     def url(self, entry: EntryInfo) -> str:
         return join_root(self.data_root, entry.relative_url)
+
+    def metadata_problems(self) -> list[Problem]:
+        """Every problem in every entry's metadata."""
+        return [p for entry in self.entries.values() for p in entry.metadata_problems()]
 
 
 def join_root(root: str, relative: str) -> str:
@@ -158,10 +189,7 @@ class _Checker:
         self.problems: list[Problem] = []
 
     def add(self, key: tuple, message: str) -> None:
-        line = next(
-            (self.lines[key[:n]] for n in range(len(key), 0, -1) if key[:n] in self.lines), None
-        )
-        self.problems.append(Problem(str(self.source), line, ".".join(map(str, key)), message))
+        self.problems.append(problem_at(self.source, self.lines, key, message))
 
     def mapping(self, value: Any, key: tuple, allowed: set[str] | None = None) -> dict:
         if not isinstance(value, Mapping):
@@ -373,18 +401,11 @@ def check_catalog(
                 (*where, "reader"),
                 f"{reader} cannot read {datatypes.get(data_key)} (data {data_key!r})",
             )
-        try:
-            metadata = EntryMetadata.model_validate(spec.get("metadata", {}))
-        except ValidationError as exc:
-            for err in exc.errors():
-                loc = tuple(err["loc"])
-                message = str(err["msg"]).removeprefix("Value error, ")
-                if err["type"] == "missing":
-                    message = "required, and missing"
-                elif err["type"] == "extra_forbidden":
-                    message = "unknown key"
-                c.add((*where, "metadata", *loc), message)
-            continue
+        raw_metadata = spec.get("metadata", {})
+        meta = raw_metadata if isinstance(raw_metadata, Mapping) else {}
+        access, findings = parse_access(meta.get("access"))
+        for key, message in findings:
+            c.add((*where, "metadata", "access", *key), message)
         if str(name) not in aliases:
             c.add(
                 ("aliases",),
@@ -393,10 +414,10 @@ def check_catalog(
         if match is None or data_key not in urls:
             continue
         domain, dataset = match.groups()
-        if metadata.domain != domain:
+        if meta.get("domain") != domain:
             c.add(
                 (*where, "metadata", "domain"),
-                f"{metadata.domain!r}, but the entry is named {name!r}: the name starts with "
+                f"{meta.get('domain')!r}, but the entry is named {name!r}: the name starts with "
                 "the domain",
             )
         relative = urls[data_key]
@@ -408,16 +429,20 @@ def check_catalog(
                 "directory per dataset, so it can be mounted alone)",
             )
             continue
-        options = {k: v for k, v in kwargs.items() if k != "args"}
+        if access is None:
+            continue
         entries[str(name)] = EntryInfo(
-            str(name),
-            metadata,
-            str(reader),
-            datatypes[data_key],
-            relative.rstrip("/"),
-            where,
-            data_key,
-            options,
+            name=str(name),
+            access=access,
+            reader=str(reader),
+            datatype=datatypes[data_key],
+            relative_url=relative.rstrip("/"),
+            key=where,
+            data_key=data_key,
+            options={k: v for k, v in kwargs.items() if k != "args"},
+            raw_metadata=raw_metadata,
+            source=str(source),
+            lines=lines,
         )
     for alias, target in aliases.items():
         if target not in raw_entries:
@@ -425,98 +450,24 @@ def check_catalog(
     return entries, c.problems
 
 
-# --------------------------------------------------------------------------- loading
+# --------------------------------------------------------------------------- reading
 
 
-def read_catalog(path: Path | str, data_root: str | Path | None = None) -> tuple[CatalogInfo, dict]:
-    """Parse and check ``path``; the checked information and the plain data for Intake."""
+def read_catalog(
+    path: Path | str, data_root: str | Path | None = None, *, lazy: bool = False
+) -> tuple[CatalogInfo, dict]:
+    """Parse and check ``path``; the checked information and the plain data for Intake.
+
+    Every entry's metadata is validated too, unless ``lazy``: then each entry's is validated
+    when it is first used (see the module's invariant).
+    """
     source = Path(path)
     data, lines = read_yaml(source)
     entries, problems = check_catalog(data, lines, source)
+    if not lazy:
+        problems += [p for entry in entries.values() for p in entry.metadata_problems()]
     if problems:
         raise CatalogError(problems)
     root = resolve_data_root(data_root) if data_root is not None else ""
     metadata = data.get("metadata") or {}
     return CatalogInfo(source, root, entries, metadata, lines), data
-
-
-def load_catalog(path: Path | str, data_root: str | Path) -> StatboxCatalog:
-    """The catalog at ``path`` as an Intake catalog whose entries read from ``data_root``.
-
-    Raises :class:`CatalogError` with every problem (file and line) if the catalog is unsafe
-    or invalid; an entry whose files are missing or whose data does not match its declared
-    schema raises it when opened (``catalog[name]``).
-    """
-    info, data = read_catalog(path, data_root)
-    for section in ("aliases", "metadata", "user_parameters", "data", "entries"):
-        data.setdefault(section, {})
-    catalog = StatboxCatalog.from_dict(data)
-    # What intake.from_yaml_file sets, and the data root in place of its environment default.
-    catalog.user_parameters["CATALOG_PATH"] = str(info.source)
-    catalog.user_parameters["CATALOG_DIR"] = str(info.source.resolve().parent)
-    catalog.user_parameters["STORAGE_OPTIONS"] = {}
-    catalog.user_parameters[DATA_ROOT] = info.data_root
-    catalog._statbox = info
-    catalog._statbox_verified = set()
-    return catalog
-
-
-def _catalog_base() -> type:
-    from intake.readers.entry import Catalog
-
-    return Catalog
-
-
-class StatboxCatalog(_catalog_base()):  # type: ignore[misc]
-    """An Intake catalog loaded through Statbox: an entry is checked against its data the
-    first time it is opened (files exist; stored columns, types and variables match the
-    declared schema)."""
-
-    _statbox: CatalogInfo
-    _statbox_verified: set[str]
-
-    def __getitem__(self, item: str) -> Any:
-        info = self.__dict__.get("_statbox")
-        name = self.aliases.get(item, item)
-        if info is not None and name in info.entries and name not in self._statbox_verified:
-            from .verify import stored_problems
-
-            problems = stored_problems(info, info.entries[name])
-            if problems:
-                raise CatalogError(problems)
-            self._statbox_verified.add(name)
-        return super().__getitem__(item)
-
-    def to_dask(self, name: str) -> Any:
-        """The entry ``name`` read by Dask (a lazy dask DataFrame), with the same options."""
-        entry = self._statbox.entries[name]
-        reader = self[name]
-        return reader.to_reader("dask.dataframe:DataFrame", **entry.options).read()
-
-    @property
-    def info(self) -> CatalogInfo:
-        """What Statbox checked: entries with their metadata, data paths and lines."""
-        return self._statbox
-
-    def subset(self, names: Iterable[str]) -> StatboxCatalog:
-        """A new catalog with only the entries ``names`` (and the data they read)."""
-        keep = set(names)
-        info = self._statbox
-        new = StatboxCatalog(
-            metadata=dict(self.metadata), user_parameters=dict(self.user_parameters)
-        )
-        for name in sorted(keep):
-            entry = self.entries[name]
-            data_key = _DATA_REF.match(entry.kwargs["args"][0]).group(1)  # type: ignore[union-attr]
-            new.entries[name] = entry
-            new.data[data_key] = self.data[data_key]
-            new.aliases[name] = name
-        new._statbox = CatalogInfo(
-            info.source,
-            info.data_root,
-            {n: e for n, e in info.entries.items() if n in keep},
-            info.metadata,
-            info.lines,
-        )
-        new._statbox_verified = self._statbox_verified & keep
-        return new

@@ -5,6 +5,11 @@ domain, licence, provenance, coverage, update frequency, citation, access level 
 or variable schema with units), validated by :class:`EntryMetadata`. Intake itself ignores
 metadata; Statbox reads it to filter access, to document entries and to check data against
 the declared schema (:mod:`statbox.catalog.verify`).
+
+Opening a catalog does not import this module: the loader checks each entry's access
+(:mod:`.levels`) and domain at once, and validates the rest the first time the entry is used
+(:meth:`statbox.catalog.loader.EntryInfo.metadata`); ``statbox catalog validate`` and
+:func:`~statbox.catalog.loader.read_catalog` validate every entry.
 """
 
 from __future__ import annotations
@@ -13,9 +18,17 @@ import datetime as dt
 import enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    InstanceOf,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from ..settings import AccessLevel
+from .levels import Access, parse_access
 
 DOMAINS: tuple[str, ...] = (
     "ais",
@@ -146,20 +159,6 @@ class TemporalCoverage(_Model):
         return self
 
 
-class Access(_Model):
-    level: AccessLevel
-    roles: list[str] = Field(default_factory=list)
-    """Roles entitled to a restricted entry (besides roles whose data.restricted names it)."""
-    groups: list[str] = Field(default_factory=list)
-    """Groups whose members are entitled to a restricted entry."""
-
-    @model_validator(mode="after")
-    def _who(self) -> Access:
-        if self.level is not AccessLevel.restricted and (self.roles or self.groups):
-            raise ValueError("roles and groups apply to restricted entries only")
-        return self
-
-
 class EntryMetadata(_Model):
     title: str = Field(min_length=1, max_length=120)
     description: str = Field(min_length=1)
@@ -171,7 +170,38 @@ class EntryMetadata(_Model):
     temporal_coverage: TemporalCoverage
     update_frequency: str = Field(min_length=1)
     citation: str = Field(min_length=1)
-    access: Access
+    access: InstanceOf[Access]
+    """Who may see the entry (checked by :func:`.levels.parse_access`, as on opening)."""
     format: str = Field(min_length=1)
     """The file format and layout, e.g. "Parquet, partitioned by date (date=YYYY-MM-DD)"."""
     schema_: Schema = Field(alias="schema")
+
+    @field_validator("access", mode="before")
+    @classmethod
+    def _access(cls, value: Any) -> Access:
+        access, findings = parse_access(value)
+        if access is None:
+            raise ValueError("; ".join(_finding_text(f) for f in findings))
+        return access
+
+
+def _finding_text(finding: tuple[tuple, str]) -> str:
+    key, message = finding
+    return f"{'.'.join(map(str, key))}: {message}" if key else message
+
+
+def metadata_findings(raw: Any) -> tuple[EntryMetadata | None, list[tuple[tuple, str]]]:
+    """``raw`` (an entry's ``metadata``) validated, or None and every problem in it as (key
+    path under ``metadata``, message) pairs."""
+    try:
+        return EntryMetadata.model_validate(raw if raw is not None else {}), []
+    except ValidationError as exc:
+        findings = []
+        for err in exc.errors():
+            message = str(err["msg"]).removeprefix("Value error, ")
+            if err["type"] == "missing":
+                message = "required, and missing"
+            elif err["type"] == "extra_forbidden":
+                message = "unknown key"
+            findings.append((tuple(err["loc"]), message))
+        return None, findings

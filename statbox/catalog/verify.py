@@ -2,10 +2,11 @@
 
 Two depths, one set of rules:
 
-- :func:`stored_problems` (every time an entry is first opened through Statbox): the files are
-  there, and what they store (Parquet's schema, a CSV's header and first rows, a GeoJSON's
-  first features, a Zarr store's metadata) has the declared columns or variables with the
-  declared types, and nothing undeclared. Cheap: no full read.
+- :func:`stored_problems` (every time an entry is first opened through Statbox): its
+  metadata is valid, the files are there, and what they store (Parquet's schema, a CSV's
+  header and first rows, a GeoJSON's first features, a Zarr store's metadata) has the
+  declared columns or variables with the declared types, and nothing undeclared. Cheap: no
+  full read.
 - :func:`sample_problems` (``statbox catalog validate``, tests): a sample read through the
   entry's declared reader also meets the declared values: no missing values where not
   nullable, within ``min``/``max``, in ``values``, geometry types and CRS as declared.
@@ -18,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..settings import Problem
+from .errors import Problem
 from .loader import CatalogInfo, EntryInfo, is_url
 from .metadata import INTEGER_TYPES, Column, Schema, ValueType
 
@@ -203,10 +204,13 @@ def missing_problem(info: CatalogInfo, entry: EntryInfo) -> Problem | None:
 
 
 def stored_problems(info: CatalogInfo, entry: EntryInfo) -> list[Problem]:
-    """Files present and stored schema as declared (no full read)."""
+    """Metadata valid, files present and stored schema as declared (no full read)."""
+    problems = entry.metadata_problems()
     missing = missing_problem(info, entry)
     if missing is not None:
-        return [missing]
+        problems.append(missing)
+    if problems:
+        return problems
     schema = entry.metadata.schema_
     url = info.url(entry)
     try:

@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ..commandline import CommandGroup
 from ..errors import BadInput, ExitCode
 from ..settings import LoadedSettings
 from .model import COURSE_FILE, COURSE_ID_PATTERN, CurriculumError, LoadedCourse, load_course
@@ -219,20 +220,15 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def register(commands: Any) -> None:
     """Add ``statbox course ...`` to the top-level subparsers."""
-    group = commands.add_parser(
-        "course", help="Courses: list, show, check, publish.", description=__doc__, epilog=EPILOG
+    group = CommandGroup(
+        commands,
+        "course",
+        "Courses: list, show, check, publish.",
+        description=__doc__,
+        epilog=EPILOG,
     )
-    sub = group.add_subparsers(dest="course_command", required=True, metavar="COMMAND")
 
-    def add(name: str, func: Any, help: str) -> argparse.ArgumentParser:
-        parser = sub.add_parser(name, help=help, description=help, epilog=EPILOG)
-        parser.set_defaults(func=func)
-        parser.add_argument(
-            "--config",
-            metavar="FILE",
-            help="settings file (default: $STATBOX_CONFIG, ./statbox.yaml, else built-in defaults)",
-        )
-        return parser
+    add = group.add
 
     add("list", cmd_list, "List the courses of the curriculum (paths.curriculum).")
     show = add("show", cmd_show, "Show a course: outcomes, lessons, certification exercise.")

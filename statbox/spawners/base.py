@@ -39,10 +39,17 @@ class StatboxSpawnerMixin(Configurable):
         return name
 
     def statbox_environment(self, role_name: str) -> dict[str, str]:
-        """Environment every user server gets, on top of the spawner's own."""
+        """Environment every user server gets, on top of the spawner's own: where the
+        catalog, data and courses are, and the role, groups and data access that
+        ``statbox.catalog.open_catalog()`` filters by (the server has no settings file)."""
+        from ..catalog.access import RoleAccess, role_access_environment
+
+        user: Any = self.user  # type: ignore[attr-defined]
         return {
             "STATBOX_ROLE": role_name,
+            "STATBOX_GROUPS": ",".join(sorted(group.name for group in user.groups)),
             "STATBOX_CATALOG": self.catalog_path,
             "STATBOX_DATA_ROOT": self.data_root,
             "STATBOX_CURRICULUM": self.curriculum_path,
+            **role_access_environment(RoleAccess.of(self.settings, role_name)),
         }

@@ -65,3 +65,18 @@ def test_open_catalog_applies_the_users_environment(samples, monkeypatch):
     monkeypatch.setenv("STATBOX_ROLE", "analyst")
     monkeypatch.delenv("STATBOX_GROUPS")
     assert len(open_catalog()[RESTRICTED].read()) > 0
+
+
+def test_open_catalog_follows_the_access_the_spawner_passes(samples, monkeypatch):
+    """A deployment's own role settings reach the server by environment, not the defaults."""
+    monkeypatch.setenv("STATBOX_CATALOG", str(ROOT_CATALOG))
+    monkeypatch.setenv("STATBOX_DATA_ROOT", str(samples))
+    monkeypatch.delenv("STATBOX_CONFIG", raising=False)
+    monkeypatch.delenv("STATBOX_GROUPS", raising=False)
+    monkeypatch.setenv("STATBOX_ROLE", "trainee")
+    monkeypatch.setenv("STATBOX_DATA_LEVELS", "public")
+    monkeypatch.setenv("STATBOX_DATA_RESTRICTED", RESTRICTED)
+    names = list(open_catalog())
+    assert RESTRICTED in names
+    assert "scanner.transactions" not in names  # registered, and this trainee sees public only
+    assert "sdg.indicators" in names

@@ -27,7 +27,7 @@ TABULAR = [
 def test_every_domain_has_entries_and_restricted_and_registered_levels_exist(root_catalog):
     entries = root_catalog.info.entries.values()
     assert {e.domain for e in entries} == set(DOMAINS)
-    levels = {e.name: e.metadata.access.level.value for e in entries}
+    levels = {e.name: e.metadata.access.level for e in entries}
     assert levels["mobile_phone.events"] == "restricted"
     assert "registered" in levels.values()
     assert all(e.data_path == e.name.replace(".", "/", 1) for e in entries)

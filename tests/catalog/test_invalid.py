@@ -2,7 +2,10 @@
 validate``, with a message naming the file and the line, and exit code 2.
 
 Each fixture in tests/fixtures/catalogs/invalid/ starts with ``# expect: TEXT`` and marks the
-offending line with ``# <- here``."""
+offending line with ``# <- here``. It is refused by ``load_catalog`` itself (before Intake sees
+any of it), unless its second line is ``# refused: when the entry is opened``: a problem in
+an entry's data or in metadata other than its access, which loading leaves to the entry's
+first use (``catalog[name]``), before anything is read."""
 
 from __future__ import annotations
 
@@ -19,25 +22,33 @@ pytestmark = pytest.mark.catalog
 INVALID = sorted((REPO / "tests" / "fixtures" / "catalogs" / "invalid").glob("*.yaml"))
 
 
-def _expectation(path: Path) -> tuple[str, int]:
+ON_OPENING = "# refused: when the entry is opened"
+
+
+def _expectation(path: Path) -> tuple[str, int, bool]:
+    """The expected message, the offending line, and whether opening (not loading) refuses."""
     lines = path.read_text().splitlines()
     assert lines[0].startswith("# expect: "), f"{path.name}: first line must be '# expect: TEXT'"
     marked = [n for n, line in enumerate(lines, 1) if line.endswith("# <- here")]
     assert len(marked) == 1, f"{path.name}: mark the offending line with '# <- here'"
-    return lines[0].removeprefix("# expect: "), marked[0]
+    return lines[0].removeprefix("# expect: "), marked[0], lines[1] == ON_OPENING
 
 
-def _load_and_open(path: Path, root: Path) -> None:
+def _load_and_open(path: Path, root: Path, on_opening: bool) -> None:
+    if not on_opening:
+        load_catalog(path, root)
+        pytest.fail(f"{path.name}: loading did not refuse it")
     catalog = load_catalog(path, root)
+    assert catalog.info.entries, "nothing left to open"
     for name in catalog.info.entries:
         catalog[name]
 
 
 @pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
 def test_invalid_catalog_is_refused_with_file_and_line(path, samples, capsys):
-    text, line = _expectation(path)
+    text, line, on_opening = _expectation(path)
     with pytest.raises(CatalogError) as caught:
-        _load_and_open(path, samples)
+        _load_and_open(path, samples, on_opening)
     matching = [p for p in caught.value.problems if text in str(p)]
     assert matching, f"expected {text!r} in {[str(p) for p in caught.value.problems]}"
     assert all(p.source == str(path) for p in matching)

@@ -168,8 +168,16 @@ class HubUser:
 class StatboxProcess:
     """``statbox up`` as a child process in its own session, stopped by a signal."""
 
-    def __init__(self, config: Path, port: int, state_dir: Path, env: dict[str, str]):
+    def __init__(
+        self,
+        config: Path,
+        port: int,
+        state_dir: Path,
+        env: dict[str, str],
+        python: str = sys.executable,
+    ):
         self.config, self.port, self.state_dir = config, port, state_dir
+        self.python = python
         self.base_url = f"http://127.0.0.1:{port}"
         self.log = state_dir.parent / f"statbox-up-{port}.log"
         self.env = env
@@ -179,7 +187,7 @@ class StatboxProcess:
         out = open(self.log, "ab")  # noqa: SIM115 (the child holds it; closed at exit)
         self.proc = subprocess.Popen(
             [
-                sys.executable,
+                self.python,
                 "-m",
                 "statbox.cli",
                 "up",

@@ -123,3 +123,8 @@ def test_spawner_applies_role(runtime, tmp_path):
     env = spawner.statbox_environment("analyst")
     assert env["STATBOX_CATALOG"] == str(runtime.paths.catalog)
     assert env["STATBOX_ROLE"] == "analyst"
+    # what open_catalog() in the server filters by: this deployment's role, not the defaults
+    assert env["STATBOX_GROUPS"] == "analysts"
+    data = runtime.settings.roles.analyst.data
+    assert env["STATBOX_DATA_LEVELS"] == ",".join(sorted(level.value for level in data.levels))
+    assert env["STATBOX_DATA_RESTRICTED"] == ",".join(sorted(data.restricted))

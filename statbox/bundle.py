@@ -1,0 +1,405 @@
+"""``statbox bundle create``: one file holding everything a hub needs where there is no network.
+
+A bundle is an uncompressed tar (its large parts, wheels and images, are compressed already):
+
+    install.py        the stdlib-only installer (statbox/bundle_install.py), first, so that
+                      ``tar -xOf BUNDLE install.py | python3 - BUNDLE`` works on a bare machine
+    manifest.json     versions, the parts, and the SHA-256 and size of every other member
+    README.txt        for the operator: what is inside and how to install it
+    wheelhouse/       the statbox command and every package it needs, as wheels
+    catalogs/ data/   the catalog and its sample data
+    curriculum/       the courses
+    chart/            the packaged Helm chart
+    images/           the hub, single-user and gateway images (docker save)
+
+Parts are a table (:data:`PARTS`), each built into a cache keyed by a digest of its inputs,
+so a second run with nothing changed reuses them and only writes the tar again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from . import bundle_install
+from .errors import EnvironmentProblem, ExitCode, StatboxError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class BundleOptions:
+    out: Path
+    cache: Path
+    mode: str = "docker"
+    images: tuple[str, ...] = ()
+    """Docker images to carry (``docker save``); empty: none."""
+    python: str = sys.executable
+
+
+@dataclass
+class Part:
+    """One part of a bundle: the inputs that decide it and how to build it into a folder."""
+
+    name: str
+    inputs: Callable[[BundleOptions], Iterable[Path | str]]
+    build: Callable[[BundleOptions, Path], None]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _files_under(*roots: Path) -> Iterator[Path]:
+    for root in roots:
+        if root.is_file():
+            yield root
+        else:
+            for path in sorted(root.rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    yield path
+
+
+def _digest_inputs(inputs: Iterable[Path | str]) -> str:
+    digest = hashlib.sha256()
+    for item in inputs:
+        if isinstance(item, Path):
+            digest.update(
+                str(item.relative_to(REPO) if item.is_relative_to(REPO) else item).encode()
+            )
+            digest.update(item.read_bytes())
+        else:
+            digest.update(item.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _run(cmd: list[str], what: str) -> None:
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = result.stderr.strip().splitlines()[-10:]
+        raise StatboxError(f"{what} failed: {' '.join(cmd[:4])} ...", *tail)
+
+
+# ------------------------------------------------------------------------------------ parts
+
+
+def _dependencies() -> list[str]:
+    import tomllib
+
+    return list(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
+
+
+def _packages_inputs(options: BundleOptions) -> Iterable[Path | str]:
+    yield REPO / "requirements" / "constraints.txt"
+    yield from _dependencies()
+    yield f"python {sys.version_info[:2]}"
+
+
+def _build_packages(options: BundleOptions, out: Path) -> None:
+    """Wheels of everything the statbox command needs (changes only with the pins)."""
+    wheels = out / "wheelhouse"
+    wheels.mkdir()
+    _run(
+        [
+            options.python, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels),
+            "-c", str(REPO / "requirements" / "constraints.txt"), *_dependencies(),
+        ],
+        "building the wheelhouse",
+    )  # fmt: skip
+
+
+def _statbox_inputs(options: BundleOptions) -> Iterable[Path | str]:
+    yield from (REPO / "pyproject.toml", REPO / "hub_config.py", REPO / "README.md")
+    yield from _files_under(REPO / "statbox")
+
+
+def _build_statbox_wheel(options: BundleOptions, out: Path) -> None:
+    """The statbox wheel alone (changes with every change to the code)."""
+    wheels = out / "wheelhouse"
+    wheels.mkdir()
+    _run(
+        [
+            options.python,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--wheel-dir",
+            str(wheels),
+            str(REPO),
+        ],
+        "building the statbox wheel",
+    )
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", ".*"))
+
+
+def _build_catalog(options: BundleOptions, out: Path) -> None:
+    _copy_tree(REPO / "catalogs", out / "catalogs")
+    (out / "data").mkdir()
+    _run(
+        [options.python, "-m", "statbox.cli", "catalog", "samples", "--out", str(out / "data")],
+        "generating the sample data",
+    )
+
+
+def _build_curriculum(options: BundleOptions, out: Path) -> None:
+    _copy_tree(REPO / "curriculum", out / "curriculum")
+
+
+def _build_chart(options: BundleOptions, out: Path) -> None:
+    chart = REPO / "helm" / "statbox"
+    (out / "chart").mkdir()
+    with tarfile.open(out / "chart" / "statbox-chart.tgz", "w:gz") as tar:
+        tar.add(chart, arcname="statbox", filter=lambda m: None if "__pycache__" in m.name else m)
+
+
+def _proxy_dir() -> Path:
+    """The configurable-http-proxy that `make` installs beside the interpreter (pure
+    JavaScript: it runs on the target's Node.js)."""
+    return Path(sys.prefix) / "node" / "node_modules"
+
+
+def _build_proxy(options: BundleOptions, out: Path) -> None:
+    # Laid down inside the release's venv, where statbox.local.find_proxy looks. npm's .bin/
+    # holds symbolic links, which bundles do not carry: find_proxy knows the real path.
+    shutil.copytree(
+        _proxy_dir(), out / "venv" / "node" / "node_modules", ignore=shutil.ignore_patterns(".bin")
+    )
+
+
+def _image_ids(options: BundleOptions) -> Iterable[str]:
+    for image in options.images:
+        result = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Id}}", image],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise EnvironmentProblem(
+                f"image {image} is not in the Docker engine: build it first (statbox images build)"
+            )
+        yield f"{image}={result.stdout.strip()}"
+
+
+def _build_images(options: BundleOptions, out: Path) -> None:
+    (out / "images").mkdir()
+    for image in options.images:
+        _run(
+            ["docker", "save", "-o", str(out / "images" / (_image_file(image))), image],
+            f"saving {image}",
+        )
+
+
+def _image_file(image: str) -> str:
+    return image.replace("/", "_").replace(":", "_") + ".tar"
+
+
+PARTS: tuple[Part, ...] = (
+    Part("packages", _packages_inputs, _build_packages),
+    Part("statbox", _statbox_inputs, _build_statbox_wheel),
+    Part(
+        "catalog",
+        lambda o: [*_files_under(REPO / "catalogs"), *_files_under(REPO / "statbox" / "catalog")],
+        _build_catalog,
+    ),
+    Part("curriculum", lambda o: _files_under(REPO / "curriculum"), _build_curriculum),
+    Part("chart", lambda o: _files_under(REPO / "helm" / "statbox"), _build_chart),
+    Part("proxy", lambda o: [REPO / "package-lock.json"], _build_proxy),
+    Part("images", _image_ids, _build_images),
+)
+"""What a bundle holds, in order. A part whose inputs are empty is left out."""
+
+
+# ------------------------------------------------------------------------------------ create
+
+
+@dataclass(frozen=True)
+class BundleSummary:
+    path: Path
+    size: int
+    reused: list[str]
+    built: list[str]
+
+
+def _part_dir(
+    options: BundleOptions, part: Part, progress: Callable[[str], None]
+) -> tuple[Path, bool]:
+    """The cached folder of ``part`` (built now if its inputs changed); and whether reused."""
+    key = _digest_inputs(part.inputs(options))
+    cached = options.cache / part.name / key[:16]
+    if (cached / ".complete").exists():
+        return cached, True
+    progress(f"building {part.name}")
+    staging = cached.with_name(cached.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    part.build(options, staging)
+    (staging / ".complete").write_text(key + "\n")
+    shutil.rmtree(cached, ignore_errors=True)
+    staging.rename(cached)
+    for old in cached.parent.iterdir():  # one cached build per part is enough
+        if old != cached:
+            shutil.rmtree(old, ignore_errors=True)
+    return cached, False
+
+
+def _members(folder: Path) -> Iterator[tuple[str, Path]]:
+    for path in _files_under(folder):
+        if path.name != ".complete":
+            yield str(path.relative_to(folder)), path
+
+
+README = """\
+Statbox offline bundle {version} ({created})
+
+Everything a hub needs with no network: the statbox command and its packages (wheelhouse/),
+{images}the catalog and its sample data, the curriculum, and the Helm chart.
+
+Install on a machine with Python >= 3.11{docker}:
+
+    tar -xOf {name} install.py | python3 - {name} --prefix /opt/statbox
+
+The installer checks every file against manifest.json first and changes nothing if any
+differs. Installing a newer bundle over an older one keeps users, homes, results and
+certificates (they live in /opt/statbox/state) and your /opt/statbox/statbox.yaml.
+Then start the hub:
+
+    /opt/statbox/current/venv/bin/statbox up --config /opt/statbox/statbox.yaml
+"""
+
+
+def create_bundle(
+    options: BundleOptions, progress: Callable[[str], None] = lambda _: None
+) -> BundleSummary:
+    """Build (or reuse) every part and write the bundle to ``options.out``."""
+    folders: list[Path] = []
+    reused: list[str] = []
+    built: list[str] = []
+    for part in PARTS:
+        if part.name == "images" and not options.images:
+            continue
+        folder, was_cached = _part_dir(options, part, progress)
+        folders.append(folder)
+        (reused if was_cached else built).append(part.name)
+    members = [member for folder in folders for member in _members(folder)]
+    files = {
+        name: {"sha256": bundle_install._digest(path.open("rb"))[0], "size": path.stat().st_size}
+        for name, path in members
+    }
+    installer = Path(bundle_install.__file__)
+    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    readme = README.format(
+        version=version("statbox"),
+        created=created,
+        name=options.out.name,
+        images="the Docker images (images/), " if options.images else "",
+        docker=" and a Docker engine" if options.images else "",
+    ).encode()
+    extra = {bundle_install.INSTALLER: installer.read_bytes(), "README.txt": readme}
+    for name, data in extra.items():
+        files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    manifest = {
+        "format": bundle_install.FORMAT,
+        "statbox_version": version("statbox"),
+        "created": created,
+        "mode": options.mode,
+        "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+        "digest": digest,
+        "parts": reused + built,
+        "images": [{"name": i, "file": f"images/{_image_file(i)}"} for i in options.images],
+        "files": files,
+    }
+    progress("writing the bundle")
+    partial = options.out.with_name(options.out.name + ".partial")
+    with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
+        _add_bytes(tar, bundle_install.INSTALLER, extra[bundle_install.INSTALLER], 0o755)
+        manifest_bytes = json.dumps(manifest, indent=1).encode()
+        _add_bytes(tar, bundle_install.MANIFEST, manifest_bytes)
+        digest_line = hashlib.sha256(manifest_bytes).hexdigest() + "\n"
+        _add_bytes(tar, bundle_install.MANIFEST_DIGEST, digest_line.encode())
+        _add_bytes(tar, "README.txt", readme)
+        for name, path in members:
+            tar.add(path, arcname=name, recursive=False)
+    partial.rename(options.out)
+    return BundleSummary(options.out, options.out.stat().st_size, reused, built)
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    import io
+
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), mode
+    info.mtime = int(dt.datetime.now().timestamp())
+    tar.addfile(info, io.BytesIO(data))
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    out = Path(args.out).resolve()
+    options = BundleOptions(
+        out=out,
+        cache=Path(args.cache).resolve() if args.cache else out.parent / ".statbox-bundle-cache",
+        images=tuple(args.image or ()),
+        mode=args.mode,
+    )
+    summary = create_bundle(options, progress=lambda step: print(f"  {step} ...", flush=True))
+    print(
+        f"Wrote {summary.path}: {summary.size / 1024**2:.0f} MiB "
+        f"(built: {', '.join(summary.built) or 'nothing'}; "
+        f"reused: {', '.join(summary.reused) or 'nothing'})"
+    )
+    return ExitCode.OK
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    try:
+        release = bundle_install.install_bundle(
+            Path(args.bundle).resolve(),
+            Path(args.prefix).resolve(),
+            load_images=not args.no_images,
+            progress=lambda step: print(f"  {step}", flush=True),
+        )
+    except bundle_install.InstallError as exc:
+        error = StatboxError(*exc.messages)
+        error.exit_code = ExitCode(exc.code)
+        raise error from None
+    print(f"Installed {release.name} in {Path(args.prefix).resolve()}.")
+    return ExitCode.OK
+
+
+def register(commands: Any) -> None:
+    from .commandline import CommandGroup
+
+    group = CommandGroup(
+        commands, "bundle", "Offline bundles: everything a hub needs, in one file."
+    )
+    create = group.add("create", cmd_create, "Write a bundle.", config=False)
+    create.add_argument("--out", required=True, metavar="FILE")
+    create.add_argument("--image", action="append", metavar="IMAGE", help="an image to carry")
+    create.add_argument("--cache", metavar="DIR", help="where built parts are kept for reuse")
+    create.add_argument(
+        "--mode",
+        choices=["docker", "local"],
+        default="docker",
+        help="the mode the installed settings start in (default: docker)",
+    )
+    install = group.add("install", cmd_install, "Verify and install a bundle.", config=False)
+    install.add_argument("bundle", metavar="FILE")
+    install.add_argument("--prefix", default="/opt/statbox", metavar="DIR")
+    install.add_argument("--no-images", action="store_true", help="do not load the images")
