@@ -29,6 +29,7 @@ GENERATORS = {
     "admin_password": lambda: _password(32),
     "gateway_token": lambda: secrets.token_hex(32),
     "gateway_encrypt_key": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
+    "db_password": lambda: secrets.token_hex(24),
 }
 
 

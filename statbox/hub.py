@@ -7,7 +7,9 @@ tests call it with a bare ``traitlets.config.Config()``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from .auth import make_post_auth_hook
 from .names import USERNAME_PATTERN, role_group
@@ -20,6 +22,7 @@ GATEWAY_PREFIX = f"/services/{GATEWAY_SERVICE}"
 
 SPAWNER_CLASSES = {
     Mode.local: "statbox.spawners.local.StatboxLocalSpawner",
+    Mode.docker: "statbox.spawners.docker.StatboxDockerSpawner",
 }
 """Spawner per mode, by import name: a mode's spawner is imported only when it is used."""
 
@@ -50,6 +53,9 @@ def configure_hub(c: Any, rt: Runtime) -> None:
 
     _configure_auth(c, rt)
     _configure_spawner(c, rt)
+    for section, values in MODE_TRAITS.get(s.mode, _no_traits)(rt).items():
+        for name, value in values.items():
+            setattr(c[section], name, value)
     c.JupyterHub.services = [_gateway_service(rt), *(_culler_services(rt))]
     c.JupyterHub.load_roles = [*_token_roles(), *_culler_roles(rt)]
 
@@ -84,6 +90,54 @@ def _configure_spawner(c: Any, rt: Runtime) -> None:
     c.StatboxLocalSpawner.run_as = rt.run_as or ""
 
 
+def _no_traits(rt: Runtime) -> dict[str, dict[str, Any]]:
+    return {}
+
+
+def _docker_traits(rt: Runtime) -> dict[str, dict[str, Any]]:
+    """What docker mode changes: the hub runs in a container on the private network, its
+    database is PostgreSQL, and user containers outlive a hub restart (the hub takes them
+    back from its database on start)."""
+    from .dockernames import DockerNames
+
+    names = DockerNames(rt.settings.docker.project)
+    hub_state = rt.paths.state_dir / "hub"
+    password = quote(rt.secret("db_password"), safe="")
+    return {
+        "JupyterHub": {
+            # The proxy and the hub's API listen inside the hub's container; only the
+            # private network (and, when published, the host's port) reaches them.
+            "ip": "0.0.0.0",
+            "hub_ip": "0.0.0.0",
+            "hub_connect_ip": names.hub,
+            "db_url": f"postgresql://jupyterhub:{password}@{rt.hosts.db}:5432/jupyterhub",
+            "cookie_secret_file": str(hub_state / "jupyterhub_cookie_secret"),
+            "pid_file": str(hub_state / "jupyterhub.pid"),
+            "cleanup_servers": False,
+        },
+        "ConfigurableHTTPProxy": {"pid_file": str(hub_state / "proxy.pid")},
+        # The image's own command (statbox.singleuser in Statbox's images).
+        "Spawner": {"cmd": []},
+        "StatboxDockerSpawner": {
+            "network_name": names.network,
+            "prefix": names.project,
+            "name_template": "{prefix}-user-{username}",
+            "home_volume_prefix": names.home_volume_prefix,
+            "pids_limit": rt.settings.docker.pids_limit,
+            "use_internal_ip": True,
+            "remove": True,
+            # Images are built on this host (`statbox images build`); none is pulled.
+            "pull_policy": "never",
+        },
+    }
+
+
+MODE_TRAITS: dict[Mode, Callable[[Runtime], dict[str, dict[str, Any]]]] = {
+    Mode.docker: _docker_traits,
+}
+"""Traitlets a mode sets over the shared ones, by config section (applied last)."""
+
+
 def gateway_client_environment(rt: Runtime) -> dict[str, str]:
     """What makes ``dask_gateway.Gateway()`` work with no arguments inside a user server.
 
@@ -93,7 +147,7 @@ def gateway_client_environment(rt: Runtime) -> dict[str, str]:
     """
     return {
         "DASK_GATEWAY__ADDRESS": f"{rt.gateway_url}{GATEWAY_PREFIX}",
-        "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://127.0.0.1:{rt.ports.gateway_tcp}",
+        "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://{rt.hosts.gateway}:{rt.ports.gateway_tcp}",
         "DASK_GATEWAY__PUBLIC_ADDRESS": f"{GATEWAY_PREFIX}/",
         "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
     }
