@@ -18,10 +18,10 @@ import stat
 from typing import Any
 
 from dockerspawner import DockerSpawner
-from traitlets import Integer, Unicode, default
+from traitlets import Float, Integer, Unicode, default
 
 from ..dockernames import PROJECT_LABEL, USER_LABEL, escape_username
-from .base import StatboxSpawnerMixin
+from .base import StatboxSpawnerMixin, wait_until_listening
 from .entitlements import entitled_data_paths
 
 HOME = "/home/jovyan"
@@ -39,6 +39,9 @@ class StatboxDockerSpawner(StatboxSpawnerMixin, DockerSpawner):
         "statbox-home-", config=True, help="Home volumes are this prefix + the escaped username."
     )
     pids_limit = Integer(1024, config=True, help="Most processes and threads per container.")
+    ready_poll_interval = Float(
+        0.05, config=True, help="Seconds between checks that a starting server listens."
+    )
 
     @default("escape")
     def _statbox_escape(self) -> Any:
@@ -111,8 +114,15 @@ class StatboxDockerSpawner(StatboxSpawnerMixin, DockerSpawner):
             name=self.home_volume,
             labels={PROJECT_LABEL: self.prefix, USER_LABEL: self.user.name},
         )
-        result: tuple[str, int] = await super().start()
-        return result
+        ip, port = await super().start()
+        await wait_until_listening(
+            ip,
+            port,
+            timeout=self.http_timeout,
+            interval=self.ready_poll_interval,
+            gone=lambda: False,
+        )
+        return ip, port
 
 
 def _is_within(path: str, folder: str) -> bool:
