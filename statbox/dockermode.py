@@ -277,7 +277,14 @@ class DockerStack:
                                 (self.state_dir / "logs", 0o700)):  # fmt: skip
             directory.mkdir(parents=True, exist_ok=True)
             directory.chmod(mode)
-        os.chown(hub_dir, HUB_UID, HUB_UID)
+        if hub_dir.stat().st_uid != HUB_UID:
+            try:
+                os.chown(hub_dir, HUB_UID, HUB_UID)
+            except PermissionError:
+                raise EnvironmentProblem(
+                    f"{hub_dir} must belong to uid {HUB_UID} (the hub container's account): "
+                    f"run `chown {HUB_UID}:{HUB_UID} {hub_dir}` as root, or start statbox as root"
+                ) from None
         self.credentials = resolve_credentials(settings, self.state_dir)
         self.runtime = Runtime(
             settings=settings,

@@ -158,9 +158,20 @@ class PerUserAccountBackend(LocalBackend):
         return accounts[username]
 
     def set_file_permissions(self, paths: list[str], username: str) -> None:
+        """Give the cluster's working folder, and everything in it, to the user's uid.
+
+        Upstream passes the cluster's folders and then, by a slip (``paths.extend`` of a
+        string), the single characters of the key's path, ``"/"`` among them: only absolute
+        folders inside the clusters directory are taken, walked, and handed over.
+        """
         uid = self.uid_for(username)
-        for path in paths:
-            os.chown(path, uid, uid)
+        root = os.path.realpath(self.clusters_directory) + os.sep
+        tops = {p for p in paths if os.path.isabs(p) and os.path.realpath(p).startswith(root)}
+        for top in sorted(tops):
+            for directory, _, files in os.walk(top):
+                os.chown(directory, uid, uid)
+                for name in files:
+                    os.chown(os.path.join(directory, name), uid, uid)
 
     def make_preexec_fn(self, cluster: Any) -> Callable[[], None]:  # pragma: no cover
         uid = self.uid_for(cluster.username)

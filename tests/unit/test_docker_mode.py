@@ -285,3 +285,24 @@ def test_each_user_gets_a_cluster_account_of_their_own(tmp_path):
     assert again.uid_for("alice") == alice  # across gateway restarts
     accounts = tmp_path / "accounts.json"
     assert os.stat(accounts).st_mode & 0o777 == 0o600
+
+
+def test_cluster_files_go_to_the_users_uid_and_nothing_else(tmp_path, monkeypatch):
+    clusters = tmp_path / "clusters"
+    workdir = clusters / "abc"
+    (workdir / ".certs").mkdir(parents=True)
+    (workdir / ".certs" / "dask.pem").write_text("key")
+    backend = PerUserAccountBackend(clusters_directory=str(clusters))
+    changed: list[tuple[str, int]] = []
+    monkeypatch.setattr(os, "chown", lambda path, uid, gid: changed.append((str(path), uid)))
+    # What upstream passes: the folders, then the characters of the key's path.
+    backend.set_file_permissions(
+        [str(workdir), str(workdir / ".certs"), *str(workdir / ".certs" / "dask.pem")], "ana"
+    )
+    uid = backend.uid_for("ana")
+    assert {path for path, _ in changed} == {
+        str(workdir),
+        str(workdir / ".certs"),
+        str(workdir / ".certs" / "dask.pem"),
+    }
+    assert {u for _, u in changed} == {uid}
