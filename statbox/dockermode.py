@@ -451,7 +451,8 @@ class DockerStack:
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             container = self.client.containers.get(service.name)
-            if container.status in ("exited", "dead"):
+            # A restart policy would hide a crash at start: one restart counts as a failure.
+            if container.status in ("exited", "dead") or container.attrs["RestartCount"] > 0:
                 raise StatboxError(
                     f"the {service.key} container exited with code "
                     f"{container.attrs['State']['ExitCode']} while starting. Its last lines:",
@@ -513,7 +514,8 @@ class DockerStack:
             return
         order = [self.names.hub, self.names.gateway, self.names.db]
         for name in order:
-            with contextlib.suppress(docker.errors.NotFound):
+            # 409: the engine is already removing it (a stop racing a failed start).
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 container = self.client.containers.get(name)
                 container.stop(timeout=timeout)
                 self._save_log(name, container)

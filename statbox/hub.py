@@ -110,14 +110,14 @@ def _docker_traits(rt: Runtime) -> dict[str, dict[str, Any]]:
             "ip": "0.0.0.0",
             "hub_ip": "0.0.0.0",
             "hub_connect_ip": names.hub,
-            "db_url": f"postgresql://jupyterhub:{password}@{rt.hosts.db}:5432/jupyterhub",
+            "db_url": f"postgresql+psycopg2://jupyterhub:{password}@{rt.hosts.db}:5432/jupyterhub",
             "cookie_secret_file": str(hub_state / "jupyterhub_cookie_secret"),
             "pid_file": str(hub_state / "jupyterhub.pid"),
             "cleanup_servers": False,
         },
         "ConfigurableHTTPProxy": {"pid_file": str(hub_state / "proxy.pid")},
         # The image's own command (statbox.singleuser in Statbox's images).
-        "Spawner": {"cmd": []},
+        "Spawner": {"cmd": None},
         "StatboxDockerSpawner": {
             "network_name": names.network,
             "prefix": names.project,

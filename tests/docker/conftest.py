@@ -180,6 +180,15 @@ def stack(engine: PrivateEngine, images: Any) -> Iterator[RunningStack]:
         "STATBOX_ADMIN_PASSWORD": PASSWORDS["admin"],
     }
     log = root / "statbox-up.log"
+    try:
+        yield from _run_stack(engine, project, names, root, config, env, log)
+    finally:
+        for volume in engine.client.volumes.list(filters={"label": f"{PROJECT_LABEL}={project}"}):
+            volume.remove(force=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _run_stack(engine, project, names, root, config, env, log) -> Iterator[RunningStack]:
     with isolated_network(engine.client, names.network, {PROJECT_LABEL: project}) as network:
         with open(log, "wb") as out:
             proc = subprocess.Popen(
@@ -209,6 +218,3 @@ def stack(engine: PrivateEngine, images: Any) -> Iterator[RunningStack]:
                 container.remove(force=True)
             print(log.read_text(errors="replace")[-4000:])
             assert [c.name for c in leftover] == [], "statbox up left containers behind"
-    for volume in engine.client.volumes.list(filters={"label": f"{PROJECT_LABEL}={project}"}):
-        volume.remove(force=True)
-    shutil.rmtree(root, ignore_errors=True)

@@ -173,7 +173,7 @@ class IsolatedNetwork:
 
 @contextlib.contextmanager
 def isolated_network(client: Any, name: str, labels: dict[str, str]) -> Iterator[IsolatedNetwork]:
-    """An internal bridge network with host forwarding dropped both ways; removed after."""
+    """An internal bridge network with host forwarding to and from it dropped; removed after."""
     bridge = f"sbx{secrets.token_hex(4)}"
     subnet = free_subnet()
     network = client.networks.create(
@@ -184,14 +184,19 @@ def isolated_network(client: Any, name: str, labels: dict[str, str]) -> Iterator
         options={"com.docker.network.bridge.name": bridge},
         ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)]),
     )
-    rules = [("-i", bridge), ("-o", bridge)]
+    # Into or out of the bridge from any other interface: dropped. Between containers on the
+    # bridge (bridged traffic passes FORWARD too when br_netfilter is loaded): allowed.
+    rules = [
+        ["-i", bridge, "!", "-o", bridge, "-j", "DROP"],
+        ["-o", bridge, "!", "-i", bridge, "-j", "DROP"],
+    ]
     added = []
     try:
-        for direction, interface in rules:
-            done = _run("iptables", "-I", "FORWARD", direction, interface, "-j", "DROP")
+        for rule in rules:
+            done = _run("iptables", "-I", "FORWARD", *rule)
             if done.returncode != 0:
                 raise RuntimeError(f"iptables refused to drop forwarding: {done.stderr}")
-            added.append((direction, interface))
+            added.append(rule)
         yield IsolatedNetwork(name, bridge, subnet, network)
     finally:
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
@@ -199,8 +204,8 @@ def isolated_network(client: Any, name: str, labels: dict[str, str]) -> Iterator
             for container in network.containers:
                 network.disconnect(container, force=True)
             network.remove()
-        for direction, interface in added:
-            _run("iptables", "-D", "FORWARD", direction, interface, "-j", "DROP")
+        for rule in added:
+            _run("iptables", "-D", "FORWARD", *rule)
 
 
 def forwarding_rules_for(bridge: str) -> list[str]:

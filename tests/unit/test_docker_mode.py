@@ -67,8 +67,11 @@ def test_docker_hub_config(docker_runtime):
     assert c.JupyterHub.cleanup_servers is False
     assert c.JupyterHub.hub_ip == "0.0.0.0"
     assert c.JupyterHub.hub_connect_ip == "kigali-hub"
-    assert c.JupyterHub.db_url == "postgresql://jupyterhub:p%40ss%2Fword@kigali-db:5432/jupyterhub"
-    assert c.Spawner.cmd == []
+    assert (
+        c.JupyterHub.db_url
+        == "postgresql+psycopg2://jupyterhub:p%40ss%2Fword@kigali-db:5432/jupyterhub"
+    )
+    assert c.Spawner.cmd is None
     spawner = c.StatboxDockerSpawner
     assert spawner.network_name == "kigali-private"
     assert spawner.home_volume_prefix == "kigali-home-"
