@@ -250,8 +250,8 @@ try:
     client = cluster.get_client()
     client.wait_for_workers(1, timeout=180)
     total = client.submit(sum, range(101)).result(timeout=120)
-    import socket
-    where = client.run(socket.gethostname)
+    import os, socket
+    where = client.run(lambda: (socket.gethostname(), os.getuid()))
 finally:
     cluster.shutdown()
 print(json.dumps({"total": total, "workers": list(where.values())}))
@@ -260,7 +260,9 @@ print(json.dumps({"total": total, "workers": list(where.values())}))
     assert result.error is None, result.stderr
     outcome = result.json()
     assert outcome["total"] == 5050
-    assert outcome["workers"] == ["gateway"]  # the worker ran in the gateway's container
+    # The worker ran in the gateway's container, under a uid of ana's own (not root's).
+    [(host, uid)] = outcome["workers"]
+    assert host == "gateway" and uid >= 20000
 
 
 def test_prepare_writes_a_private_env_file_and_creates_nothing(stack, engine, tmp_path):
