@@ -42,6 +42,7 @@ $(PROXY): package.json package-lock.json
 install: $(BIN)/statbox $(PROXY)
 
 up: install
+	$(BIN)/statbox catalog samples --if-missing
 	$(BIN)/statbox up $(ARGS)
 
 test: install

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import enum
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,15 +177,28 @@ class Roles(_Model):
             yield name, getattr(self, name)
 
 
+DATA_URL = r"^(s3|gs|gcs|az|abfs|abfss|https?)://[^\s]+$"
+DataURL = Annotated[str, Field(pattern=DATA_URL)]
+"""An object-storage or web URL under which catalog entries address their files."""
+
+
 class Paths(_Model):
     catalog: Path
     """The root Intake catalog users open through STATBOX_CATALOG."""
     curriculum: Path
     """Folder of courses; each user finds them in their home under courses/."""
-    data_root: Path
-    """Where the catalog's data lives (sample data here; object storage in production)."""
+    data_root: DataURL | Path = Field(union_mode="left_to_right")
+    """Where the catalog's data lives: a directory (sample data from `statbox catalog samples`)
+    or, in production, an object-storage URL (s3://, gs://, az://, abfs://, https://)."""
     state_dir: Path
     """Hub database, secrets, gateway state, logs and (local mode) user homes."""
+
+    @field_validator("data_root", mode="before")
+    @classmethod
+    def _known_scheme(cls, value: Any) -> Any:
+        if isinstance(value, str) and "://" in value and not re.match(DATA_URL, value):
+            raise ValueError("not a directory or an s3, gs, az, abfs or https URL")
+        return value
 
 
 class LocalSettings(_Model):
@@ -248,6 +262,8 @@ class Settings(_Model):
         return Paths(
             **{
                 key: (value if value.is_absolute() else (base / value)).resolve()
+                if isinstance(value, Path)
+                else value  # a URL stays as written
                 for key, value in self.paths
             }
         )
