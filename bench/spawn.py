@@ -282,7 +282,7 @@ def docker_hubs(base: Path) -> Iterator[tuple[list[Hub], dict[str, int]]]:
                     mode: docker
                     docker: {{project: {names.project}, publish: false}}
                     paths:
-                      catalog: {workdir}/site/catalogs/statbox.yaml
+                      catalog: {REPO}/catalogs/statbox.yaml
                       curriculum: {REPO}/curriculum
                       data_root: {workdir}/site/data
                       state_dir: {workdir}/state

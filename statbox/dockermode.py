@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from .catalog.loader import read_catalog
 from .credentials import Credentials, password_problems, resolve_credentials
 from .dockernames import PROJECT_LABEL, USER_LABEL, DockerNames
 from .errors import BadInput, EnvironmentProblem, StatboxError
@@ -236,6 +237,11 @@ class DockerStack:
         problems = password_problems(settings)
         if problems:
             raise BadInput(*problems)
+        if not isinstance(paths.data_root, Path):
+            raise BadInput(
+                f"paths.data_root: {paths.data_root} is a URL; docker mode mounts each dataset "
+                "from a folder on this host: set paths.data_root to a folder"
+            )
         for name, path in (
             ("catalog", paths.catalog),
             ("curriculum", paths.curriculum),
@@ -245,6 +251,8 @@ class DockerStack:
                 raise BadInput(
                     f"paths.{name}: {path} does not exist: create it, or set paths.{name}"
                 )
+        # An invalid catalog would make every spawn fail: refuse it now (CatalogError: exit 2).
+        read_catalog(paths.catalog)
         socket_path = engine_socket()
         for name, path in (("catalog", paths.catalog.parent), ("curriculum", paths.curriculum),
                            ("data_root", paths.data_root)):  # fmt: skip

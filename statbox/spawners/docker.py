@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 from typing import Any
 
 from dockerspawner import DockerSpawner
 from traitlets import Float, Integer, Unicode, default
 
+from ..catalog.access import entitled_data_paths
 from ..dockernames import PROJECT_LABEL, USER_LABEL, escape_username
 from .base import StatboxSpawnerMixin, wait_until_listening
-from .entitlements import entitled_data_paths
 
 HOME = "/home/jovyan"
 """The home of the images' notebook user (jovyan, uid 1000), where the home volume goes."""
@@ -85,8 +86,11 @@ class StatboxDockerSpawner(StatboxSpawnerMixin, DockerSpawner):
             read_only[catalog_dir] = catalog_dir
         if os.path.isdir(self.curriculum_path):
             read_only[self.curriculum_path] = self.curriculum_path
+        if "://" in self.data_root:
+            # Object storage: nothing to mount; the data is read with credentials instead.
+            return {self.home_volume: {"bind": HOME, "mode": "rw"}}, read_only
         for relative in entitled_data_paths(
-            self.settings, role_name, group_names, self.catalog_path
+            self.settings, role_name, group_names, Path(self.catalog_path)
         ):
             path = os.path.join(self.data_root, relative)
             if os.path.isdir(path):
@@ -98,6 +102,8 @@ class StatboxDockerSpawner(StatboxSpawnerMixin, DockerSpawner):
     def get_env(self) -> dict[str, str]:
         env: dict[str, str] = super().get_env()
         env.update(self.statbox_environment(getattr(self, "_role_name", "")))
+        # statbox.catalog.open_catalog() lists what these groups are entitled to.
+        env["STATBOX_GROUPS"] = ",".join(group.name for group in self.user.groups)
         return env
 
     async def start(self) -> tuple[str, int]:

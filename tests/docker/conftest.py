@@ -10,7 +10,9 @@ Fixtures (all session-scoped, all cleaning up after themselves):
 - ``images``: ``statbox images build`` into that engine (mmdebstrap base, wheelhouse; cached
   in ``.statbox/build-cache``), returning the result with each image's size.
 - ``stack``: ``statbox up --mode docker`` as a child process, with settings for the tests
-  (alice and bob are trainees, ana an analyst entitled to the restricted census dataset),
+  (alice and bob are trainees, ana an analyst: the repository's catalog entitles analysts,
+  and not trainees, to the restricted mobile_phone.events; its small samples are generated
+  into the stack's data root),
   on a private network created first with ``--internal`` and host forwarding dropped. It
   is stopped with SIGTERM at the end, and its containers are checked gone.
 """
@@ -33,6 +35,7 @@ from typing import Any
 import pytest
 import requests
 
+from statbox.catalog.samples import generate
 from statbox.dockernames import PROJECT_LABEL, DockerNames
 from statbox.images import DEFAULT_CACHE, BuildOptions, build_images
 from tests.conftest import REPO, require_tool
@@ -40,16 +43,8 @@ from tests.docker.engine import IsolatedNetwork, PrivateEngine, isolated_network
 
 PASSWORDS = {"user": "class-password-for-docker", "admin": "admin-password-for-docker-" + "y" * 16}
 
-CATALOG = """\
-# Test catalog: one public and one restricted dataset (statbox.spawners.entitlements format).
-version: 2
-metadata: {title: docker tier catalog}
-entries:
-  sdg_indicators:
-    metadata: {access: public, path: sdg/indicators, title: SDG indicators}
-  census_microdata:
-    metadata: {access: restricted, path: microdata/census, title: Census microdata}
-"""
+RESTRICTED = "mobile_phone/events"
+"""The repository catalog's restricted dataset (access.roles: [analyst])."""
 
 SETTINGS = """\
 mode: docker
@@ -64,13 +59,12 @@ roles:
   analyst:
     server: {{cpu: 1.5, memory: 1536M}}
     dask: {{max_workers: 2, max_worker_cores: 1, max_worker_memory: 1G}}
-    data: {{levels: [public, registered], restricted: [census_microdata]}}
 docker:
   project: {project}
   publish: false
   pids_limit: 300
 paths:
-  catalog: {root}/catalogs/statbox.yaml
+  catalog: {repo}/catalogs/statbox.yaml
   curriculum: {repo}/curriculum
   data_root: {root}/data
   state_dir: {root}/state
@@ -152,15 +146,8 @@ def _wait_for_line(proc: subprocess.Popen[bytes], log: Path, text: str, timeout:
 
 
 def make_test_data(root: Path) -> None:
-    (root / "catalogs").mkdir(parents=True)
-    (root / "catalogs" / "statbox.yaml").write_text(CATALOG)
-    for relative, content in (
-        ("sdg/indicators/indicators.csv", "country,year,value\nRWA,2024,1.5\n"),
-        ("microdata/census/persons.csv", "person,age\n1,34\n"),
-    ):
-        path = root / "data" / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
+    """The catalog's small samples under ``root/data``, readable by the containers' users."""
+    generate(root / "data", "small", progress=False)
     for path in [root, *root.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
 

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from statbox.dockernames import PROJECT_LABEL, USER_LABEL
-from tests.docker.conftest import PASSWORDS, RunningStack
+from tests.docker.conftest import PASSWORDS, RESTRICTED, RunningStack
 from tests.docker.engine import forwarding_rules_for
 from tests.integration.hubclient import HubUser
 
@@ -145,20 +145,40 @@ def test_restricted_data_mounted_only_for_the_entitled(stack):
     logged_in(stack, "alice")
     logged_in(stack, "ana")
     data = stack.root / "data"
-    census, sdg = data / "microdata" / "census", data / "sdg" / "indicators"
+    restricted, public = data / RESTRICTED, data / "sdg" / "indicators"
     alice, ana = stack.user_container("alice"), stack.user_container("ana")
 
     def bind_targets(container) -> set[str]:
         return {m["Destination"] for m in container.attrs["Mounts"] if m["Type"] == "bind"}
 
-    assert str(sdg) in bind_targets(alice) and str(sdg) in bind_targets(ana)
-    assert str(census) not in bind_targets(alice)
-    assert str(census) in bind_targets(ana)
-    assert in_container(alice, "cat", str(census / "persons.csv"))[0] != 0
-    code, out = in_container(ana, "cat", str(census / "persons.csv"))
-    assert code == 0 and "person,age" in out
+    assert str(public) in bind_targets(alice) and str(public) in bind_targets(ana)
+    assert str(restricted) not in bind_targets(alice)
+    assert str(restricted) in bind_targets(ana)
+    assert in_container(alice, "ls", str(restricted))[0] != 0
+    code, out = in_container(ana, "ls", str(restricted))
+    assert code == 0 and "date=" in out
     # Mounted data is read-only, even for the entitled.
-    assert in_container(ana, "touch", str(census / "mine.csv"))[0] != 0
+    assert in_container(ana, "touch", str(restricted / "mine.parquet"))[0] != 0
+
+
+def test_the_catalog_is_one_line_away_in_a_container(stack):
+    alice = logged_in(stack, "alice")
+    code = """
+import json, os, intake
+catalog = intake.from_yaml_file(os.environ["STATBOX_CATALOG"])
+rows = len(catalog["sdg.indicators"].read())
+try:
+    catalog["mobile_phone.events"].read()
+    restricted = "read"
+except Exception as exc:
+    restricted = type(exc).__name__
+print(json.dumps({"rows": rows, "restricted": restricted}))
+"""
+    result = alice.run(code)
+    assert result.error is None, result.stderr
+    outcome = result.json()
+    assert outcome["rows"] > 0
+    assert outcome["restricted"] != "read"  # listed in the catalog, but not mounted for her
 
 
 def test_home_survives_stop_start_and_hub_restart(stack):

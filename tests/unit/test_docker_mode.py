@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import socket
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 from traitlets.config import Config
 
+from statbox.catalog.access import entitled_data_paths
 from statbox.dockermode import COMPOSE_FILE, DOCKER_PORTS, parse_compose
 from statbox.dockernames import DockerNames, escape_username
 from statbox.errors import BadInput
@@ -20,21 +22,14 @@ from statbox.hub import configure_hub
 from statbox.runtime import Hosts
 from statbox.settings import parse_settings
 from statbox.spawners.docker import MountRefused, StatboxDockerSpawner, refuse_unexpected_binds
-from statbox.spawners.entitlements import fallback_entitled_data_paths
 
 COMPOSE_INVALID = sorted(
     (Path(__file__).parent.parent / "fixtures" / "compose" / "invalid").glob("*.yaml")
 )
 
-CATALOG = """\
-entries:
-  sdg: {metadata: {access: public, path: sdg/indicators}}
-  panel: {metadata: {access: registered, path: prices/panel}}
-  census: {metadata: {access: restricted, path: microdata/census}}
-  mobile: {metadata: {access: restricted, path: mobile/cdr, allowed_groups: [telecom-team]}}
-  escape: {metadata: {access: public, path: ../../etc}}
-  absolute: {metadata: {access: public, path: /etc}}
-"""
+REPO_CATALOGS = Path(__file__).resolve().parent.parent.parent / "catalogs"
+RESTRICTED = "mobile_phone/events"
+"""The repository catalog's restricted dataset: analysts are entitled, trainees are not."""
 
 
 @pytest.fixture
@@ -122,26 +117,12 @@ def test_escaped_names_never_collide():
 
 @pytest.fixture
 def catalog(tmp_path):
+    """The repository's catalogs, with an empty folder per dataset under a data root."""
+    shutil.copytree(REPO_CATALOGS, tmp_path / "catalog")
     path = tmp_path / "catalog" / "statbox.yaml"
-    path.parent.mkdir()
-    path.write_text(CATALOG)
-    data = tmp_path / "data"
-    for relative in ("sdg/indicators", "prices/panel", "microdata/census", "mobile/cdr"):
-        (data / relative).mkdir(parents=True)
+    for relative in entitled_data_paths(parse_settings({}), "admin", [], path):
+        (tmp_path / "data" / relative).mkdir(parents=True)
     return path
-
-
-def test_entitlements_fallback(docker_runtime, catalog):
-    settings = docker_runtime.settings
-    trainee = fallback_entitled_data_paths(settings, "trainee", [], str(catalog))
-    assert trainee == ["sdg/indicators", "prices/panel"]
-    analyst = fallback_entitled_data_paths(settings, "analyst", [], str(catalog))
-    assert analyst == ["sdg/indicators", "microdata/census"]  # levels: public only
-    grouped = fallback_entitled_data_paths(settings, "trainee", ["telecom-team"], str(catalog))
-    assert "mobile/cdr" in grouped and "microdata/census" not in grouped
-    admin = fallback_entitled_data_paths(settings, "admin", [], str(catalog))
-    assert {"microdata/census", "mobile/cdr"} <= set(admin)
-    assert not any(p.startswith(("/", "..")) for p in admin)
 
 
 def make_spawner(settings, catalog: Path, name: str, groups=()) -> StatboxDockerSpawner:
@@ -165,28 +146,34 @@ def test_spawner_mounts_by_role(docker_runtime, catalog):
     alice = make_spawner(settings, catalog, "alice")
     volumes, read_only = alice.statbox_mounts("trainee")
     assert volumes == {"kigali-home-alice": {"bind": "/home/jovyan", "mode": "rw"}}
-    assert str(data / "microdata/census") not in read_only
+    assert str(data / RESTRICTED) not in read_only
     assert str(data / "sdg/indicators") in read_only
     assert read_only[str(catalog.parent)] == str(catalog.parent)
     ana = make_spawner(settings, catalog, "ana", groups=["analysts"])
     _, read_only = ana.statbox_mounts("analyst")
-    assert str(data / "microdata/census") in read_only
+    assert str(data / RESTRICTED) in read_only
 
 
-def test_catalog_folder_holding_data_is_not_mounted_whole(docker_runtime, tmp_path):
-    catalog = tmp_path / "statbox.yaml"
-    catalog.write_text(CATALOG)
-    (tmp_path / "data").mkdir()
+def test_catalog_folder_holding_data_is_not_mounted_whole(docker_runtime, catalog):
+    folder = catalog.parent
+    (folder / "data").mkdir()
     spawner = StatboxDockerSpawner(
         user=SimpleNamespace(name="alice", groups=[], url="/user/alice/"),
         settings=docker_runtime.settings,
         catalog_path=str(catalog),
-        curriculum_path=str(tmp_path / "curriculum"),
-        data_root=str(tmp_path / "data"),
+        curriculum_path=str(folder / "curriculum"),
+        data_root=str(folder / "data"),
     )
     _, read_only = spawner.statbox_mounts("trainee")
-    assert str(tmp_path) not in read_only
+    assert str(folder) not in read_only
     assert read_only[str(catalog)] == str(catalog)
+
+
+def test_object_storage_data_root_mounts_no_data(docker_runtime, catalog):
+    spawner = make_spawner(docker_runtime.settings, catalog, "ana", ["analysts"])
+    spawner.data_root = "s3://statbox-data"
+    _, read_only = spawner.statbox_mounts("analyst")
+    assert not any(path.startswith("s3:") or "mobile_phone" in path for path in read_only)
 
 
 def test_spawner_allows_only_the_roles_images(docker_runtime, catalog):
