@@ -83,6 +83,11 @@ def test_images_carry_every_course_library(engine, images):
         "import dask_gateway_server; print(dask_gateway_server.__version__)",
     )
     assert client.strip() == server.strip()
+    hub_modules = "statbox.spawners.docker dockerspawner kubespawner oauthenticator psycopg2"
+    code = f"import importlib; [importlib.import_module(m) for m in {hub_modules.split()!r}]"
+    assert run_throwaway(engine, images.tags["hub"], code + "; print('ok')").strip() == "ok"
+    code = "import statbox.gateway, dask_gateway_server.backends.local; print('ok')"
+    assert run_throwaway(engine, images.tags["gateway"], code).strip() == "ok"
     user = run_throwaway(engine, images.tags["singleuser"], "import os; print(os.getuid())")
     assert user.strip() == "1000"
     print(f"single-user image: {images.sizes['singleuser'] / 1e9:.2f} GB")
