@@ -542,18 +542,27 @@ class DockerStack:
             log = self.state_dir / "logs" / f"{name}.log"
             log.write_bytes(container.logs())
 
-    def wait(self) -> str:
-        """Block until a stack container stops; return its name."""
+    def wait(self, grace: float = 60.0) -> str:
+        """Block until a stack container has stayed down for ``grace`` seconds; its name.
+
+        A container that is restarted (``docker restart``, or its restart policy after a
+        crash) is down for a moment: that is not the end of the stack.
+        """
         import docker
 
         assert self.stack is not None
+        down_since: dict[str, float] = {}
         while True:
             for service in self.stack.services:
                 try:
                     status = self.client.containers.get(service.name).status
                 except docker.errors.NotFound:
                     return service.name
-                if status not in ("running", "restarting"):
+                if status in ("running", "restarting"):
+                    down_since.pop(service.name, None)
+                elif (
+                    time.monotonic() - down_since.setdefault(service.name, time.monotonic()) > grace
+                ):
                     return service.name
             time.sleep(1)
 
