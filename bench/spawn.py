@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -318,7 +319,8 @@ def docker_hubs(base: Path) -> Iterator[tuple[list[Hub], dict[str, int]]]:
             stock_dir = base / "stock"
             stock_dir.mkdir()
             port = free_port()
-            gateway_ip = net.network.attrs["IPAM"]["Config"][0]["Gateway"]
+            # The engine gives the bridge (this host's side) the subnet's first address.
+            gateway_ip = str(next(ipaddress.ip_network(net.subnet).hosts()))
             (stock_dir / "jupyterhub_config.py").write_text(
                 STOCK_DOCKER_CONFIG.format(
                     port=port, gateway_ip=gateway_ip, hub_port=free_port(), proxy_port=free_port(),
