@@ -21,7 +21,8 @@ help:
 
 # Debian/Ubuntu packages the sandbox needs, each with the check that says it is there.
 SYSTEM_PACKAGES := 'python3-venv=$(PYTHON) -m ensurepip --version' 'nodejs=command -v node' \
-	'npm=command -v npm' 'chromium=test -x /usr/bin/chromium'
+	'npm=command -v npm' 'chromium=test -x /usr/bin/chromium' 'docker.io=command -v dockerd' \
+	'mmdebstrap=command -v mmdebstrap' 'iptables=command -v iptables'
 
 $(BIN)/statbox: pyproject.toml requirements/constraints.txt
 	@test -n "$(PYTHON)" || { echo "Python >= 3.11 is needed: apt-get install python3 python3-venv"; exit 3; }

@@ -14,11 +14,23 @@ Prints, per scenario and stack, p50 / p95 / max seconds and the time until all w
 then Statbox's figures as ratios of stock's (lower is better).
 
     python bench/spawn.py [--users 8] [--rounds 3] [--burst 16]
+
+With ``--mode docker`` the two stacks are Statbox's docker mode (``statbox up --mode docker``:
+hub, PostgreSQL and Dask Gateway in containers, users in Statbox's single-user image) and a
+stock DockerSpawner hub (JupyterHub on this host, ``spawner_class = "docker"`` with its
+defaults) spawning a stock single-user image (bench/stock-singleuser: ``pip install
+jupyterhub jupyterlab``, same versions and base). Both run on a private Docker engine on one
+``--internal`` network with host forwarding dropped (tests/docker/engine.py). The sizes of
+both single-user images are printed too.
+
+    python bench/spawn.py --mode docker [--users 4] [--rounds 3] [--burst 8]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -30,6 +42,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +50,7 @@ from pathlib import Path
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # tests.docker.engine, for --mode docker
 USER_PASSWORD = "bench-class-password"
 ADMIN_PASSWORD = "bench-admin-password-" + "x" * 16
 
@@ -186,6 +200,157 @@ def start_stock(workdir: Path) -> Hub:
     return hub
 
 
+STOCK_DOCKER_CONFIG = """\
+# Stock DockerSpawner: JupyterHub's defaults, its docker spawner with its defaults, a network.
+c = get_config()  # noqa
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = {port}
+c.JupyterHub.hub_ip = "{gateway_ip}"
+c.JupyterHub.hub_port = {hub_port}
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_port}"
+c.ConfigurableHTTPProxy.command = {proxy!r}
+c.ConfigurableHTTPProxy.pid_file = "{workdir}/proxy.pid"
+c.JupyterHub.db_url = "sqlite:///{workdir}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = "{workdir}/cookie_secret"
+c.JupyterHub.authenticator_class = "shared-password"
+c.SharedPasswordAuthenticator.user_password = {user_password!r}
+c.SharedPasswordAuthenticator.admin_password = {admin_password!r}
+c.Authenticator.admin_users = {{"admin"}}
+c.Authenticator.allow_all = True
+c.JupyterHub.spawner_class = "docker"
+c.DockerSpawner.image = {image!r}
+c.DockerSpawner.network_name = {network!r}
+c.DockerSpawner.use_internal_ip = True
+c.DockerSpawner.remove = True
+c.Spawner.default_url = "/lab"
+"""
+
+
+@contextlib.contextmanager
+def docker_hubs(base: Path) -> Iterator[tuple[list[Hub], dict[str, int]]]:
+    """Statbox's docker stack and a stock DockerSpawner hub on a private engine; image sizes."""
+    from statbox.dockernames import PROJECT_LABEL, DockerNames
+    from statbox.images import (
+        BY_NAME,
+        DEFAULT_CACHE,
+        BuildOptions,
+        _docker_build,
+        _link_wheels,
+        build_images,
+        ensure_base,
+        ensure_wheelhouse,
+    )
+    from statbox.local import find_proxy
+    from tests.docker.conftest import make_test_data
+    from tests.docker.engine import PrivateEngine, isolated_network
+
+    engine = PrivateEngine(DEFAULT_CACHE / "docker-data")
+    engine.start()
+    hubs: list[Hub] = []
+    try:
+        engine.remove_everything_but_images()
+        progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+        built = build_images(BuildOptions(base_source="mmdebstrap"), progress, engine.client)
+        spec = BY_NAME["singleuser"]
+        stock_context = base / "stock-context"
+        shutil.copytree(REPO / "bench" / "stock-singleuser", stock_context)
+        (stock_context / "wheels").mkdir()
+        _link_wheels(
+            spec, ensure_wheelhouse(spec, DEFAULT_CACHE, progress), stock_context / "wheels"
+        )
+        stock_base = ensure_base(
+            engine.client, spec.debian_packages(), "mmdebstrap", DEFAULT_CACHE, "", progress
+        )
+        stock_image = "statbox-bench/stock-singleuser:latest"
+        _docker_build(
+            engine.client, stock_context, stock_image, {"BASE_IMAGE": stock_base}, progress
+        )
+        sizes = {
+            "statbox": built.sizes["singleuser"],
+            "stock": int(engine.client.images.get(stock_image).attrs["Size"]),
+        }
+        names = DockerNames("sbxbench")
+        with isolated_network(engine.client, names.network, {PROJECT_LABEL: names.project}) as net:
+            # Statbox: statbox up --mode docker.
+            workdir = base / "statbox"
+            workdir.mkdir()
+            workdir.chmod(0o755)
+            make_test_data(workdir / "site")
+            config = workdir / "statbox.yaml"
+            config.write_text(
+                textwrap.dedent(
+                    f"""\
+                    mode: docker
+                    docker: {{project: {names.project}, publish: false}}
+                    paths:
+                      catalog: {REPO}/catalogs/statbox.yaml
+                      curriculum: {REPO}/curriculum
+                      data_root: {workdir}/site/data
+                      state_dir: {workdir}/state
+                    """
+                )
+            )
+            env = dict(
+                os.environ,
+                DOCKER_HOST=engine.host,
+                STATBOX_USER_PASSWORD=USER_PASSWORD,
+                STATBOX_ADMIN_PASSWORD=ADMIN_PASSWORD,
+            )
+            log = open(workdir / "statbox-up.log", "wb")  # noqa: SIM115 (held by the child)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "statbox.cli", "up", "--config", str(config)],
+                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )  # fmt: skip
+            hubs.append(Hub("statbox", "", proc, workdir))
+            deadline = time.monotonic() + 300
+            while b"Statbox is running at" not in (workdir / "statbox-up.log").read_bytes():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((workdir / "statbox-up.log").read_text()[-2000:])
+                time.sleep(0.5)
+            hub_ip = engine.client.containers.get(names.hub).attrs["NetworkSettings"]["Networks"][
+                names.network
+            ]["IPAddress"]
+            hubs[0].url = f"http://{hub_ip}:8000"
+            hubs[0].admin_token = make_token(
+                login(hubs[0].url, "admin", ADMIN_PASSWORD), hubs[0].url, "admin"
+            )
+
+            # Stock: jupyterhub with DockerSpawner on this host, on the same network.
+            stock_dir = base / "stock"
+            stock_dir.mkdir()
+            port = free_port()
+            # The engine gives the bridge (this host's side) the subnet's first address.
+            gateway_ip = str(next(ipaddress.ip_network(net.subnet).hosts()))
+            (stock_dir / "jupyterhub_config.py").write_text(
+                STOCK_DOCKER_CONFIG.format(
+                    port=port, gateway_ip=gateway_ip, hub_port=free_port(), proxy_port=free_port(),
+                    proxy=find_proxy(), workdir=stock_dir, user_password=USER_PASSWORD,
+                    admin_password=ADMIN_PASSWORD, image=stock_image, network=names.network,
+                )
+            )  # fmt: skip
+            stock_log = open(stock_dir / "jupyterhub.log", "wb")  # noqa: SIM115
+            stock_proc = subprocess.Popen(
+                [sys.executable, "-m", "jupyterhub", "-f", str(stock_dir / "jupyterhub_config.py")],
+                cwd=stock_dir, stdout=stock_log, stderr=subprocess.STDOUT, start_new_session=True,
+                env=dict(os.environ, DOCKER_HOST=engine.host),
+            )  # fmt: skip
+            stock = Hub("stock", f"http://127.0.0.1:{port}", stock_proc, stock_dir)
+            hubs.append(stock)
+            wait_http(f"{stock.url}/hub/health", stock_proc)
+            stock.admin_token = make_token(
+                login(stock.url, "admin", ADMIN_PASSWORD), stock.url, "admin"
+            )
+            try:
+                yield hubs, sizes
+            finally:
+                for hub in hubs:
+                    hub.stop()
+                engine.remove_everything_but_images()
+    finally:
+        engine.remove_everything_but_images()
+        engine.stop()
+
+
 def login(url: str, user: str, password: str) -> requests.Session:
     session = requests.Session()
     session.get(f"{url}/hub/login", timeout=60)
@@ -265,10 +430,23 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=8, help="concurrent users per round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each scenario")
     parser.add_argument("--burst", type=int, default=16, help="users in the final burst (0: skip)")
+    parser.add_argument(
+        "--mode", choices=["local", "docker"], default="local", help="which stacks to compare"
+    )
     args = parser.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="statbox-bench-"))
     base.chmod(0o755)  # as root, Statbox's servers run unprivileged and must reach it
+    if args.mode == "docker":
+        try:
+            with docker_hubs(base) as (hubs, sizes):
+                status = run_scenarios(hubs, args)
+            print("\nsingle-user image size (GB, as the engine reports it)")
+            print(f"  statbox {sizes['statbox'] / 1e9:.2f}  stock {sizes['stock'] / 1e9:.2f}")
+            print(f"  statbox / stock: {sizes['statbox'] / sizes['stock']:.2f}x (goal: <= 1.5 GB)")
+            return status
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
     hubs: list[Hub] = []
     try:
         for name, start in (("statbox", start_statbox), ("stock", start_stock)):
@@ -276,53 +454,55 @@ def main() -> int:
             workdir.mkdir()
             workdir.chmod(0o755)
             hubs.append(start(workdir))
-        scenarios = [("single", 1, args.rounds), (f"{args.users} at once", args.users, args.rounds)]
-        if args.burst:
-            scenarios.append((f"{args.burst} at once", args.burst, 1))
-        results: dict[tuple[str, str], Outcome] = {}
-        counter = 0
-        for scenario, size, rounds in scenarios:
-            for round_ in range(rounds):
-                for hub in hubs:
-                    counter += 1
-                    users = [f"u{counter}x{i}" for i in range(size)]
-                    outcome = results.setdefault((scenario, hub.name), Outcome())
-                    burst(hub, users, outcome)
-                    print(
-                        f"  {scenario:>12} round {round_ + 1} {hub.name:>7}: "
-                        f"all ready in {outcome.all_ready[-1]:.2f} s",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-        print(f"\nlogin -> server ready, seconds (machine: {os.cpu_count()} cores)")
-        print(
-            f"{'scenario':>14} {'stack':>8} {'p50':>7} {'p95':>7} {'max':>7} "
-            f"{'all ready':>10} fails"
-        )
-        for (scenario, stack), outcome in results.items():
-            s = summary(outcome.times) if outcome.times else {"p50": 0, "p95": 0, "max": 0}
-            print(
-                f"{scenario:>14} {stack:>8} {s['p50']:7.2f} {s['p95']:7.2f} {s['max']:7.2f} "
-                f"{statistics.median(outcome.all_ready):10.2f} {len(outcome.failures)}"
-            )
-            for failure in outcome.failures:
-                print(f"{'':>24}failed: {failure}")
-        print("\nStatbox as a ratio of stock (lower is better)")
-        for scenario, _, _ in scenarios:
-            ours, stock = results[(scenario, "statbox")], results[(scenario, "stock")]
-            if not (ours.times and stock.times):
-                continue
-            a, b = summary(ours.times), summary(stock.times)
-            ready = statistics.median(ours.all_ready) / statistics.median(stock.all_ready)
-            print(
-                f"{scenario:>14}: p50 {a['p50'] / b['p50']:.2f}x  p95 {a['p95'] / b['p95']:.2f}x  "
-                f"all ready {ready:.2f}x"
-            )
-        return 1 if any(results[(s, "statbox")].failures for s, _, _ in scenarios) else 0
+        return run_scenarios(hubs, args)
     finally:
         for hub in hubs:
             hub.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def run_scenarios(hubs: list[Hub], args: argparse.Namespace) -> int:
+    """Run every scenario, interleaving the hubs; print the table; 1 if Statbox failed any."""
+    scenarios = [("single", 1, args.rounds), (f"{args.users} at once", args.users, args.rounds)]
+    if args.burst:
+        scenarios.append((f"{args.burst} at once", args.burst, 1))
+    results: dict[tuple[str, str], Outcome] = {}
+    counter = 0
+    for scenario, size, rounds in scenarios:
+        for round_ in range(rounds):
+            for hub in hubs:
+                counter += 1
+                users = [f"u{counter}x{i}" for i in range(size)]
+                outcome = results.setdefault((scenario, hub.name), Outcome())
+                burst(hub, users, outcome)
+                print(
+                    f"  {scenario:>12} round {round_ + 1} {hub.name:>7}: "
+                    f"all ready in {outcome.all_ready[-1]:.2f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    print(f"\nlogin -> server ready, seconds (machine: {os.cpu_count()} cores)")
+    print(f"{'scenario':>14} {'stack':>8} {'p50':>7} {'p95':>7} {'max':>7} {'all ready':>10} fails")
+    for (scenario, stack), outcome in results.items():
+        s = summary(outcome.times) if outcome.times else {"p50": 0, "p95": 0, "max": 0}
+        print(
+            f"{scenario:>14} {stack:>8} {s['p50']:7.2f} {s['p95']:7.2f} {s['max']:7.2f} "
+            f"{statistics.median(outcome.all_ready):10.2f} {len(outcome.failures)}"
+        )
+        for failure in outcome.failures:
+            print(f"{'':>24}failed: {failure}")
+    print("\nStatbox as a ratio of stock (lower is better)")
+    for scenario, _, _ in scenarios:
+        ours, stock = results[(scenario, "statbox")], results[(scenario, "stock")]
+        if not (ours.times and stock.times):
+            continue
+        a, b = summary(ours.times), summary(stock.times)
+        ready = statistics.median(ours.all_ready) / statistics.median(stock.all_ready)
+        print(
+            f"{scenario:>14}: p50 {a['p50'] / b['p50']:.2f}x  p95 {a['p95'] / b['p95']:.2f}x  "
+            f"all ready {ready:.2f}x"
+        )
+    return 1 if any(results[(s, "statbox")].failures for s, _, _ in scenarios) else 0
 
 
 if __name__ == "__main__":

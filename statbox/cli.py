@@ -33,6 +33,7 @@ from .settings import (
 COMMAND_MODULES: tuple[str, ...] = (
     "statbox.catalog.cli",
     "statbox.courses.cli",
+    "statbox.images",
     "statbox.kubernetes",
     "statbox.backup",
     "statbox.bundle",
@@ -71,14 +72,28 @@ def cmd_up(args: argparse.Namespace) -> int:
         overrides["hub"] = hub
     if args.state_dir is not None:
         overrides["paths"] = {"state_dir": str(Path(args.state_dir).resolve())}
+    if args.mode is not None:
+        overrides["mode"] = args.mode
     loaded = _load(args, overrides)
-    if loaded.settings.mode is not Mode.local:
+    stack: Any
+    if loaded.settings.mode is Mode.docker:
+        from .dockermode import DockerStack
+
+        stack = DockerStack(loaded)
+        stack.prepare()
+        if args.prepare:
+            env_file = stack.write_compose_env()
+            print(f"Wrote {env_file} (secrets: keep it private). Run the stack with:")
+            print(f"  docker compose --env-file {env_file} -f {stack.compose_file} up -d")
+            return ExitCode.OK
+    elif loaded.settings.mode is Mode.local:
+        stack = LocalStack(loaded)
+        stack.prepare()
+    else:
         raise errors.BadInput(
-            f"mode: {loaded.settings.mode.value!r} is not started by `statbox up` yet; "
-            "only 'local' is (set mode: local)"
+            f"mode: {loaded.settings.mode.value!r} is not started by `statbox up`; "
+            "'local' and 'docker' are (the kubernetes mode is deployed with Helm)"
         )
-    stack = LocalStack(loaded)
-    stack.prepare()
     print(f"Starting Statbox ({loaded.settings.hub.name}) ...", flush=True)
 
     def _terminate(signum: int, frame: Any) -> None:
@@ -217,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_config = add_config_option
 
     up = with_config(
-        add("up", cmd_up, "Run the sandbox on this machine (local mode) until Ctrl-C.")
+        add("up", cmd_up, "Run the sandbox on this machine (local or docker mode) until Ctrl-C.")
     )
     up.add_argument("--ip", help="address to listen on (default: hub.ip, 127.0.0.1)")
     up.add_argument(
@@ -227,6 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir",
         metavar="DIR",
         help="hub database, secrets, homes and logs (default: paths.state_dir)",
+    )
+    up.add_argument(
+        "--mode",
+        choices=[Mode.local.value, Mode.docker.value],
+        help="where servers run (default: the settings' mode)",
+    )
+    up.add_argument(
+        "--prepare",
+        action="store_true",
+        help="docker mode: check, write <state>/run/compose.env for docker compose, start nothing",
     )
 
     config = commands.add_parser(

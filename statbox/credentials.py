@@ -32,6 +32,7 @@ GENERATORS = {
     "admin_password": lambda: _password(32),
     "gateway_token": lambda: secrets.token_hex(32),
     "gateway_encrypt_key": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
+    "db_password": lambda: secrets.token_hex(24),
 }
 """Secrets Statbox can make itself. The OAuth client secret is not among them: the identity
 provider issues it."""
@@ -44,6 +45,9 @@ SECRETS_BY_AUTH = {
 """The secrets each kind of sign-in needs, beyond the gateway's, which every stack needs."""
 
 GATEWAY_SECRETS = ("gateway_token", "gateway_encrypt_key")
+
+SECRETS_BY_MODE = {"docker": ("db_password",)}
+"""The secrets a mode needs of its own: docker mode's PostgreSQL password."""
 
 SETTINGS_KEYS = {
     "user_password": "user_password",
@@ -71,7 +75,11 @@ PASSWORD_RULES = {"user_password": 8, "admin_password": 32}
 
 def needed_secrets(settings: Settings) -> tuple[str, ...]:
     """Names of the secrets a stack with these settings needs."""
-    return (*SECRETS_BY_AUTH[settings.auth.type], *GATEWAY_SECRETS)
+    return (
+        *SECRETS_BY_AUTH[settings.auth.type],
+        *GATEWAY_SECRETS,
+        *SECRETS_BY_MODE.get(settings.mode.value, ()),
+    )
 
 
 def _explicit(settings: Settings, env: Mapping[str, str], name: str) -> str | None:

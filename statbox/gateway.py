@@ -7,19 +7,23 @@ user may choose, and the limits a cluster gets, come from the user's role as
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from dask_gateway_server.auth import JupyterHubAuthenticator, unauthorized
+from dask_gateway_server.backends.local import LocalBackend
 from dask_gateway_server.models import User
 from dask_gateway_server.options import Float, Integer, Options
 
 from .hub import GATEWAY_PREFIX, GATEWAY_SERVICE
 from .roles import role_settings
 from .runtime import Runtime
-from .settings import Role, Settings
+from .settings import Mode, Role, Settings
 
 GIB = 1024**3
 
@@ -99,8 +103,8 @@ def configure_gateway(c: Any, rt: Runtime) -> None:
     """Set every Dask Gateway traitlet Statbox decides on ``c`` from the runtime ``rt``."""
     state = rt.paths.state_dir / "gateway"
     c.DaskGateway.address = f"127.0.0.1:{rt.ports.gateway_api}"
-    c.Proxy.address = f"127.0.0.1:{rt.ports.gateway_http}"
-    c.Proxy.tcp_address = f"127.0.0.1:{rt.ports.gateway_tcp}"
+    c.Proxy.address = f"{rt.hosts.listen}:{rt.ports.gateway_http}"
+    c.Proxy.tcp_address = f"{rt.hosts.listen}:{rt.ports.gateway_tcp}"
     c.Proxy.prefix = GATEWAY_PREFIX
 
     c.DaskGateway.authenticator_class = "statbox.gateway.HubTokenAuthenticator"
@@ -124,3 +128,82 @@ def configure_gateway(c: Any, rt: Runtime) -> None:
         rt.settings.role(rt.settings.default_role).dask.idle_timeout
     )
     c.Backend.cluster_options = cluster_options_for(rt.settings)
+    if rt.settings.mode is Mode.docker:
+        _configure_docker_gateway(c, rt)
+
+
+DOCKER_GATEWAY_STATE = "/var/lib/dask-gateway"
+"""The gateway container's own volume: its database and the clusters' working folders."""
+
+
+def _configure_docker_gateway(c: Any, rt: Runtime) -> None:
+    """The gateway in its container: state on its volume, clusters of each user under a uid
+    of their own (see :class:`PerUserAccountBackend`), components talking over loopback."""
+    c.DaskGateway.backend_class = "statbox.gateway.PerUserAccountBackend"
+    c.LocalBackend.clusters_directory = f"{DOCKER_GATEWAY_STATE}/clusters"
+    # In a folder only root (the gateway) may enter: clusters run under other uids.
+    c.DBBackendBase.db_url = f"sqlite:///{DOCKER_GATEWAY_STATE}/db/gateway.sqlite"
+    # Schedulers and workers run beside the gateway in its container.
+    c.DBBackendBase.api_url = f"http://127.0.0.1:{rt.ports.gateway_http}{GATEWAY_PREFIX}/api"
+
+
+class PerUserAccountBackend(LocalBackend):
+    """The local backend, running each user's clusters under a uid of that user's own.
+
+    Upstream's ``LocalBackend`` needs a system account per user; ``UnsafeLocalBackend`` runs
+    every cluster as the gateway itself, which would let one user's Dask code read the
+    gateway's secrets and other users' cluster keys. Here the gateway (root in its
+    container) gives each username a uid from ``first_uid`` on, remembered in
+    ``<clusters_directory>/../accounts.json`` (readable by root only), and starts that user's
+    schedulers and workers under it with no supplementary groups.
+    """
+
+    first_uid = 20000
+
+    def _accounts_file(self) -> Path:
+        return Path(self.clusters_directory).parent / "accounts.json"
+
+    def uid_for(self, username: str) -> int:
+        file = self._accounts_file()
+        accounts: dict[str, int] = json.loads(file.read_text()) if file.exists() else {}
+        if username not in accounts:
+            accounts[username] = max(accounts.values(), default=self.first_uid - 1) + 1
+            file.parent.mkdir(parents=True, exist_ok=True)
+            partial = file.with_suffix(".partial")
+            partial.write_text(json.dumps(accounts))
+            partial.chmod(0o600)
+            partial.replace(file)
+        return accounts[username]
+
+    def set_file_permissions(self, paths: list[str], username: str) -> None:
+        """Give the cluster's working folder, and everything in it, to the user's uid.
+
+        Upstream passes the cluster's folders and then, by a slip (``paths.extend`` of a
+        string), the single characters of the key's path, ``"/"`` among them: only absolute
+        folders inside the clusters directory are taken, walked, and handed over.
+        """
+        uid = self.uid_for(username)
+        root = os.path.realpath(self.clusters_directory) + os.sep
+        tops = {p for p in paths if os.path.isabs(p) and os.path.realpath(p).startswith(root)}
+        for top in sorted(tops):
+            for directory, _, files in os.walk(top):
+                os.chown(directory, uid, uid)
+                for name in files:
+                    os.chown(os.path.join(directory, name), uid, uid)
+
+    def make_preexec_fn(self, cluster: Any) -> Callable[[], None]:  # pragma: no cover
+        uid = self.uid_for(cluster.username)
+        workdir = cluster.state["workdir"]
+
+        def preexec() -> None:
+            os.setgid(uid)
+            os.setgroups([])
+            os.setuid(uid)
+            os.chdir(workdir)
+
+        return preexec
+
+    def get_env(self, cluster: Any) -> dict[str, str]:
+        env: dict[str, str] = super().get_env(cluster)
+        env["HOME"] = cluster.state["workdir"]
+        return env

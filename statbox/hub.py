@@ -7,7 +7,9 @@ tests call it with a bare ``traitlets.config.Config()``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from .names import GATEWAY_SERVICE, USERNAME_PATTERN, role_group
 from .roles import GATEWAY_ACCESS_SCOPE, cohort_roles, token_roles, users_with_role
@@ -20,6 +22,7 @@ GATEWAY_PREFIX = f"/services/{GATEWAY_SERVICE}"
 
 SPAWNER_CLASSES = {
     Mode.local: "statbox.spawners.local.StatboxLocalSpawner",
+    Mode.docker: "statbox.spawners.docker.StatboxDockerSpawner",
     Mode.kubernetes: "statbox.spawners.kubernetes.StatboxKubeSpawner",
 }
 """Spawner per mode, by import name: a mode's spawner is imported only when it is used."""
@@ -46,6 +49,9 @@ def configure_hub(c: Any, rt: Runtime) -> None:
 
     _configure_auth(c, rt)
     _configure_spawner(c, rt)
+    for section, values in MODE_TRAITS.get(s.mode, _no_traits)(rt).items():
+        for name, value in values.items():
+            setattr(c[section], name, value)
     c.JupyterHub.services = [_gateway_service(rt), *(_culler_services(rt))]
     c.JupyterHub.load_roles = [*token_roles(), *_culler_roles(rt), *cohort_roles(s)]
 
@@ -169,8 +175,9 @@ def _configure_spawner(c: Any, rt: Runtime) -> None:
     c.StatboxKubeSpawner.gateway_environment = gateway_client_environment(rt)
 
 
-def _loopback_gateway(rt: Runtime) -> tuple[str, str]:
-    return rt.gateway_url, f"gateway://127.0.0.1:{rt.ports.gateway_tcp}"
+def _stack_gateway(rt: Runtime) -> tuple[str, str]:
+    """The gateway ``statbox up`` runs: on loopback (local) or its container (docker)."""
+    return rt.gateway_url, f"gateway://{rt.hosts.gateway}:{rt.ports.gateway_tcp}"
 
 
 def _chart_gateway(rt: Runtime) -> tuple[str, str]:
@@ -178,9 +185,61 @@ def _chart_gateway(rt: Runtime) -> tuple[str, str]:
     return kube.gateway_url, kube.gateway_proxy_address
 
 
-GATEWAY_ADDRESSES = {Mode.local: _loopback_gateway, Mode.kubernetes: _chart_gateway}
+GATEWAY_ADDRESSES = {
+    Mode.local: _stack_gateway,
+    Mode.docker: _stack_gateway,
+    Mode.kubernetes: _chart_gateway,
+}
 """Per mode: (URL of the gateway's HTTP proxy, address of its TLS proxy for schedulers), as
 the hub and user servers reach them."""
+
+
+def _no_traits(rt: Runtime) -> dict[str, dict[str, Any]]:
+    return {}
+
+
+def _docker_traits(rt: Runtime) -> dict[str, dict[str, Any]]:
+    """What docker mode changes: the hub runs in a container on the private network, its
+    database is PostgreSQL, and user containers outlive a hub restart (the hub takes them
+    back from its database on start)."""
+    from .dockernames import DockerNames
+
+    names = DockerNames(rt.settings.docker.project)
+    hub_state = rt.paths.state_dir / "hub"
+    password = quote(rt.secret("db_password"), safe="")
+    return {
+        "JupyterHub": {
+            # The proxy and the hub's API listen inside the hub's container; only the
+            # private network (and, when published, the host's port) reaches them.
+            "ip": "0.0.0.0",
+            "hub_ip": "0.0.0.0",
+            "hub_connect_ip": names.hub,
+            "db_url": f"postgresql+psycopg2://jupyterhub:{password}@{rt.hosts.db}:5432/jupyterhub",
+            "cookie_secret_file": str(hub_state / "jupyterhub_cookie_secret"),
+            "pid_file": str(hub_state / "jupyterhub.pid"),
+            "cleanup_servers": False,
+        },
+        "ConfigurableHTTPProxy": {"pid_file": str(hub_state / "proxy.pid")},
+        # The image's own command (statbox.singleuser in Statbox's images).
+        "Spawner": {"cmd": None},
+        "StatboxDockerSpawner": {
+            "network_name": names.network,
+            "prefix": names.project,
+            "name_template": "{prefix}-user-{username}",
+            "home_volume_prefix": names.home_volume_prefix,
+            "pids_limit": rt.settings.docker.pids_limit,
+            "use_internal_ip": True,
+            "remove": True,
+            # Images are built on this host (`statbox images build`); none is pulled.
+            "pull_policy": "never",
+        },
+    }
+
+
+MODE_TRAITS: dict[Mode, Callable[[Runtime], dict[str, dict[str, Any]]]] = {
+    Mode.docker: _docker_traits,
+}
+"""Traitlets a mode sets over the shared ones, by config section (applied last)."""
 
 
 def gateway_client_environment(rt: Runtime) -> dict[str, str]:

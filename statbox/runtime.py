@@ -23,6 +23,7 @@ SECRET_ENV = {
     "gateway_token": "STATBOX_GATEWAY_TOKEN",
     "gateway_encrypt_key": "STATBOX_GATEWAY_ENCRYPT_KEY",
     "oauth_client_secret": "STATBOX_OAUTH_CLIENT_SECRET",
+    "db_password": "STATBOX_DB_PASSWORD",
 }
 """Secrets travel by environment, never through runtime.json: name -> variable."""
 
@@ -44,6 +45,21 @@ class Ports:
 
 
 @dataclass(frozen=True)
+class Hosts:
+    """Where the stack's parts listen and are reached: loopback in local mode, the
+    containers' names on the private network in docker mode."""
+
+    listen: str = "127.0.0.1"
+    """Address the hub's API and the gateway bind to."""
+    hub: str = "127.0.0.1"
+    """Host name servers and the gateway use to reach the hub's API."""
+    gateway: str = "127.0.0.1"
+    """Host name the hub and servers use to reach Dask Gateway."""
+    db: str = ""
+    """Host of the hub's PostgreSQL database (docker mode); empty: SQLite in the state dir."""
+
+
+@dataclass(frozen=True)
 class Runtime:
     """Settings plus what ``statbox up`` decided for this run."""
 
@@ -56,6 +72,7 @@ class Runtime:
     run_as: str | None
     """Unprivileged account for servers and clusters when the stack runs as root; else None."""
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    hosts: Hosts = field(default_factory=Hosts)
 
     def secret(self, name: str) -> str:
         """A secret by name; raises naming the variable when it was not provided."""
@@ -70,12 +87,12 @@ class Runtime:
 
     @property
     def hub_api_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.hub_api}/hub/api"
+        return f"http://{self.hosts.hub}:{self.ports.hub_api}/hub/api"
 
     @property
     def gateway_url(self) -> str:
         """Where the hub and servers reach Dask Gateway's HTTP proxy (with its prefix)."""
-        return f"http://127.0.0.1:{self.ports.gateway_http}"
+        return f"http://{self.hosts.gateway}:{self.ports.gateway_http}"
 
 
 def write_runtime(file: Path, rt: Runtime) -> None:
@@ -96,6 +113,7 @@ def write_runtime(file: Path, rt: Runtime) -> None:
         "proxy_command": rt.proxy_command,
         "python": rt.python,
         "run_as": rt.run_as,
+        "hosts": asdict(rt.hosts),
     }
     file.parent.mkdir(parents=True, exist_ok=True)
     file.write_text(json.dumps(record, indent=2))
@@ -120,4 +138,5 @@ def load_runtime(environ: dict[str, str] | None = None) -> Runtime:
         python=record["python"],
         run_as=record["run_as"],
         secrets={name: env[var] for name, var in SECRET_ENV.items() if env.get(var)},
+        hosts=Hosts(**record.get("hosts", {})),
     )

@@ -311,6 +311,25 @@ class KubernetesSettings(_Model):
     up to the role's full size."""
 
 
+class DockerSettings(_Model):
+    project: str = Field("statbox", pattern=r"^[a-z][a-z0-9-]{0,29}$")
+    """Prefix of every container, network and volume of the stack (docker mode); two stacks
+    on one engine need different ones."""
+    pids_limit: int = Field(1024, ge=64, le=1_000_000)
+    """Most processes and threads one user container may run."""
+    publish: bool = True
+    """Publish the hub on hub.ip:hub.port of this host through a second, non-internal
+    network. Off, the hub is reachable only on the private network (as in the tests)."""
+    subnet: str | None = Field(None, pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$")
+    """Subnet of the private network, e.g. 172.30.0.0/24 (default: the engine chooses)."""
+    hub_image: str = Field("statbox/hub:latest", pattern=r"^[a-z0-9][a-z0-9._/:@-]*$")
+    """Image of the hub container (`statbox images build` makes it)."""
+    gateway_image: str = Field("statbox/gateway:latest", pattern=r"^[a-z0-9][a-z0-9._/:@-]*$")
+    """Image of the Dask Gateway container."""
+    postgres_image: str = Field("statbox/postgres:latest", pattern=r"^[a-z0-9][a-z0-9._/:@-]*$")
+    """Image of the hub's PostgreSQL database container."""
+
+
 class Settings(_Model):
     """Statbox settings (statbox.yaml)."""
 
@@ -331,6 +350,7 @@ class Settings(_Model):
     paths: Paths
     local: LocalSettings
     kubernetes: KubernetesSettings
+    docker: DockerSettings
 
     @field_validator("groups")
     @classmethod

@@ -6,6 +6,9 @@ Invariant: a server's resources, environment and data come from the role that
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 from traitlets import Instance, Unicode
@@ -53,3 +56,26 @@ class StatboxSpawnerMixin(Configurable):
             "STATBOX_CURRICULUM": self.curriculum_path,
             **role_access_environment(RoleAccess.of(self.settings, role_name)),
         }
+
+
+async def wait_until_listening(
+    ip: str, port: int, timeout: float, interval: float, gone: Callable[[], bool]
+) -> None:
+    """Return once ``ip:port`` accepts a connection, ``gone()`` is true, or time runs out.
+
+    The hub checks a starting server with exponential back-off (0.2 s growing to 5 s), often
+    sleeping well past the moment it listens; returning from ``start`` only once the port
+    accepts connections makes the hub's first check succeed (see bench/spawn.py).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if gone():
+            return  # the hub's own checks report the exit
+        try:
+            _, writer = await asyncio.open_connection(ip, port)
+        except OSError:
+            await asyncio.sleep(interval)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return

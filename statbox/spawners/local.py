@@ -19,13 +19,12 @@ import asyncio
 import os
 import pwd
 import shutil
-import time
 from typing import Any, ClassVar
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 from traitlets import Float, Integer, Unicode, default
 
-from .base import StatboxSpawnerMixin
+from .base import StatboxSpawnerMixin, wait_until_listening
 
 
 class StatboxLocalSpawner(StatboxSpawnerMixin, SimpleLocalProcessSpawner):
@@ -102,15 +101,10 @@ class StatboxLocalSpawner(StatboxSpawnerMixin, SimpleLocalProcessSpawner):
 
     async def _wait_until_listening(self, ip: str, port: int) -> None:
         """Return once ``ip:port`` accepts a connection, the process exits, or time runs out."""
-        deadline = time.monotonic() + self.http_timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                return  # the hub's own checks report the exit
-            try:
-                _, writer = await asyncio.open_connection(ip, port)
-            except OSError:
-                await asyncio.sleep(self.ready_poll_interval)
-                continue
-            writer.close()
-            await writer.wait_closed()
-            return
+        await wait_until_listening(
+            ip,
+            port,
+            timeout=self.http_timeout,
+            interval=self.ready_poll_interval,
+            gone=lambda: self.proc is not None and self.proc.poll() is not None,
+        )

@@ -139,6 +139,7 @@ def test_schema_documents_every_key_and_accepts_partial_files():
         "paths",
         "local",
         "kubernetes",
+        "docker",
     }
     assert "required" not in json.dumps(schema)
     role = schema["$defs"]["Role"]["properties"]

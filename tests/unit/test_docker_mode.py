@@ -1,0 +1,298 @@
+"""Docker mode without an engine: hub and gateway config on a bare Config, names, mounts,
+images a role may run, the compose file's interpretation, and per-user cluster accounts."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import socket
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from traitlets.config import Config
+
+from statbox.catalog.access import entitled_data_paths
+from statbox.dockermode import COMPOSE_FILE, DOCKER_PORTS, parse_compose
+from statbox.dockernames import DockerNames, escape_username
+from statbox.errors import BadInput
+from statbox.gateway import PerUserAccountBackend, configure_gateway
+from statbox.hub import configure_hub
+from statbox.runtime import Hosts
+from statbox.settings import parse_settings
+from statbox.spawners.docker import MountRefused, StatboxDockerSpawner, refuse_unexpected_binds
+
+COMPOSE_INVALID = sorted(
+    (Path(__file__).parent.parent / "fixtures" / "compose" / "invalid").glob("*.yaml")
+)
+
+REPO_CATALOGS = Path(__file__).resolve().parent.parent.parent / "catalogs"
+RESTRICTED = "mobile_phone/events"
+"""The repository catalog's restricted dataset: analysts are entitled, trainees are not."""
+
+
+@pytest.fixture
+def docker_runtime(runtime):
+    settings = parse_settings(
+        {
+            "mode": "docker",
+            "docker": {"project": "kigali", "pids_limit": 512},
+            "roles": {"analyst": {"data": {"levels": ["public"], "restricted": ["census"]}}},
+        }
+    )
+    return dataclasses.replace(
+        runtime,
+        settings=settings,
+        ports=DOCKER_PORTS,
+        secrets={**runtime.secrets, "db_password": "p@ss/word"},
+        hosts=Hosts(listen="0.0.0.0", hub="kigali-hub", gateway="kigali-gateway", db="kigali-db"),
+    )
+
+
+def configured(rt) -> Config:
+    c = Config()
+    configure_hub(c, rt)
+    return c
+
+
+def test_docker_hub_config(docker_runtime):
+    c = configured(docker_runtime)
+    assert c.JupyterHub.spawner_class == "statbox.spawners.docker.StatboxDockerSpawner"
+    assert c.JupyterHub.cleanup_servers is False
+    assert c.JupyterHub.hub_ip == "0.0.0.0"
+    assert c.JupyterHub.hub_connect_ip == "kigali-hub"
+    assert (
+        c.JupyterHub.db_url
+        == "postgresql+psycopg2://jupyterhub:p%40ss%2Fword@kigali-db:5432/jupyterhub"
+    )
+    assert c.Spawner.cmd is None
+    spawner = c.StatboxDockerSpawner
+    assert spawner.network_name == "kigali-private"
+    assert spawner.home_volume_prefix == "kigali-home-"
+    assert spawner.pids_limit == 512
+    assert spawner.remove is True
+    assert spawner.pull_policy == "never"
+    env = c.Spawner.environment
+    assert env["DASK_GATEWAY__ADDRESS"] == "http://kigali-gateway:8000/services/dask-gateway"
+    assert env["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://kigali-gateway:8786"
+    service = next(s for s in c.JupyterHub.services if s["name"] == "dask-gateway")
+    assert service["url"] == "http://kigali-gateway:8000"
+
+
+def test_docker_hub_config_is_pure(docker_runtime):
+    first, second = configured(docker_runtime), configured(docker_runtime)
+    for section in ("JupyterHub", "Spawner", "StatboxDockerSpawner", "ConfigurableHTTPProxy"):
+        assert first[section] == second[section]
+
+
+def test_local_mode_keeps_its_config(runtime):
+    c = configured(runtime)
+    assert "cleanup_servers" not in c.JupyterHub
+    assert c.JupyterHub.db_url.startswith("sqlite:///")
+    assert "StatboxDockerSpawner" not in c
+
+
+def test_docker_gateway_config(docker_runtime):
+    c = Config()
+    configure_gateway(c, docker_runtime)
+    assert c.DaskGateway.backend_class == "statbox.gateway.PerUserAccountBackend"
+    assert c.Proxy.address == "0.0.0.0:8000"
+    assert c.Proxy.tcp_address == "0.0.0.0:8786"
+    assert c.JupyterHubAuthenticator.jupyterhub_api_url == "http://kigali-hub:8081/hub/api"
+    assert c.DBBackendBase.api_url == "http://127.0.0.1:8000/services/dask-gateway/api"
+    assert c.DBBackendBase.db_url == "sqlite:////var/lib/dask-gateway/db/gateway.sqlite"
+
+
+def test_escaped_names_never_collide():
+    names = ["a.b", "a-b", "a_b", "a-2eb", "a-2db", "ab", "a--b", "a.-b", "0", "a" * 63]
+    escaped = [escape_username(n) for n in names]
+    assert len(set(escaped)) == len(names)
+    for value in escaped:
+        assert set(value) <= set("abcdefghijklmnopqrstuvwxyz0123456789-")
+    project = DockerNames("kigali")
+    assert project.home_volume("a.b") == "kigali-home-a-2eb"
+    assert project.home_volume("a.b") != project.home_volume("a-2eb")
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    """The repository's catalogs, with an empty folder per dataset under a data root."""
+    shutil.copytree(REPO_CATALOGS, tmp_path / "catalog")
+    path = tmp_path / "catalog" / "statbox.yaml"
+    for relative in entitled_data_paths(parse_settings({}), "admin", [], path):
+        (tmp_path / "data" / relative).mkdir(parents=True)
+    return path
+
+
+def make_spawner(settings, catalog: Path, name: str, groups=()) -> StatboxDockerSpawner:
+    user = SimpleNamespace(
+        name=name, groups=[SimpleNamespace(name=g) for g in groups], url=f"/user/{name}/"
+    )
+    spawner = StatboxDockerSpawner(
+        user=user,
+        settings=settings,
+        catalog_path=str(catalog),
+        curriculum_path=str(catalog.parent.parent / "curriculum"),
+        data_root=str(catalog.parent.parent / "data"),
+        home_volume_prefix="kigali-home-",
+    )
+    return spawner
+
+
+def test_spawner_mounts_by_role(docker_runtime, catalog):
+    settings = docker_runtime.settings
+    data = catalog.parent.parent / "data"
+    alice = make_spawner(settings, catalog, "alice")
+    volumes, read_only = alice.statbox_mounts("trainee")
+    assert volumes == {"kigali-home-alice": {"bind": "/home/jovyan", "mode": "rw"}}
+    assert str(data / RESTRICTED) not in read_only
+    assert str(data / "sdg/indicators") in read_only
+    assert read_only[str(catalog.parent)] == str(catalog.parent)
+    ana = make_spawner(settings, catalog, "ana", groups=["analysts"])
+    _, read_only = ana.statbox_mounts("analyst")
+    assert str(data / RESTRICTED) in read_only
+
+
+def test_catalog_folder_holding_data_is_not_mounted_whole(docker_runtime, catalog):
+    folder = catalog.parent
+    (folder / "data").mkdir()
+    spawner = StatboxDockerSpawner(
+        user=SimpleNamespace(name="alice", groups=[], url="/user/alice/"),
+        settings=docker_runtime.settings,
+        catalog_path=str(catalog),
+        curriculum_path=str(folder / "curriculum"),
+        data_root=str(folder / "data"),
+    )
+    _, read_only = spawner.statbox_mounts("trainee")
+    assert str(folder) not in read_only
+    assert read_only[str(catalog)] == str(catalog)
+
+
+def test_object_storage_data_root_mounts_no_data(docker_runtime, catalog):
+    spawner = make_spawner(docker_runtime.settings, catalog, "ana", ["analysts"])
+    spawner.data_root = "s3://statbox-data"
+    _, read_only = spawner.statbox_mounts("analyst")
+    assert not any(path.startswith("s3:") or "mobile_phone" in path for path in read_only)
+
+
+def test_spawner_allows_only_the_roles_images(docker_runtime, catalog):
+    settings = parse_settings(
+        {
+            "mode": "docker",
+            "images": {"gpu": {"image": "statbox/gpu:1"}},
+            "roles": {"analyst": {"images": ["datascience", "gpu"]}},
+            "groups": {"analysts": ["ana"]},
+        }
+    )
+    assert make_spawner(settings, catalog, "alice")._get_allowed_images() == {
+        "datascience": "statbox/singleuser:latest"
+    }
+    assert make_spawner(settings, catalog, "ana", ["analysts"])._get_allowed_images() == {
+        "datascience": "statbox/singleuser:latest",
+        "gpu": "statbox/gpu:1",
+    }
+
+
+def test_binds_outside_the_allowed_folders_are_refused(tmp_path):
+    roots = [str(tmp_path / "data")]
+    (tmp_path / "data").mkdir()
+    refuse_unexpected_binds({"kigali-home-alice": {"bind": "/home/jovyan"}}, roots)
+    refuse_unexpected_binds({str(tmp_path / "data" / "x"): {"bind": "/x"}}, roots)
+    for source in ("/var/run/docker.sock", "/var/run", "/", str(tmp_path / "data-other")):
+        with pytest.raises(MountRefused):
+            refuse_unexpected_binds({source: {"bind": "/x"}}, roots)
+    sock_path = tmp_path / "data" / "engine.sock"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(sock_path))
+        with pytest.raises(MountRefused, match="socket"):
+            refuse_unexpected_binds({str(sock_path): {"bind": "/x"}}, roots)
+
+
+PATH_VARIABLES = [
+    "STATBOX_STATE_DIR",
+    "STATBOX_CATALOG_DIR",
+    "STATBOX_CURRICULUM",
+    "STATBOX_DATA_ROOT",
+    "STATBOX_DOCKER_SOCKET",
+]
+TOKEN_VARIABLES = [
+    "STATBOX_HUB_IMAGE",
+    "STATBOX_GATEWAY_IMAGE",
+    "STATBOX_POSTGRES_IMAGE",
+    "STATBOX_DOCKER_GID",
+    "STATBOX_USER_PASSWORD",
+    "STATBOX_ADMIN_PASSWORD",
+    "STATBOX_GATEWAY_TOKEN",
+    "STATBOX_GATEWAY_ENCRYPT_KEY",
+    "STATBOX_DB_PASSWORD",
+]
+VARIABLES = (
+    {name: f"/srv/{name.lower()}" for name in PATH_VARIABLES}
+    | {name: f"<{name.lower()}>" for name in TOKEN_VARIABLES}
+    | {"STATBOX_PROJECT": "kigali", "STATBOX_HUB_IP": "127.0.0.1", "STATBOX_HUB_PORT": "8000"}
+)
+
+
+def test_compose_file_as_statbox_runs_it():
+    stack = parse_compose(COMPOSE_FILE.read_text(), VARIABLES, publish=True)
+    assert [s.key for s in stack.services] == ["db", "gateway", "hub"]
+    by_key = {s.key: s for s in stack.services}
+    assert by_key["hub"].ports == {"8000/tcp": ("127.0.0.1", 8000)}
+    assert by_key["hub"].networks == ["kigali-private", "kigali-public"]
+    assert stack.networks["private"]["internal"] is True
+    # Only the hub holds the engine's socket.
+    for key, service in by_key.items():
+        holds = any(b.startswith("/srv/statbox_docker_socket:") for b in service.binds)
+        assert holds is (key == "hub"), key
+    assert "kigali-db:/var/lib/postgresql/data" in by_key["db"].binds
+    assert by_key["gateway"].environment["STATBOX_GATEWAY_TOKEN"] == "<statbox_gateway_token>"
+    assert "STATBOX_USER_PASSWORD" not in by_key["gateway"].environment
+
+
+def test_compose_file_unpublished_has_no_public_network_or_ports():
+    stack = parse_compose(COMPOSE_FILE.read_text(), VARIABLES, publish=False)
+    assert set(stack.networks) == {"private"}
+    hub = next(s for s in stack.services if s.key == "hub")
+    assert hub.ports == {} and hub.networks == ["kigali-private"]
+
+
+@pytest.mark.parametrize("path", COMPOSE_INVALID, ids=[p.stem for p in COMPOSE_INVALID])
+def test_invalid_compose_file(path):
+    expected = path.read_text().splitlines()[0].removeprefix("# expect: ")
+    with pytest.raises(BadInput) as caught:
+        parse_compose(path.read_text(), VARIABLES, publish=True)
+    assert len(caught.value.messages) == 1
+    assert expected in caught.value.messages[0]
+
+
+def test_each_user_gets_a_cluster_account_of_their_own(tmp_path):
+    backend = PerUserAccountBackend(clusters_directory=str(tmp_path / "clusters"))
+    ana, alice = backend.uid_for("ana"), backend.uid_for("alice")
+    assert ana != alice and min(ana, alice) >= backend.first_uid
+    assert backend.uid_for("ana") == ana  # remembered
+    again = PerUserAccountBackend(clusters_directory=str(tmp_path / "clusters"))
+    assert again.uid_for("alice") == alice  # across gateway restarts
+    accounts = tmp_path / "accounts.json"
+    assert os.stat(accounts).st_mode & 0o777 == 0o600
+
+
+def test_cluster_files_go_to_the_users_uid_and_nothing_else(tmp_path, monkeypatch):
+    clusters = tmp_path / "clusters"
+    workdir = clusters / "abc"
+    (workdir / ".certs").mkdir(parents=True)
+    (workdir / ".certs" / "dask.pem").write_text("key")
+    backend = PerUserAccountBackend(clusters_directory=str(clusters))
+    changed: list[tuple[str, int]] = []
+    monkeypatch.setattr(os, "chown", lambda path, uid, gid: changed.append((str(path), uid)))
+    # What upstream passes: the folders, then the characters of the key's path.
+    backend.set_file_permissions(
+        [str(workdir), str(workdir / ".certs"), *str(workdir / ".certs" / "dask.pem")], "ana"
+    )
+    uid = backend.uid_for("ana")
+    assert {path for path, _ in changed} == {
+        str(workdir),
+        str(workdir / ".certs"),
+        str(workdir / ".certs" / "dask.pem"),
+    }
+    assert {u for _, u in changed} == {uid}
