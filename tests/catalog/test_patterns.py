@@ -1,4 +1,5 @@
-"""The samples carry the patterns the courses compute: port calls, transits and gaps in AIS;
+"""The samples carry the patterns the courses compute: port calls, transits and gaps in AIS,
+over four whole ISO weeks with liners, tramps and a busier week;
 product churn in scanner data; homes and moving daytime population in phone events; cloud-
 masked NDVI that separates crops; a Rural Access Index strictly between 0 and 1; unique
 quasi-identifier combinations in the microdata."""
@@ -29,6 +30,66 @@ def test_ais_has_port_calls_transits_and_gaps(root_catalog):
     assert (gaps > pd.Timedelta(hours=3)).sum() >= 3
     registry = root_catalog["ais.vessels"].read()
     assert 0 < len(set(positions.mmsi) - set(registry.mmsi)) < 10
+
+
+def _merchant_arrivals(positions: pd.DataFrame, ports) -> pd.DataFrame:
+    """Merchant port calls (at most 1 knot inside a port for at least 2 hours; a silence of
+    more than 6 hours ends a stay) by arrival, without those under way at a vessel's first
+    report (their arrival is unseen)."""
+    port_id = pd.Series(None, index=positions.index, dtype=object)
+    for code, polygon in zip(ports.port_id, ports.geometry, strict=True):
+        port_id[
+            shapely.contains_xy(polygon, positions.lon.to_numpy(), positions.lat.to_numpy())
+        ] = code
+    first_report = positions.groupby("mmsi").timestamp.transform("min")
+    merchant = positions.ship_type.between(70, 89)
+    slow = positions.assign(port_id=port_id, first=first_report)[
+        port_id.notna() & (positions.sog <= 1) & merchant
+    ].sort_values(["mmsi", "timestamp"])
+    new_stay = (
+        slow.mmsi.ne(slow.mmsi.shift())
+        | slow.port_id.ne(slow.port_id.shift())
+        | (slow.timestamp.diff() > pd.Timedelta(hours=6))
+    )
+    stays = slow.groupby(new_stay.cumsum()).agg(
+        mmsi=("mmsi", "first"),
+        port_id=("port_id", "first"),
+        arrival=("timestamp", "min"),
+        departure=("timestamp", "max"),
+        first=("first", "first"),
+    )
+    calls = stays[(stays.departure - stays.arrival >= pd.Timedelta(hours=2))]
+    calls = calls[calls.arrival > calls["first"]]
+    return calls.assign(
+        week=calls.arrival.dt.strftime("%G-W%V"), weekday=calls.arrival.dt.day_of_week
+    )
+
+
+def test_ais_covers_whole_weeks_with_liners_tramps_and_a_busier_week(root_catalog):
+    positions = root_catalog["ais.positions"].read()
+    days = positions.timestamp.dt.floor("D")
+    weeks = positions.timestamp.dt.strftime("%G-W%V")
+    days_per_week = days.groupby(weeks).nunique()
+    assert len(days_per_week) >= 4 and (days_per_week == 7).all()  # whole ISO weeks
+    calls = _merchant_arrivals(positions, root_catalog["ais.ports"].read())
+    pairs = calls.groupby(["mmsi", "port_id"])
+    timetabled = (pairs.week.nunique() == len(days_per_week)) & (pairs.weekday.nunique() == 1)
+    liners = timetabled[timetabled].index.get_level_values("mmsi").value_counts()
+    assert (liners >= 2).sum() >= 1  # a ship calls at two ports on the same weekday every week
+    per_vessel_week = calls.groupby(["mmsi", "week"]).size().unstack(fill_value=0)
+    irregular = (per_vessel_week == 0).any(axis=1) & (per_vessel_week.sum(axis=1) >= 2)
+    assert irregular.sum() >= 3  # tramps: several calls, and weeks without one
+    per_week = calls.groupby("week").size()
+    assert per_week.max() >= 1.2 * per_week.drop(per_week.idxmax()).median()  # a busier week
+
+
+def test_ais_reports_are_thinned_at_berth_more_than_under_way(root_catalog):
+    positions = root_catalog["ais.positions"].read().sort_values(["mmsi", "timestamp"])
+    interval = positions.groupby("mmsi").timestamp.diff().dt.total_seconds()
+    at_rest = positions.nav_status.isin([1, 5]) & (positions.sog < 0.5)
+    under_way = positions.sog > 8
+    assert 8 * 60 < interval[at_rest].median() < 20 * 60
+    assert 60 < interval[under_way].median() < 3 * 60
 
 
 def test_scanner_products_enter_and_leave(root_catalog):

@@ -8,6 +8,7 @@ root (no catalog). Agreement of the two is the test.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from pathlib import Path
@@ -39,7 +40,8 @@ def read(data_root: Path) -> tuple[pd.DataFrame, dict[str, Polygon], pd.DataFram
 
 def walk_calls(positions: pd.DataFrame, ports: dict[str, Polygon]) -> list[dict[str, Any]]:
     """Port calls by walking each vessel's reports: open a stay on a slow report in a port,
-    extend it while slow in the same port without a long silence, close it otherwise."""
+    extend it while slow in the same port without a long silence, close it otherwise. A stay
+    opened on the vessel's very first report is marked ``at_start`` (it began unseen)."""
     xy = positions[["lon", "lat"]].to_numpy()
     where = np.full(len(positions), None, dtype=object)
     for port_id, polygon in ports.items():
@@ -51,6 +53,7 @@ def walk_calls(positions: pd.DataFrame, ports: dict[str, Polygon]) -> list[dict[
         reports = reports.sort_values("timestamp", kind="stable")
         stay: dict[str, Any] | None = None
         seconds = reports["timestamp"].astype("int64").to_numpy() / 1000  # ms -> s
+        first_report = seconds[0]
         for t, port, sog, ship_type in zip(
             seconds, reports["where"], reports["sog"], reports["ship_type"], strict=True
         ):
@@ -62,6 +65,7 @@ def walk_calls(positions: pd.DataFrame, ports: dict[str, Polygon]) -> list[dict[
             if stay is not None:
                 calls.append(stay)
             stay = {"mmsi": int(mmsi), "port": port, "first": t, "last": t, "type": int(ship_type)}
+            stay["at_start"] = t == first_report
         if stay is not None:
             calls.append(stay)
     for call in calls:
@@ -90,27 +94,53 @@ def lesson_port_calls(results: dict[str, Any], data_root: Path) -> None:
     assert len(trade) > 10 and len(calls) > len(trade), "the sample should have calls of all kinds"
 
 
+def iso_week(seconds: float) -> str:
+    year, week, _ = pd.Timestamp(seconds, unit="s").isocalendar()
+    return f"{year}-W{week:02d}"
+
+
 def lesson_indicator(results: dict[str, Any], data_root: Path) -> None:
     positions, ports, vessels = read(data_root)
     trade = merchant(walk_calls(positions, ports))
+    arrivals = [c for c in trade if not c["at_start"]]
+    assert results["in_port_at_start"] == len(trade) - len(arrivals)
     tonnage = dict(zip(vessels["mmsi"], vessels["gross_tonnage"], strict=True))
     weekly: Counter[str] = Counter()
+    calls: Counter[str] = Counter()
     tonnes: Counter[str] = Counter()
-    for call in trade:
-        year, week, _ = pd.Timestamp(call["first"], unit="s").isocalendar()
-        label = f"{year}-W{week:02d}"
+    for call in arrivals:
+        label = iso_week(call["first"])
         weekly[f"{label}/{call['port']}"] += 1
+        calls[label] += 1
         value = tonnage.get(call["mmsi"])
         tonnes[label] += 0 if value is None or pd.isna(value) else int(value)
     assert results["weekly_calls"] == dict(weekly), (results["weekly_calls"], weekly)
     assert results["weekly_tonnage"] == {w: float(t) for w, t in tonnes.items()}
     assert results["daily_calls"] == dict(
-        sorted(Counter(day_of(c["first"]) for c in trade).items())
+        sorted(Counter(day_of(c["first"]) for c in arrivals).items())
     )
     hours = {int(t) // 3_600_000 for t in positions["timestamp"].astype("int64")}
     assert sum(results["days_observed"].values()) * 24 == len(hours)
-    known = [c for c in trade if not pd.isna(tonnage.get(c["mmsi"], np.nan))]
-    assert results["tonnage_known_share"] == len(known) / len(trade)
+    known = [c for c in arrivals if not pd.isna(tonnage.get(c["mmsi"], np.nan))]
+    assert results["tonnage_known_share"] == len(known) / len(arrivals)
+    weeks = sorted(calls)
+    change = {w: 100 * (calls[w] / calls[v] - 1) for v, w in itertools.pairwise(weeks)}
+    assert results["week_on_week"].keys() == change.keys(), (results["week_on_week"], change)
+    for week, value in change.items():
+        assert abs(results["week_on_week"][week] - value) < 1e-9, (week, value)
+    seen: dict[tuple[int, str], set[str]] = {}
+    for call in arrivals:
+        seen.setdefault((call["mmsi"], call["port"]), set()).add(iso_week(call["first"]))
+    regular = {pair for pair, in_weeks in seen.items() if len(in_weeks) == len(weeks)}
+    every_week = Counter(
+        iso_week(c["first"]) for c in arrivals if (c["mmsi"], c["port"]) in regular
+    )
+    assert results["regular_weekly"] == {w: every_week.get(w, 0) for w in weeks}
+    # The sample's story: four whole weeks; a busier third week, made by the irregular calls.
+    assert results["days_observed"] == {w: 7.0 for w in weeks} and len(weeks) == 4
+    assert max(calls, key=lambda w: calls[w]) == weeks[2], calls
+    other = {w: calls[w] - every_week.get(w, 0) for w in weeks}
+    assert other[weeks[2]] - other[weeks[1]] > every_week[weeks[2]] - every_week[weeks[1]]
 
 
 def _exercise_answers(data_root: Path, seed: int, port: str) -> dict[str, Any]:

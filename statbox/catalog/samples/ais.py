@@ -1,19 +1,27 @@
 """AIS sample: vessel position reports off the Kenyan and Tanzanian coast, a registry, ports.
 
-What the courses rely on, and this module guarantees:
+The reports cover whole ISO weeks from Monday 4 March 2024 (four at both scales), so a weekly
+indicator has full weeks and week-on-week changes. What the courses rely on, and this module
+guarantees:
 
-- traders (cargo, tankers) sail a coastal lane between five ports, often wait at an
-  anchorage *outside* the port polygon, then lie moored *inside* it for many hours (port
-  calls); some leave the region and come back;
+- tramp traders (cargo, tankers) sail a coastal lane between five ports at irregular times,
+  often wait at an anchorage *outside* the port polygon, then lie moored *inside* it for many
+  hours (port calls); some leave the region for days and come back;
+- liner ships keep a weekly schedule: the same ports, on the same days, every week (they wait
+  at the anchorage when early), so each calls at each of its ports once a week;
+- extra tramp ships arrive in the third week only (a surge of imports): a busier week;
 - transits pass offshore at 11-16 knots and never enter a port;
-- ferries shuttle Dar es Salaam - Zanzibar with dwells of one to two hours;
-- fishing boats trawl slowly (2-4 knots) offshore and return to port; tugs potter in ports;
+- ferries shuttle Dar es Salaam - Zanzibar daily with dwells of one to two hours;
+- fishing boats trawl slowly (2-4 knots) offshore six days a week and rest on Fridays;
+  sailing boats go out at weekends; tugs potter in ports;
 - gaps: transponders switched off for hours, sparse reception far offshore, lost messages;
   some vessels report "under way" while moored, so speed and polygons matter, not status;
 - a few fishing boats are missing from the registry, as in real registries.
 
-Reports are sampled every 1-2 minutes under way and every 3-6 minutes at rest; values are
-quantised as AIS transmits them (0.1 knot, 0.1 degree).
+Reports are thinned as a sample may thin real AIS (class A sends every 2-10 s under way and
+every 3 minutes at anchor): one every 1-2.5 minutes under way, 2-5 minutes while trawling and
+10-20 minutes at berth or at anchor. Values are quantised as AIS transmits them (0.1 knot,
+0.1 degree). The fleet's make-up is fixed per scale (:data:`FLEET`); the draws are seeded.
 """
 
 from __future__ import annotations
@@ -56,6 +64,37 @@ EAST_EXIT = (-4.50, 42.00)
 OFFSHORE = [(-1.60, 41.95), (-3.00, 41.20), (-4.50, 40.75), (-6.00, 40.45), (-7.60, 40.30)]
 RECEPTION_LON = 40.8
 """Beyond this longitude (far from coastal receivers) most reports are never received."""
+WEEK = 7 * 24 * HOUR
+SURGE_WEEK = 2
+"""The week (0 = the first) in which the surge ships arrive."""
+
+# Role, AIS ship type, share of the fleet. Shares, not draws, so every scale has each pattern.
+FLEET = [
+    ("tramp", 70, 0.18),
+    ("tramp", 71, 0.04),
+    ("tramp", 80, 0.12),
+    ("tramp", 81, 0.04),
+    ("liner", 70, 0.04),
+    ("surge", 70, 0.07),
+    ("surge", 80, 0.05),
+    ("transit", 70, 0.14),
+    ("ferry", 60, 0.06),
+    ("fishing", 30, 0.16),
+    ("tug", 52, 0.04),
+    ("sailing", 36, 0.06),
+]
+# Weekly liner services: (port, berthing hour of the week from Monday 00:00 UTC, hours at berth).
+SERVICES = [
+    [("KEMBA", 6, 30), ("TZTGT", 54, 16), ("TZZNZ", 84, 14), ("TZDAR", 110, 30)],
+    [("TZDAR", 30, 28), ("KEMBA", 80, 30), ("KELAU", 130, 20)],
+]
+INTERVALS = {
+    "sail": (60, 150),
+    "fishing": (120, 300),
+    "moored": (600, 1200),
+    "anchored": (600, 1200),
+}
+"""Seconds between two reports kept in the sample, by what the vessel is doing."""
 
 MIDS = {
     "KE": 634,
@@ -195,60 +234,109 @@ class Voyages:
         hours = float(_nm(path[:-1], path[1:]).sum()) / speed
         return Segment(t, t + hours * HOUR, "sail", path, speed, status)
 
-    def trader(self, kind: int) -> list[Segment]:
+    def weights(self, codes: list[str]) -> np.ndarray:
+        """Each port's chance of being a tramp's next destination (big ports draw more)."""
+        weights = np.array([self.ports[c][7] for c in codes])
+        return weights / weights.sum()
+
+    def arrive(self, t: float, start: np.ndarray, to: str, wait: float) -> list[Segment]:
+        """From off port ``to`` to a berth inside it, after ``wait`` seconds at its anchorage
+        (outside the port polygon); no anchorage when ``wait`` is 0."""
+        segments = []
+        if wait > 0:
+            anchor = self.anchorage(to)
+            segments.append(self.sail(t, np.array([start, anchor]), 6))
+            t = segments[-1].end
+            segments.append(Segment(t, t + wait, "anchored", anchor[None], 0, 1))
+            start = anchor
+            t += wait
+        berth = self.berth(to)
+        segments.append(self.sail(t, np.array([start, berth]), self.rng.uniform(4, 7)))
+        return segments
+
+    def trader(self, kind: int, arrive: float | None = None, calls: int | None = None):
+        """A tramp: irregular calls at ports drawn by size, spells away from the region.
+
+        With ``arrive`` it enters the region then, makes ``calls`` calls and leaves for good
+        (the surge ships); otherwise it is in the region, or in port, when the data begin.
+        """
         rng = self.rng
         codes = list(self.ports)
-        weights = np.array([self.ports[c][7] for c in codes])
-        weights = weights / weights.sum()
         segments: list[Segment] = []
-        t = -rng.uniform(0, 36) * HOUR
         lies = rng.uniform() < 0.1  # reports status 0 while moored
-        if rng.uniform() < 0.5:
-            first = str(rng.choice(codes, p=weights))
-            here: str | None = first
-            position = self.berth(first)
-            dwell = rng.uniform(6, 60) * HOUR
-            segments.append(Segment(t, t + dwell, "moored", position[None], 0, 0 if lies else 5))
-            t += dwell
+        here: str | None = None
+        position = np.array(LANE[0] if rng.uniform() < 0.5 else LANE[-1])
+        if arrive is not None:
+            t = arrive
         else:
-            here = None
-            position = np.array(LANE[0] if rng.uniform() < 0.5 else LANE[-1])
+            t = -rng.uniform(0, 36) * HOUR
+            if rng.uniform() < 0.5:  # already in port when the data begin
+                here = str(rng.choice(codes, p=self.weights(codes)))
+                position = self.berth(here)
+                dwell = rng.uniform(6, 60) * HOUR
+                segments.append(
+                    Segment(t, t + dwell, "moored", position[None], 0, 0 if lies else 5)
+                )
+                t += dwell
+        made = 0
         while t < self.horizon:
-            leave = here is not None and rng.uniform() < 0.3
-            if leave:
+            done = calls is not None and made >= calls
+            if here is not None and (done or (calls is None and rng.uniform() < 0.3)):
                 exit_ = str(rng.choice(["N", "S", "E"]))
                 path = self.route(position, here, None, exit_)
                 segments.append(self.sail(t, path, rng.uniform(11, 15)))
+                if done:
+                    break
                 t = segments[-1].end + rng.uniform(48, 120) * HOUR  # away from the region
                 segments.append(Segment(segments[-1].end, t, "absent", path[-1:], 0, 0))
                 here, position = None, np.array(LANE[0] if exit_ == "N" else LANE[-1])
                 continue
             options = [c for c in codes if c != here]  # here is None when arriving
-            p = np.array([self.ports[c][7] for c in options])
-            to = str(rng.choice(options, p=p / p.sum()))
+            to = str(rng.choice(options, p=self.weights(options)))
             exit_ = "N" if position[0] > -3 else "S"
             path = self.route(position, here, to, None if here else exit_)
             segments.append(self.sail(t, path, rng.uniform(10, 14.5)))
-            t = segments[-1].end
             busy = self.ports[to][7] > 2
+            wait = 0.0
             if rng.uniform() < (0.6 if busy else 0.25):
-                anchor = self.anchorage(to)
-                segments.append(self.sail(t, np.array([path[-1], anchor]), 6))
-                t = segments[-1].end
                 wait = rng.uniform(3, 30 if busy else 8) * HOUR
-                segments.append(Segment(t, t + wait, "anchored", anchor[None], 0, 1))
-                t += wait
-                start = anchor
-            else:
-                start = path[-1]
-            berth = self.berth(to)
-            segments.append(self.sail(t, np.array([start, berth]), rng.uniform(4, 7)))
+            segments += self.arrive(segments[-1].end, path[-1], to, wait)
             t = segments[-1].end
             low, high = (18, 72) if kind >= 80 else (10, 54)
             dwell = rng.uniform(low, high if busy else high / 2) * HOUR
-            segments.append(Segment(t, t + dwell, "moored", berth[None], 0, 0 if lies else 5))
+            position = segments[-1].path[-1]
+            segments.append(Segment(t, t + dwell, "moored", position[None], 0, 0 if lies else 5))
             t += dwell
-            here, position = to, berth
+            here = to
+            made += 1
+        return segments
+
+    def liner(self, service: list[tuple[str, int, int]], phase: float) -> list[Segment]:
+        """A liner: the ports of ``service`` in turn, berthing at the same hour every week
+        (shifted by ``phase`` seconds), waiting at the anchorage when early, later when
+        delayed; it is on its rotation when the data begin."""
+        rng = self.rng
+        code, hour, stay = service[0]
+        here = code
+        position = self.berth(code)
+        t = -WEEK + phase + hour * HOUR
+        segments = [Segment(t, t + stay * HOUR, "moored", position[None], 0, 5)]
+        t += stay * HOUR
+        weeks = int(self.horizon // WEEK) + 1
+        schedule = [(w, *call) for w in range(-1, weeks + 1) for call in service][1:]
+        for week, to, hour, stay in schedule:
+            if t >= self.horizon:
+                break
+            path = self.route(position, here, to, None)
+            leg = self.sail(t, path, rng.uniform(11.5, 13))
+            window = week * WEEK + phase + hour * HOUR + rng.exponential(2 * HOUR)
+            early = window - leg.end - HOUR  # about an hour from the approach to the berth
+            segments += [leg, *self.arrive(leg.end, path[-1], to, early if early > HOUR else 0)]
+            t = segments[-1].end
+            dwell = stay * HOUR * rng.uniform(0.85, 1.1)
+            here, position = to, segments[-1].path[-1]
+            segments.append(Segment(t, t + dwell, "moored", position[None], 0, 5))
+            t += dwell
         return segments
 
     def transit(self) -> list[Segment]:
@@ -287,6 +375,8 @@ class Voyages:
         segments: list[Segment] = []
         t = -24 * HOUR
         for day in range(int(self.horizon // (24 * HOUR)) + 1):
+            if day % 7 == 4:
+                continue  # Friday: the boats stay in port (the data begin on a Monday)
             departure = day * 24 * HOUR + rng.uniform(0, 2) * HOUR  # 03:00-05:00 local
             segments.append(Segment(t, departure, "moored", berth[None], 0, 0))
             ground = self.approach(home, rng.uniform(1.2, 2.2)) + rng.normal(0, 0.05, 2)
@@ -299,6 +389,28 @@ class Voyages:
             back = self.sail(fish.end, leg, rng.uniform(6, 8))
             segments += [out, fish, back]
             t = back.end
+        return segments
+
+    def sailing(self) -> list[Segment]:
+        """A yacht: day sails off its home port at weekends (and now and then midweek); its
+        transponder is on only from an hour before it casts off to an hour after it is back."""
+        rng = self.rng
+        home = str(rng.choice(["KELAU", "KEMBA", "TZZNZ"]))
+        berth = self.berth(home)
+        segments: list[Segment] = []
+        for day in range(int(self.horizon // (24 * HOUR)) + 1):
+            if day % 7 < 5 and rng.uniform() > 0.1:
+                continue
+            departure = day * 24 * HOUR + rng.uniform(5, 8) * HOUR  # 08:00-11:00 local
+            offing = self.approach(home, 0.5)
+            loop = [self.approach(home, rng.uniform(0.8, 1.6)) + rng.normal(0, 0.03, 2)]
+            loop.append(loop[0] + rng.normal(0, 0.04, 2))
+            trip = self.sail(departure, np.array([berth, offing, *loop, offing, berth]), 5)
+            segments += [
+                Segment(departure - HOUR, departure, "moored", berth[None], 0, 5),
+                trip,
+                Segment(trip.end, trip.end + HOUR, "moored", berth[None], 0, 5),
+            ]
         return segments
 
     def tug(self) -> list[Segment]:
@@ -322,8 +434,7 @@ def _sample(segments: list[Segment], rng: np.random.Generator, horizon: float):
     for seg in segments:
         if seg.kind == "absent" or seg.end <= 0 or seg.start >= horizon:
             continue
-        moving = seg.kind in ("sail", "fishing")
-        low, high = (50, 130) if moving else (150, 380)
+        low, high = INTERVALS[seg.kind]
         span = seg.end - seg.start
         n = int(span / ((low + high) / 2)) + 2
         times = seg.start + np.cumsum(rng.uniform(low, high, n))
@@ -361,28 +472,17 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
     import pandas as pd
     import shapely
 
+    if scale.ais_days % 7:
+        raise ValueError(f"ais_days={scale.ais_days}: the AIS sample covers whole weeks")
     rng = rng_for(seed, "ais")
     horizon = scale.ais_days * 24 * HOUR
     voyages = Voyages(rng, horizon)
-    n = scale.ais_vessels
-    mix = [
-        (70, 0.25),
-        (71, 0.05),
-        (80, 0.12),
-        (81, 0.03),
-        (-70, 0.15),
-        (60, 0.08),
-        (30, 0.17),
-        (52, 0.05),
-        (36, 0.10),
-    ]
-    codes = np.array([c for c, _ in mix])
-    probs = np.array([p for _, p in mix])
-    kinds = rng.choice(codes, size=n, p=probs / probs.sum())
+    fleet = _fleet(scale.ais_vessels)
+    order = rng.permutation(len(fleet))
     registry, frames = [], []
     used_mmsi: set[int] = set()
-    for i, kind in enumerate(kinds):
-        ship_type = abs(int(kind))
+    liners = fishing_boats = 0
+    for i, (role, ship_type) in enumerate(fleet[k] for k in order):
         small = ship_type in (30, 36, 52)
         flag = (
             str(rng.choice(["KE", "TZ"]))
@@ -393,16 +493,18 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
         while mmsi in used_mmsi:
             mmsi += 1
         used_mmsi.add(mmsi)
-        if kind == -70:
-            timeline = voyages.transit()
-        elif ship_type in (70, 71, 80, 81):
+        if role == "liner":
+            # The first ship of each service keeps its timetable; more ships sail a day later.
+            phase = liners // len(SERVICES) * 24 * HOUR
+            timeline = voyages.liner(SERVICES[liners % len(SERVICES)], phase)
+            liners += 1
+        elif role == "surge":
+            arrive = SURGE_WEEK * WEEK + rng.uniform(0, 3) * 24 * HOUR
+            timeline = voyages.trader(ship_type, arrive, calls=2)
+        elif role == "tramp":
             timeline = voyages.trader(ship_type)
-        elif ship_type == 60:
-            timeline = voyages.ferry()
-        elif ship_type == 52:
-            timeline = voyages.tug()
         else:
-            timeline = voyages.fishing()
+            timeline = getattr(voyages, role)()  # transit, ferry, fishing, tug, sailing
         rows = _sample(timeline, rng, horizon)
         if not rows:
             continue
@@ -410,9 +512,10 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
         pos = np.concatenate([r[1] for r in rows])
         keep = rng.uniform(size=len(times)) > 0.03  # lost messages
         keep &= ~((pos[:, 1] > RECEPTION_LON) & (rng.uniform(size=len(times)) < 0.75))
-        if rng.uniform() < 0.25:  # transponder switched off for hours
-            off = rng.uniform(0, horizon)
-            keep &= ~((times > off) & (times < off + rng.uniform(3, 12) * HOUR))
+        for _ in range(int(horizon // WEEK) or 1):
+            if rng.uniform() < 0.25:  # transponder switched off for hours
+                off = rng.uniform(0, horizon)
+                keep &= ~((times > off) & (times < off + rng.uniform(3, 12) * HOUR))
         frame = pd.DataFrame(
             {
                 "mmsi": np.full(len(times), mmsi, dtype="int64"),
@@ -431,8 +534,10 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
         if small:
             frame["heading"] = np.int16(511)  # class B transponders: heading not available
         frames.append(frame)
-        if ship_type == 30 and i % 7 == 3:
-            continue  # unregistered fishing boats
+        if ship_type == 30:
+            fishing_boats += 1
+            if fishing_boats % 5 == 2:
+                continue  # unregistered fishing boats
         registry.append(_vessel(rng, i, mmsi, ship_type, flag, small))
     positions = pd.concat(frames, ignore_index=True)
     stamp = pd.Timestamp(START) + pd.to_timedelta(np.floor(positions["timestamp"]), unit="s")
@@ -457,6 +562,20 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
     shapes = [shapely.Polygon(_port_polygon(p, rng)) for p in PORTS]
     records = [{"port_id": p[0], "name": p[1], "country": p[2]} for p in PORTS]
     write_geojson(records, shapes, out / "ais" / "ports" / "ports.geojson")
+
+
+def _fleet(n: int) -> list[tuple[str, int]]:
+    """``n`` vessels as (role, ship type), in :data:`FLEET`'s shares (largest remainders)."""
+    shares = np.array([share for _, _, share in FLEET])
+    exact = n * shares / shares.sum()
+    counts = np.floor(exact).astype(int)
+    for k in np.argsort(-(exact - counts), kind="stable")[: n - counts.sum()]:
+        counts[k] += 1
+    return [
+        (role, ship_type)
+        for (role, ship_type, _), c in zip(FLEET, counts, strict=True)
+        for _ in range(c)
+    ]
 
 
 def _flag_weights() -> list[float]:
