@@ -29,7 +29,7 @@ from .settings import (
     settings_to_yaml,
 )
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("statbox.certify.cli",)
 """Modules that add command groups: each has ``register(commands)`` taking the top-level
 subparsers and adding one group whose leaf parsers ``set_defaults(func=...)``; a ``func``
 takes the parsed arguments and returns an exit code, raising StatboxError for errors."""
