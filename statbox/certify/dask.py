@@ -34,7 +34,12 @@ _lock = threading.Lock()
 
 
 def execute_on_worker(
-    notebook_json: str, trainee: str, limits: dict[str, int], data_root: str, catalog: str | None
+    notebook_json: str,
+    trainee: str,
+    snapshot: str,
+    limits: dict[str, int],
+    data_root: str,
+    catalog: str | None,
 ) -> dict[str, Any]:
     """Run one prepared notebook on this worker; plain data in and out (no pickled classes
     of the grader's, so the worker needs only Statbox installed)."""
@@ -54,13 +59,16 @@ def execute_on_worker(
                 catalog=Path(catalog) if catalog else None,
             )
             _executors[key] = executor
-    execution = executor(nbformat.reads(notebook_json, as_version=4), Submission(trainee, b""))
+    nb = nbformat.reads(notebook_json, as_version=4)
+    execution = executor(nb, Submission(trainee, b""), snapshot)
     return {
         "notebook": nbformat.writes(execution.notebook),
         "stopped": execution.stopped,
         "timed_out_cells": execution.timed_out_cells,
         "output_dropped": execution.output_dropped,
         "seconds": execution.seconds,
+        "snapshot": execution.snapshot,
+        "snapshot_cell": execution.snapshot_cell,
         "backend": executor.backend.name,
     }
 
@@ -96,11 +104,12 @@ class DaskExecutor:
         self.client = self.cluster.get_client()
         self.backends: set[str] = set()
 
-    def __call__(self, nb: NotebookNode, submission: Submission) -> Execution:
+    def __call__(self, nb: NotebookNode, submission: Submission, snapshot: str = "") -> Execution:
         future = self.client.submit(
             execute_on_worker,
             nbformat.writes(nb),
             submission.trainee,
+            snapshot,
             asdict(self.limits),
             str(self.data_root),
             str(self.catalog) if self.catalog else None,
@@ -119,6 +128,8 @@ class DaskExecutor:
             timed_out_cells=result["timed_out_cells"],
             output_dropped=result["output_dropped"],
             seconds=result["seconds"],
+            snapshot=result["snapshot"],
+            snapshot_cell=result["snapshot_cell"],
         )
 
     def close(self) -> None:

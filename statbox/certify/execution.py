@@ -20,31 +20,42 @@ it returns, the kernel and every process it started are gone.
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import json
+import logging
 import os
 import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from queue import Empty
 from typing import Any
 
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.exceptions import CellExecutionComplete, CellTimeoutError, DeadKernelError
+from nbclient.util import ensure_async
 from nbformat import NotebookNode
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import Engine
 from papermill.execute import prepare_notebook_metadata
 from traitlets import Any as AnyTrait
-from traitlets import Integer
+from traitlets import Integer, Unicode
 
 from .isolation import IsolationBackend, Job, kill_all, stray_processes
 
 OUTPUT_TYPES = {"stream", "display_data", "execute_result", "error", "update_display_data"}
 ROLE_KEY = "statbox"
+SNAPSHOT_VARIABLE = "__statbox_snapshot__"
+SNAPSHOT_TIMEOUT = 5.0
 """Cell metadata key marking the cells the grader adds (``{"role": "answers"}``)."""
+
+
+class KernelStopped(Exception):
+    """The kernel no longer answers: the run ends here (the message is the reason)."""
 
 
 class IsolatedKernelManager(AsyncKernelManager):
@@ -97,6 +108,14 @@ class IsolatedKernelManager(AsyncKernelManager):
         process = getattr(self.provisioner, "process", None)
         return process.pid if process is not None else None
 
+    def reap(self) -> None:
+        process = getattr(self.provisioner, "process", None)
+        if process is not None:
+            try:
+                process.wait(timeout=10)
+            except Exception:  # still there after SIGKILL: leave it to the sweep
+                pass
+
     def kill_now(self) -> None:
         """Kill the kernel and everything in its sandbox at once (any thread)."""
         pid = self.sandbox_pid
@@ -113,6 +132,7 @@ class GradingClient(PapermillNotebookClient):
 
     output_limit = Integer(1024**2, help="Bytes of cell output kept; the rest is dropped.")
     answers_limit = Integer(1024**2, help="Bytes the answers cell may print.")
+    snapshot_code = Unicode("", help="Code storing the answers' JSON in __statbox_snapshot__.")
 
     def __init__(self, nb_man: Any, **kw: Any):
         super().__init__(nb_man, **kw)
@@ -121,6 +141,9 @@ class GradingClient(PapermillNotebookClient):
         self.output_dropped = 0
         self.timed_out_cells: list[int] = []
         self.current_cell = -1
+        self.invalid_messages = 0
+        self.snapshot: dict[str, Any] | None = None
+        self.snapshot_cell = -1
 
     def process_message(self, msg: dict[str, Any], cell: NotebookNode, cell_index: int) -> Any:
         if msg["msg_type"] in OUTPUT_TYPES:
@@ -141,11 +164,7 @@ class GradingClient(PapermillNotebookClient):
     async def _async_handle_timeout(
         self, timeout: int, cell: NotebookNode | None = None
     ) -> dict[str, Any] | None:
-        km = self.km
-        if isinstance(km, IsolatedKernelManager) and km.sandbox_pid is not None:
-            kernel = _kernel_process(km.sandbox_pid)
-            if kernel is not None:
-                kill_all(stray_processes(kernel, None))
+        self._kill_strays()
         self.timed_out_cells.append(self.current_cell)
         return await super()._async_handle_timeout(timeout, cell)
 
@@ -153,9 +172,86 @@ class GradingClient(PapermillNotebookClient):
         self, cell: NotebookNode, cell_index: int, *args: Any, **kwargs: Any
     ) -> NotebookNode:
         self.current_cell = cell_index
-        return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
+        result = await super().async_execute_cell(cell, cell_index, *args, **kwargs)
+        if cell.get("cell_type") != "code" or cell.get("metadata", {}).get(ROLE_KEY):
+            return result
+        timed_out = cell_index in self.timed_out_cells
+        if timed_out:
+            self._kill_strays()  # what it started while it was being interrupted
+        wanted = self.snapshot_code and (timed_out or cell.get("source", "").strip())
+        if wanted and not await self._snapshot(cell_index) and timed_out:
+            raise KernelStopped(
+                f"the kernel stopped responding after cell {cell_index + 1} was "
+                "interrupted at the cell time limit"
+            )
+        return result
+
+    async def _snapshot(self, cell_index: int) -> bool:
+        """Read the answers as they stand (a silent request, like a front end's variable
+        inspector), so a kernel that dies later keeps the credit already earned; False if
+        the kernel did not answer in time."""
+        assert self.kc is not None
+        msg_id = self.kc.execute(
+            self.snapshot_code,
+            silent=True,
+            store_history=False,
+            user_expressions={"answers": SNAPSHOT_VARIABLE},
+            stop_on_error=False,
+        )
+        deadline = time.monotonic() + SNAPSHOT_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=0.5))
+            except Empty:
+                continue
+            except ValueError:
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            value = msg["content"].get("user_expressions", {}).get("answers", {})
+            text = value.get("data", {}).get("text/plain", "") if isinstance(value, dict) else ""
+            if isinstance(text, str) and len(text) <= self.answers_limit:
+                try:
+                    answers = json.loads(ast.literal_eval(text))
+                except (ValueError, SyntaxError, TypeError):
+                    answers = None
+                if isinstance(answers, dict):
+                    self.snapshot = answers
+                    self.snapshot_cell = cell_index
+            return True
+        return False
+
+    def _kill_strays(self) -> None:
+        km = self.km
+        if isinstance(km, IsolatedKernelManager) and km.sandbox_pid is not None:
+            kernel = _kernel_process(km.sandbox_pid)
+            if kernel is not None:
+                kill_all(stray_processes(kernel, None))
+
+    async def _async_poll_output_msg(
+        self, parent_msg_id: str, cell: NotebookNode, cell_index: int
+    ) -> None:
+        # nbclient's loop, except that a message the session cannot verify (a kernel that
+        # ran out of memory while sending, or worse) is dropped instead of ending the run.
+        assert self.kc is not None
+        while True:
+            try:
+                msg = await ensure_async(self.kc.iopub_channel.get_msg(timeout=None))
+            except ValueError:
+                self.invalid_messages += 1
+                continue
+            if msg["parent_header"].get("msg_id") == parent_msg_id:
+                try:
+                    self.process_message(msg, cell, cell_index)
+                except CellExecutionComplete:
+                    return
 
     execute_cell = run_sync(async_execute_cell)
+
+
+_QUIET = logging.getLogger("statbox.certify.nbclient")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False  # a dying kernel is the trainee's reason, not the operator's log
 
 
 class GradingEngine(Engine):
@@ -165,7 +261,11 @@ class GradingEngine(Engine):
     @classmethod
     def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, **kwargs: Any) -> Any:
         client_ready = kwargs.pop("client_ready")
-        client = GradingClient(nb_man, kernel_name=kernel_name, **kwargs)
+        # papermill's names for nbclient's (as its NBClientEngine maps them)
+        kwargs["timeout"] = kwargs.pop("execution_timeout", None)
+        kwargs["startup_timeout"] = kwargs.pop("start_timeout", 60)
+        kwargs.pop("input_path", None)
+        client = GradingClient(nb_man, kernel_name=kernel_name, log=_QUIET, **kwargs)
         client_ready(client)
         return client.execute()
 
@@ -180,10 +280,17 @@ class Execution:
     timed_out_cells: list[int] = field(default_factory=list)
     output_dropped: int = 0
     seconds: float = 0.0
+    snapshot: dict[str, Any] | None = None
+    """The answers as read after the last cell that completed (None: never read)."""
+    snapshot_cell: int = -1
 
 
-def execute(nb: NotebookNode, job: Job, backend: IsolationBackend) -> Execution:
-    """Run ``nb`` (already prepared) for ``job`` isolated by ``backend``."""
+def execute(
+    nb: NotebookNode, job: Job, backend: IsolationBackend, snapshot_code: str = ""
+) -> Execution:
+    """Run ``nb`` (already prepared) for ``job`` isolated by ``backend``; with
+    ``snapshot_code`` (see :func:`statbox.certify.notebook.answers_code`), the answers are
+    also read after every cell."""
     limits = job.limits
     nb = prepare_notebook_metadata(nb, "submission.ipynb", "graded.ipynb")
     km = IsolatedKernelManager(job, backend)
@@ -218,13 +325,16 @@ def execute(nb: NotebookNode, job: Job, backend: IsolationBackend) -> Execution:
                 "traceback": [],
             },
             shutdown_kernel="immediate",
-            iopub_timeout=10,
+            iopub_timeout=4,
             raise_on_iopub_timeout=False,
             output_limit=limits.output,
+            snapshot_code=snapshot_code,
             client_ready=lambda client: holder.setdefault("client", client),
         )
     except DeadKernelError:
         stopped = _death_reason(job, limits, expired.is_set())
+    except KernelStopped as exc:
+        stopped = str(exc)
     except CellTimeoutError as exc:
         stopped = f"stopped: {exc}".splitlines()[0][:200]
     except Exception as exc:  # the kernel did not start, or the connection broke
@@ -239,14 +349,35 @@ def execute(nb: NotebookNode, job: Job, backend: IsolationBackend) -> Execution:
     finally:
         timer.cancel()
         km.kill_now()
-    client = holder.get("client")
+        # Given its kernel manager, nbclient leaves the cleaning up to its owner: reap the
+        # sandbox process, close the channels and the control socket.
+        client = holder.get("client")
+        km.reap()
+        if client is not None and client.kc is not None:
+            client.kc.stop_channels()
+        run_sync(km.cleanup_resources)()
+        _close_thread_loop()
     return Execution(
         notebook=nb,
         stopped=stopped,
         timed_out_cells=list(client.timed_out_cells) if client else [],
         output_dropped=client.output_dropped if client else 0,
         seconds=time.monotonic() - started,
+        snapshot=client.snapshot if client else None,
+        snapshot_cell=client.snapshot_cell if client else -1,
     )
+
+
+def _close_thread_loop() -> None:
+    """Close the event loop jupyter_core's ``run_sync`` made for this thread: it would
+    outlive a grading thread unclosed (a new one is made on the next call)."""
+    import jupyter_core.utils
+
+    holder = getattr(jupyter_core.utils, "_loop", None)
+    loop = holder.get() if holder is not None else None
+    if loop is not None and not loop.is_running() and not loop.is_closed():
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 def _death_reason(job: Job, limits: Any, expired: bool) -> str:

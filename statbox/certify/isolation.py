@@ -305,7 +305,7 @@ def backend_class(name: str) -> type[IsolationBackend]:
 
 
 def stray_processes(kernel_pid: int | None, uid: int | None) -> list[Any]:
-    """Processes a graded kernel left behind: its descendants, and (sandbox) anything else
+    """Processes a graded kernel left running: its descendants, and (sandbox) anything else
     running under the slot's uid, which only graded kernels ever use."""
     import psutil
 
@@ -323,7 +323,8 @@ def stray_processes(kernel_pid: int | None, uid: int | None) -> list[Any]:
                     found[process.pid] = process
             except psutil.Error:
                 continue
-    return list(found.values())
+    # A zombie runs nothing: it waits for init to reap it (a sandbox's orphans go there).
+    return [p for p in found.values() if _running(p)]
 
 
 def kill_all(processes: list[Any], timeout: float = 5.0) -> None:

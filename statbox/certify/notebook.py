@@ -24,7 +24,7 @@ from papermill.parameterize import parameterize_notebook
 from ..courses.notebooks import PARAMETERS_TAG, cell_tags
 from ..courses.results import plain
 from ..yamlfile import IDENTIFIER
-from .execution import ROLE_KEY
+from .execution import ROLE_KEY, SNAPSHOT_VARIABLE
 
 PROTECTED_TAG = "protected"
 INJECTED_TAG = "injected-parameters"
@@ -203,17 +203,24 @@ def _without_annotations(function: Any) -> str:
 _PLAIN_SOURCE = _without_annotations(plain)
 
 
-def add_answers_cell(nb: NotebookNode, variables: list[str]) -> NotebookNode:
-    """Append the grader's last cell: it displays each answer variable as plain JSON data
-    (``statbox.courses.results.plain``, inlined: the kernel needs nothing of Statbox)."""
+def answers_code(variables: list[str], snapshot: bool = False) -> str:
+    """Code that collects each answer variable as plain JSON data
+    (``statbox.courses.results.plain``, inlined: the kernel needs nothing of Statbox) and
+    displays it, or (``snapshot``) stores the JSON in ``__statbox_snapshot__`` for a
+    silent request to read back."""
     for name in variables:
         if not IDENTIFIER.fullmatch(name):
             raise BadParameterName(f"{name!r} is not a Python identifier: refused")
-    source = "\n".join(
+    last = (
+        f"{SNAPSHOT_VARIABLE} = __import__('json').dumps(__statbox_answers__({variables!r}))"
+        if snapshot
+        else f"__import__('IPython.display').display.display("
+        f"{{{ANSWERS_MIME!r}: __statbox_answers__({variables!r})}}, raw=True)"
+    )
+    return "\n".join(
         [
             "def __statbox_answers__(names):",
             "    import json",
-            "    from IPython.display import display",
             *("    " + line for line in _PLAIN_SOURCE.splitlines()),
             "    space = globals()",
             "    found = {}",
@@ -223,11 +230,15 @@ def add_answers_cell(nb: NotebookNode, variables: list[str]) -> NotebookNode:
             "                found[name] = json.loads(json.dumps(plain(space[name]), default=str))",
             "            except Exception:",
             "                found[name] = None",
-            f"    display({{{ANSWERS_MIME!r}: found}}, raw=True)",
-            f"__statbox_answers__({variables!r})",
+            "    return found",
+            last,
         ]
     )
-    cell = nbformat.v4.new_code_cell(source)
+
+
+def add_answers_cell(nb: NotebookNode, variables: list[str]) -> NotebookNode:
+    """Append the grader's last cell, which displays the answers (see :func:`answers_code`)."""
+    cell = nbformat.v4.new_code_cell(answers_code(variables))
     cell.metadata[ROLE_KEY] = {"role": "answers"}
     cell.metadata["tags"] = []
     cell.metadata["papermill"] = {}

@@ -111,8 +111,9 @@ class GradingState:
     grader_error: bool = False
 
 
-Executor = Callable[[NotebookNode, Submission], Execution]
-"""Runs a prepared notebook for a submission (locally in a sandbox, or on a Dask worker)."""
+Executor = Callable[[NotebookNode, Submission, str], Execution]
+"""Runs a prepared notebook for a submission, with the answers' snapshot code (locally in
+a sandbox, or on a Dask worker)."""
 
 
 class Step:
@@ -171,17 +172,24 @@ class Execute(Step):
         assert state.notebook is not None and self.executor is not None
         variables = [task.answer_variable for task in state.exercise.exercise.tasks]
         prepared = nbops.add_answers_cell(nbops.papermill_ready(state.notebook), variables)
-        execution = self.executor(prepared, state.submission)
+        snapshot = nbops.answers_code(variables, snapshot=True)
+        execution = self.executor(prepared, state.submission, snapshot)
         state.execution = execution
         state.notebook = execution.notebook
         answers = nbops.read_answers(execution.notebook)
+        if answers is None and execution.snapshot is not None:
+            answers = execution.snapshot
+            state.notes.append(
+                f"answers as they stood after cell {execution.snapshot_cell + 1}, the last "
+                "one before the end"
+            )
         by_variable = answers or {}
         state.answers = {
             task.id: by_variable.get(task.answer_variable) for task in state.exercise.exercise.tasks
         }
         if execution.stopped:
             state.notes.append(execution.stopped)
-        elif answers is None:
+        if answers is None and not execution.stopped:
             state.notes.append(
                 "the answers could not be read (did the notebook replace display or globals?)"
             )

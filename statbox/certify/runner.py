@@ -173,7 +173,7 @@ class LocalExecutor:
             env["STATBOX_CATALOG"] = str(self.catalog)
         return env
 
-    def __call__(self, nb: NotebookNode, submission: Submission) -> Execution:
+    def __call__(self, nb: NotebookNode, submission: Submission, snapshot: str = "") -> Execution:
         slot = self.slots.get()
         job = Job.create(slot, self.limits, hidden=self.hidden, data_root=self.data_root)
         try:
@@ -181,7 +181,7 @@ class LocalExecutor:
             for path in self.inputs:
                 shutil.copyfile(path, job.root / "inputs" / path.name)
             kill_all(stray_processes(None, self.backend.uid(job)))  # a crashed run's leftovers
-            return execute(nb, job, self.backend)
+            return execute(nb, job, self.backend, snapshot)
         finally:
             kill_all(stray_processes(None, self.backend.uid(job)))
             job.remove()
@@ -270,7 +270,7 @@ def run(
     setup: GradingSetup,
     options: RunOptions,
     progress: bool = True,
-    executor: Callable[[NotebookNode, Submission], Execution] | None = None,
+    executor: Callable[[NotebookNode, Submission, str], Execution] | None = None,
 ) -> RunSummary:
     """Grade a cohort; see the module docstring."""
     exercise, submissions = prepare(setup, options)

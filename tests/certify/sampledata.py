@@ -19,9 +19,9 @@ def write_sample_data(data_root: Path) -> Path:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["shop", "week", "price"])
-        for shop in SHOPS:
+        for index, shop in enumerate(SHOPS):
             peak = rng.choice(list(WEEKS))
             for week in WEEKS:
-                price = round(90 + rng.random() * 10 + (25 if week == peak else 0), 2)
+                price = round(60 + 12 * index + rng.random() * 5 + (20 if week == peak else 0), 2)
                 writer.writerow([shop, week, price])
     return path
