@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import contextlib
 import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -111,10 +113,9 @@ class IsolatedKernelManager(AsyncKernelManager):
     def reap(self) -> None:
         process = getattr(self.provisioner, "process", None)
         if process is not None:
-            try:
+            # still there 10 s after SIGKILL: leave it to the sweep
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=10)
-            except Exception:  # still there after SIGKILL: leave it to the sweep
-                pass
 
     def kill_now(self) -> None:
         """Kill the kernel and everything in its sandbox at once (any thread)."""

@@ -108,6 +108,7 @@ def restore_protected(
     ids). A trainee cell carrying a tag only the grader sets loses the tag.
     """
     locked = [(i, c) for i, c in enumerate(template.cells) if _locked(c)]
+    template_ids = {c.get("id"): i for i, c in enumerate(template.cells) if c.get("id")}
     by_id = {c.get("id"): i for i, c in locked if c.get("id")}
     unmatched = [i for i, _ in locked]
     placed: dict[int, int] = {}  # template index -> position in the result
@@ -140,6 +141,9 @@ def restore_protected(
             cells.append(_fresh(original))
             continue
         own = _fresh(cell)
+        same = template_ids.get(cell.get("id"))
+        if same is not None and same not in placed:
+            placed[same] = len(cells)  # the trainee's version of an answer cell
         tags = cell_tags(own)
         if GRADER_TAGS & set(tags):
             own.metadata["tags"] = [t for t in tags if t not in GRADER_TAGS]

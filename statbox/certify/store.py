@@ -29,7 +29,7 @@ from sqlalchemy import (
     create_engine,
     select,
 )
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from ..errors import BadInput, EnvironmentProblem
@@ -118,6 +118,8 @@ class ResultsStore:
         try:
             self.engine = create_engine(url, future=True)
             Base.metadata.create_all(self.engine)
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise BadInput(f"results store {self._shown()}: {str(exc).splitlines()[0]}") from None
         except SQLAlchemyError as exc:
             raise EnvironmentProblem(
                 f"results store {self._shown()}: {exc.__class__.__name__}: "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
+import json
 import os
 import re
 import secrets
@@ -133,19 +134,19 @@ def personalise_notebook(
 def make_personaliser(loaded: LoadedCourse, secret: bytes) -> Personalise:
     """The publisher's ``personalise(trainee, notebook_json) -> notebook_json`` hook for this
     course: it writes the trainee's variant into their copy of the exercise template.
-    A notebook without the variant's parameters (a lesson) is returned unchanged."""
+    Any other notebook (a lesson, even one with the same parameters) is returned unchanged."""
     exercise = loaded.course.exercise
+    template = None
+    if exercise is not None:
+        template = [
+            source_of(c) for c in json.loads(loaded.path(exercise.notebook).read_text())["cells"]
+        ]
 
     def personalise(trainee: str, notebook_json: dict[str, Any]) -> dict[str, Any]:
         if exercise is None or not exercise.variant:
             return notebook_json
-        try:
-            _, cell = parameters_cell(notebook_json)
-            declared = parse_parameters(source_of(cell))
-        except ValueError:
-            return notebook_json
-        if not set(exercise.variant) <= set(declared):
-            return notebook_json
+        if [source_of(c) for c in notebook_json.get("cells", [])] != template:
+            return notebook_json  # a lesson, or not the template as published
         parameters = parameters_for(loaded, trainee, secret)
         record = {"trainee": trainee, "course": loaded.id, "exercise": exercise_id(exercise)}
         return personalise_notebook(notebook_json, parameters, record)

@@ -130,8 +130,14 @@ def with_cell(notebook: Path | bytes, source: str) -> bytes:
     text = notebook.read_bytes() if isinstance(notebook, Path) else notebook
     nb = json.loads(text)
     nb["cells"].append(
-        {"cell_type": "code", "id": "appended", "metadata": {}, "source": source,
-         "outputs": [], "execution_count": None}
+        {
+            "cell_type": "code",
+            "id": "appended",
+            "metadata": {},
+            "source": source,
+            "outputs": [],
+            "execution_count": None,
+        }
     )
     return json.dumps(nb).encode()
 

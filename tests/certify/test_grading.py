@@ -84,9 +84,10 @@ def test_regrading_the_same_submission_is_idempotent(grading):
     assert changed.attempts[0].total == 10
     store = ResultsStore(default_url(grading.state_dir))
     assert len(store.attempts(trainee="alice")) == 2  # a new submission is a new attempt
-    assert store.latest("default", "sample-course")[0].submission_hash == hashlib.sha256(
-        with_cell(SOLUTION, "# one more look")
-    ).hexdigest()
+    assert (
+        store.latest("default", "sample-course")[0].submission_hash
+        == hashlib.sha256(with_cell(SOLUTION, "# one more look")).hexdigest()
+    )
     store.close()
 
 
