@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import contextlib
 import json
 import logging
 import os
