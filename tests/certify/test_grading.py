@@ -116,7 +116,7 @@ def hostile_batch(tmp_path_factory, data_root):
     root = tmp_path_factory.mktemp("hostile")
     write_secret(root / "state")
     # Generous limits: the machine may be busy, and a flood must fit in one cell's time.
-    grading = Grading(root, data_root, time_limit=45, cell_time_limit=10)
+    grading = Grading(root, data_root, time_limit=60, cell_time_limit=15)
     before = {p: p.read_bytes() for p in data_root.rglob("*") if p.is_file()}
     notebooks = {}
     for name in _corpus():
