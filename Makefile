@@ -21,7 +21,7 @@ help:
 
 # Debian/Ubuntu packages the sandbox needs, each with the check that says it is there.
 SYSTEM_PACKAGES := 'python3-venv=$(PYTHON) -m ensurepip --version' 'nodejs=command -v node' \
-	'npm=command -v npm'
+	'npm=command -v npm' 'chromium=test -x /usr/bin/chromium'
 
 $(BIN)/statbox: pyproject.toml requirements/constraints.txt
 	@test -n "$(PYTHON)" || { echo "Python >= 3.11 is needed: apt-get install python3 python3-venv"; exit 3; }
@@ -41,6 +41,7 @@ $(PROXY): package.json package-lock.json
 install: $(BIN)/statbox $(PROXY)
 
 up: install
+	$(BIN)/statbox catalog samples --if-missing
 	$(BIN)/statbox up $(ARGS)
 
 test: install

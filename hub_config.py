@@ -1,7 +1,8 @@
 """JupyterHub configuration for every Statbox mode: ``jupyterhub -f hub_config.py``.
 
 Thin on purpose: the runtime comes from ``$STATBOX_RUNTIME`` and the secrets from the
-environment (both set by ``statbox up``); :func:`statbox.hub.configure_hub` does the rest.
+environment (both set by ``statbox up``, or by the Helm chart on Kubernetes);
+:func:`statbox.hub.configure_hub` does the rest.
 """
 
 from statbox.hub import configure_hub

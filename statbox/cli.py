@@ -29,7 +29,13 @@ from .settings import (
     settings_to_yaml,
 )
 
-COMMAND_MODULES: tuple[str, ...] = ("statbox.certify.cli",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "statbox.catalog.cli",
+    "statbox.courses.cli",
+    "statbox.kubernetes",
+    "statbox.backup",
+    "statbox.certify.cli",
+)
 """Modules that add command groups: each has ``register(commands)`` taking the top-level
 subparsers and adding one group whose leaf parsers ``set_defaults(func=...)``; a ``func``
 takes the parsed arguments and returns an exit code, raising StatboxError for errors."""
@@ -105,6 +111,18 @@ def _print_welcome(stack: Any) -> None:
     settings = stack.loaded.settings
     from .roles import users_with_role
 
+    if settings.auth.type != "shared-password":
+        from .hub import hub_public_url
+
+        print(
+            f"\nStatbox is running at {stack.url}\n"
+            f"  Sign-in: {settings.auth.type} (callback to register with the provider: "
+            f"{hub_public_url(stack.runtime)}/hub/oauth_callback)\n"
+            f"  Logs: {stack.state_dir / 'logs'}   Stop: Ctrl-C\n",
+            flush=True,
+        )
+        return
+
     staff = sorted(users_with_role(settings, "instructor", "admin"))
 
     def shown(name: str, env: str) -> str:
@@ -163,35 +181,22 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_roles_explain(args: argparse.Namespace) -> int:
-    from .names import is_valid_username
-    from .roles import groups_for, resolve_role
+    from .names import describe, is_valid_group, is_valid_username
+    from .roles import explain
 
     if not is_valid_username(args.user):
         raise errors.BadInput(
-            f"{args.user[:64]!r} is not a valid username: lower-case letters, digits, . _ - "
+            f"{describe(args.user)} is not a valid username: lower-case letters, digits, . _ - "
             "(at most 63, starting with a letter or digit)"
         )
-    settings = _load(args).settings
-    groups = groups_for(settings, args.user, args.groups)
-    resolution = resolve_role(settings, args.user, groups)
-    role = settings.role(resolution.role)
-    limits = role.dask
-    print(f"user:   {args.user}")
-    print(f"groups: {', '.join(groups)}")
-    print(f"role:   {resolution.role} ({resolution.reason})")
-    print(
-        f"server: {role.server.cpu:g} CPU, {role.server.memory / 1024**3:g} GiB; "
-        f"idle stop after {role.idle_timeout} s"
-    )
-    print(f"images: {', '.join(role.images)}")
-    print(
-        f"dask:   up to {limits.max_workers} workers of <= {limits.max_worker_cores:g} cores and "
-        f"<= {limits.max_worker_memory / 1024**3:g} GiB; idle stop after {limits.idle_timeout} s"
-    )
-    print(
-        f"data:   levels {', '.join(level.value for level in role.data.levels)}; "
-        f"restricted: {', '.join(role.data.restricted) or 'none'}"
-    )
+    bad = [group for group in args.groups if not is_valid_group(group)]
+    if bad:
+        raise errors.BadInput(
+            f"--groups {describe(bad[0])}: not a group name an identity provider may send "
+            "(letters, digits, space . _ : / @ -, at most 128)"
+        )
+    for label, value in explain(_load(args).settings, args.user, args.groups):
+        print(f"{label + ':':<15} {value}")
     return ExitCode.OK
 
 

@@ -1,8 +1,11 @@
 """Secrets a stack needs, resolved explicit -> stored -> generated.
 
-Each secret comes from its environment variable, else the settings (passwords only), else a
-file in ``<state>/secrets`` (directory 0700, files 0600), else it is generated and stored
-there. Generated passwords are reported once, on the run that created them.
+Each secret comes from its environment variable, else the settings (passwords and the OAuth
+client secret only), else a file in ``<state>/secrets`` (directory 0700, files 0600), else it
+is generated and stored there. Generated passwords are reported once, on the run that created
+them. Which secrets are needed follows the kind of sign-in: the class and admin passwords for
+the shared password, the client secret the identity provider issued for OIDC and GitHub
+(never generated: a missing one is reported before anything is written).
 """
 
 from __future__ import annotations
@@ -30,6 +33,24 @@ GENERATORS = {
     "gateway_token": lambda: secrets.token_hex(32),
     "gateway_encrypt_key": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
 }
+"""Secrets Statbox can make itself. The OAuth client secret is not among them: the identity
+provider issues it."""
+
+SECRETS_BY_AUTH = {
+    "shared-password": ("user_password", "admin_password"),
+    "oidc": ("oauth_client_secret",),
+    "github": ("oauth_client_secret",),
+}
+"""The secrets each kind of sign-in needs, beyond the gateway's, which every stack needs."""
+
+GATEWAY_SECRETS = ("gateway_token", "gateway_encrypt_key")
+
+SETTINGS_KEYS = {
+    "user_password": "user_password",
+    "admin_password": "admin_password",
+    "oauth_client_secret": "client_secret",
+}
+"""Secrets that may also be written in the settings' ``auth:`` section: name -> key."""
 
 
 @dataclass
@@ -48,37 +69,58 @@ PASSWORD_RULES = {"user_password": 8, "admin_password": 32}
 """Minimum lengths JupyterHub's shared-password authenticator enforces."""
 
 
+def needed_secrets(settings: Settings) -> tuple[str, ...]:
+    """Names of the secrets a stack with these settings needs."""
+    return (*SECRETS_BY_AUTH[settings.auth.type], *GATEWAY_SECRETS)
+
+
 def _explicit(settings: Settings, env: Mapping[str, str], name: str) -> str | None:
     """A secret given by environment or settings (which wins: the environment)."""
-    secret = getattr(settings.auth, name, None) if name in PASSWORD_RULES else None
+    key = SETTINGS_KEYS.get(name)
+    secret = getattr(settings.auth, key, None) if key else None
     return env.get(SECRET_ENV[name]) or (secret.get_secret_value() if secret else None)
 
 
-def password_problems(settings: Settings, environ: Mapping[str, str] | None = None) -> list[str]:
-    """What is wrong with the passwords given explicitly, before anything is written."""
+def secret_problems(
+    settings: Settings, state_dir: Path, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """What is wrong with the secrets, before anything is written: passwords given explicitly
+    that are too short or equal, and secrets Statbox cannot generate that nobody gave."""
     env = os.environ if environ is None else environ
-    given = {name: _explicit(settings, env, name) for name in PASSWORD_RULES}
+    needed = needed_secrets(settings)
+    given = {name: _explicit(settings, env, name) for name in needed}
     problems = [
         f"{SECRET_ENV[name]} (or auth.{name}) must have at least {minimum} characters"
         for name, minimum in PASSWORD_RULES.items()
-        if given[name] is not None and len(given[name] or "") < minimum
+        if name in given and given[name] is not None and len(given[name] or "") < minimum
     ]
-    if given["user_password"] and given["user_password"] == given["admin_password"]:
+    if given.get("user_password") and given["user_password"] == given.get("admin_password"):
         problems.append("the class and admin passwords must differ")
+    for name in needed:
+        stored = state_dir / "secrets" / name
+        if name not in GENERATORS and not given[name] and not stored.exists():
+            problems.append(
+                f"{SECRET_ENV[name]} is not set (nor auth.{SETTINGS_KEYS[name]}, nor {stored}): "
+                f"give the client secret your identity provider issued for auth.client_id"
+            )
     return problems
 
 
 def resolve_credentials(
     settings: Settings, state_dir: Path, environ: Mapping[str, str] | None = None
 ) -> Credentials:
-    """Every secret of the stack; creates ``<state>/secrets`` and missing files."""
+    """Every secret the stack needs; creates ``<state>/secrets`` and missing files.
+
+    Call :func:`secret_problems` first: a secret that cannot be generated and is missing
+    raises KeyError here.
+    """
     env = os.environ if environ is None else environ
     directory = state_dir / "secrets"
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
     values: dict[str, str] = {}
     generated: list[str] = []
-    for name, generate in GENERATORS.items():
+    for name in needed_secrets(settings):
         explicit = _explicit(settings, env, name)
         stored = directory / name
         if explicit:
@@ -86,7 +128,7 @@ def resolve_credentials(
         elif stored.exists():
             values[name] = stored.read_text().strip()
         else:
-            values[name] = generate()
+            values[name] = GENERATORS[name]()
             _write_private(stored, values[name])
             generated.append(name)
     return Credentials(values, generated, directory)

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 from dask_gateway_server.auth import JupyterHubAuthenticator, unauthorized
+from dask_gateway_server.models import User
 from dask_gateway_server.options import Float, Integer, Options
 
 from .hub import GATEWAY_PREFIX, GATEWAY_SERVICE
@@ -21,6 +22,14 @@ from .runtime import Runtime
 from .settings import Role, Settings
 
 GIB = 1024**3
+
+
+class HubAdminAwareUser(User):
+    """A gateway user whom the hub calls an admin may reach (view, scale, stop) any cluster by
+    name, as the admin role may everything; everyone else, only their own clusters."""
+
+    def has_permissions(self, cluster: Any) -> bool:
+        return self.admin or bool(super().has_permissions(cluster))
 
 
 class HubTokenAuthenticator(JupyterHubAuthenticator):
@@ -33,7 +42,8 @@ class HubTokenAuthenticator(JupyterHubAuthenticator):
 
     async def authenticate(self, request: Any) -> Any:
         try:
-            return await super().authenticate(request)
+            user = await super().authenticate(request)
+            return HubAdminAwareUser(user.name, user.groups, user.admin)
         except web.HTTPInternalServerError as exc:
             if "verifying user's JupyterHub API token" in (exc.reason or ""):
                 self.log.info("Refused a token the hub does not accept")
@@ -41,10 +51,17 @@ class HubTokenAuthenticator(JupyterHubAuthenticator):
             raise
 
 
-def cluster_options_for(settings: Settings) -> Callable[[Any], Options]:
-    """``c.Backend.cluster_options``: the options form of each user, bounded by their role."""
+def cluster_options_for(
+    settings: Settings, per_user: Callable[[Any], dict[str, Any]] | None = None
+) -> Callable[[Any], Options]:
+    """``c.Backend.cluster_options``: the options form of each user, bounded by their role.
+
+    ``per_user(user)``, when given, adds backend configuration to every cluster of that user
+    (kubernetes mode: the user's label on the cluster's pods).
+    """
 
     def cluster_options(user: Any) -> Options:
+        extra = per_user(user) if per_user is not None else {}
         _, role = role_settings(settings, user.name, user.groups)
         limits = role.dask
         max_cores = max(1, math.floor(limits.max_worker_cores))
@@ -58,9 +75,10 @@ def cluster_options_for(settings: Settings) -> Callable[[Any], Options]:
                 max=max_memory,
                 label="Worker memory (GiB)",
             ),
-            handler=lambda options: cluster_limits(
-                role, options.worker_cores, options.worker_memory
-            ),
+            handler=lambda options: {
+                **cluster_limits(role, options.worker_cores, options.worker_memory),
+                **extra,
+            },
         )
 
     return cluster_options

@@ -9,69 +9,151 @@ from __future__ import annotations
 
 from typing import Any
 
-from .auth import make_post_auth_hook
-from .names import USERNAME_PATTERN, role_group
-from .roles import users_with_role
+from .names import GATEWAY_SERVICE, USERNAME_PATTERN, role_group
+from .roles import GATEWAY_ACCESS_SCOPE, cohort_roles, token_roles, users_with_role
 from .runtime import Runtime
-from .settings import ROLE_NAMES, Mode
+from .settings import ROLE_NAMES, GitHubAuth, Mode, OIDCAuth
 
-GATEWAY_SERVICE = "dask-gateway"
+__all__ = ["GATEWAY_ACCESS_SCOPE", "GATEWAY_PREFIX", "GATEWAY_SERVICE", "configure_hub"]
+
 GATEWAY_PREFIX = f"/services/{GATEWAY_SERVICE}"
 
 SPAWNER_CLASSES = {
     Mode.local: "statbox.spawners.local.StatboxLocalSpawner",
+    Mode.kubernetes: "statbox.spawners.kubernetes.StatboxKubeSpawner",
 }
 """Spawner per mode, by import name: a mode's spawner is imported only when it is used."""
 
+LEFT_TO_THE_DEPLOYMENT: dict[Mode, frozenset[str]] = {
+    # zero-to-jupyterhub's own jupyterhub_config.py runs first and owns the hub's addresses,
+    # database, cookie secret and proxy. Sign-in stays Statbox's (auth: in statbox.yaml), so
+    # one settings file decides who may enter in every mode.
+    Mode.kubernetes: frozenset({"network"}),
+}
+"""Parts of the hub's configuration that a mode's deployment sets instead of Statbox."""
+
 # Scopes the idle culler of one role needs, filtered to that role's group.
 CULLER_SCOPES = ("list:users", "read:users:activity", "read:servers", "delete:servers")
-
-# Scopes added to the tokens users and their servers hold: reaching Dask Gateway, no more.
-GATEWAY_ACCESS_SCOPE = f"access:services!service={GATEWAY_SERVICE}"
 
 
 def configure_hub(c: Any, rt: Runtime) -> None:
     """Set every JupyterHub traitlet Statbox decides on ``c`` from the runtime ``rt``."""
     s = rt.settings
-    state = rt.paths.state_dir
+    left = LEFT_TO_THE_DEPLOYMENT.get(s.mode, frozenset())
+    if "network" not in left:
+        _configure_network(c, rt)
+    c.JupyterHub.template_vars = {"statbox_hub": s.hub.name, "statbox_region": s.hub.region}
 
-    c.JupyterHub.ip = s.hub.ip
+    _configure_auth(c, rt)
+    _configure_spawner(c, rt)
+    c.JupyterHub.services = [_gateway_service(rt), *(_culler_services(rt))]
+    c.JupyterHub.load_roles = [*token_roles(), *_culler_roles(rt), *cohort_roles(s)]
+
+
+def _configure_network(c: Any, rt: Runtime) -> None:
+    state = rt.paths.state_dir
+    c.JupyterHub.ip = rt.settings.hub.ip
     c.JupyterHub.port = rt.ports.public
     c.JupyterHub.hub_ip = "127.0.0.1"
     c.JupyterHub.hub_port = rt.ports.hub_api
     c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(state / "run" / "jupyterhub.pid")
-    c.JupyterHub.template_vars = {"statbox_hub": s.hub.name, "statbox_region": s.hub.region}
 
     c.ConfigurableHTTPProxy.command = list(rt.proxy_command)
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{rt.ports.proxy_api}"
     c.ConfigurableHTTPProxy.pid_file = str(state / "run" / "proxy.pid")
 
-    _configure_auth(c, rt)
-    _configure_spawner(c, rt)
-    c.JupyterHub.services = [_gateway_service(rt), *(_culler_services(rt))]
-    c.JupyterHub.load_roles = [*_token_roles(), *_culler_roles(rt)]
+
+AUTHENTICATOR_CLASSES = {
+    "shared-password": "StatboxSharedPasswordAuthenticator",
+    "oidc": "StatboxOIDCAuthenticator",
+    "github": "StatboxGitHubAuthenticator",
+}
+"""Authenticator per ``auth.type``, in :mod:`statbox.auth`."""
 
 
 def _configure_auth(c: Any, rt: Runtime) -> None:
     s = rt.settings
-    c.JupyterHub.authenticator_class = "statbox.auth.StatboxSharedPasswordAuthenticator"
-    c.StatboxSharedPasswordAuthenticator.user_password = rt.secret("user_password")
-    c.StatboxSharedPasswordAuthenticator.admin_password = rt.secret("admin_password")
-    c.StatboxSharedPasswordAuthenticator.staff_users = users_with_role(s, "instructor", "admin")
-    # Anyone with the class password may pick a name: that is what a class password is for.
-    c.Authenticator.allow_all = True
+    name = AUTHENTICATOR_CLASSES[s.auth.type]
+    c.JupyterHub.authenticator_class = f"statbox.auth.{name}"
+    c.StatboxAuthMixin.settings = s
     c.Authenticator.admin_users = users_with_role(s, "admin")
     c.Authenticator.username_pattern = USERNAME_PATTERN
     c.Authenticator.manage_groups = True
-    c.Authenticator.post_auth_hook = make_post_auth_hook(s)
+    AUTH_CONFIGURERS[s.auth.type](c[name], c, rt)
+
+
+def hub_public_url(rt: Runtime) -> str:
+    """The address users type: ``hub.public_url``, else from the local stack's ip and port."""
+    if rt.settings.hub.public_url:
+        return rt.settings.hub.public_url.rstrip("/")
+    host = rt.settings.hub.ip
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{rt.ports.public}"
+
+
+def _shared_password_auth(a: Any, c: Any, rt: Runtime) -> None:
+    a.user_password = rt.secret("user_password")
+    a.admin_password = rt.secret("admin_password")
+    a.staff_users = users_with_role(rt.settings, "instructor", "admin")
+    # Anyone with the class password may pick a name: that is what a class password is for.
+    c.Authenticator.allow_all = True
+
+
+def _oauth_auth(a: Any, rt: Runtime) -> None:
+    """What OIDC and GitHub share: the client, the callback, and explicit allow rules."""
+    auth = rt.settings.auth
+    assert isinstance(auth, OIDCAuth | GitHubAuth)
+    a.client_id = auth.client_id
+    a.client_secret = rt.secret("oauth_client_secret")
+    a.oauth_callback_url = f"{hub_public_url(rt)}/hub/oauth_callback"
+    a.allow_all = False
+    a.enable_auth_state = False  # tokens are not kept: groups are read at every sign-in
+
+
+def _oidc_auth(a: Any, c: Any, rt: Runtime) -> None:
+    auth = rt.settings.auth
+    assert isinstance(auth, OIDCAuth)
+    _oauth_auth(a, rt)
+    a.issuer = auth.issuer
+    a.identity_realm = auth.issuer
+    a.authorize_url = auth.authorize_url or ""
+    a.token_url = auth.token_url or ""
+    a.userdata_url = auth.userdata_url or ""
+    a.userdata_from_id_token = auth.userdata_from_id_token
+    a.scope = list(auth.scopes)
+    a.username_claim = auth.username_claim
+    a.identity_claim = auth.identity_claim
+    a.groups_claim = auth.groups_claim
+    a.login_service = auth.login_service
+
+
+def _github_auth(a: Any, c: Any, rt: Runtime) -> None:
+    auth = rt.settings.auth
+    assert isinstance(auth, GitHubAuth)
+    _oauth_auth(a, rt)
+    a.identity_realm = "github"
+    a.identity_claim = "id"
+    a.allowed_organizations = set(auth.allowed_organizations)
+    a.scope = ["read:user", "read:org"]
+    a.populate_teams_in_auth_state = True
+
+
+AUTH_CONFIGURERS = {
+    "shared-password": _shared_password_auth,
+    "oidc": _oidc_auth,
+    "github": _github_auth,
+}
+"""Per ``auth.type``: sets the authenticator's own section (first argument) and, rarely, ``c``."""
 
 
 def _configure_spawner(c: Any, rt: Runtime) -> None:
     s = rt.settings
     c.JupyterHub.spawner_class = SPAWNER_CLASSES[s.mode]
     c.Spawner.cmd = [rt.python, "-m", "statbox.singleuser"]
+    # zero-to-jupyterhub sets KubeSpawner.cmd from singleuser.cmd (a null in our values does
+    # not remove its default): the most specific class wins, so say it there too.
+    c.StatboxKubeSpawner.cmd = [rt.python, "-m", "statbox.singleuser"]
     c.Spawner.default_url = "/lab"
     c.Spawner.http_timeout = 60
     c.Spawner.start_timeout = 120
@@ -82,27 +164,46 @@ def _configure_spawner(c: Any, rt: Runtime) -> None:
     c.StatboxSpawnerMixin.data_root = str(rt.paths.data_root)
     c.StatboxLocalSpawner.home_root = str(rt.paths.state_dir / "homes")
     c.StatboxLocalSpawner.run_as = rt.run_as or ""
+    # zero-to-jupyterhub sets KubeSpawner.environment (from singleuser.extraEnv), which
+    # shadows Spawner.environment: the Kubernetes spawner adds the gateway's on top itself.
+    c.StatboxKubeSpawner.gateway_environment = gateway_client_environment(rt)
+
+
+def _loopback_gateway(rt: Runtime) -> tuple[str, str]:
+    return rt.gateway_url, f"gateway://127.0.0.1:{rt.ports.gateway_tcp}"
+
+
+def _chart_gateway(rt: Runtime) -> tuple[str, str]:
+    kube = rt.settings.kubernetes
+    return kube.gateway_url, kube.gateway_proxy_address
+
+
+GATEWAY_ADDRESSES = {Mode.local: _loopback_gateway, Mode.kubernetes: _chart_gateway}
+"""Per mode: (URL of the gateway's HTTP proxy, address of its TLS proxy for schedulers), as
+the hub and user servers reach them."""
 
 
 def gateway_client_environment(rt: Runtime) -> dict[str, str]:
     """What makes ``dask_gateway.Gateway()`` work with no arguments inside a user server.
 
-    The API goes straight to the gateway's proxy on loopback; the scheduler's TLS traffic
-    needs its own address or clients hang (see ENVIRONMENT.md); dashboard links are relative
-    to the hub's public URL so they work from the browser.
+    The API goes straight to the gateway's proxy; the scheduler's TLS traffic needs its own
+    address or clients hang (see ENVIRONMENT.md); dashboard links are relative to the hub's
+    public URL so they work from the browser.
     """
+    url, proxy_address = GATEWAY_ADDRESSES[rt.settings.mode](rt)
     return {
-        "DASK_GATEWAY__ADDRESS": f"{rt.gateway_url}{GATEWAY_PREFIX}",
-        "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://127.0.0.1:{rt.ports.gateway_tcp}",
+        "DASK_GATEWAY__ADDRESS": f"{url}{GATEWAY_PREFIX}",
+        "DASK_GATEWAY__PROXY_ADDRESS": proxy_address,
         "DASK_GATEWAY__PUBLIC_ADDRESS": f"{GATEWAY_PREFIX}/",
         "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
     }
 
 
 def _gateway_service(rt: Runtime) -> dict[str, Any]:
+    url, _ = GATEWAY_ADDRESSES[rt.settings.mode](rt)
     return {
         "name": GATEWAY_SERVICE,
-        "url": rt.gateway_url,
+        "url": url,
         "api_token": rt.secret("gateway_token"),
         "display": False,
     }
@@ -148,15 +249,4 @@ def _culler_roles(rt: Runtime) -> list[dict[str, Any]]:
             "services": [_culler_name(roles)],
         }
         for roles in _roles_by_idle_timeout(rt).values()
-    ]
-
-
-def _token_roles() -> list[dict[str, Any]]:
-    """The built-in ``user`` and ``server`` roles, plus access to Dask Gateway only."""
-    return [
-        {"name": "user", "scopes": ["self", GATEWAY_ACCESS_SCOPE]},
-        {
-            "name": "server",
-            "scopes": ["users:activity!user", "access:servers!server", GATEWAY_ACCESS_SCOPE],
-        },
     ]

@@ -31,7 +31,7 @@ from typing import IO, Any
 
 import psutil
 
-from .credentials import Credentials, password_problems, resolve_credentials
+from .credentials import Credentials, resolve_credentials, secret_problems
 from .errors import BadInput, EnvironmentProblem, StatboxError
 from .hub import GATEWAY_PREFIX
 from .runtime import RUNTIME_ENV, Ports, Runtime, write_runtime
@@ -174,7 +174,7 @@ class LocalStack:
                 f"port {port} on {ip} is in use: stop what uses it, or choose another port "
                 "with --port (or hub.port in the settings)"
             )
-        problems = password_problems(settings)
+        problems = secret_problems(settings, self.loaded.paths.state_dir)
         if problems:
             raise BadInput(*problems)
         paths = self.loaded.paths

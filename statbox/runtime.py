@@ -22,6 +22,7 @@ SECRET_ENV = {
     "admin_password": "STATBOX_ADMIN_PASSWORD",
     "gateway_token": "STATBOX_GATEWAY_TOKEN",
     "gateway_encrypt_key": "STATBOX_GATEWAY_ENCRYPT_KEY",
+    "oauth_client_secret": "STATBOX_OAUTH_CLIENT_SECRET",
 }
 """Secrets travel by environment, never through runtime.json: name -> variable."""
 
@@ -80,12 +81,13 @@ class Runtime:
 def write_runtime(file: Path, rt: Runtime) -> None:
     """Record the run so that the hub and gateway rebuild the same :class:`Runtime`.
 
-    The record holds the effective settings with the passwords left out, and absolute paths:
+    The record holds the effective settings with the passwords and the OAuth client secret
+    left out, and absolute paths:
     the gateway runs as an unprivileged account that must not need the operator's settings
     file (which may hold passwords) and may start in another directory.
     """
     settings = rt.settings.model_dump(
-        mode="json", exclude={"auth": {"user_password", "admin_password"}}
+        mode="json", exclude={"auth": {"user_password", "admin_password", "client_secret"}}
     )
     settings["paths"] = {key: str(value) for key, value in rt.paths}
     record = {

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import enum
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -31,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from .names import GROUP_PATTERN, ROLE_GROUP_PREFIX, USERNAME_PATTERN
+from .names import GROUP_PATTERN, RESERVED_GROUP_PREFIXES, USERNAME_PATTERN, is_reserved_group
 from .units import Duration, Memory, memory_at_least
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults") / "statbox.yaml"
@@ -40,6 +42,25 @@ ROLE_NAMES: tuple[str, ...] = ("admin", "instructor", "analyst", "trainee")
 """Every role, in precedence order: a user matching several roles gets the first."""
 
 RoleName = Literal["trainee", "instructor", "analyst", "admin"]
+URL_PATTERN = r"^https?://[^\s/]+(/\S*)?$"
+USERNAME_MEANING = "a username (lower-case letters, digits, . _ -)"
+
+
+def _usernames(users: list[str]) -> list[str]:
+    _check_all(users, USERNAME_PATTERN, USERNAME_MEANING)
+    return users
+
+
+def _group_names(groups: list[str]) -> list[str]:
+    _check_all(groups, GROUP_PATTERN, "a group name")
+    _refuse_reserved(groups)
+    return groups
+
+
+Usernames = Annotated[list[str], AfterValidator(_usernames)]
+"""Usernames, each held to the one safe pattern."""
+GroupNames = Annotated[list[str], AfterValidator(_group_names)]
+"""Group names, none of them one Statbox reserves for itself."""
 Username = Field(pattern=USERNAME_PATTERN)
 
 
@@ -72,6 +93,10 @@ class HubSettings(_Model):
     """Address the public proxy listens on (local mode). 0.0.0.0 shares the hub on a network."""
     port: int = Field(8000, ge=0, le=65535)
     """Port the public proxy listens on (local mode); 0 picks a free port at start."""
+    public_url: str | None = Field(None, pattern=r"^https?://[^\s/]+/?$")
+    """The address users type, e.g. https://statbox.example.org (needed for sign-in with an
+    identity provider: its callback is <public_url>/hub/oauth_callback). Default: from ip
+    and port."""
 
 
 class SharedPasswordAuth(_Model):
@@ -104,11 +129,79 @@ class SharedPasswordAuth(_Model):
         return self
 
 
+class OIDCAuth(_Model):
+    """Sign-in with any OpenID Connect provider (Keycloak, Azure AD, Google, ...)."""
+
+    type: Literal["oidc"]
+    issuer: str = Field(pattern=URL_PATTERN)
+    """The provider's issuer URL; its endpoints are discovered from
+    <issuer>/.well-known/openid-configuration unless given below."""
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+    """Better given as STATBOX_OAUTH_CLIENT_SECRET than written here."""
+    authorize_url: str | None = Field(None, pattern=URL_PATTERN)
+    """The provider's authorization endpoint; discovered when unset."""
+    token_url: str | None = Field(None, pattern=URL_PATTERN)
+    """The provider's token endpoint; discovered when unset."""
+    userdata_url: str | None = Field(None, pattern=URL_PATTERN)
+    """The provider's userinfo endpoint; discovered when unset."""
+    userdata_from_id_token: bool = False
+    """Read the username, identity and groups claims from the ID token the token endpoint
+    returns, not from the userinfo endpoint: for providers whose userinfo carries no groups
+    (Microsoft Entra ID). The token comes straight from the provider over its TLS channel."""
+    username_claim: str = Field("preferred_username", min_length=1)
+    """Claim that names the user; it must hold a safe username (lower-case letters, digits,
+    . _ -, at most 63; upper case is lowered), or the sign-in is refused. "email" is accepted
+    only with email_verified true."""
+    identity_claim: str = Field("sub", min_length=1)
+    """Stable claim that identifies the person. A username is bound to it at its first sign-in,
+    so no second identity can ever take the name (or its files)."""
+    groups_claim: str = Field("groups", min_length=1)
+    """Claim holding the user's groups, dotted for nested claims (realm_access.roles): a list
+    of strings, or the sign-in is refused."""
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email", "groups"])
+    """Scopes asked for: enough for the username, identity and groups claims."""
+    allowed_groups: GroupNames = Field(min_length=1)
+    """Only members of one of these groups may sign in: the explicit allow rule."""
+    blocked_users: Usernames = Field(default_factory=list)
+    """Never let these users in, whatever their groups (a block wins over an allow)."""
+    blocked_groups: GroupNames = Field(default_factory=list)
+    """Never let members of these groups in, whatever their other groups."""
+    login_service: str = Field("your organisation", min_length=1, max_length=80)
+    """Shown on the login button: "Sign in with ..."."""
+
+
+class GitHubAuth(_Model):
+    """Sign-in with GitHub: organisations and teams decide who may enter."""
+
+    type: Literal["github"]
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+    """Better given as STATBOX_OAUTH_CLIENT_SECRET than written here."""
+    allowed_organizations: list[str] = Field(min_length=1)
+    """Organisations ("org") or teams ("org:team") whose members may sign in. A user's teams
+    become groups named "org:team" (and "org"), for roles and cohorts."""
+    blocked_users: Usernames = Field(default_factory=list)
+    """Never let these GitHub logins in (lower case), whatever their organisations."""
+
+
+Authentication = Annotated[SharedPasswordAuth | OIDCAuth | GitHubAuth, Field(discriminator="type")]
+
+
 class ImageChoice(_Model):
     image: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9._/:@-]*$")
     """Container image reference (docker and kubernetes modes)."""
     description: str = ""
     """Shown to users choosing a server."""
+    groups: list[str] = Field(default_factory=list)
+    """When set, only members of one of these groups may choose this image, even in a role
+    that lists it (kubernetes mode); empty: everyone whose role lists it."""
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, groups: list[str]) -> list[str]:
+        _check_all(groups, GROUP_PATTERN, "a group name")
+        return groups
 
 
 class ServerResources(_Model):
@@ -138,9 +231,9 @@ class DataAccess(_Model):
 
 
 class Role(_Model):
-    users: list[str] = Field(default_factory=list)
+    users: Usernames = Field(default_factory=list)
     """Usernames given this role."""
-    groups: list[str] = Field(default_factory=list)
+    groups: GroupNames = Field(default_factory=list)
     """Identity-provider or Statbox groups whose members get this role."""
     server: ServerResources
     images: list[str] = Field(min_length=1)
@@ -149,19 +242,6 @@ class Role(_Model):
     """A user server with no activity for this long is stopped (>= 30 s)."""
     dask: DaskLimits
     data: DataAccess
-
-    @field_validator("users")
-    @classmethod
-    def _usernames(cls, users: list[str]) -> list[str]:
-        _check_all(users, USERNAME_PATTERN, "a username (lower-case letters, digits, . _ -)")
-        return users
-
-    @field_validator("groups")
-    @classmethod
-    def _groups(cls, groups: list[str]) -> list[str]:
-        _check_all(groups, GROUP_PATTERN, "a group name")
-        _refuse_reserved(groups)
-        return groups
 
 
 class Roles(_Model):
@@ -176,21 +256,56 @@ class Roles(_Model):
             yield name, getattr(self, name)
 
 
+DATA_URL = r"^(s3|gs|gcs|az|abfs|abfss|https?)://[^\s]+$"
+DataURL = Annotated[str, Field(pattern=DATA_URL)]
+"""An object-storage or web URL under which catalog entries address their files."""
+
+
 class Paths(_Model):
     catalog: Path
     """The root Intake catalog users open through STATBOX_CATALOG."""
     curriculum: Path
     """Folder of courses; each user finds them in their home under courses/."""
-    data_root: Path
-    """Where the catalog's data lives (sample data here; object storage in production)."""
+    data_root: DataURL | Path = Field(union_mode="left_to_right")
+    """Where the catalog's data lives: a directory (sample data from `statbox catalog samples`)
+    or, in production, an object-storage URL (s3://, gs://, az://, abfs://, https://)."""
     state_dir: Path
     """Hub database, secrets, gateway state, logs and (local mode) user homes."""
+
+    @field_validator("data_root", mode="before")
+    @classmethod
+    def _known_scheme(cls, value: Any) -> Any:
+        if isinstance(value, str) and "://" in value and not re.match(DATA_URL, value):
+            raise ValueError("not a directory or an s3, gs, az, abfs or https URL")
+        return value
 
 
 class LocalSettings(_Model):
     run_as: str = Field("nobody", pattern=r"^[a-z_][a-z0-9_-]*$")
     """Unprivileged account that runs user servers and Dask clusters when Statbox is started
     as root (local mode). Ignored when started as a normal user."""
+
+
+DATASET_DIR_PATTERN = r"^[a-z0-9][a-z0-9_-]*/[a-z0-9][a-z0-9_-]*$"
+"""A dataset directory relative to the data root: <domain>/<dataset>, no other segments."""
+
+
+class KubernetesSettings(_Model):
+    """What kubernetes mode needs beyond the roles; the Helm chart's defaults fit its services."""
+
+    gateway_url: str = Field("http://traefik-dask-gateway", pattern=r"^https?://[^\s/]+$")
+    """Where the hub and user pods reach Dask Gateway's proxy (no path): the chart's
+    traefik-dask-gateway Service."""
+    gateway_proxy_address: str = Field(
+        "gateway://traefik-dask-gateway:80", pattern=r"^gateway://[^\s/]+:\d+$"
+    )
+    """Address of the same proxy for the schedulers' TLS traffic (DASK_GATEWAY__PROXY_ADDRESS)."""
+    data_claim: str = Field("", pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")
+    """PersistentVolumeClaim holding the shared data; each dataset a user is entitled to is
+    mounted read-only from it under paths.data_root. Empty: no data is mounted."""
+    request_fraction: float = Field(0.5, gt=0, le=1)
+    """Share of the role's CPU and memory a user pod requests from the scheduler; it may use
+    up to the role's full size."""
 
 
 class CertifySettings(_Model):
@@ -221,26 +336,29 @@ class Settings(_Model):
 
     hub: HubSettings
     mode: Mode
-    auth: SharedPasswordAuth
+    auth: Authentication
     default_role: RoleName
     """Role of a user no role names, by user or group."""
     groups: dict[str, list[str]]
     """Group memberships for authenticators that carry no groups (the shared password):
     group name -> usernames. Identity providers send groups themselves."""
+    cohorts: GroupNames
+    """Groups that are cohorts: an instructor who is a member of one may list, start, stop
+    and open the servers of its members, and nothing beyond."""
     images: dict[str, ImageChoice]
     """Images users may run, by name; roles list the names they may choose."""
     roles: Roles
     paths: Paths
     local: LocalSettings
+    kubernetes: KubernetesSettings
     certify: CertifySettings = Field(default_factory=CertifySettings)  # type: ignore[arg-type]
 
     @field_validator("groups")
     @classmethod
     def _group_members(cls, groups: dict[str, list[str]]) -> dict[str, list[str]]:
-        _check_all(list(groups), GROUP_PATTERN, "a group name")
-        _refuse_reserved(list(groups))
+        _group_names(list(groups))
         for members in groups.values():
-            _check_all(members, USERNAME_PATTERN, "a username (lower-case letters, digits, . _ -)")
+            _usernames(members)
         return groups
 
     def role(self, name: str) -> Role:
@@ -252,6 +370,8 @@ class Settings(_Model):
         return Paths(
             **{
                 key: (value if value.is_absolute() else (base / value)).resolve()
+                if isinstance(value, Path)
+                else value  # a URL stays as written
                 for key, value in self.paths
             }
         )
@@ -282,6 +402,18 @@ def cross_reference_problems(settings: Settings) -> list[tuple[tuple, str]]:
                     )
                 )
             named_in.setdefault(user, role_name)
+    # On Kubernetes the hub cannot guess the address users type (ip and port are the
+    # cluster's), and the identity provider needs it for the callback.
+    oauth = settings.auth.type != "shared-password"
+    if settings.mode == Mode.kubernetes and oauth and not settings.hub.public_url:
+        problems.append(
+            (
+                ("hub", "public_url"),
+                f"required in kubernetes mode with auth.type {settings.auth.type!r}: "
+                "the identity provider sends users back to <public_url>/hub/oauth_callback; "
+                "set it to the address users type, e.g. https://statbox.example.org",
+            )
+        )
     return problems
 
 
@@ -294,10 +426,11 @@ def _check_all(values: list[str], pattern: str, what: str) -> None:
 
 
 def _refuse_reserved(groups: list[str]) -> None:
-    reserved = [g for g in groups if g.startswith(ROLE_GROUP_PREFIX)]
+    reserved = [g for g in groups if is_reserved_group(g)]
     if reserved:
         raise ValueError(
-            f"{', '.join(map(repr, reserved))}: names starting {ROLE_GROUP_PREFIX!r} are "
+            f"{', '.join(map(repr, reserved))}: names starting "
+            f"{' or '.join(map(repr, RESERVED_GROUP_PREFIXES))} are "
             "reserved for Statbox's own role groups"
         )
 
@@ -343,10 +476,19 @@ def builtin_defaults() -> dict[str, Any]:
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """``override`` over ``base``: mappings merge key by key, everything else replaces."""
+    """``override`` over ``base``: mappings merge key by key, everything else replaces.
+
+    A mapping whose ``type`` differs from the base's (``auth: {type: oidc}`` over the
+    shared-password default) replaces it whole: keys of another type mean nothing to it.
+    """
     merged = copy.deepcopy(dict(base))
     for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+        old = merged.get(key)
+        if (
+            isinstance(value, Mapping)
+            and isinstance(old, Mapping)
+            and value.get("type", old.get("type")) == old.get("type")
+        ):
             merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)
@@ -458,18 +600,38 @@ def _line_of(loc: tuple, lines: dict[tuple, int]) -> int | None:
     return next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
 
 
+PATTERN_MEANINGS = {
+    URL_PATTERN: "must be an http(s) URL",
+    HubSettings.model_fields["public_url"].metadata[0].pattern: (
+        "must be an http(s) URL with no path, e.g. https://statbox.example.org"
+    ),
+}
+"""What a pattern means, for messages: operators should not have to read regular expressions."""
+
+UNION_TAGS: dict[tuple[str | int, ...], set[str]] = {
+    ("auth",): {"shared-password", "oidc", "github"}
+}
+"""Discriminated unions: pydantic puts the chosen tag in error locations; files do not."""
+
+
 def _problem(err: Any, source: str, lines: dict[tuple, int]) -> Problem:
-    loc = tuple(str(part) if not isinstance(part, int) else part for part in err["loc"])
+    raw = tuple(str(part) if not isinstance(part, int) else part for part in err["loc"])
+    loc = tuple(part for i, part in enumerate(raw) if part not in UNION_TAGS.get(raw[:i], ()))
     key = ".".join(str(p) for p in loc)
     line = _line_of(loc, lines)
     kind = err["type"]
     message = str(err["msg"]).removeprefix("Value error, ")
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
+        allowed = _allowed_keys(raw[:-1])
         message = f"unknown key; allowed here: {', '.join(allowed)}" if allowed else "unknown key"
     elif kind == "missing":
         message = "required, and missing"
+    elif kind == "union_tag_invalid":
+        tags = ", ".join(sorted(UNION_TAGS.get(loc, ())))
+        message = f"type {err['input'].get('type')!r} is not one of: {tags}"
     else:
+        pattern = (err.get("ctx") or {}).get("pattern")
+        message = PATTERN_MEANINGS.get(pattern, message)
         value = err.get("input")
         if not isinstance(value, Mapping | list) and "secret" not in kind and "password" not in key:
             message = f"{value!r}: {message}"
@@ -483,7 +645,10 @@ def _allowed_keys(loc: tuple) -> list[str]:
     for part in loc:
         node = _resolve(schema, node)
         props = node.get("properties")
-        if props and part in props:
+        mapping = node.get("discriminator", {}).get("mapping", {})
+        if part in mapping:
+            node = {"$ref": mapping[part]}
+        elif props and part in props:
             node = props[part]
         elif isinstance(node.get("additionalProperties"), dict):
             node = node["additionalProperties"]

@@ -208,7 +208,9 @@ class CheckAnswers(Step):
     def run(self, state: GradingState) -> None:
         exercise = state.exercise
         try:
-            expected = exercise.reference(dict(state.parameters), self.data_root)
+            # the template's parameters as the trainee's notebook ran with them
+            parameters = {**exercise.allowed, **state.parameters}
+            expected = exercise.reference(parameters, self.data_root)
         except Exception as exc:
             state.stop = f"grader error: reference() raised {type(exc).__name__}: {exc}"[:300]
             state.grader_error = True

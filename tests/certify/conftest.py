@@ -1,12 +1,12 @@
 """Certify tier: grading with real kernels (papermill, ipykernel) in the real sandbox.
 
-The tier grades the sample course's exercise (``tests/fixtures/courses/sample-course``: three
+The tier grades its own test exercise (``tests/fixtures/courses/shop-prices``: three
 tasks over a prices file) on data the tests write themselves, so it needs no other branch;
 ``test_curriculum_exercises.py`` covers the shipped courses. The sandbox needs root (CI runs
 as root): without it the kernel tests skip on a laptop and fail under ``CI=true``.
 
 Fixtures:
-- ``data_root``: a data root holding ``sample-course/prices.csv`` (session; removed after).
+- ``data_root``: a data root holding ``shop-prices/prices.csv`` (session; removed after).
 - ``grading``: a :class:`Grading` helper over a fresh state directory with a fixed cohort
   secret (so variants are known in advance); ``grading.run(...)``
   grades a dict of trainee -> notebook bytes and returns the run's summary.
@@ -33,7 +33,7 @@ from tests.certify.sampledata import write_sample_data
 from tests.conftest import REPO, require_tool
 
 COURSES = REPO / "tests" / "fixtures" / "courses"
-SAMPLE = COURSES / "sample-course"
+SAMPLE = COURSES / "shop-prices"
 SUBMISSIONS = REPO / "tests" / "fixtures" / "submissions"
 SECRET = bytes(range(32))
 """The tests' cohort secret: variants are the same on every run."""
@@ -57,7 +57,7 @@ def data_root() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def sample_exercise() -> GradedExercise:
-    return load_exercise(find_course(COURSES, "sample-course"))
+    return load_exercise(find_course(COURSES, "shop-prices"))
 
 
 def write_secret(state_dir: Path, cohort: str = "default", secret: bytes = SECRET) -> None:
@@ -99,7 +99,7 @@ class Grading:
     def run(
         self,
         notebooks: dict[str, bytes],
-        course: str = "sample-course",
+        course: str = "shop-prices",
         workers: int = 2,
         out: str = "out",
         **options: Any,

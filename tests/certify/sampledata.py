@@ -11,10 +11,10 @@ WEEKS = range(1, 13)
 
 
 def write_sample_data(data_root: Path) -> Path:
-    """``<data_root>/sample-course/prices.csv``: a price per shop and week, each shop with
+    """``<data_root>/shop-prices/prices.csv``: a price per shop and week, each shop with
     one clear peak week. Deterministic."""
     rng = random.Random(20260)
-    path = data_root / "sample-course" / "prices.csv"
+    path = data_root / "shop-prices" / "prices.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)

@@ -36,7 +36,7 @@ def certify(config, *args):
 
 
 def home_file(state, trainee):
-    path = state / "homes" / trainee / "courses" / "sample-course" / "exercise" / "exercise.ipynb"
+    path = state / "homes" / trainee / "courses" / "shop-prices" / "exercise" / "exercise.ipynb"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -50,7 +50,7 @@ def test_collect_run_report_verify_and_revoke(config, tmp_path, capsys, sandbox)
     (state / "homes" / "Not A User").mkdir()
     submissions, out = tmp_path / "submissions", tmp_path / "out"
 
-    common = ["--course", "sample-course", "--exercise", "exercise"]
+    common = ["--course", "shop-prices", "--exercise", "exercise"]
     assert certify(config, "collect", *common, "--out", str(submissions)) == 0
     printed = capsys.readouterr()
     assert "Collected 2 submissions" in printed.out and "1 homes without" in printed.out
@@ -60,7 +60,7 @@ def test_collect_run_report_verify_and_revoke(config, tmp_path, capsys, sandbox)
     run = [*common, "--submissions", str(submissions), "--out", str(out), "--cohort", "cohort-a"]
     assert certify(config, "run", *run, "--workers", "2", "--quiet") == 0
     printed = capsys.readouterr().out
-    assert "Graded 2 submissions of sample-course/exercise" in printed
+    assert "Graded 2 submissions of shop-prices/exercise" in printed
     assert "1 passed, 1 did not" in printed and "isolation: sandbox" in printed
     with open(out / "results.csv") as handle:
         rows = {r["trainee"]: r for r in csv.DictReader(handle)}
@@ -83,7 +83,8 @@ def test_collect_run_report_verify_and_revoke(config, tmp_path, capsys, sandbox)
 
     record = out / "certificates" / "alice.json"
     assert certify(config, "verify", str(record)) == 0
-    assert "valid: alice passed A sample course for the tests" in capsys.readouterr().out
+    verdict = capsys.readouterr().out
+    assert "valid: alice passed Shop prices (the certify tests' exercise)" in verdict
     envelope = json.loads(record.read_bytes())
     digest = hashlib.sha256((submissions / "alice.ipynb").read_bytes()).hexdigest()
     assert envelope["record"]["submission_sha256"] == digest
@@ -117,7 +118,7 @@ def test_bad_input_exits_2_with_the_problem_and_writes_nothing(case, config, tmp
     (tmp_path / "good").mkdir()
     (tmp_path / "good" / "alice.ipynb").write_bytes(SOLUTION.read_bytes())
     options = {
-        "--course": "sample-course",
+        "--course": "shop-prices",
         "--exercise": "exercise",
         "--submissions": str(tmp_path / "good"),
         "--out": str(tmp_path / "out"),

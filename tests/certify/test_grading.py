@@ -1,4 +1,4 @@
-"""Grading the sample exercise for real: fairness, idempotence, the switchable steps, and
+"""Grading the test exercise for real: fairness, idempotence, the switchable steps, and
 the hostile corpus of ``tests/fixtures/submissions`` (one notebook per attack, each stating
 its expected outcome in ``metadata.statbox_test``), all in the sandbox."""
 
@@ -85,7 +85,7 @@ def test_regrading_the_same_submission_is_idempotent(grading):
     store = ResultsStore(default_url(grading.state_dir))
     assert len(store.attempts(trainee="alice")) == 2  # a new submission is a new attempt
     assert (
-        store.latest("default", "sample-course")[0].submission_hash
+        store.latest("default", "shop-prices")[0].submission_hash
         == hashlib.sha256(with_cell(SOLUTION, "# one more look")).hexdigest()
     )
     store.close()

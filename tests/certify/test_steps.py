@@ -66,12 +66,12 @@ def test_cohort_secret_is_made_once_private_and_kept(tmp_path):
 
 
 def test_personalise_writes_the_variant_into_the_parameters_cell_and_metadata():
-    loaded = find_course(COURSES, "sample-course")
+    loaded = find_course(COURSES, "shop-prices")
     personalise = make_personaliser(loaded, SECRET)
     original = json.loads(TEMPLATE.read_text())
     copy_for_alice = personalise("alice", original)
     seed = derive_parameters(
-        "sample-course", "exercise", "alice", SECRET, loaded.course.exercise.variant
+        "shop-prices", "exercise", "alice", SECRET, loaded.course.exercise.variant
     )["seed"]
     cell = next(c for c in copy_for_alice["cells"] if "parameters" in c["metadata"]["tags"])
     assert cell["source"].splitlines() == [f"seed = {seed}  # your variant", "n = 5"]
@@ -204,17 +204,17 @@ def test_a_check_that_raises_or_misbehaves_scores_zero_with_a_reason():
 @pytest.mark.parametrize("case", INVALID_CHECKS, ids=lambda p: p.stem)
 def test_checks_that_break_the_contract_are_refused_with_the_problem(case, tmp_path):
     expected = case.read_text().splitlines()[0].removeprefix("# expect: ")
-    course = tmp_path / "sample-course"
+    course = tmp_path / "shop-prices"
     shutil.copytree(SAMPLE, course)
     shutil.copy(case, course / "grader" / "checks.py")
     with pytest.raises(BadInput) as raised:
-        load_exercise(find_course(tmp_path, "sample-course"))
+        load_exercise(find_course(tmp_path, "shop-prices"))
     assert any(expected in message for message in raised.value.messages), raised.value.messages
     assert all(str(course / "grader" / "checks.py") in m for m in raised.value.messages)
 
 
 def test_the_sample_checks_give_partial_credit(data_root, sample_exercise):
-    expected = sample_exercise.reference({"seed": 3}, data_root)
+    expected = sample_exercise.reference({"seed": 3, "n": 5}, data_root)
     check = sample_exercise.checks["mean_price"]
     assert check(expected["mean_price"], expected["mean_price"])[0] == 1.0
     assert check(expected["mean_price"] * 1.02, expected["mean_price"])[0] == 0.5
@@ -229,7 +229,7 @@ def attempt(trainee: str = "alice", total: float = 9, digest: str = "ab" * 32) -
     return Attempt(
         cohort="cohort-a",
         trainee=trainee,
-        course="sample-course",
+        course="shop-prices",
         exercise="exercise",
         variant={"seed": 1},
         tasks=[TaskResult("total", total, 10, "ok")],
@@ -252,7 +252,7 @@ def test_the_store_keeps_one_row_per_attempt_and_regrading_updates_it(tmp_path):
     assert first == again != other
     rows = store.attempts(trainee="alice")
     assert [(r.total, r.gradings) for r in rows] == [(9, 2), (4, 1)]
-    assert store.latest("cohort-a", "sample-course")[0].total == 4
+    assert store.latest("cohort-a", "shop-prices")[0].total == 4
     store.close()
 
 
@@ -265,7 +265,7 @@ def test_a_bad_database_url_is_bad_input(tmp_path):
 def certificate(tmp_path) -> tuple[bytes, Keys]:
     store = ResultsStore(f"sqlite:///{tmp_path / 'r.sqlite'}")
     store.record(attempt())
-    stored = store.latest("cohort-a", "sample-course")[0]
+    stored = store.latest("cohort-a", "shop-prices")[0]
     store.close()
     keys = Keys(tmp_path / "state")
     record = make_record(stored, "A sample course", "Statbox Kigali")
@@ -312,4 +312,4 @@ def test_the_pdf_writer_makes_a_well_formed_document():
 
 
 def test_sample_data_is_written_where_the_exercise_reads_it(data_root):
-    assert (data_root / "sample-course" / "prices.csv").read_text().startswith("shop,week,price")
+    assert (data_root / "shop-prices" / "prices.csv").read_text().startswith("shop,week,price")

@@ -9,12 +9,15 @@ import sys
 import textwrap
 import time
 
-import intake
 import pytest
 
+from statbox.catalog import load_catalog
+from statbox.catalog.samples import generate, is_current
 from tests.conftest import REPO
 from tests.integration.conftest import assert_all_gone, make_stack
 from tests.integration.hubclient import HubUser, LoginRefused
+
+SAMPLES = REPO / "data"
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -25,7 +28,7 @@ CATALOG_AND_DASK = textwrap.dedent(
     from dask_gateway import Gateway
 
     catalog = intake.from_yaml_file(os.environ["STATBOX_CATALOG"])
-    rows = len(catalog["sdg_indicators"].read())
+    rows = len(catalog["sdg.indicators"].read())
     gateway = Gateway()
     cluster = gateway.new_cluster({options}, shutdown_on_close={shutdown})
     with warnings.catch_warnings(record=True) as caught:
@@ -61,9 +64,15 @@ def probe(options: str = "", scale: int = 2, expect_workers: int = 2, shutdown: 
 
 def expected_rows() -> int:
     """Read the same entry here, independently of the server, to know the right answer."""
-    return len(
-        intake.from_yaml_file(str(REPO / "catalogs" / "statbox.yaml"))["sdg_indicators"].read()
-    )
+    catalog = load_catalog(REPO / "catalogs" / "statbox.yaml", SAMPLES)
+    return len(catalog["sdg.indicators"].read())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def samples() -> None:
+    """The stack's data root (``{repo}/data``) holds the small samples the catalog reads."""
+    if not is_current(SAMPLES, "small"):
+        generate(SAMPLES, "small", progress=False)
 
 
 @pytest.fixture(scope="module")

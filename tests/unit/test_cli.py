@@ -72,8 +72,54 @@ def test_roles_explain(capsys):
         str(FIXTURES / "valid-regional.yaml"),
     )
     assert code == 0
-    assert "role:   analyst (member of group 'analysts'" in out
-    assert "up to 6 workers" in out
+    lines = dict(line.split(":", 1) for line in out.splitlines())
+    assert lines["role"].strip().startswith("analyst (member of group 'analysts'")
+    assert "up to 6 workers" in lines["dask"]
+    assert lines["sign-in"].strip().startswith("allowed (anyone with the class password")
+    assert lines["hub"].strip() == "own server and tokens only (JupyterHub role user: self)"
+    assert lines["notebook token"].strip() == (
+        "users:activity!user, access:servers!server, access:services!service=dask-gateway"
+    )
+
+
+def test_roles_explain_an_instructor_under_oidc(capsys, tmp_path):
+    f = tmp_path / "statbox.yaml"
+    f.write_text(
+        "auth: {type: oidc, issuer: 'https://id.example.org/realms/x', client_id: statbox,"
+        " allowed_groups: [staff], blocked_groups: [suspended]}\n"
+        "cohorts: [cohort-a, cohort-b]\n"
+    )
+    code, out, _ = run(
+        capsys,
+        "roles",
+        "explain",
+        "ines",
+        "--groups",
+        "staff",
+        "instructors",
+        "cohort-a",
+        "--config",
+        str(f),
+    )
+    assert code == 0
+    assert "groups:         cohort-a, instructors, staff, statbox-role-instructor, " in out
+    assert "statbox-teaches-cohort-a" in out
+    assert "sign-in:        allowed (member of 'staff' (auth.allowed_groups))" in out
+    hub = [line for line in out.splitlines() if line.startswith("hub:")]
+    assert len(hub) == 2
+    assert "Instructors of cohort-a" in hub[1]
+    assert "servers!group=statbox-learns-cohort-a" in hub[1]
+    assert "cohort-b" not in hub[1]
+    code, out, _ = run(
+        capsys, "roles", "explain", "ines", "--groups", "staff", "suspended", "--config", str(f)
+    )
+    assert "sign-in:        refused (member of blocked group 'suspended'" in out
+
+
+def test_roles_explain_refuses_bad_groups_briefly(capsys):
+    code, _, err = run(capsys, "roles", "explain", "zoe", "--groups", "x\n" * 100_000)
+    assert code == 2
+    assert len(err) < 300
 
 
 def test_roles_explain_refuses_bad_usernames_briefly(capsys):

@@ -50,14 +50,6 @@ def test_shared_password_auth(runtime):
     assert c.Authenticator.username_pattern.startswith("^[a-z0-9]")
 
 
-def test_post_auth_hook_sets_groups_and_admin(runtime):
-    hook = configured(runtime).Authenticator.post_auth_hook
-    model = hook(None, None, {"name": "ana", "groups": ["statbox-role-admin"]})
-    assert model["groups"] == ["analysts", "statbox-role-analyst"]
-    assert model["admin"] is False
-    assert hook(None, None, {"name": "admin", "groups": None})["admin"] is True
-
-
 def test_notebook_tokens_reach_the_gateway_and_nothing_more(runtime):
     roles = {role["name"]: role for role in configured(runtime).JupyterHub.load_roles}
     assert roles["user"]["scopes"] == ["self", GATEWAY_ACCESS_SCOPE]
@@ -107,9 +99,7 @@ def test_pure_and_idempotent(runtime):
     configure_hub(c, runtime)
     assert set(c) == set(once)
     for section in once:
-        a, b = dict(once[section]), dict(c[section])
-        a.pop("post_auth_hook", None), b.pop("post_auth_hook", None)
-        assert a == b, section
+        assert dict(once[section]) == dict(c[section]), section
 
 
 def test_missing_secret_names_its_variable(runtime):

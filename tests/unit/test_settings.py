@@ -133,10 +133,12 @@ def test_schema_documents_every_key_and_accepts_partial_files():
         "auth",
         "default_role",
         "groups",
+        "cohorts",
         "images",
         "roles",
         "paths",
         "local",
+        "kubernetes",
         "certify",
     }
     assert "required" not in json.dumps(schema)

@@ -1,0 +1,374 @@
+"""Backups that restore: ``statbox backup create --out DIR`` and ``statbox backup restore DIR``.
+
+A backup is a folder::
+
+    DIR/manifest.json   what is inside, with the SHA-256 and size of every other file
+    DIR/state.tar       the state directory: hub database, results store, secrets (signing
+                        key, passwords, cookie secret), users' homes; owners and modes kept
+    DIR/settings.yaml   the settings file the hub ran with, when it had one
+
+Invariants:
+
+* Consistent while the hub runs: SQLite databases are copied with SQLite's online backup API
+  (a snapshot of one moment, never a half-written page); processes' scratch (``run/``,
+  ``logs/``, the gateway's cluster state) is left out, as a restart recreates it.
+* A backup is written to ``DIR.partial`` and renamed when complete: a folder named DIR is
+  always a whole backup.
+* Restore checks everything first (manifest, checksums, sizes, archive members that would
+  land outside the state directory) and changes nothing when any check fails. It refuses to
+  run while a hub uses the state directory. What it replaces is moved aside, not deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from .errors import BadInput, EnvironmentProblem, ExitCode
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+STATE_ARCHIVE = "state.tar"
+SETTINGS_COPY = "settings.yaml"
+
+EPHEMERAL = ("run", "logs", "gateway")
+"""Top-level parts of the state directory that a restart recreates: not backed up."""
+
+SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
+SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")
+"""SQLite's own side files: the online backup folds them into the copy."""
+
+
+@dataclass(frozen=True)
+class BackupSummary:
+    directory: Path
+    files: int
+    bytes: int
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _is_sqlite(path: Path) -> bool:
+    if path.suffix not in SQLITE_SUFFIXES or not path.is_file():
+        return False
+    with path.open("rb") as stream:
+        return stream.read(16) == b"SQLite format 3\x00"
+
+
+def _snapshot_sqlite(path: Path, out: Path) -> None:
+    """A consistent copy of a live SQLite database (readers and writers may be busy)."""
+    source = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    target = sqlite3.connect(out)
+    try:
+        with target:
+            source.backup(target)
+    finally:
+        source.close()
+        target.close()
+
+
+def _state_members(state_dir: Path) -> Iterator[Path]:
+    """Every path of the state directory a backup holds, parents before children."""
+    for directory, dirnames, filenames in os.walk(state_dir):
+        here = Path(directory)
+        if here == state_dir:
+            dirnames[:] = [d for d in dirnames if d not in EPHEMERAL]
+        dirnames.sort()
+        for name in sorted(dirnames):
+            yield here / name
+        for name in sorted(filenames):
+            if not name.endswith(SQLITE_SIDE_FILES):
+                yield here / name
+
+
+def _write_state_archive(state_dir: Path, archive: Path, scratch: Path) -> int:
+    """Archive the state directory; returns how many files it holds."""
+    count = 0
+    with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
+        tar.add(state_dir, arcname=".", recursive=False)
+        for path in _state_members(state_dir):
+            name = str(path.relative_to(state_dir))
+            if _is_sqlite(path):
+                copy = scratch / f"snapshot-{count}"
+                _snapshot_sqlite(path, copy)
+                info = tar.gettarinfo(path, arcname=name)
+                info.size = copy.stat().st_size
+                with copy.open("rb") as stream:
+                    tar.addfile(info, stream)
+                copy.unlink()
+            else:
+                tar.add(path, arcname=name, recursive=False)
+            count += path.is_file()
+    return count
+
+
+def create_backup(state_dir: Path, out: Path, settings_file: Path | None = None) -> BackupSummary:
+    """Back up ``state_dir`` (and the settings file) into the new folder ``out``."""
+    if not state_dir.is_dir():
+        raise BadInput(f"{state_dir}: no state directory to back up (is paths.state_dir right?)")
+    if out.exists():
+        raise BadInput(f"{out} exists: choose a new folder for the backup")
+    partial = out.with_name(out.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True, mode=0o700)
+    try:
+        with tempfile.TemporaryDirectory(dir=partial) as scratch:
+            files = _write_state_archive(state_dir, partial / STATE_ARCHIVE, Path(scratch))
+        if settings_file is not None:
+            shutil.copy2(settings_file, partial / SETTINGS_COPY)
+        contents = sorted(p.name for p in partial.iterdir())
+        manifest = {
+            "format": FORMAT,
+            "statbox_version": version("statbox"),
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "state_dir": str(state_dir),
+            "settings_file": str(settings_file) if settings_file else None,
+            "state_files": files,
+            "files": {
+                name: {"sha256": _sha256(partial / name), "size": (partial / name).stat().st_size}
+                for name in contents
+            },
+        }
+        (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        partial.rename(out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    size = sum(p.stat().st_size for p in out.iterdir())
+    return BackupSummary(out, files, size)
+
+
+# --------------------------------------------------------------------------- restore
+
+
+def verify_backup(backup: Path) -> dict[str, Any]:
+    """The manifest of ``backup`` once every check passes; else BadInput with every problem."""
+    manifest_path = backup / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except FileNotFoundError:
+        raise BadInput(f"{backup}: not a Statbox backup ({MANIFEST} is missing)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInput(f"{manifest_path}: damaged ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BadInput(f"{manifest_path}: not a backup of format {FORMAT} (made by another tool?)")
+    problems = []
+    files = manifest.get("files")
+    if not isinstance(files, dict) or STATE_ARCHIVE not in files:
+        raise BadInput(f"{manifest_path}: damaged (it lists no {STATE_ARCHIVE})")
+    for name, expected in sorted(files.items()):
+        path = backup / name
+        if Path(name).name != name or not isinstance(expected, dict):
+            problems.append(f"{manifest_path}: damaged (entry {name!r})")
+        elif not path.is_file():
+            problems.append(f"{path}: missing")
+        elif path.stat().st_size != expected.get("size"):
+            problems.append(
+                f"{path}: {path.stat().st_size} bytes, the manifest says {expected.get('size')}"
+                " (truncated or damaged)"
+            )
+        elif _sha256(path) != expected.get("sha256"):
+            problems.append(f"{path}: checksum differs from the manifest (damaged)")
+    if not problems:
+        problems.extend(_unsafe_members(backup / STATE_ARCHIVE))
+    if problems:
+        raise BadInput(*problems)
+    return manifest
+
+
+def _escapes(name: str) -> bool:
+    path = Path(os.path.normpath(name))
+    return path.is_absolute() or path.parts[:1] == ("..",)
+
+
+def member_problem(member: tarfile.TarInfo) -> str | None:
+    """Why extracting ``member`` would reach outside the state directory, or None.
+
+    Checked by hand rather than with tarfile's filters, which Python 3.11.2 (Debian 12's)
+    lacks and which, where present, drop the owners and modes a restore must keep.
+    """
+    if _escapes(member.name):
+        return "its path leads outside"
+    if member.issym() and _escapes(os.path.join(os.path.dirname(member.name), member.linkname)):
+        return "it links outside"
+    if member.islnk() and _escapes(member.linkname):
+        return "it links outside"
+    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        return "it is a device or pipe"
+    return None
+
+
+def _unsafe_members(archive: Path) -> list[str]:
+    with tarfile.open(archive) as tar:
+        found = ((m.name, member_problem(m)) for m in tar.getmembers())
+        return [
+            f"{archive}: {name!r} would not stay inside the state: {why}"
+            for name, why in found
+            if why
+        ]
+
+
+# Members are checked by member_problem before extraction; where tarfile has filters, say
+# so, or Python 3.14's default ('data') would drop owners and modes.
+_TRUSTED = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
+
+
+def hub_running(state_dir: Path) -> int | None:
+    """The pid of a hub using ``state_dir``, if one is alive."""
+    pid_file = state_dir / "run" / "jupyterhub.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+@dataclass(frozen=True)
+class RestoreSummary:
+    state_dir: Path
+    moved_aside: list[Path]
+
+
+def restore_backup(
+    backup: Path, state_dir: Path, settings_file: Path | None = None
+) -> RestoreSummary:
+    """Bring back exactly what ``backup`` saved into ``state_dir`` (and the settings file).
+
+    Everything is checked before anything changes. An existing state directory or settings
+    file is moved aside with a ``.before-restore-<time>`` suffix, never deleted.
+    """
+    try:
+        manifest = verify_backup(backup)
+    except BadInput as refused:
+        raise BadInput(*refused.messages, "nothing was restored") from None
+    pid = hub_running(state_dir)
+    if pid is not None:
+        raise EnvironmentProblem(
+            f"a hub (pid {pid}) is using {state_dir}: stop it (Ctrl-C on `statbox up`) "
+            "and run the restore again"
+        )
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    state_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{state_dir.name}.restoring-", dir=state_dir.parent))
+    moved: list[Path] = []
+    try:
+        with tarfile.open(backup / STATE_ARCHIVE) as tar:
+            tar.extractall(staging, numeric_owner=True, **_TRUSTED)  # type: ignore[arg-type]
+            root = tar.getmember(".")
+        os.chmod(staging, root.mode & 0o777)
+        with contextlib.suppress(PermissionError):
+            os.chown(staging, root.uid, root.gid)
+        if state_dir.exists():
+            aside = state_dir.with_name(f"{state_dir.name}.before-restore-{stamp}")
+            state_dir.rename(aside)
+            moved.append(aside)
+        staging.rename(state_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    saved_settings = backup / SETTINGS_COPY
+    target = settings_file or (
+        Path(manifest["settings_file"]) if manifest.get("settings_file") else None
+    )
+    if saved_settings.exists() and target is not None:
+        if target.exists() and target.read_bytes() != saved_settings.read_bytes():
+            aside = target.with_name(f"{target.name}.before-restore-{stamp}")
+            target.rename(aside)
+            moved.append(aside)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(saved_settings, target)
+    return RestoreSummary(state_dir, moved)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _state_and_settings(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    from .cli import _load, _settings_file
+
+    if args.state_dir:
+        return Path(args.state_dir).resolve(), _settings_file(args.config)
+    loaded = _load(args)
+    return loaded.paths.state_dir, loaded.source
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    state_dir, settings_file = _state_and_settings(args)
+    summary = create_backup(state_dir, Path(args.out).resolve(), settings_file)
+    print(
+        f"Backed up {state_dir} ({summary.files} files) into {summary.directory}: "
+        f"{summary.bytes / 1024**2:.1f} MiB"
+    )
+    return ExitCode.OK
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    state_dir, settings_file = _state_and_settings(args)
+    summary = restore_backup(Path(args.backup).resolve(), state_dir, settings_file)
+    print(f"Restored {args.backup} into {summary.state_dir}.")
+    for path in summary.moved_aside:
+        print(f"  kept what was there before as {path}")
+    return ExitCode.OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    manifest = verify_backup(Path(args.backup))
+    print(
+        f"{args.backup}: a whole backup of {manifest['state_dir']} made {manifest['created']} "
+        f"by Statbox {manifest['statbox_version']} ({manifest['state_files']} files)"
+    )
+    return ExitCode.OK
+
+
+def register(commands: Any) -> None:
+    from .cli import EPILOG
+
+    group = commands.add_parser(
+        "backup",
+        help="Back up and restore a hub: database, results, secrets, homes.",
+        epilog=EPILOG,
+    )
+    sub = group.add_subparsers(dest="backup_command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Any, help: str) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, help=help, description=help, epilog=EPILOG)
+        parser.set_defaults(func=func)
+        parser.add_argument("--config", metavar="FILE", help="settings file (as for statbox up)")
+        parser.add_argument("--state-dir", metavar="DIR", help="default: paths.state_dir")
+        return parser
+
+    add("create", cmd_create, "Back up the hub, consistent while it runs.").add_argument(
+        "--out", required=True, metavar="DIR", help="a new folder for the backup"
+    )
+    add(
+        "restore", cmd_restore, "Restore a backup (the hub must be stopped); checks it first."
+    ).add_argument("backup", metavar="DIR")
+    add("verify", cmd_verify, "Check a backup is whole, changing nothing.").add_argument(
+        "backup", metavar="DIR"
+    )

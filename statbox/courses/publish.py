@@ -1,0 +1,305 @@
+"""Publishing a course to trainees: a fresh copy of its material into each one's home.
+
+Local mode keeps homes under the state directory, ``<state>/homes/<user>``; a course lands
+in ``<home>/courses/<course-id>/``, where the trainee's server shows it.
+
+Invariants:
+
+* ``grader/`` (solutions, hidden checks, verifiers), hidden files and caches are never
+  copied: nothing that gives the answers away reaches a trainee.
+* A trainee's edits are never overwritten. Statbox remembers what it last wrote into each
+  home (a ledger per user and course under ``<state>/courses/published/``, out of the
+  trainee's reach). A file still as Statbox wrote it is replaced by the new version; a file
+  the trainee changed (or that Statbox did not write) is left alone and the new version is
+  written beside it as ``<name>.update-<hash><suffix>``, so the trainee keeps both.
+* Publishing the same material twice changes nothing. Each file is written to a temporary
+  name and renamed, so a trainee never sees half a notebook; every target is checked before
+  the first file is written.
+* The exercise template can be personalised per trainee (``personalise(user, notebook)``,
+  e.g. the certification work's per-trainee parameters); the ledger records what was
+  written, so a personalised template counts as untouched until the trainee edits it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pwd
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ..errors import BadInput
+from ..names import is_valid_username
+from ..settings import Settings
+from .model import GRADER_DIR, LoadedCourse
+from .notebooks import NotebookProblem, read_notebook
+
+Personalise = Callable[[str, dict[str, Any]], dict[str, Any]]
+"""(trainee name, exercise template as notebook JSON) -> the notebook that trainee gets."""
+
+UPDATE_MARK = ".update-"
+SKIPPED_NAMES = {"__pycache__", ".ipynb_checkpoints"}
+
+
+class Outcome(StrEnum):
+    new = "new"
+    """The file was not there: written."""
+    updated = "updated"
+    """The trainee had not changed it: replaced by the new version."""
+    unchanged = "unchanged"
+    """The trainee already has exactly this version."""
+    kept_both = "kept both"
+    """The trainee changed it: left alone, the new version written beside it."""
+
+
+@dataclass(frozen=True)
+class Published:
+    """What publishing did with one file for one trainee."""
+
+    user: str
+    path: str
+    """Relative to the course folder, with forward slashes."""
+    outcome: Outcome
+    beside: str | None = None
+    """For ``kept both``: the name the new version was written under."""
+
+
+def material(loaded: LoadedCourse) -> list[str]:
+    """Files of the course trainees get, relative to its folder, sorted."""
+    found = []
+    for directory, dirnames, filenames in os.walk(loaded.directory):
+        relative = Path(directory).relative_to(loaded.directory)
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if not d.startswith(".")
+            and d not in SKIPPED_NAMES
+            and not (relative == Path(".") and d == GRADER_DIR)
+        )
+        for name in filenames:
+            if name.startswith(".") or name.endswith(".pyc"):
+                continue
+            path = Path(directory) / name
+            if path.is_symlink() or not path.is_file():
+                continue  # a link could point anywhere (grader/ included): never follow it
+            found.append((relative / name).as_posix())
+    return sorted(found)
+
+
+def resolve_trainees(settings: Settings, targets: Iterable[str]) -> list[str]:
+    """The users ``targets`` name: a group of ``settings.groups`` stands for its members,
+    anything else must be a valid username. Raise BadInput naming every bad target."""
+    users: list[str] = []
+    problems: list[str] = []
+    for target in targets:
+        if target in settings.groups:
+            members = settings.groups[target]
+            if not members:
+                problems.append(f"--to {target}: the group has no members (settings: groups)")
+            users.extend(members)
+        elif is_valid_username(target):
+            users.append(target)
+        else:
+            known = ", ".join(sorted(settings.groups)) or "none"
+            problems.append(
+                f"--to {target[:64]!r}: neither a group of the settings (groups: {known}) nor "
+                "a valid username (lower-case letters, digits, . _ -)"
+            )
+    if problems:
+        raise BadInput(*problems)
+    if not users:
+        raise BadInput("--to: name at least one user or group")
+    return list(dict.fromkeys(users))
+
+
+def outside_audience(settings: Settings, loaded: LoadedCourse, users: Iterable[str]) -> list[str]:
+    """``user (role)`` for each of ``users`` whose role is not in the course's audience."""
+    from ..roles import groups_for, resolve_role
+
+    outside = []
+    for user in users:
+        role = resolve_role(settings, user, groups_for(settings, user)).role
+        if role not in loaded.course.audience:
+            outside.append(f"{user} ({role})")
+    return outside
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file_digest(path: Path) -> str | None:
+    try:
+        return _digest(path.read_bytes())
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+def beside_name(relative: str, digest: str) -> str:
+    """Where the new version of a file the trainee changed goes: ``01-x.update-ab12cd34.ipynb``."""
+    path = PurePosixPath(relative)
+    return str(path.with_name(f"{path.stem}{UPDATE_MARK}{digest[:8]}{path.suffix}"))
+
+
+def _notebook_bytes(notebook: dict[str, Any]) -> bytes:
+    return (json.dumps(notebook, indent=1, ensure_ascii=False) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class Publisher:
+    """Where homes and ledgers are, and who should own what is written (local mode)."""
+
+    homes: Path
+    """One folder per user: ``<state>/homes``."""
+    ledgers: Path
+    """What Statbox last wrote, per user and course: ``<state>/courses/published``."""
+    owner: pwd.struct_passwd | None = None
+    """When Statbox runs as root: the account servers run as, which must own the files."""
+
+    def home(self, user: str) -> Path:
+        return self.homes / user
+
+    def ledger_file(self, user: str, course_id: str) -> Path:
+        return self.ledgers / user / f"{course_id}.json"
+
+    def _read_ledger(self, user: str, course_id: str) -> dict[str, str]:
+        try:
+            data = json.loads(self.ledger_file(user, course_id).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def _chown(self, path: Path) -> None:
+        if self.owner is not None:
+            os.chown(path, self.owner.pw_uid, self.owner.pw_gid, follow_symlinks=False)
+
+    def _make_dirs(self, directory: Path) -> None:
+        missing = [p for p in (directory, *directory.parents) if not p.exists()]
+        for path in reversed(missing):
+            path.mkdir(mode=0o755)
+            if self.homes in path.parents:  # homes itself stays the operator's
+                self._chown(path)
+
+    def _write(self, target: Path, data: bytes) -> None:
+        self._make_dirs(target.parent)
+        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".statbox-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.chmod(temporary, 0o644)
+            self._chown(Path(temporary))
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def _blocked(self, course_dir: Path, relative: str) -> str | None:
+        """Why ``relative`` cannot be written under ``course_dir`` (a link or a file in the
+        way of a folder), or None. A trainee's links are never followed: they could point
+        anywhere the publisher may write."""
+        path = course_dir
+        for part in PurePosixPath(relative).parts:
+            if path.is_symlink():
+                return f"{path} is a symbolic link"
+            if path.exists() and not path.is_dir():
+                return f"{path} is a file where a folder is needed"
+            path = path / part
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            return f"{path} is not a regular file"
+        return None
+
+    def publish(
+        self,
+        loaded: LoadedCourse,
+        users: Iterable[str],
+        personalise: Personalise | None = None,
+    ) -> list[Published]:
+        """Publish ``loaded`` to each of ``users``; see the module docstring."""
+        users = list(users)
+        files = material(loaded)
+        template = loaded.course.exercise.notebook if loaded.course.exercise else None
+        originals = {relative: loaded.path(relative).read_bytes() for relative in files}
+        template_json: dict[str, Any] | None = None
+        if template is not None and personalise is not None:
+            try:
+                template_json = read_notebook(loaded.path(template))
+            except NotebookProblem as exc:
+                raise BadInput(f"{loaded.path(template)}: {exc}") from None
+
+        def content(user: str, relative: str) -> bytes:
+            if relative == template and template_json is not None and personalise is not None:
+                return _notebook_bytes(personalise(user, json.loads(json.dumps(template_json))))
+            return originals[relative]
+
+        # Every target is checked, and every personalised version made, before any write.
+        planned: dict[str, dict[str, bytes]] = {}
+        problems: list[str] = []
+        for user in users:
+            course_dir = self.home(user) / "courses" / loaded.id
+            for check in (self.home(user), self.home(user) / "courses"):
+                if check.is_symlink() or (check.exists() and not check.is_dir()):
+                    problems.append(f"{user}: {check} is not a folder; nothing was published")
+            planned[user] = {relative: content(user, relative) for relative in files}
+            for relative in files:
+                reason = self._blocked(course_dir, relative)
+                if reason:
+                    problems.append(f"{user}: {reason}; move it away and publish again")
+        if problems:
+            raise BadInput(*dict.fromkeys(problems))
+
+        done: list[Published] = []
+        for user in users:
+            done.extend(self._publish_to(loaded.id, user, planned[user]))
+        return done
+
+    def _publish_to(
+        self, course_id: str, user: str, files: dict[str, bytes]
+    ) -> Iterator[Published]:
+        course_dir = self.home(user) / "courses" / course_id
+        ledger = self._read_ledger(user, course_id)
+        for relative, data in files.items():
+            target = course_dir / relative
+            new = _digest(data)
+            current = _file_digest(target)
+            if current is None:
+                self._write(target, data)
+                ledger[relative] = new
+                yield Published(user, relative, Outcome.new)
+            elif current == new:
+                ledger[relative] = new
+                yield Published(user, relative, Outcome.unchanged)
+            elif current == ledger.get(relative):
+                self._write(target, data)
+                ledger[relative] = new
+                yield Published(user, relative, Outcome.updated)
+            else:
+                beside = beside_name(relative, new)
+                if _file_digest(course_dir / beside) != new:
+                    self._write(course_dir / beside, data)
+                yield Published(user, relative, Outcome.kept_both, beside)
+        ledger_file = self.ledger_file(user, course_id)
+        ledger_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ledger_file.write_text(json.dumps(dict(sorted(ledger.items())), indent=1))
+
+
+def publish_course(
+    loaded: LoadedCourse,
+    users: Iterable[str],
+    state_dir: Path,
+    personalise: Personalise | None = None,
+    owner: pwd.struct_passwd | None = None,
+) -> list[Published]:
+    """Publish ``loaded`` into ``<state_dir>/homes/<user>/courses/<course>/`` for each user.
+
+    ``personalise(user, notebook)`` returns the exercise template that user gets (default:
+    the template as it is). ``owner``: the account that must own what is written (local mode
+    run as root). Returns one :class:`Published` per user and file; raises BadInput, having
+    written nothing, when a target is in the way.
+    """
+    publisher = Publisher(state_dir / "homes", state_dir / "courses" / "published", owner)
+    return publisher.publish(loaded, users, personalise)

@@ -1,0 +1,133 @@
+"""``statbox course list | show | publish``: what they print, and exit 2 with one line per
+problem (file, line, key) for bad course files or arguments, before anything is written.
+(``check`` runs kernels: see tests/curriculum/test_check_command.py.)"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from statbox.cli import main
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "courses"
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def site(tmp_path):
+    """A settings file over a curriculum holding a copy of the sample course."""
+    shutil.copytree(FIXTURES / "sample-course", tmp_path / "curriculum" / "sample-course")
+    settings = tmp_path / "statbox.yaml"
+    settings.write_text(
+        "paths:\n  curriculum: curriculum\n  state_dir: state\n"
+        "groups:\n  cohort-a: [alice, bob]\n"
+        "roles:\n  instructor:\n    users: [ines]\n"
+    )
+    return tmp_path
+
+
+def test_list_shows_each_course(capsys, site):
+    code, out, _ = run(capsys, "course", "list", "--config", str(site / "statbox.yaml"))
+    assert code == 0
+    header, row = out.splitlines()
+    assert header.split()[:3] == ["COURSE", "LEVEL", "TIME"]
+    assert row.split()[:6] == ["sample-course", "introductory", "1h00", "1", "10", "pts,"]
+
+
+def test_show_lists_outcomes_lessons_and_tasks(capsys, site):
+    code, out, _ = run(
+        capsys, "course", "show", "sample-course", "--config", str(site / "statbox.yaml")
+    )
+    assert code == 0
+    assert "  1. Adding  (01-lesson.ipynb)" in out
+    assert "  - total (10 pts): The sum of the values" in out
+    assert "differs per trainee: seed" in out
+
+
+@pytest.mark.parametrize("name", ["nowhere", "../sample-course", "Sample"])
+def test_an_unknown_course_is_bad_input(capsys, site, name):
+    code, out, err = run(capsys, "course", "show", name, "--config", str(site / "statbox.yaml"))
+    assert (code, out) == (2, "")
+    assert "is not a course in" in err and "(courses: sample-course)" in err
+
+
+def test_bad_course_files_give_one_line_per_problem_with_file_line_and_key(capsys, site):
+    broken = site / "curriculum" / "broken"
+    shutil.copytree(FIXTURES / "sample-course", broken)
+    (broken / "course.yaml").write_text(
+        "id: broken\ntitle: Broken\nlevel: expert\nduration: 1h\noutcomes: [x]\n"
+        "lessons:\n  - notebook: 01-lesson.ipynb\n    title: A\n    colour: red\n"
+    )
+    for argv in (["list"], ["check"], ["publish", "broken", "--to", "alice"]):
+        code, out, err = run(capsys, "course", *argv, "--config", str(site / "statbox.yaml"))
+        assert (code, out) == (2, ""), argv
+        assert sorted(err.splitlines()) == [
+            f"statbox: {broken / 'course.yaml'}:3: level: 'expert': Input should be "
+            "'introductory', 'intermediate' or 'advanced'",
+            f"statbox: {broken / 'course.yaml'}:9: lessons.0.colour: unknown key; "
+            "allowed here: notebook, title",
+        ], argv
+        assert "Traceback" not in err
+    assert not (site / "state").exists(), "a refused publish wrote something"
+
+
+def test_publish_to_a_group_then_again_keeps_an_edit(capsys, site):
+    config = str(site / "statbox.yaml")
+    code, out, _ = run(
+        capsys, "course", "publish", "sample-course", "--to", "cohort-a", "--config", config
+    )
+    assert code == 0
+    assert out.splitlines()[0].startswith("alice: 3 new  (")
+    lesson = site / "state" / "homes" / "bob" / "courses" / "sample-course" / "01-lesson.ipynb"
+    lesson.write_text(lesson.read_text().replace("# A lesson", "# My lesson"))
+    source = site / "curriculum" / "sample-course" / "01-lesson.ipynb"
+    source.write_text(source.read_text().replace("# A lesson", "# A lesson, revised"))
+
+    code, out, _ = run(
+        capsys, "course", "publish", "sample-course", "--to", "cohort-a", "--config", config
+    )
+    assert code == 0
+    assert "alice: 1 updated, 2 unchanged" in out
+    assert "bob: 2 unchanged, 1 kept both" in out
+    assert "01-lesson.ipynb: edited by bob, kept; the new version is 01-lesson.update-" in out
+    assert "# My lesson" in lesson.read_text()
+
+
+def test_publish_refuses_users_outside_the_audience_unless_asked(capsys, site):
+    course_file = site / "curriculum" / "sample-course" / "course.yaml"
+    course_file.write_text(course_file.read_text() + "audience: [analyst, admin]\n")
+    config = str(site / "statbox.yaml")
+    code, _, err = run(
+        capsys, "course", "publish", "sample-course", "--to", "ines", "--config", config
+    )
+    assert code == 2
+    assert "not for ines (instructor): pass --any-role" in err
+    assert not (site / "state").exists()
+    argv = ["course", "publish", "sample-course", "--to", "ines", "--any-role", "--config", config]
+    assert run(capsys, *argv)[0] == 0
+    assert (
+        site / "state" / "homes" / "ines" / "courses" / "sample-course" / "course.yaml"
+    ).is_file()
+
+
+def test_publish_names_every_bad_target(capsys, site):
+    argv = ["course", "publish", "sample-course", "--to", "Bad!", "--to", "../x"]
+    code, _, err = run(capsys, *argv, "--config", str(site / "statbox.yaml"))
+    assert code == 2
+    assert len(err.splitlines()) == 2
+    assert not (site / "state").exists()
+
+
+def test_check_refuses_a_bad_job_count_before_running_anything(capsys, site):
+    code, out, err = run(
+        capsys, "course", "check", "--jobs", "0", "--config", str(site / "statbox.yaml")
+    )
+    assert (code, out) == (2, "")
+    assert err.strip() == "statbox: --jobs 0: must be at least 1"
