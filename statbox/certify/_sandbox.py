@@ -11,7 +11,8 @@ site-packages, nothing from the working directory on ``sys.path``), either direc
    same absolute path, read-only where asked: the grader and the kernel then agree on the IPC
    socket paths although they live in different mount namespaces;
 3. mounts a size-limited tmpfs as the working directory and copies the trainee's inputs in;
-4. sets the resource limits, drops every privilege (supplementary groups, gid, uid, and
+4. joins the slot's cgroups (memory and pids caps) when the grader made them, sets the
+   resource limits, drops every privilege (supplementary groups, gid, uid, and
    ``no_new_privs`` so no set-uid program can win them back) and execs the kernel.
 
 Invariant: when this script execs the kernel, nothing the spec hides is reachable and the
@@ -133,6 +134,9 @@ def main(spec_path: str) -> None:
             reveal(path, fd, readonly)
             os.close(fd)
     prepare_workdir(spec)
+    for procs in spec.get("cgroups", []):  # children inherit the groups: all are counted
+        with open(procs, "w") as handle:
+            handle.write(str(os.getpid()))
     set_limits(spec["limits"])
     if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")

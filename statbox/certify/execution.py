@@ -332,14 +332,14 @@ def execute(
             client_ready=lambda client: holder.setdefault("client", client),
         )
     except DeadKernelError:
-        stopped = _death_reason(job, limits, expired.is_set())
+        stopped = _death_reason(job, limits, expired.is_set(), backend.memory_killed(job))
     except KernelStopped as exc:
         stopped = str(exc)
     except CellTimeoutError as exc:
         stopped = f"stopped: {exc}".splitlines()[0][:200]
     except Exception as exc:  # the kernel did not start, or the connection broke
         if expired.is_set():
-            stopped = _death_reason(job, limits, True)
+            stopped = _death_reason(job, limits, True, False)
         else:
             sandbox = [
                 line for line in job.log_tail(800).splitlines() if "statbox sandbox:" in line
@@ -380,11 +380,11 @@ def _close_thread_loop() -> None:
         loop.close()
 
 
-def _death_reason(job: Job, limits: Any, expired: bool) -> str:
+def _death_reason(job: Job, limits: Any, expired: bool, memory_killed: bool) -> str:
     if expired:
         return f"stopped at the whole-notebook time limit ({limits.time} s)"
     tail = job.log_tail(400)
-    if "MemoryError" in tail or "Cannot allocate memory" in tail:
+    if memory_killed or "MemoryError" in tail or "Cannot allocate memory" in tail:
         return f"the kernel died: out of memory (the cap is {limits.memory // 1024**2} MiB)"
     return "the kernel died while running the notebook (killed, crashed or exited)"
 

@@ -143,6 +143,104 @@ class Job:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+class Cgroups:
+    """Per-slot control groups capping a graded kernel's memory (resident, not address
+    space: RLIMIT_AS counts the address space that pyarrow, numpy and thread stacks reserve
+    but never use) and its processes, made under the grader's own cgroup.
+
+    cgroup v2 (``memory.max``, ``pids.max``) or v1 (the memory and pids hierarchies). The
+    launcher joins its slot's groups before it execs the kernel, so every process the kernel
+    starts is counted. None of this exists unless :meth:`detect` finds writable cgroups.
+    """
+
+    ROOT = Path("/sys/fs/cgroup")
+    NAME = "statbox-certify"
+
+    def __init__(self, version: int, bases: dict[str, Path]):
+        self.version = version
+        self.bases = bases  # controller -> the directory holding our slots
+        self.made: list[Path] = []
+
+    @classmethod
+    def detect(cls) -> Cgroups | None:
+        try:
+            lines = Path("/proc/self/cgroup").read_text().splitlines()
+        except OSError:
+            return None
+        own = {}
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            for controller in controllers.split(",") if controllers else ["unified"]:
+                own[controller] = path.lstrip("/")
+        try:
+            if (cls.ROOT / "cgroup.controllers").is_file():  # v2 only
+                base = cls.ROOT / own.get("unified", "") / cls.NAME
+                base.mkdir(exist_ok=True)
+                available = (base.parent / "cgroup.controllers").read_text().split()
+                if not {"memory", "pids"} <= set(available):
+                    return None
+                (base.parent / "cgroup.subtree_control").write_text("+memory +pids")
+                (base / "cgroup.subtree_control").write_text("+memory +pids")
+                return cls(2, {"memory": base, "pids": base})
+            bases = {}
+            for controller in ("memory", "pids"):
+                hierarchy = cls.ROOT / controller
+                if not (hierarchy / "cgroup.procs").is_file():
+                    return None
+                base = hierarchy / own.get(controller, "") / cls.NAME
+                base.mkdir(exist_ok=True)
+                bases[controller] = base
+            return cls(1, bases)
+        except OSError:
+            return None
+
+    def slot(self, slot: int, limits: Limits) -> list[str]:
+        """Make (or reset) the slot's groups; the ``cgroup.procs`` files the launcher joins."""
+        joined = []
+        name = f"slot-{slot}"
+        directories = {c: base / name for c, base in self.bases.items()}
+        for directory in set(directories.values()):
+            if not directory.exists():
+                directory.mkdir()
+                self.made.append(directory)
+            joined.append(str(directory / "cgroup.procs"))
+        if self.version == 2:
+            directory = directories["memory"]
+            (directory / "memory.max").write_text(str(limits.memory))
+            swap = directory / "memory.swap.max"
+            if swap.exists():
+                swap.write_text("0")
+            (directory / "pids.max").write_text(str(limits.processes))
+        else:
+            memory = directories["memory"]
+            (memory / "memory.limit_in_bytes").write_text(str(limits.memory))
+            swap = memory / "memory.memsw.limit_in_bytes"
+            if swap.exists():
+                with contextlib.suppress(OSError):  # no swap accounting
+                    swap.write_text(str(limits.memory))
+            (directories["pids"] / "pids.max").write_text(str(limits.processes))
+        return joined
+
+    def oom_kills(self, slot: int) -> int:
+        """How many times the slot's kernels were killed for memory so far."""
+        directory = self.bases["memory"] / f"slot-{slot}"
+        name = "memory.events" if self.version == 2 else "memory.oom_control"
+        try:
+            for line in (directory / name).read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        except (OSError, ValueError):
+            pass
+        return 0
+
+    def close(self) -> None:
+        for directory in reversed(self.made):
+            with contextlib.suppress(OSError):  # still in use: a later run reuses it
+                directory.rmdir()
+        self.made.clear()
+
+
 class IsolationBackend(ABC):
     """How kernels are started for grading. Subclasses: one per way of isolating."""
 
@@ -176,6 +274,13 @@ class IsolationBackend(ABC):
     def describe(self) -> str:
         return self.name
 
+    def memory_killed(self, job: Job) -> bool:
+        """Whether the job's kernel was killed for using too much memory (if known)."""
+        return False
+
+    def close(self) -> None:  # noqa: B027 (most backends set up nothing to release)
+        """Release what the backend set up for the run."""
+
     def _spec(self, job: Job, argv: list[str], **extra: Any) -> Path:
         spec = {
             "argv": argv,
@@ -184,8 +289,8 @@ class IsolationBackend(ABC):
             "workdir_size": job.limits.workdir,
             "inputs": str(job.root / "inputs"),
             "limits": job.limits.rlimits(),
-            **extra,
         }
+        spec.update(extra)
         path = job.root / "sandbox.json"
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as handle:
@@ -210,6 +315,8 @@ class SandboxIsolation(IsolationBackend):
         if problem:
             raise EnvironmentProblem(f"isolation 'sandbox' is not available here: {problem}")
         self.unshare = shutil.which("unshare") or "unshare"
+        self.cgroups = Cgroups.detect()
+        self._oom_before: dict[int, int] = {}
 
     @staticmethod
     def unavailable() -> str | None:
@@ -232,7 +339,16 @@ class SandboxIsolation(IsolationBackend):
         reveal: list[dict[str, Any]] = [{"path": str(job.root)}]
         if job.data_root is not None and job.data_root.is_dir():
             reveal.append({"path": str(job.data_root), "readonly": True})
-        spec = self._spec(job, argv, namespaces=True, uid=uid, gid=uid, hide=hide, reveal=reveal)
+        extra: dict[str, Any] = {}
+        if self.cgroups is not None:
+            extra["cgroups"] = self.cgroups.slot(job.slot, job.limits)
+            self._oom_before[job.slot] = self.cgroups.oom_kills(job.slot)
+            limits = job.limits.rlimits()
+            del limits["as"]  # the cgroup counts resident memory, which is what matters
+            extra["limits"] = limits
+        spec = self._spec(
+            job, argv, namespaces=True, uid=uid, gid=uid, hide=hide, reveal=reveal, **extra
+        )
         return [
             self.unshare,
             "--net",
@@ -245,10 +361,24 @@ class SandboxIsolation(IsolationBackend):
             *self._launcher(spec),
         ]
 
+    def memory_killed(self, job: Job) -> bool:
+        if self.cgroups is None:
+            return False
+        return self.cgroups.oom_kills(job.slot) > self._oom_before.get(job.slot, 0)
+
+    def close(self) -> None:
+        if self.cgroups is not None:
+            self.cgroups.close()
+
     def describe(self) -> str:
+        caps = (
+            f"cgroup v{self.cgroups.version} memory and pids caps"
+            if self.cgroups
+            else "address-space cap"
+        )
         return (
             f"sandbox (no network, private mounts and PIDs, uid {self.uid_base}+slot, "
-            "resource limits)"
+            f"{caps}, resource limits)"
         )
 
 

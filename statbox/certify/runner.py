@@ -155,6 +155,9 @@ class LocalExecutor:
         for slot in range(slots):
             self.slots.put(slot)
 
+    def close(self) -> None:
+        self.backend.close()
+
     def environment(self, job: Job) -> dict[str, str]:
         env = {
             "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",

@@ -4,11 +4,13 @@ gets partial credit, and one trainee's right answers under another trainee's nam
 
 Covers whatever courses ``curriculum/`` holds when it runs. The data comes from
 ``statbox catalog samples`` when that command exists (else the settings' data root). It
-skips, saying so, only while no course has an exercise.
+skips, saying so, only while no course has an exercise. ``STATBOX_TEST_SAMPLES=DIR`` reuses
+samples generated earlier; ``STATBOX_TEST_CURRICULUM=DIR`` grades another curriculum.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -17,9 +19,11 @@ from collections.abc import Iterator
 from itertools import combinations
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from statbox.certify.exercise import load_exercise
+from statbox.certify.notebook import restore_protected
 from statbox.certify.runner import GradingSetup, RunOptions, run
 from statbox.certify.variants import parameters_for
 from statbox.courses import load_curriculum
@@ -28,7 +32,7 @@ from tests.conftest import REPO
 
 pytestmark = [pytest.mark.certify, pytest.mark.usefixtures("sandbox")]
 
-CURRICULUM = REPO / "curriculum"
+CURRICULUM = Path(os.environ.get("STATBOX_TEST_CURRICULUM", REPO / "curriculum"))
 WITH_EXERCISE = sorted(
     course_id
     for course_id, loaded in load_curriculum(CURRICULUM).items()
@@ -47,6 +51,10 @@ def _has_samples_command() -> bool:
 
 @pytest.fixture(scope="module")
 def curriculum_data() -> Iterator[Path]:
+    reuse = os.environ.get("STATBOX_TEST_SAMPLES")  # as the curriculum tier: samples made earlier
+    if reuse:
+        yield Path(reuse)
+        return
     if not _has_samples_command():
         yield REPO / "data"  # the settings' default data root
         return
@@ -69,6 +77,21 @@ def test_the_curriculum_is_covered():
 
 
 @pytest.mark.parametrize("course_id", WITH_EXERCISE)
+def test_the_solution_leaves_the_protected_cells_as_the_template_has_them(course_id):
+    """The grader restores protected cells from the template, so a solution that changes one
+    (an import added to the setup cell) fails when graded, as a trainee's would."""
+    loaded = load_curriculum(CURRICULUM)[course_id]
+    exercise = load_exercise(loaded)
+    solution = nbformat.read(loaded.path(exercise.exercise.solution), as_version=4)
+    _, notes = restore_protected(exercise.template, solution)
+    assert not notes, (
+        f"{course_id}: {exercise.exercise.solution} differs from "
+        f"{exercise.exercise.notebook} in its protected cells ({'; '.join(notes)}): move "
+        "the extra lines to an answer cell, or put them in the template too"
+    )
+
+
+@pytest.mark.parametrize("course_id", WITH_EXERCISE)
 def test_a_courses_exercise_grades_fairly(course_id, curriculum_data, tmp_path):
     loaded = load_curriculum(CURRICULUM)[course_id]
     exercise = load_exercise(loaded)
@@ -88,14 +111,15 @@ def test_a_courses_exercise_grades_fairly(course_id, curriculum_data, tmp_path):
         None,
     )
     assert three is not None, f"{course_id}: its variant does not give three different ones"
-    answers = {name: reference(name) for name in CANDIDATES[:12]}
+    others = [name for name in CANDIDATES if name not in three][:12]
+    answers = {name: reference(name) for name in others}
     owner, copier = next(
         (
             (a, b)
-            for a, b in combinations(CANDIDATES[:12], 2)
+            for a, b in combinations(others, 2)
             if all(answers[a].get(t) != answers[b].get(t) for t in tasks)
         ),
-        (CANDIDATES[0], CANDIDATES[1]),
+        (others[0], others[1]),
     )
     solution = loaded.path(exercise.exercise.solution)
     template = loaded.path(exercise.exercise.notebook)
