@@ -122,7 +122,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     exercise = load_exercise(find_course(loaded.paths.curriculum, run.course), run.exercise)
     hub = loaded.settings.hub
     issuer = f"{hub.name}, {hub.region}" if hub.region else hub.name
-    summary = write_report(out, exercise, Keys(loaded.paths.state_dir), issuer)
+    from .store import default_url
+
+    database = loaded.settings.certify.database or default_url(loaded.paths.state_dir)
+    summary = write_report(out, exercise, Keys(loaded.paths.state_dir), issuer, database)
     print(
         f"Report of {len(summary.attempts)} trainees ({len(summary.passed)} passed): "
         f"{out / 'report.html'}, {out / 'report.csv'}; "

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -172,7 +172,3 @@ def _checks_contract(
         raise BadInput(*problems)
     assert reference is not None
     return reference, dict(checks)
-
-
-def relative_to_course(loaded: LoadedCourse, path: Path) -> str:
-    return str(PurePosixPath(path.relative_to(loaded.directory)))

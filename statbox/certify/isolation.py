@@ -10,7 +10,9 @@ backends, so an unused one is never imported):
     (not even loopback), the grader's files covered by empty tmpfs mounts, its own ``/proc``;
     the kernel runs as a uid of its own per worker slot (``uid_base + slot``, no account
     needed), so ``RLIMIT_NPROC``, which counts per uid, caps that kernel's processes and no
-    one else's; when the kernel ends, the PID namespace ends every process it started.
+    one else's; a cgroup per slot (v1 or v2, when the grader can make one) caps its resident
+    memory and processes (else ``RLIMIT_AS`` caps its address space); when the kernel ends,
+    the PID namespace ends every process it started.
     The kernel talks to the grader over ZeroMQ's IPC transport (Unix sockets in the job's
     directory): no TCP port is ever chosen, so papermill#511's port race cannot happen.
 ``rlimits`` (what ``auto`` picks when not root)

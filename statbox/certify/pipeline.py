@@ -205,6 +205,10 @@ class Execute(Step):
 class CheckAnswers(Step):
     name = "check"
 
+    def __init__(self, data_root: Path = Path("."), enabled: bool = True):
+        super().__init__(enabled)
+        self.data_root = data_root
+
     def run(self, state: GradingState) -> None:
         exercise = state.exercise
         try:
@@ -220,8 +224,6 @@ class CheckAnswers(Step):
             state.checked[task.id] = run_check(
                 exercise.checks[task.id], state.answers.get(task.id), state.expected.get(task.id)
             )
-
-    data_root: Path = Path(".")
 
 
 class Score(Step):
@@ -279,9 +281,12 @@ class Pipeline:
         self.secret = secret
         self.steps: list[Step] = []
         for step_class in DEFAULT_STEPS:
-            step = Execute(executor) if step_class is Execute else step_class()
-            if isinstance(step, CheckAnswers):
-                step.data_root = data_root
+            if step_class is Execute:
+                step: Step = Execute(executor)
+            elif step_class is CheckAnswers:
+                step = CheckAnswers(data_root)
+            else:
+                step = step_class()
             self.steps.append(step)
         for name in disabled:
             self.step(name).enabled = False

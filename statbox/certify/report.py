@@ -67,6 +67,8 @@ def write_report(
     out: Path, exercise: GradedExercise, keys: Keys, issuer: str, database: str | None = None
 ) -> ReportSummary:
     run = read_run_record(out)
+    if database is None and "***" in run.database:
+        raise BadInput(f"{out / RUN_RECORD}: the results store's URL has a password: give it")
     store = ResultsStore(database or run.database)
     try:
         attempts = [a for a in store.latest(run.cohort, run.course) if a.exercise == run.exercise]

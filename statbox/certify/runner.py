@@ -40,7 +40,7 @@ from .execution import Execution, execute
 from .exercise import GradedExercise, find_course, load_exercise
 from .isolation import IsolationBackend, Job, Limits, backend_class, kill_all, stray_processes
 from .pipeline import Attempt, Pipeline, Submission
-from .store import ResultsStore, default_url
+from .store import ResultsStore, default_url, shown_url
 from .variants import DEFAULT_COHORT, check_cohort, cohort_secret
 
 RESULTS_CSV = "results.csv"
@@ -346,7 +346,7 @@ def run(
         "cohort": options.cohort,
         "course": exercise.course_id,
         "exercise": exercise.name,
-        "database": setup.database or default_url(setup.state_dir),
+        "database": shown_url(setup.database or default_url(setup.state_dir)),
         "grader_version": exercise.grader_version,
         "trainees": [a.trainee for a in attempts],
     }

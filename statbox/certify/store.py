@@ -104,6 +104,16 @@ class StoredAttempt:
         return 100.0 * self.total / self.max_score if self.max_score else 0.0
 
 
+def shown_url(url: str) -> str:
+    """``url`` with its password masked, for messages and records."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(invalid URL)"
+
+
 def default_url(state_dir: Path) -> str:
     return f"sqlite:///{state_dir / 'certify' / 'results.sqlite'}"
 
@@ -131,12 +141,7 @@ class ResultsStore:
         self._lock = threading.Lock()
 
     def _shown(self) -> str:
-        from sqlalchemy.engine import make_url
-
-        try:
-            return make_url(self.url).render_as_string(hide_password=True)
-        except Exception:
-            return "(invalid URL)"
+        return shown_url(self.url)
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
