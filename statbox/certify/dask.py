@@ -92,10 +92,11 @@ class DaskExecutor:
         self.limits = limits
         self.data_root = data_root
         self.catalog = catalog
+        self.gateway = gateway or Gateway()
         try:
-            self.gateway = gateway or Gateway()
             self.cluster = self.gateway.new_cluster()
         except Exception as exc:
+            self.gateway.close()
             raise EnvironmentProblem(
                 f"--dask: cannot start a Dask Gateway cluster: {type(exc).__name__}: {exc} "
                 "(is DASK_GATEWAY__ADDRESS set, as in a Statbox notebook?)"
@@ -135,5 +136,11 @@ class DaskExecutor:
     def close(self) -> None:
         try:
             self.client.close()
+            self.cluster.shutdown()  # closes the cluster's own Gateway too
         finally:
-            self.cluster.shutdown()
+            self.gateway.close()
+            # Gateway.__del__ closes again, and a second close raises now that its loop has
+            # stopped (dask-gateway 2026.3): mark both as done with.
+            for gateway in (self.gateway, getattr(self.cluster, "gateway", None)):
+                if gateway is not None and hasattr(gateway, "_loop_runner"):
+                    del gateway._loop_runner
