@@ -115,6 +115,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .certificates import Keys
     from .exercise import find_course, load_exercise
     from .report import read_run_record, write_report
+    from .store import default_url
 
     loaded = _settings(args)
     out = Path(args.out)
@@ -122,8 +123,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     exercise = load_exercise(find_course(loaded.paths.curriculum, run.course), run.exercise)
     hub = loaded.settings.hub
     issuer = f"{hub.name}, {hub.region}" if hub.region else hub.name
-    from .store import default_url
-
     database = loaded.settings.certify.database or default_url(loaded.paths.state_dir)
     summary = write_report(out, exercise, Keys(loaded.paths.state_dir), issuer, database)
     print(

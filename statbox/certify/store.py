@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -220,26 +220,8 @@ class ResultsStore:
 
 
 def _stored(row: AttemptRow) -> StoredAttempt:
-    def aware(value: datetime) -> datetime:
-        return value if value.tzinfo else value.replace(tzinfo=UTC)  # sqlite drops the zone
-
-    return StoredAttempt(
-        id=row.id,
-        cohort=row.cohort,
-        trainee=row.trainee,
-        course=row.course,
-        exercise=row.exercise,
-        variant=dict(row.variant),
-        scores=dict(row.scores),
-        feedback=dict(row.feedback),
-        total=row.total,
-        max_score=row.max_score,
-        passed=row.passed,
-        reason=row.reason,
-        grader_error=row.grader_error,
-        submission_hash=row.submission_hash,
-        grader_version=row.grader_version,
-        started_at=aware(row.started_at),
-        finished_at=aware(row.finished_at),
-        gradings=row.gradings,
-    )
+    values = {f.name: getattr(row, f.name) for f in fields(StoredAttempt)}
+    for key in ("started_at", "finished_at"):  # sqlite gives the times back without a zone
+        if values[key].tzinfo is None:
+            values[key] = values[key].replace(tzinfo=UTC)
+    return StoredAttempt(**values)
