@@ -220,7 +220,8 @@ def main() -> int:
         )
         print(
             f"  statbox certify run --workers {args.workers}:      {statbox_seconds:6.1f} s  "
-            f"{n / statbox_seconds:5.2f} notebooks/s"
+            f"{n / statbox_seconds:5.2f} notebooks/s  (mean of {before:.1f} s before the "
+            f"loop and {after:.1f} s after it)"
         )
         print(f"  ratio: {papermill_seconds / statbox_seconds:.1f}x the papermill loop")
         same = baseline == ours == again
