@@ -55,6 +55,7 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/spawn.py $(ARGS)
+	$(BIN)/python bench/grading.py
 
 clean:
 	rm -rf $(VENV) .statbox

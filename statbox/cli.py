@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "statbox.kubernetes",
     "statbox.backup",
     "statbox.bundle",
+    "statbox.certify.cli",
 )
 """Modules that add command groups: each has ``register(commands)`` taking the top-level
 subparsers and adding one group whose leaf parsers ``set_defaults(func=...)``; a ``func``

@@ -330,6 +330,29 @@ class DockerSettings(_Model):
     """Image of the hub's PostgreSQL database container."""
 
 
+class CertifySettings(_Model):
+    """How certification exercises are graded (``statbox certify``)."""
+
+    database: str | None = None
+    """SQLAlchemy URL of the results store, e.g. postgresql+psycopg://user@host/statbox in
+    production; default (null): sqlite in <state_dir>/certify/results.sqlite."""
+    isolation: Literal["auto", "sandbox", "rlimits", "docker"] = "auto"
+    """How graded kernels are isolated: sandbox (as root: no network, private mounts and
+    PIDs, a uid per worker), rlimits (resource limits only), docker (docker mode), auto
+    (sandbox when root, else rlimits)."""
+    uid_base: int = Field(200000, ge=1000, le=2**31 - 2**16)
+    """Graded kernels run as uid uid_base + worker slot (sandbox); no account is needed, but
+    nothing else on the machine may use these uids."""
+    memory: Annotated[Memory, memory_at_least(256 * 1024**2)] = 2 * 1024**3
+    """Address space each graded kernel process may use."""
+    processes: int = Field(64, ge=16, le=4096)
+    """Processes and threads a graded kernel may run."""
+    output: Annotated[Memory, memory_at_least(16 * 1024)] = 1024**2
+    """Cell output kept per graded notebook; the rest is dropped."""
+    workdir: Annotated[Memory, memory_at_least(16 * 1024**2)] = 256 * 1024**2
+    """Size of a graded kernel's working directory and of its /tmp."""
+
+
 class Settings(_Model):
     """Statbox settings (statbox.yaml)."""
 
@@ -351,6 +374,7 @@ class Settings(_Model):
     local: LocalSettings
     kubernetes: KubernetesSettings
     docker: DockerSettings
+    certify: CertifySettings = Field(default_factory=CertifySettings)  # type: ignore[arg-type]
 
     @field_validator("groups")
     @classmethod

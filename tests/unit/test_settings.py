@@ -140,6 +140,7 @@ def test_schema_documents_every_key_and_accepts_partial_files():
         "local",
         "kubernetes",
         "docker",
+        "certify",
     }
     assert "required" not in json.dumps(schema)
     role = schema["$defs"]["Role"]["properties"]

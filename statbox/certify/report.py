@@ -1,0 +1,249 @@
+"""The cohort report (HTML and CSV) and the certificates of those who passed.
+
+``write_report(out, ...)`` reads each trainee's latest attempt for the run recorded in
+``OUT/run.json`` and writes:
+
+- ``OUT/report.html``: the score distribution (an inline SVG histogram with the pass mark),
+  each task's difficulty (mean share of its points, share of full marks), who passed;
+- ``OUT/report.csv``: one row per trainee with the per-task points;
+- ``OUT/certificates/<trainee>.json`` (signed), ``.html`` and ``.pdf`` for each who passed.
+
+Invariant: the report is a pure function of the store's rows (and the signing key), so
+writing it again gives the same files (certificate ids and dates come from the attempt).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadInput
+from .certificates import Keys, certificate_html, certificate_pdf, make_record, sign
+from .exercise import GradedExercise
+from .runner import RUN_RECORD
+from .store import ResultsStore, StoredAttempt
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    cohort: str
+    course: str
+    exercise: str
+    database: str
+
+
+def read_run_record(out: Path) -> RunRecord:
+    path = out / RUN_RECORD
+    if not path.is_file():
+        raise BadInput(
+            f"--out {out}: no {RUN_RECORD} here: give a folder `statbox certify run --out` wrote"
+        )
+    try:
+        data = json.loads(path.read_text())
+        return RunRecord(data["cohort"], data["course"], data["exercise"], data["database"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadInput(f"{path}: not a run record ({exc})") from None
+
+
+@dataclass
+class ReportSummary:
+    attempts: list[StoredAttempt]
+    passed: list[StoredAttempt]
+    files: list[Path]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+def write_report(
+    out: Path, exercise: GradedExercise, keys: Keys, issuer: str, database: str | None = None
+) -> ReportSummary:
+    run = read_run_record(out)
+    if database is None and "***" in run.database:
+        raise BadInput(f"{out / RUN_RECORD}: the results store's URL has a password: give it")
+    store = ResultsStore(database or run.database)
+    try:
+        attempts = [a for a in store.latest(run.cohort, run.course) if a.exercise == run.exercise]
+    finally:
+        store.close()
+    if not attempts:
+        raise BadInput(f"no attempts of {run.course}/{run.exercise} in cohort {run.cohort!r} yet")
+    files = [out / "report.html", out / "report.csv"]
+    _atomic_write(files[0], report_html(attempts, exercise, run).encode())
+    _atomic_write(files[1], report_csv(attempts, exercise).encode())
+    passed = [a for a in attempts if a.passed]
+    key = keys.signing_key(create=True)
+    assert key is not None
+    directory = out / "certificates"
+    directory.mkdir(exist_ok=True)
+    for attempt in passed:
+        record = make_record(attempt, exercise.loaded.course.title, issuer)
+        for suffix, data in (
+            (".json", sign(record, key)),
+            (".html", certificate_html(record).encode()),
+            (".pdf", certificate_pdf(record)),
+        ):
+            path = directory / f"{attempt.trainee}{suffix}"
+            _atomic_write(path, data)
+            files.append(path)
+    return ReportSummary(attempts, passed, files)
+
+
+def task_difficulty(
+    attempts: list[StoredAttempt], exercise: GradedExercise
+) -> list[dict[str, Any]]:
+    """Per task: mean share of its points and share of trainees with full marks."""
+    rows = []
+    for task in exercise.exercise.tasks:
+        points = [a.scores.get(task.id, 0.0) for a in attempts]
+        rows.append(
+            {
+                "id": task.id,
+                "title": task.title,
+                "points": task.points,
+                "mean": sum(points) / len(points) / task.points if points else 0.0,
+                "full": sum(1 for p in points if p >= task.points) / len(points) if points else 0.0,
+            }
+        )
+    return rows
+
+
+def histogram_svg(percents: list[float], pass_mark: float) -> str:
+    """Counts of trainees per 10 % band of the score, with the pass mark as a line."""
+    bins = [0] * 10
+    for value in percents:
+        bins[min(9, int(value // 10))] += 1
+    width, height, left, bottom = 520, 220, 40, 30
+    tallest = max(bins) or 1
+    bar = (width - left - 10) / 10
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'role="img" aria-label="score distribution">',
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" '
+        'stroke="#333"/>',
+    ]
+    for index, count in enumerate(bins):
+        bar_height = (height - bottom - 20) * count / tallest
+        x = left + index * bar
+        y = height - bottom - bar_height
+        parts.append(
+            f'<rect x="{x + 2:.1f}" y="{y:.1f}" width="{bar - 4:.1f}" height="{bar_height:.1f}" '
+            f'fill="#1f77b4"><title>{index * 10}-{index * 10 + 10}%: {count}</title></rect>'
+        )
+        if count:
+            parts.append(
+                f'<text x="{x + bar / 2:.1f}" y="{y - 4:.1f}" font-size="11" '
+                f'text-anchor="middle">{count}</text>'
+            )
+        parts.append(
+            f'<text x="{x + bar / 2:.1f}" y="{height - bottom + 14}" font-size="10" '
+            f'text-anchor="middle">{index * 10}</text>'
+        )
+    mark = left + (width - left - 10) * pass_mark / 100
+    parts.append(
+        f'<line x1="{mark:.1f}" y1="10" x2="{mark:.1f}" y2="{height - bottom}" stroke="#d62728" '
+        f'stroke-dasharray="4 3"><title>pass mark {pass_mark:g}%</title></line>'
+    )
+    parts.append(
+        f'<text x="{width / 2}" y="{height - 2}" font-size="11" text-anchor="middle">'
+        "score, % of the points</text></svg>"
+    )
+    return "".join(parts)
+
+
+def report_html(attempts: list[StoredAttempt], exercise: GradedExercise, run: RunRecord) -> str:
+    e = html.escape
+    course = exercise.loaded.course
+    passed = [a for a in attempts if a.passed]
+    percents = [a.percent for a in attempts]
+    mean = sum(percents) / len(percents)
+    rows = "".join(
+        f"<tr><td>{e(t['title'])}</td><td>{t['points']}</td><td>{100 * t['mean']:.0f}%</td>"
+        f"<td>{100 * t['full']:.0f}%</td></tr>"
+        for t in task_difficulty(attempts, exercise)
+    )
+    people = "".join(
+        f'<tr class="{"pass" if a.passed else "fail"}"><td>{e(a.trainee)}</td>'
+        f"<td>{a.total:g} / {a.max_score}</td><td>{a.percent:.0f}%</td>"
+        f"<td>{'yes' if a.passed else 'no'}</td>"
+        f"<td>{_certificate_links(a) if a.passed else ''}</td><td>{e(a.reason)}</td></tr>"
+        for a in attempts
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{e(course.title)}: cohort {e(run.cohort)}</title>
+<style>
+body {{ font-family: Helvetica, Arial, sans-serif; margin: 2rem; color: #222; }}
+table {{ border-collapse: collapse; margin: 1rem 0; }}
+td, th {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; }}
+tr.fail td:first-child {{ color: #a00; }} tr.pass td:first-child {{ color: #070; }}
+</style></head><body>
+<h1>{e(course.title)}</h1>
+<p>Exercise <b>{e(run.exercise)}</b>, cohort <b>{e(run.cohort)}</b>: {len(attempts)} trainees,
+{len(passed)} passed (pass mark {exercise.exercise.pass_mark:g}%), mean score {mean:.0f}%.
+Grader: {e(attempts[-1].grader_version)}.</p>
+<h2>Score distribution</h2>
+{histogram_svg(percents, exercise.exercise.pass_mark)}
+<h2>Tasks</h2>
+<table><tr><th>task</th><th>points</th><th>mean share of the points</th>
+<th>full marks</th></tr>{rows}</table>
+<h2>Trainees</h2>
+<table><tr><th>trainee</th><th>score</th><th>%</th><th>passed</th><th>certificate</th>
+<th>notes</th></tr>{people}</table>
+</body></html>
+"""
+
+
+def _certificate_links(attempt: StoredAttempt) -> str:
+    name = html.escape(attempt.trainee)
+    return " ".join(
+        f'<a href="certificates/{name}.{kind}">{kind}</a>' for kind in ("html", "pdf", "json")
+    )
+
+
+def report_csv(attempts: list[StoredAttempt], exercise: GradedExercise) -> str:
+    import io
+
+    tasks = [task.id for task in exercise.exercise.tasks]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        [
+            "trainee",
+            *tasks,
+            "score",
+            "max_score",
+            "percent",
+            "passed",
+            "reason",
+            "variant",
+            "submission_sha256",
+            "grader_version",
+            "graded_at",
+        ]
+    )
+    for a in attempts:
+        writer.writerow(
+            [
+                a.trainee,
+                *(f"{a.scores.get(t, 0.0):g}" for t in tasks),
+                f"{a.total:g}",
+                a.max_score,
+                f"{a.percent:.1f}",
+                "yes" if a.passed else "no",
+                a.reason,
+                json.dumps(a.variant, sort_keys=True),
+                a.submission_hash,
+                a.grader_version,
+                a.finished_at.isoformat(),
+            ]
+        )
+    return buffer.getvalue()

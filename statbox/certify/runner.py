@@ -1,0 +1,379 @@
+"""Grading a cohort: N submissions at a time on this machine, or fanned out over Dask.
+
+``run(options)`` loads the exercise, derives each trainee's variant, grades every
+``<trainee>.ipynb`` in the submissions folder through the pipeline, records each attempt in
+the results store, and writes ``OUT/results.csv``, ``OUT/graded/<trainee>.ipynb`` and
+``OUT/run.json`` (what ``statbox certify report --out OUT`` reads).
+
+Workers are threads, each driving its own kernel in its own worker slot (a slot is a uid
+and a kernel at a time: see :mod:`statbox.certify.isolation`). With ``dask=True`` the
+execute step runs on a Dask Gateway cluster instead; checks, references and the cohort
+secret stay here.
+
+Invariant: input problems (unknown course, no submissions, a file name that is not a
+trainee name) are reported before anything is graded or written; once grading starts,
+every submission gets an attempt, and the run completes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import queue
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+import nbformat
+from nbformat import NotebookNode
+
+from ..errors import BadInput
+from ..names import is_valid_username
+from .execution import Execution, execute
+from .exercise import GradedExercise, find_course, load_exercise
+from .isolation import IsolationBackend, Job, Limits, backend_class, kill_all, stray_processes
+from .pipeline import Attempt, Pipeline, Submission
+from .store import ResultsStore, default_url, shown_url
+from .variants import DEFAULT_COHORT, check_cohort, cohort_secret
+
+RESULTS_CSV = "results.csv"
+RUN_RECORD = "run.json"
+MAX_WORKERS = 64
+CSV_FIELDS = ("trainee", "score", "max_score", "passed", "reason")
+
+
+@dataclass
+class GradingSetup:
+    """Where things are: resolved from the settings by the CLI, given directly by tests."""
+
+    curriculum: Path
+    data_root: Path
+    state_dir: Path
+    catalog: Path | None = None
+    database: str | None = None
+    isolation: str = "auto"
+    uid_base: int = 200000
+    limits: Limits = field(default_factory=Limits)
+    """Memory, processes, output ...; the time limits come from the exercise unless below."""
+    time_limit: int | None = None
+    cell_time_limit: int | None = None
+    hidden: list[Path] = field(default_factory=list)
+    """Paths graded kernels must not see besides those the run knows about (the settings
+    file, the operator's home)."""
+
+
+@dataclass
+class RunOptions:
+    course: str
+    exercise: str | None
+    submissions: Path
+    out: Path
+    workers: int = 1
+    dask: bool = False
+    cohort: str = DEFAULT_COHORT
+    disabled_steps: tuple[str, ...] = ()
+
+
+@dataclass
+class RunSummary:
+    attempts: list[Attempt]
+    out: Path
+    backend: str
+    seconds: float
+
+    @property
+    def failed(self) -> list[Attempt]:
+        return [a for a in self.attempts if not a.passed]
+
+    @property
+    def grader_errors(self) -> list[Attempt]:
+        return [a for a in self.attempts if a.grader_error]
+
+
+def read_submissions(directory: Path) -> list[Submission]:
+    """``<trainee>.ipynb`` files in ``directory``; raise BadInput listing every problem."""
+    if not directory.is_dir():
+        raise BadInput(f"--submissions {directory}: no such folder")
+    problems: list[str] = []
+    submissions: list[Submission] = []
+    for path in sorted(directory.iterdir()):
+        if path.name.startswith(".") or path.suffix != ".ipynb":
+            continue
+        trainee = path.stem
+        if not is_valid_username(trainee):
+            problems.append(
+                f"{path}: {trainee[:64]!r} is not a trainee's username (lower-case letters, "
+                "digits, . _ -): name each file <trainee>.ipynb"
+            )
+            continue
+        if path.is_symlink() or not path.is_file():
+            problems.append(f"{path}: not a regular file (links are not followed)")
+            continue
+        submissions.append(Submission(trainee, path.read_bytes(), str(path)))
+    if problems:
+        raise BadInput(*problems)
+    if not submissions:
+        raise BadInput(f"--submissions {directory}: no <trainee>.ipynb files in it")
+    return submissions
+
+
+def check_out_dir(out: Path, submissions: Path) -> None:
+    if out.resolve() == submissions.resolve() or submissions.resolve() in out.resolve().parents:
+        raise BadInput(f"--out {out}: must not be inside the submissions folder {submissions}")
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out {out}: exists and is not a folder")
+
+
+class LocalExecutor:
+    """Executes prepared notebooks in isolated kernels, one per worker slot at a time."""
+
+    def __init__(
+        self,
+        backend: IsolationBackend,
+        limits: Limits,
+        *,
+        slots: int,
+        hidden: Iterable[Path],
+        data_root: Path,
+        catalog: Path | None,
+        inputs: Iterable[Path] = (),
+    ):
+        self.backend = backend
+        self.limits = limits
+        self.hidden = _hideable(hidden, data_root)
+        self.data_root = data_root
+        self.catalog = catalog
+        self.inputs = list(inputs)
+        self.slots: queue.Queue[int] = queue.Queue()
+        for slot in range(slots):
+            self.slots.put(slot)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def environment(self, job: Job) -> dict[str, str]:
+        env = {
+            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(job.workdir),
+            "LANG": "C.UTF-8",
+            "TMPDIR": "/tmp",
+            "IPYTHONDIR": str(job.workdir / ".ipython"),
+            "MPLBACKEND": "Agg",
+            "PYTHONNOUSERSITE": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "STATBOX_DATA_ROOT": str(self.data_root),
+        }
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[name] = "1"  # each kernel is one of N: thread pools would oversubscribe
+        if self.catalog is not None:
+            env["STATBOX_CATALOG"] = str(self.catalog)
+        return env
+
+    def __call__(self, nb: NotebookNode, submission: Submission, snapshot: str = "") -> Execution:
+        slot = self.slots.get()
+        job = Job.create(slot, self.limits, hidden=self.hidden, data_root=self.data_root)
+        try:
+            job.env = self.environment(job)
+            for path in self.inputs:
+                shutil.copyfile(path, job.root / "inputs" / path.name)
+            kill_all(stray_processes(None, self.backend.uid(job)))  # a crashed run's leftovers
+            return execute(nb, job, self.backend, snapshot)
+        finally:
+            kill_all(stray_processes(None, self.backend.uid(job)))
+            job.remove()
+            self.slots.put(slot)
+
+
+def _hideable(paths: Iterable[Path], data_root: Path) -> list[Path]:
+    """Paths to hide, minus any that would hide the Python the kernel runs on."""
+    needed = [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()]
+    kept: list[Path] = []
+    for path in paths:
+        resolved = path.resolve()
+        if any(resolved == n or resolved in n.parents for n in needed):
+            continue
+        if resolved not in kept:
+            kept.append(resolved)
+    return kept
+
+
+class Progress:
+    """graded / failed / remaining, on one line at a terminal, one line per step otherwise."""
+
+    def __init__(self, total: int, stream: TextIO | None = None, enabled: bool = True):
+        self.total = total
+        self.graded = 0
+        self.failed = 0
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.tty = enabled and self.stream.isatty()
+        self.bar: Any = None
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, file=self.stream, unit="notebook", dynamic_ncols=True)
+
+    def update(self, attempt: Attempt) -> None:
+        self.graded += 1
+        self.failed += 0 if attempt.passed else 1
+        remaining = self.total - self.graded
+        text = f"graded {self.graded}/{self.total}, failed {self.failed}, remaining {remaining}"
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"failed {self.failed}, remaining {remaining}")
+            self.bar.update(1)
+        elif self.enabled:
+            print(
+                f"{text}  ({attempt.trainee}: {attempt.total:g}/{attempt.max_score})",
+                file=self.stream,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def grade_all(
+    pipeline: Pipeline,
+    submissions: list[Submission],
+    workers: int,
+    on_attempt: Callable[[Attempt], None],
+) -> list[Attempt]:
+    """Grade ``submissions`` with ``workers`` threads; ``on_attempt`` sees each as it ends."""
+    attempts: list[Attempt] = []
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grader") as pool:
+        futures = [pool.submit(pipeline.grade, s) for s in submissions]
+        for future in as_completed(futures):
+            attempt = future.result()
+            on_attempt(attempt)
+            attempts.append(attempt)
+    return sorted(attempts, key=lambda a: a.trainee)
+
+
+def prepare(setup: GradingSetup, options: RunOptions) -> tuple[GradedExercise, list[Submission]]:
+    """Everything that can be wrong with the input, checked before anything is graded."""
+    if not 1 <= options.workers <= MAX_WORKERS:
+        raise BadInput(f"--workers {options.workers}: give 1 to {MAX_WORKERS}")
+    check_cohort(options.cohort)
+    loaded = find_course(setup.curriculum, options.course)
+    exercise = load_exercise(loaded, options.exercise)
+    submissions = read_submissions(options.submissions)
+    check_out_dir(options.out, options.submissions)
+    return exercise, submissions
+
+
+def run(
+    setup: GradingSetup,
+    options: RunOptions,
+    progress: bool = True,
+    executor: Callable[[NotebookNode, Submission, str], Execution] | None = None,
+) -> RunSummary:
+    """Grade a cohort; see the module docstring."""
+    exercise, submissions = prepare(setup, options)
+    limits = replace(
+        setup.limits,
+        time=setup.time_limit or exercise.exercise.time_limit,
+        cell_time=setup.cell_time_limit or exercise.exercise.cell_time_limit,
+    )
+    backend_name = "dask" if options.dask else setup.isolation
+    store = ResultsStore(setup.database or default_url(setup.state_dir))
+    secret = cohort_secret(setup.state_dir, options.cohort)
+    workers = options.workers
+    if executor is None:
+        if options.dask:
+            from .dask import DaskExecutor
+
+            executor = DaskExecutor(limits, data_root=setup.data_root, catalog=setup.catalog)
+            workers = min(len(submissions), MAX_WORKERS)
+        else:
+            backend = backend_class(setup.isolation)(uid_base=setup.uid_base)
+            backend_name = backend.describe()
+            hidden = [
+                setup.curriculum,
+                exercise.loaded.directory,
+                options.submissions,
+                options.out,
+                setup.state_dir,
+                *setup.hidden,
+            ]
+            executor = LocalExecutor(
+                backend,
+                limits,
+                slots=workers,
+                hidden=hidden,
+                data_root=setup.data_root,
+                catalog=setup.catalog,
+                inputs=exercise.inputs(),
+            )
+    pipeline = Pipeline(
+        exercise,
+        cohort=options.cohort,
+        secret=secret,
+        data_root=setup.data_root,
+        executor=executor,
+        disabled=options.disabled_steps,
+    )
+    out = options.out
+    graded_dir = out / "graded"
+    graded_dir.mkdir(parents=True, exist_ok=True)
+    bar = Progress(len(submissions), enabled=progress)
+    lock = threading.Lock()
+    started = time.monotonic()
+
+    def finished(attempt: Attempt) -> None:
+        with lock:
+            store.record(attempt)
+            if attempt.graded_notebook is not None:
+                _write_notebook(graded_dir / f"{attempt.trainee}.ipynb", attempt.graded_notebook)
+            bar.update(attempt)
+
+    try:
+        attempts = grade_all(pipeline, submissions, workers, finished)
+    finally:
+        bar.close()
+        close = getattr(executor, "close", None)
+        if close is not None:
+            close()
+    write_results_csv(out / RESULTS_CSV, attempts)
+    record = {
+        "cohort": options.cohort,
+        "course": exercise.course_id,
+        "exercise": exercise.name,
+        "database": shown_url(setup.database or default_url(setup.state_dir)),
+        "grader_version": exercise.grader_version,
+        "trainees": [a.trainee for a in attempts],
+    }
+    (out / RUN_RECORD).write_text(json.dumps(record, indent=1) + "\n")
+    store.close()
+    return RunSummary(attempts, out, backend_name, time.monotonic() - started)
+
+
+def _write_notebook(path: Path, nb: NotebookNode) -> None:
+    temporary = path.with_suffix(".ipynb.tmp")
+    nbformat.write(nb, str(temporary))
+    os.replace(temporary, path)
+
+
+def write_results_csv(path: Path, attempts: list[Attempt]) -> None:
+    temporary = path.with_suffix(".csv.tmp")
+    with open(temporary, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_FIELDS)
+        for attempt in attempts:
+            writer.writerow(
+                [
+                    attempt.trainee,
+                    f"{attempt.total:g}",
+                    attempt.max_score,
+                    "yes" if attempt.passed else "no",
+                    attempt.reason,
+                ]
+            )
+    os.replace(temporary, path)

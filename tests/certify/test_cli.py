@@ -1,0 +1,147 @@
+"""``statbox certify`` as operators script it: collect, run, report, verify, revoke; bad input
+exits 2 with one message per problem and writes nothing."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+
+import pytest
+
+from statbox.cli import main
+from tests.certify.conftest import COURSES, SAMPLE, write_secret
+
+pytestmark = pytest.mark.certify
+
+SOLUTION = SAMPLE / "grader" / "solution.ipynb"
+TEMPLATE = SAMPLE / "exercise" / "exercise.ipynb"
+
+
+@pytest.fixture
+def config(tmp_path, data_root):
+    state = tmp_path / "state"
+    write_secret(state, "cohort-a")
+    path = tmp_path / "statbox.yaml"
+    path.write_text(
+        f"hub: {{name: Statbox Test, region: Kigali}}\n"
+        f"paths: {{curriculum: {COURSES}, data_root: {data_root}, state_dir: {state}}}\n"
+    )
+    return path
+
+
+def certify(config, *args):
+    return main(["certify", *args, "--config", str(config)])
+
+
+def home_file(state, trainee):
+    path = state / "homes" / trainee / "courses" / "shop-prices" / "exercise" / "exercise.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_collect_run_report_verify_and_revoke(config, tmp_path, capsys, sandbox):
+    state = tmp_path / "state"
+    home_file(state, "alice").write_bytes(SOLUTION.read_bytes())
+    home_file(state, "dave").write_bytes(TEMPLATE.read_bytes())
+    os.symlink(home_file(state, "alice"), home_file(state, "mallory"))  # someone else's work
+    (state / "homes" / "carol").mkdir()
+    (state / "homes" / "Not A User").mkdir()
+    submissions, out = tmp_path / "submissions", tmp_path / "out"
+
+    common = ["--course", "shop-prices", "--exercise", "exercise"]
+    assert certify(config, "collect", *common, "--out", str(submissions)) == 0
+    printed = capsys.readouterr()
+    assert "Collected 2 submissions" in printed.out and "1 homes without" in printed.out
+    assert "mallory" in printed.err and "symbolic link" in printed.err
+    assert sorted(p.name for p in submissions.iterdir()) == ["alice.ipynb", "dave.ipynb"]
+
+    run = [*common, "--submissions", str(submissions), "--out", str(out), "--cohort", "cohort-a"]
+    assert certify(config, "run", *run, "--workers", "2", "--quiet") == 0
+    printed = capsys.readouterr().out
+    assert "Graded 2 submissions of shop-prices/exercise" in printed
+    assert "1 passed, 1 did not" in printed and "isolation: sandbox" in printed
+    with open(out / "results.csv") as handle:
+        rows = {r["trainee"]: r for r in csv.DictReader(handle)}
+    assert (rows["alice"]["score"], rows["alice"]["passed"]) == ("10", "yes")
+    assert (rows["dave"]["score"], rows["dave"]["passed"]) == ("0", "no")
+
+    assert certify(config, "report", "--out", str(out)) == 0
+    html = (out / "report.html").read_text()
+    assert "<svg" in html and "alice" in html and "1 passed" in html
+    with open(out / "report.csv") as handle:
+        report = list(csv.DictReader(handle))
+    assert [(r["trainee"], r["total"], r["mean_price"]) for r in report] == [
+        ("alice", "4", "3"),
+        ("dave", "0", "0"),
+    ]
+    certificates = sorted(p.name for p in (out / "certificates").iterdir())
+    assert certificates == ["alice.html", "alice.json", "alice.pdf"]  # dave did not pass
+    assert (out / "certificates" / "alice.pdf").read_bytes().startswith(b"%PDF-1.4")
+    capsys.readouterr()
+
+    record = out / "certificates" / "alice.json"
+    assert certify(config, "verify", str(record)) == 0
+    verdict = capsys.readouterr().out
+    assert "valid: alice passed Shop prices (the certify tests' exercise)" in verdict
+    envelope = json.loads(record.read_bytes())
+    digest = hashlib.sha256((submissions / "alice.ipynb").read_bytes()).hexdigest()
+    assert envelope["record"]["submission_sha256"] == digest
+    assert envelope["record"]["score"] == 10 and envelope["record"]["cohort"] == "cohort-a"
+    forged = tmp_path / "forged.json"
+    forged.write_bytes(record.read_bytes().replace(b'"score":10', b'"score":11'))
+    assert certify(config, "verify", str(forged)) == 1
+    assert "tampered" in capsys.readouterr().out
+    assert certify(config, "revoke", str(record), "--reason", "shared with a classmate") == 0
+    assert certify(config, "verify", str(record)) == 1
+    assert "revoked" in capsys.readouterr().out
+
+
+BAD_RUNS = {
+    "unknown-course": (["--course", "nope"], "no such course"),
+    "wrong-exercise": (["--exercise", "final"], "has one exercise, 'exercise'"),
+    "no-folder": (["--submissions", "@/missing"], "no such folder"),
+    "empty-folder": (["--submissions", "@/empty"], "no <trainee>.ipynb files"),
+    "bad-trainee-name": (["--submissions", "@/badname"], "is not a trainee's username"),
+    "workers": (["--workers", "0"], "give 1 to 64"),
+    "cohort": (["--cohort", "Cohort A"], "cohort 'Cohort A'"),
+    "out-inside": (["--out", "@/good/out"], "must not be inside the submissions folder"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RUNS))
+def test_bad_input_exits_2_with_the_problem_and_writes_nothing(case, config, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "badname").mkdir()
+    (tmp_path / "badname" / "Alice Smith.ipynb").write_bytes(SOLUTION.read_bytes())
+    (tmp_path / "good").mkdir()
+    (tmp_path / "good" / "alice.ipynb").write_bytes(SOLUTION.read_bytes())
+    options = {
+        "--course": "shop-prices",
+        "--exercise": "exercise",
+        "--submissions": str(tmp_path / "good"),
+        "--out": str(tmp_path / "out"),
+    }
+    changes, message = BAD_RUNS[case]
+    extra = []
+    for flag, value in zip(changes[::2], changes[1::2], strict=True):
+        value = value.replace("@", str(tmp_path))
+        if flag in options:
+            options[flag] = value
+        else:
+            extra += [flag, value]
+    args = [item for pair in options.items() for item in pair] + extra
+    assert certify(config, "run", *args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "good" / "out").exists()
+
+
+def test_report_and_verify_refuse_what_they_cannot_use(config, tmp_path, capsys):
+    assert certify(config, "report", "--out", str(tmp_path)) == 2
+    assert "run.json" in capsys.readouterr().err
+    assert certify(config, "verify", str(tmp_path / "none.json")) == 2
+    (tmp_path / "x.json").write_text("{}")
+    assert certify(config, "verify", str(tmp_path / "x.json")) == 1
+    assert "not a certificate" in capsys.readouterr().out
