@@ -31,6 +31,7 @@ nothing but the trainee's inputs.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib
 import json
 import os
@@ -203,7 +204,7 @@ class Cgroups:
         directories = {c: base / name for c, base in self.bases.items()}
         for directory in set(directories.values()):
             if not directory.exists():
-                directory.mkdir()
+                directory.mkdir(parents=True)
                 self.made.append(directory)
             joined.append(str(directory / "cgroup.procs"))
         if self.version == 2:
@@ -237,9 +238,21 @@ class Cgroups:
         return 0
 
     def close(self) -> None:
-        for directory in reversed(self.made):
-            with contextlib.suppress(OSError):  # still in use: a later run reuses it
-                directory.rmdir()
+        """Remove the slots' groups (and ours, once empty): a group still holding a process
+        that is only waiting to be reaped empties within moments, so each gets a few tries;
+        one still in use is left for the next run to reuse."""
+        for directory in [
+            *sorted(set(self.made), reverse=True),
+            *{base for base in self.bases.values()},
+        ]:
+            for _ in range(20):
+                try:
+                    directory.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
         self.made.clear()
 
 
@@ -319,6 +332,7 @@ class SandboxIsolation(IsolationBackend):
         self.unshare = shutil.which("unshare") or "unshare"
         self.cgroups = Cgroups.detect()
         self._oom_before: dict[int, int] = {}
+        self._leases: dict[int, tuple[int, int]] = {}
 
     @staticmethod
     def unavailable() -> str | None:
@@ -329,8 +343,30 @@ class SandboxIsolation(IsolationBackend):
             return "the unshare program (util-linux) is missing: apt-get install util-linux"
         return None
 
+    LEASES = Path("/run/statbox-certify")
+    """Lock files, one per uid in use: two grading runs on one host never share a uid (each
+    sweeps its uids' processes, and RLIMIT_NPROC counts per uid)."""
+
+    def host_slot(self, job: Job) -> int:
+        """The host-wide index leased for the run's worker slot ``job.slot``."""
+        lease = self._leases.get(job.slot)
+        if lease is not None:
+            return lease[0]
+        self.LEASES.mkdir(mode=0o700, exist_ok=True)
+        for index in range(4096):
+            path = self.LEASES / f"uid-{self.uid_base + index}.lock"
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(descriptor)
+                continue
+            self._leases[job.slot] = (index, descriptor)
+            return index
+        raise EnvironmentProblem(f"no free grading uid from {self.uid_base} (4096 in use)")
+
     def uid(self, job: Job) -> int:
-        return self.uid_base + job.slot
+        return self.uid_base + self.host_slot(job)
 
     def kernel_command(self, job: Job, argv: list[str]) -> list[str]:
         uid = self.uid(job)
@@ -343,8 +379,9 @@ class SandboxIsolation(IsolationBackend):
             reveal.append({"path": str(job.data_root), "readonly": True})
         extra: dict[str, Any] = {}
         if self.cgroups is not None:
-            extra["cgroups"] = self.cgroups.slot(job.slot, job.limits)
-            self._oom_before[job.slot] = self.cgroups.oom_kills(job.slot)
+            slot = self.host_slot(job)
+            extra["cgroups"] = self.cgroups.slot(slot, job.limits)
+            self._oom_before[slot] = self.cgroups.oom_kills(slot)
             limits = job.limits.rlimits()
             del limits["as"]  # the cgroup counts resident memory, which is what matters
             extra["limits"] = limits
@@ -366,11 +403,15 @@ class SandboxIsolation(IsolationBackend):
     def memory_killed(self, job: Job) -> bool:
         if self.cgroups is None:
             return False
-        return self.cgroups.oom_kills(job.slot) > self._oom_before.get(job.slot, 0)
+        slot = self.host_slot(job)
+        return self.cgroups.oom_kills(slot) > self._oom_before.get(slot, 0)
 
     def close(self) -> None:
         if self.cgroups is not None:
             self.cgroups.close()
+        for _, descriptor in self._leases.values():
+            os.close(descriptor)  # releases the lock
+        self._leases.clear()
 
     def describe(self) -> str:
         caps = (

@@ -313,3 +313,23 @@ def test_the_pdf_writer_makes_a_well_formed_document():
 
 def test_sample_data_is_written_where_the_exercise_reads_it(data_root):
     assert (data_root / "shop-prices" / "prices.csv").read_text().startswith("shop,week,price")
+
+
+def test_two_grading_runs_on_one_host_never_share_a_uid(sandbox, tmp_path):
+    from statbox.certify.isolation import Job, Limits, SandboxIsolation
+
+    first, second = SandboxIsolation(), SandboxIsolation()
+    jobs = [Job(root=tmp_path, slot=slot, limits=Limits()) for slot in range(3)]
+    try:
+        mine = {first.uid(job) for job in jobs}
+        theirs = {second.uid(job) for job in jobs}
+        assert len(mine) == len(theirs) == 3 and not mine & theirs
+        assert first.uid(jobs[0]) == first.uid(jobs[0])  # a slot keeps its lease
+    finally:
+        first.close()
+        second.close()
+    again = SandboxIsolation()
+    try:
+        assert {again.uid(job) for job in jobs} == mine  # released, so leased again
+    finally:
+        again.close()
