@@ -203,7 +203,14 @@ def cmd_publish(args: argparse.Namespace) -> int:
             )
     state_dir = Path(args.state_dir).resolve() if args.state_dir else loaded.paths.state_dir
     owner = unprivileged_account(loaded.settings.local.run_as)
-    published = publish_course(course, users, state_dir, owner=owner)
+    personalise = None
+    if course.course.exercise is not None and course.course.exercise.variant:
+        # Each trainee's exercise copy carries their own variant, from the cohort's secret:
+        # the one `statbox certify run --cohort` derives again when grading.
+        from ..certify.variants import cohort_secret, make_personaliser
+
+        personalise = make_personaliser(course, cohort_secret(state_dir, args.cohort))
+    published = publish_course(course, users, state_dir, personalise=personalise, owner=owner)
     for user in users:
         mine = [p for p in published if p.user == user]
         counts = Counter(p.outcome for p in mine)
@@ -273,4 +280,10 @@ def register(commands: Any) -> None:
     )
     publish.add_argument(
         "--state-dir", metavar="DIR", help="where the homes are (default: paths.state_dir)"
+    )
+    publish.add_argument(
+        "--cohort",
+        default="default",
+        metavar="NAME",
+        help="whose secret derives each trainee's exercise variant (as for certify run)",
     )

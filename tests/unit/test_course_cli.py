@@ -131,3 +131,30 @@ def test_check_refuses_a_bad_job_count_before_running_anything(capsys, site):
     )
     assert (code, out) == (2, "")
     assert err.strip() == "statbox: --jobs 0: must be at least 1"
+
+
+def test_publish_gives_each_trainee_the_variant_the_grader_derives(capsys, site):
+    import json
+
+    from statbox.certify.variants import cohort_secret, parameters_for
+    from statbox.courses import load_course
+    from statbox.courses.notebooks import parameters_cell, parse_parameters, source_of
+
+    config = str(site / "statbox.yaml")
+    code, _, _ = run(
+        capsys, "course", "publish", "sample-course", "--to", "cohort-a", "--config", config,
+        "--cohort", "2026a",
+    )  # fmt: skip
+    assert code == 0
+    course = load_course(site / "curriculum" / "sample-course")
+    secret = cohort_secret(site / "state", "2026a", create=False)
+    seen = {}
+    for user in ("alice", "bob"):
+        copy = site / "state" / "homes" / user / "courses" / "sample-course" / "exercise"
+        notebook = json.loads((copy / "exercise.ipynb").read_text())
+        _, cell = parameters_cell(notebook)
+        values = parse_parameters(source_of(cell))
+        expected = parameters_for(course, user, secret)
+        assert {name: values[name] for name in expected} == expected
+        seen[user] = expected
+    assert seen["alice"] != seen["bob"]
