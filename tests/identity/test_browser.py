@@ -21,6 +21,8 @@ pytestmark = [pytest.mark.identity, pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = Path(os.environ.get("STATBOX_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = REPO / "tests" / "artifacts"
 NOTEBOOK = "courses/getting-started/01-welcome.ipynb"
+# the first lesson's cell that lists what the catalog holds
+CATALOG_CELL = "for name in catalog.entries"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -65,7 +67,7 @@ def run_course_cell_and_screenshot(page, base_url: str, user: str, shot: str) ->
         "() => /Python 3.*\\|\\s*Idle/.test("
         "document.querySelector('.jp-StatusBar-Widget, #jp-main-statusbar')?.textContent || '')"
     )
-    cell = page.locator(".jp-Notebook .jp-CodeCell").filter(has_text="sorted(catalog.entries)")
+    cell = page.locator(".jp-Notebook .jp-CodeCell").filter(has_text=CATALOG_CELL)
     output = cell.locator(".jp-OutputArea-output")
     ARTIFACTS.mkdir(exist_ok=True)
     for attempt in range(3):
