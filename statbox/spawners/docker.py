@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,21 @@ class StatboxDockerSpawner(StatboxSpawnerMixin, DockerSpawner):
     ready_poll_interval = Float(
         0.05, config=True, help="Seconds between checks that a starting server listens."
     )
+    docker_api_threads = Integer(
+        8, config=True, help="Docker API calls in flight at once, across every user's spawner."
+    )
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        # DockerSpawner sends every spawner's Docker API calls through one thread, so a class
+        # starting together waits in a single line for each create and start; the engine
+        # handles them in parallel, and the client's connection pool is shared safely.
+        cls = type(self)
+        if cls._executor is None:
+            cls._executor = ThreadPoolExecutor(
+                self.docker_api_threads, thread_name_prefix="statbox-docker"
+            )
+        return cls._executor
 
     @default("escape")
     def _statbox_escape(self) -> Any:

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import shutil
 import socket
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -174,6 +175,17 @@ def test_object_storage_data_root_mounts_no_data(docker_runtime, catalog):
     spawner.data_root = "s3://statbox-data"
     _, read_only = spawner.statbox_mounts("analyst")
     assert not any(path.startswith("s3:") or "mobile_phone" in path for path in read_only)
+
+
+def test_concurrent_spawns_make_their_docker_calls_side_by_side(docker_runtime, catalog):
+    """DockerSpawner sends every spawner's Docker API calls through one thread; ours share a
+    pool, so two users starting together do not wait for each other's create and start."""
+    alice = make_spawner(docker_runtime.settings, catalog, "alice")
+    bob = make_spawner(docker_runtime.settings, catalog, "bob")
+    assert alice.executor is bob.executor
+    both_inside = threading.Barrier(2, timeout=5)
+    calls = [spawner.executor.submit(both_inside.wait) for spawner in (alice, bob)]
+    assert sorted(call.result(timeout=10) for call in calls) == [0, 1]
 
 
 def test_spawner_allows_only_the_roles_images(docker_runtime, catalog):
