@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -32,11 +32,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from ..errors import BadInput
 from ..privatefile import create_private_file
 from . import pdf
-from .store import StoredAttempt
 
 RECORD_TYPE = "statbox-certificate"
 RECORD_VERSION = 1
 ALGORITHM = "Ed25519"
+
+if TYPE_CHECKING:  # annotations only: `certify verify` needs neither SQLAlchemy nor nbformat
+    from .store import StoredAttempt
 
 
 def canonical(data: Any) -> bytes:

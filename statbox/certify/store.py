@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -33,7 +33,9 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from ..errors import BadInput, EnvironmentProblem
-from .pipeline import Attempt
+
+if TYPE_CHECKING:  # annotations only: the pipeline pulls nbformat and papermill (over 1 s)
+    from .pipeline import Attempt
 
 
 class Base(DeclarativeBase):
