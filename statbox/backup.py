@@ -499,6 +499,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         f"{args.backup}: a whole backup of {manifest['state_dir']} made {manifest['created']} "
         f"by Statbox {manifest['statbox_version']} ({manifest['state_files']} files)"
     )
+    results = manifest.get("results_store") or {}
+    if results.get("file"):
+        print(f"  and of the results store {results['path']}")
+    elif results.get("url") and not results.get("path"):
+        print(f"  without the results store {results['url']} (not a SQLite file)")
     return ExitCode.OK
 
 

@@ -320,3 +320,6 @@ def test_cli_finds_the_results_store_the_settings_name(state, outside_store, tmp
     assert "does not hold it; back it up with the database's own tools" in made.stderr
     assert "s3cret" not in made.stderr and "s3cret" not in (tmp_path / "c" / MANIFEST).read_text()
     assert json.loads((tmp_path / "c" / MANIFEST).read_text())["results_store"]["file"] is None
+    verified = backup_cli("verify", str(tmp_path / "c"))
+    assert verified.returncode == 0, verified.stderr
+    assert "without the results store postgresql+psycopg://grader:***@db" in verified.stdout

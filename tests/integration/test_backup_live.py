@@ -172,6 +172,8 @@ def run_through_backup_and_restore(directory: Path) -> None:
     lost = statbox("certify", "verify", "--config", str(config), str(issued))
     assert lost.returncode == 1 and "unknown key" in lost.stdout  # the key was really gone
 
+    whole = statbox("backup", "verify", str(directory / "b"))
+    assert whole.returncode == 0 and f"and of the results store {store}" in whole.stdout
     restored = statbox("backup", "restore", "--config", str(config), str(directory / "b"))
     assert restored.returncode == 0, restored.stderr
     assert f"results store into {store}" in restored.stdout
