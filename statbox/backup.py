@@ -168,8 +168,13 @@ def _results_store(
         )
     file = file.absolute()
     entry["path"] = str(file)
-    inside = file.is_relative_to(state_dir)
-    if inside and file.relative_to(state_dir).parts[0] not in EPHEMERAL:
+    if file.is_relative_to(state_dir):
+        top = file.relative_to(state_dir).parts[0]
+        if top in EPHEMERAL:
+            raise BadInput(
+                f"certify.database: {file} is under {state_dir / top}, scratch that a backup "
+                "leaves out: move the results store (default: <state_dir>/certify/results.sqlite)"
+            )
         return entry, frozenset([file]), []
     if file.is_file():
         _snapshot_sqlite(file, partial / RESULTS_COPY)

@@ -323,3 +323,30 @@ def test_cli_finds_the_results_store_the_settings_name(state, outside_store, tmp
     verified = backup_cli("verify", str(tmp_path / "c"))
     assert verified.returncode == 0, verified.stderr
     assert "without the results store postgresql+psycopg://grader:***@db" in verified.stdout
+
+
+def test_results_store_in_the_state_is_snapshotted_whatever_its_name(state, tmp_path):
+    db = state / "certify" / "attempts.data"  # not a name the backup would guess
+    db.parent.mkdir()
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE results (id INTEGER PRIMARY KEY, trainee TEXT, score REAL)")
+    stop = threading.Event()
+    thread = threading.Thread(target=write_while, args=(db, stop))
+    thread.start()
+    try:
+        backup = create_backup(state, tmp_path / "backup", results_store=f"sqlite:///{db}")
+    finally:
+        stop.set()
+        thread.join()
+    assert not (backup.directory / RESULTS_COPY).exists()  # it travels in the state archive
+    restored = tmp_path / "restored"
+    restore_backup(backup.directory, restored)
+    with sqlite3.connect(restored / "certify" / "attempts.data") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert len(rows(restored / "certify" / "attempts.data")) % 2 == 0
+
+
+def test_results_store_in_the_state_scratch_is_refused(state, tmp_path):
+    with pytest.raises(BadInput, match="scratch that a backup leaves out"):
+        create_backup(state, tmp_path / "b", results_store=f"sqlite:///{state}/run/r.sqlite")
+    assert not (tmp_path / "b").exists() and not (tmp_path / "b.partial").exists()
