@@ -168,14 +168,15 @@ def _results_store(
         )
     file = file.absolute()
     entry["path"] = str(file)
-    if file.is_relative_to(state_dir):
-        top = file.relative_to(state_dir).parts[0]
-        if top in EPHEMERAL:
+    if file.resolve().is_relative_to(state_dir.resolve()):  # however it is spelt (links)
+        inside = file.resolve().relative_to(state_dir.resolve())
+        if inside.parts[0] in EPHEMERAL:
             raise BadInput(
-                f"certify.database: {file} is under {state_dir / top}, scratch that a backup "
-                "leaves out: move the results store (default: <state_dir>/certify/results.sqlite)"
+                f"certify.database: {file} is under {state_dir / inside.parts[0]}, scratch "
+                "that a backup leaves out: move the results store (default: "
+                "<state_dir>/certify/results.sqlite)"
             )
-        return entry, frozenset([file]), []
+        return entry, frozenset([state_dir / inside]), []
     if file.is_file():
         _snapshot_sqlite(file, partial / RESULTS_COPY)
         status = file.stat()
