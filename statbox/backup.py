@@ -6,12 +6,19 @@ A backup is a folder::
     DIR/state.tar       the state directory: hub database, results store, secrets (signing
                         key, passwords, cookie secret), users' homes; owners and modes kept
     DIR/settings.yaml   the settings file the hub ran with, when it had one
+    DIR/results-store.sqlite
+                        the certification results store, when the settings put its SQLite
+                        file outside the state directory (``certify.database``); the
+                        manifest says where it goes back
 
 Invariants:
 
 * Consistent while the hub runs: SQLite databases are copied with SQLite's online backup API
-  (a snapshot of one moment, never a half-written page); processes' scratch (``run/``,
-  ``logs/``, the gateway's cluster state) is left out, as a restart recreates it.
+  (a snapshot of one moment, never a half-written page), the results store too wherever
+  the settings put it; processes' scratch (``run/``, ``logs/``, the gateway's cluster
+  state) is left out, as a restart recreates it. A file deleted while the backup runs is
+  left out, not an error. A results store in PostgreSQL is not in the backup (the command
+  says so): back it up with the database's own tools.
 * A backup is written to ``DIR.partial`` and renamed when complete: a folder named DIR is
   always a whole backup.
 * Restore checks everything first (manifest, checksums, sizes, archive members that would
@@ -29,10 +36,11 @@ import json
 import os
 import shutil
 import sqlite3
+import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -43,6 +51,7 @@ FORMAT = 1
 MANIFEST = "manifest.json"
 STATE_ARCHIVE = "state.tar"
 SETTINGS_COPY = "settings.yaml"
+RESULTS_COPY = "results-store.sqlite"
 
 EPHEMERAL = ("run", "logs", "gateway")
 """Top-level parts of the state directory that a restart recreates: not backed up."""
@@ -57,6 +66,8 @@ class BackupSummary:
     directory: Path
     files: int
     bytes: int
+    warnings: list[str] = field(default_factory=list)
+    """What the backup does not hold that the operator must save otherwise."""
 
 
 def _sha256(path: Path) -> str:
@@ -76,11 +87,16 @@ def _is_sqlite(path: Path) -> bool:
 
 def _snapshot_sqlite(path: Path, out: Path) -> None:
     """A consistent copy of a live SQLite database (readers and writers may be busy)."""
-    source = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    if not path.is_file():  # gone since it was listed, or never there
+        raise FileNotFoundError(path)
+    # A URI, so that the database is opened read-only; as_uri escapes '?' and '#' in names.
+    source = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=30)
     target = sqlite3.connect(out)
     try:
         with target:
             source.backup(target)
+    except sqlite3.DatabaseError as exc:
+        raise BadInput(f"{path}: cannot be backed up as a SQLite database ({exc})") from None
     finally:
         source.close()
         target.close()
@@ -100,29 +116,88 @@ def _state_members(state_dir: Path) -> Iterator[Path]:
                 yield here / name
 
 
-def _write_state_archive(state_dir: Path, archive: Path, scratch: Path) -> int:
-    """Archive the state directory; returns how many files it holds."""
+def _write_state_archive(
+    state_dir: Path, archive: Path, scratch: Path, databases: frozenset[Path] = frozenset()
+) -> int:
+    """Archive the state directory; returns how many files it holds. ``databases`` are
+    SQLite files to snapshot whatever their name (the results store the settings name)."""
     count = 0
     with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
         tar.add(state_dir, arcname=".", recursive=False)
         for path in _state_members(state_dir):
             name = str(path.relative_to(state_dir))
-            if _is_sqlite(path):
-                copy = scratch / f"snapshot-{count}"
-                _snapshot_sqlite(path, copy)
-                info = tar.gettarinfo(path, arcname=name)
-                info.size = copy.stat().st_size
-                with copy.open("rb") as stream:
-                    tar.addfile(info, stream)
-                copy.unlink()
-            else:
-                tar.add(path, arcname=name, recursive=False)
-            count += path.is_file()
+            try:
+                is_file = path.is_file() and not path.is_symlink()
+                if path in databases or _is_sqlite(path):
+                    copy = scratch / f"snapshot-{count}"
+                    _snapshot_sqlite(path, copy)
+                    info = tar.gettarinfo(path, arcname=name)
+                    info.size = copy.stat().st_size
+                    with copy.open("rb") as stream:
+                        tar.addfile(info, stream)
+                    copy.unlink()
+                else:
+                    tar.add(path, arcname=name, recursive=False)
+            except FileNotFoundError:
+                continue  # deleted while the backup ran (a checkpoint, a temporary file)
+            count += is_file
     return count
 
 
-def create_backup(state_dir: Path, out: Path, settings_file: Path | None = None) -> BackupSummary:
-    """Back up ``state_dir`` (and the settings file) into the new folder ``out``."""
+def _results_store(
+    url: str | None, state_dir: Path, partial: Path
+) -> tuple[dict[str, Any] | None, frozenset[Path], list[str]]:
+    """Save the results store at ``url``: (its manifest entry, SQLite files of the state
+    directory to snapshot, warnings). A SQLite file outside the state directory is
+    snapshotted into the backup as RESULTS_COPY."""
+    if not url:
+        return None, frozenset(), []
+    from .certify.store import shown_url, sqlite_file
+
+    file = sqlite_file(url)
+    entry: dict[str, Any] = {"url": shown_url(url), "path": None, "file": None}
+    if file is None:
+        return (
+            entry,
+            frozenset(),
+            [
+                f"the results store {entry['url']} (certify.database) is not a SQLite file: "
+                "this backup does not hold it; back it up with the database's own tools "
+                "(pg_dump for PostgreSQL)"
+            ],
+        )
+    file = file.absolute()
+    entry["path"] = str(file)
+    if file.resolve().is_relative_to(state_dir.resolve()):  # however it is spelt (links)
+        inside = file.resolve().relative_to(state_dir.resolve())
+        if inside.parts[0] in EPHEMERAL:
+            raise BadInput(
+                f"certify.database: {file} is under {state_dir / inside.parts[0]}, scratch "
+                "that a backup leaves out: move the results store (default: "
+                "<state_dir>/certify/results.sqlite)"
+            )
+        return entry, frozenset([state_dir / inside]), []
+    if file.is_file():
+        _snapshot_sqlite(file, partial / RESULTS_COPY)
+        status = file.stat()
+        entry.update(
+            file=RESULTS_COPY, mode=status.st_mode & 0o7777, uid=status.st_uid, gid=status.st_gid
+        )
+    return entry, frozenset(), []
+
+
+def create_backup(
+    state_dir: Path,
+    out: Path,
+    settings_file: Path | None = None,
+    results_store: str | None = None,
+) -> BackupSummary:
+    """Back up ``state_dir`` (and the settings file) into the new folder ``out``.
+
+    ``results_store`` is the certification results store's URL, as the settings give it:
+    a SQLite file outside ``state_dir`` is saved too, consistent while it is written.
+    """
+    state_dir = state_dir.absolute()
     if not state_dir.is_dir():
         raise BadInput(f"{state_dir}: no state directory to back up (is paths.state_dir right?)")
     if out.exists():
@@ -132,8 +207,11 @@ def create_backup(state_dir: Path, out: Path, settings_file: Path | None = None)
         shutil.rmtree(partial)
     partial.mkdir(parents=True, mode=0o700)
     try:
+        results, databases, warnings = _results_store(results_store, state_dir, partial)
         with tempfile.TemporaryDirectory(dir=partial) as scratch:
-            files = _write_state_archive(state_dir, partial / STATE_ARCHIVE, Path(scratch))
+            files = _write_state_archive(
+                state_dir, partial / STATE_ARCHIVE, Path(scratch), databases
+            )
         if settings_file is not None:
             shutil.copy2(settings_file, partial / SETTINGS_COPY)
         contents = sorted(p.name for p in partial.iterdir())
@@ -144,6 +222,7 @@ def create_backup(state_dir: Path, out: Path, settings_file: Path | None = None)
             "state_dir": str(state_dir),
             "settings_file": str(settings_file) if settings_file else None,
             "state_files": files,
+            "results_store": results,
             "files": {
                 name: {"sha256": _sha256(partial / name), "size": (partial / name).stat().st_size}
                 for name in contents
@@ -155,7 +234,7 @@ def create_backup(state_dir: Path, out: Path, settings_file: Path | None = None)
         shutil.rmtree(partial, ignore_errors=True)
         raise
     size = sum(p.stat().st_size for p in out.iterdir())
-    return BackupSummary(out, files, size)
+    return BackupSummary(out, files, size, warnings)
 
 
 # --------------------------------------------------------------------------- restore
@@ -189,11 +268,32 @@ def verify_backup(backup: Path) -> dict[str, Any]:
             )
         elif _sha256(path) != expected.get("sha256"):
             problems.append(f"{path}: checksum differs from the manifest (damaged)")
+    problems.extend(_results_entry_problems(manifest, manifest_path))
     if not problems:
         problems.extend(_unsafe_members(backup / STATE_ARCHIVE))
     if problems:
         raise BadInput(*problems)
     return manifest
+
+
+def _results_entry_problems(manifest: dict[str, Any], manifest_path: Path) -> list[str]:
+    entry = manifest.get("results_store")
+    if entry is None:
+        return []
+    if not isinstance(entry, dict):
+        return [f"{manifest_path}: damaged (results_store)"]
+    if entry.get("file") is None:
+        return []
+    path = entry.get("path")
+    if (
+        entry["file"] != RESULTS_COPY
+        or RESULTS_COPY not in manifest["files"]
+        or not isinstance(path, str)
+        or not Path(path).is_absolute()
+        or not all(isinstance(entry.get(k), int) for k in ("mode", "uid", "gid"))
+    ):
+        return [f"{manifest_path}: damaged (results_store)"]
+    return []
 
 
 def _escapes(name: str) -> bool:
@@ -253,6 +353,48 @@ def hub_running(state_dir: Path) -> int | None:
 class RestoreSummary:
     state_dir: Path
     moved_aside: list[Path]
+    results_store: Path | None = None
+    """Where the results store saved from outside the state directory went back."""
+
+
+def _stage_results_store(backup: Path, entry: dict[str, Any]) -> Path:
+    """The saved results store copied beside its place, owner and mode as saved."""
+    target = Path(entry["path"])
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, name = tempfile.mkstemp(prefix=f".{target.name}.restoring-", dir=target.parent)
+    except OSError as exc:
+        raise EnvironmentProblem(
+            f"{target.parent}: cannot restore the results store there ({exc.strerror}); "
+            "nothing was restored"
+        ) from None
+    staged = Path(name)
+    try:
+        with os.fdopen(descriptor, "wb") as out, (backup / RESULTS_COPY).open("rb") as saved:
+            shutil.copyfileobj(saved, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(staged, entry["mode"] & 0o7777)
+        with contextlib.suppress(PermissionError):
+            os.chown(staged, entry["uid"], entry["gid"])
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    return staged
+
+
+def _place_results_store(staged: Path, target: Path, stamp: str) -> list[Path]:
+    """Put the staged store at ``target``; what was there (and SQLite's side files, which
+    would otherwise be replayed into the restored database) is moved aside."""
+    moved = []
+    for suffix in ("", *SQLITE_SIDE_FILES):
+        current = target.with_name(target.name + suffix)
+        if current.exists():
+            aside = current.with_name(f"{target.name}.before-restore-{stamp}{suffix}")
+            current.rename(aside)
+            moved.append(aside)
+    staged.rename(target)
+    return moved
 
 
 def restore_backup(
@@ -274,6 +416,8 @@ def restore_backup(
             "and run the restore again"
         )
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    results = manifest.get("results_store") or {}
+    results_staged = _stage_results_store(backup, results) if results.get("file") else None
     state_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{state_dir.name}.restoring-", dir=state_dir.parent))
     moved: list[Path] = []
@@ -291,7 +435,11 @@ def restore_backup(
         staging.rename(state_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if results_staged is not None:
+            results_staged.unlink(missing_ok=True)
         raise
+    if results_staged is not None:
+        moved.extend(_place_results_store(results_staged, Path(results["path"]), stamp))
     saved_settings = backup / SETTINGS_COPY
     target = settings_file or (
         Path(manifest["settings_file"]) if manifest.get("settings_file") else None
@@ -303,7 +451,7 @@ def restore_backup(
             moved.append(aside)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(saved_settings, target)
-    return RestoreSummary(state_dir, moved)
+    return RestoreSummary(state_dir, moved, Path(results["path"]) if results_staged else None)
 
 
 # --------------------------------------------------------------------------- command line
@@ -319,12 +467,24 @@ def _state_and_settings(args: argparse.Namespace) -> tuple[Path, Path | None]:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    state_dir, settings_file = _state_and_settings(args)
-    summary = create_backup(state_dir, Path(args.out).resolve(), settings_file)
+    from .certify.cli import results_store
+    from .cli import _load
+
+    # The settings say where the results store is, even when --state-dir says where the state is.
+    overrides = (
+        {"paths": {"state_dir": str(Path(args.state_dir).resolve())}} if args.state_dir else {}
+    )
+    loaded = _load(args, overrides)
+    state_dir = loaded.paths.state_dir
+    summary = create_backup(
+        state_dir, Path(args.out).resolve(), loaded.source, results_store(loaded)
+    )
     print(
         f"Backed up {state_dir} ({summary.files} files) into {summary.directory}: "
         f"{summary.bytes / 1024**2:.1f} MiB"
     )
+    for warning in summary.warnings:
+        print(f"statbox: warning: {warning}", file=sys.stderr)
     return ExitCode.OK
 
 
@@ -332,6 +492,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     state_dir, settings_file = _state_and_settings(args)
     summary = restore_backup(Path(args.backup).resolve(), state_dir, settings_file)
     print(f"Restored {args.backup} into {summary.state_dir}.")
+    if summary.results_store is not None:
+        print(f"  and the results store into {summary.results_store}")
     for path in summary.moved_aside:
         print(f"  kept what was there before as {path}")
     return ExitCode.OK
@@ -343,6 +505,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         f"{args.backup}: a whole backup of {manifest['state_dir']} made {manifest['created']} "
         f"by Statbox {manifest['statbox_version']} ({manifest['state_files']} files)"
     )
+    results = manifest.get("results_store") or {}
+    if results.get("file"):
+        print(f"  and of the results store {results['path']}")
+    elif results.get("url") and not results.get("path"):
+        print(f"  without the results store {results['url']} (not a SQLite file)")
     return ExitCode.OK
 
 

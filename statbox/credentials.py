@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .privatefile import create_private_file
 from .runtime import SECRET_ENV
 from .settings import Settings
 
@@ -136,13 +137,11 @@ def resolve_credentials(
         elif stored.exists():
             values[name] = stored.read_text().strip()
         else:
-            values[name] = GENERATORS[name]()
-            _write_private(stored, values[name])
+            values[name] = _write_private(stored, GENERATORS[name]())
             generated.append(name)
     return Credentials(values, generated, directory)
 
 
-def _write_private(path: Path, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(value + "\n")
+def _write_private(path: Path, value: str) -> str:
+    """Store a generated secret; returns the one stored (another process's, if first)."""
+    return create_private_file(path, (value + "\n").encode()).decode().strip()

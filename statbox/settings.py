@@ -335,7 +335,9 @@ class CertifySettings(_Model):
 
     database: str | None = None
     """SQLAlchemy URL of the results store, e.g. postgresql+psycopg://user@host/statbox in
-    production; default (null): sqlite in <state_dir>/certify/results.sqlite."""
+    production; default (null): sqlite in <state_dir>/certify/results.sqlite. A relative
+    sqlite file resolves against this file's directory. `statbox backup create` saves a
+    sqlite store wherever it is, not a PostgreSQL one (use pg_dump)."""
     isolation: Literal["auto", "sandbox", "rlimits", "docker"] = "auto"
     """How graded kernels are isolated: sandbox (as root: no network, private mounts and
     PIDs, a uid per worker), rlimits (resource limits only), docker (docker mode), auto

@@ -23,19 +23,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import BadInput
+from ..privatefile import create_private_file
 from . import pdf
-from .store import StoredAttempt
 
 RECORD_TYPE = "statbox-certificate"
 RECORD_VERSION = 1
 ALGORITHM = "Ed25519"
+
+if TYPE_CHECKING:  # annotations only: `certify verify` needs neither SQLAlchemy nor nbformat
+    from .store import StoredAttempt
 
 
 def canonical(data: Any) -> bytes:
@@ -68,17 +71,13 @@ class Keys:
             return key
         if not create:
             return None
-        key = Ed25519PrivateKey.generate()
-        self.secret_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        pem = key.private_bytes(
+        pem = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        descriptor = os.open(self.secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(pem)
-        return key
+        create_private_file(self.secret_path, pem)  # another process may have made it first
+        return self.signing_key(create=False)
 
     def trusted(self, extra: Sequence[Path] = ()) -> dict[str, Ed25519PublicKey]:
         keys: dict[str, Ed25519PublicKey] = {}

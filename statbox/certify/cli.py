@@ -31,6 +31,14 @@ def _settings(args: argparse.Namespace) -> Any:
     return _load(args)
 
 
+def results_store(loaded: Any) -> str:
+    """The URL of the results store the settings name (``certify.database``)."""
+    from .store import results_url
+
+    base = Path(loaded.source).resolve().parent if loaded.source is not None else None
+    return results_url(loaded.settings.certify.database, loaded.paths.state_dir, base)
+
+
 def grading_setup(loaded: Any) -> Any:
     """The runner's view of the settings (paths, store, isolation and limits)."""
     from .isolation import Limits
@@ -45,7 +53,7 @@ def grading_setup(loaded: Any) -> Any:
         data_root=loaded.paths.data_root,
         state_dir=loaded.paths.state_dir,
         catalog=loaded.paths.catalog,
-        database=certify.database,
+        database=results_store(loaded),
         isolation=certify.isolation,
         uid_base=certify.uid_base,
         limits=Limits(
@@ -115,7 +123,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .certificates import Keys
     from .exercise import find_course, load_exercise
     from .report import read_run_record, write_report
-    from .store import default_url
 
     loaded = _settings(args)
     out = Path(args.out)
@@ -123,8 +130,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     exercise = load_exercise(find_course(loaded.paths.curriculum, run.course), run.exercise)
     hub = loaded.settings.hub
     issuer = f"{hub.name}, {hub.region}" if hub.region else hub.name
-    database = loaded.settings.certify.database or default_url(loaded.paths.state_dir)
-    summary = write_report(out, exercise, Keys(loaded.paths.state_dir), issuer, database)
+    summary = write_report(
+        out, exercise, Keys(loaded.paths.state_dir), issuer, results_store(loaded)
+    )
     print(
         f"Report of {len(summary.attempts)} trainees ({len(summary.passed)} passed): "
         f"{out / 'report.html'}, {out / 'report.csv'}; "

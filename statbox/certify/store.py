@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -33,7 +33,9 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from ..errors import BadInput, EnvironmentProblem
-from .pipeline import Attempt
+
+if TYPE_CHECKING:  # annotations only: the pipeline pulls nbformat and papermill (over 1 s)
+    from .pipeline import Attempt
 
 
 class Base(DeclarativeBase):
@@ -116,6 +118,36 @@ def shown_url(url: str) -> str:
 
 def default_url(state_dir: Path) -> str:
     return f"sqlite:///{state_dir / 'certify' / 'results.sqlite'}"
+
+
+def results_url(database: str | None, state_dir: Path, base: Path | None = None) -> str:
+    """The results store's URL from ``certify.database``: the default in ``state_dir`` when
+    unset; a relative SQLite file resolved against ``base`` (the settings file's directory),
+    as every relative path of the settings is, so that every command finds the same file."""
+    if not database:
+        return default_url(state_dir)
+    file = sqlite_file(database)
+    if file is None or file.is_absolute():
+        return database
+    from sqlalchemy.engine import make_url
+
+    resolved = ((base or Path.cwd()) / file).resolve()
+    return make_url(database).set(database=str(resolved)).render_as_string(hide_password=False)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite results store, or None (another database, or in memory)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    if str(parsed.database).startswith("file:"):  # a URI filename (?uri=true): not a plain path
+        return None
+    return Path(str(parsed.database))
 
 
 class ResultsStore:

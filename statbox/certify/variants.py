@@ -19,7 +19,6 @@ import copy
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 from collections.abc import Callable, Mapping
@@ -29,6 +28,7 @@ from typing import Any
 from ..courses.model import Choice, Exercise, IntegerRange, LoadedCourse, VariantParameter
 from ..courses.notebooks import parameters_cell, parse_parameters, source_of
 from ..errors import BadInput
+from ..privatefile import create_private_file
 
 DERIVATION = b"statbox-variant-v1"
 COHORT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -60,12 +60,8 @@ def cohort_secret(state_dir: Path, cohort: str, create: bool = True) -> bytes:
         return bytes.fromhex(path.read_text().strip())
     if not create:
         raise BadInput(f"cohort {cohort!r} has no secret yet ({path}); grade or publish first")
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    value = secrets.token_bytes(32)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(value.hex() + "\n")
-    return value
+    written = create_private_file(path, secrets.token_bytes(32).hex().encode() + b"\n")
+    return bytes.fromhex(written.decode().strip())
 
 
 def _draw(secret: bytes, parts: tuple[str, ...]) -> int:

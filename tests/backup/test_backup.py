@@ -15,6 +15,7 @@ import pytest
 
 from statbox.backup import (
     MANIFEST,
+    RESULTS_COPY,
     STATE_ARCHIVE,
     create_backup,
     restore_backup,
@@ -216,3 +217,136 @@ def test_cli_reports_damage_with_exit_code_2_and_no_traceback(state, tmp_path):
         text=True,
     )
     assert verified.returncode == 0 and "a whole backup of" in verified.stdout
+
+
+def write_while(db: Path, stop: threading.Event) -> None:
+    """Pairs of rows, each pair in one transaction, until ``stop``."""
+    conn = sqlite3.connect(db, timeout=30)
+    n = 0
+    while not stop.is_set():
+        with conn:
+            conn.execute("INSERT INTO results (trainee, score) VALUES (?, ?)", (f"t{n}", 1))
+            conn.execute("INSERT INTO results (trainee, score) VALUES (?, ?)", (f"t{n}", 2))
+        n += 1
+    conn.close()
+
+
+@pytest.fixture
+def outside_store(tmp_path) -> Path:
+    """A results store the settings put outside the state directory."""
+    db = tmp_path / "elsewhere" / "results.db"
+    db.parent.mkdir()
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE results (id INTEGER PRIMARY KEY, trainee TEXT, score REAL)")
+        conn.execute("INSERT INTO results (trainee, score) VALUES ('alice', 9.5)")
+    db.chmod(0o640)
+    return db
+
+
+def test_results_store_outside_the_state_is_saved_while_written_and_put_back(
+    state, outside_store, tmp_path
+):
+    stop = threading.Event()
+    thread = threading.Thread(target=write_while, args=(outside_store, stop))
+    thread.start()
+    try:
+        summary = create_backup(
+            state, tmp_path / "backup", results_store=f"sqlite:///{outside_store}"
+        )
+    finally:
+        stop.set()
+        thread.join()
+    manifest = json.loads((summary.directory / MANIFEST).read_text())
+    assert manifest["results_store"]["path"] == str(outside_store)
+    assert manifest["results_store"]["file"] == RESULTS_COPY
+    assert summary.warnings == []
+
+    outside_store.write_bytes(b"ruined")
+    stale = outside_store.with_name("results.db-journal")  # would be replayed into the copy
+    stale.write_bytes(b"stale journal")
+    result = restore_backup(summary.directory, state)
+    assert result.results_store == outside_store
+    assert outside_store.stat().st_mode & 0o777 == 0o640
+    with sqlite3.connect(outside_store) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    got = rows(outside_store)
+    assert got[0] == (1, "alice", 9.5)
+    assert len(got) > 1 and len(got) % 2 == 1  # alice, then whole pairs: never half a one
+    assert not stale.exists()
+    kept = {p.name for p in result.moved_aside if p.parent == outside_store.parent}
+    assert any(n.startswith("results.db.before-restore-") for n in kept)
+    assert any(n.endswith("-journal") for n in kept)
+    aside = [p for p in result.moved_aside if p.name.startswith("results.db.before-restore-")]
+    assert [p.read_bytes() for p in aside if not p.name.endswith("-journal")] == [b"ruined"]
+
+
+def test_damaged_results_store_copy_is_refused_and_nothing_changes(state, outside_store, tmp_path):
+    backup = create_backup(
+        state, tmp_path / "backup", results_store=f"sqlite:///{outside_store}"
+    ).directory
+    flip_byte(backup / RESULTS_COPY, 200)
+    with sqlite3.connect(outside_store) as conn:
+        conn.execute("INSERT INTO results (trainee, score) VALUES ('bob', 1)")
+    before = tree(tmp_path)
+    saved_rows = rows(outside_store)
+    with pytest.raises(BadInput, match=r"results-store\.sqlite: checksum differs"):
+        restore_backup(backup, state)
+    assert tree(tmp_path) == before and rows(outside_store) == saved_rows
+
+
+def backup_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "statbox.cli", "backup", *args], capture_output=True, text=True
+    )
+
+
+def test_cli_finds_the_results_store_the_settings_name(state, outside_store, tmp_path):
+    settings = tmp_path / "statbox.yaml"
+    relative = os.path.relpath(outside_store, tmp_path)  # resolved against the settings' folder
+    settings.write_text(f"certify: {{database: 'sqlite:///{relative}'}}\n")
+    made = backup_cli(
+        "create", "--config", str(settings), "--state-dir", str(state), "--out", str(tmp_path / "b")
+    )
+    assert made.returncode == 0, made.stderr
+    manifest = json.loads((tmp_path / "b" / MANIFEST).read_text())
+    assert manifest["results_store"]["path"] == str(outside_store)
+    assert manifest["files"][RESULTS_COPY]["size"] > 0
+
+    settings.write_text("certify: {database: 'postgresql+psycopg://grader:s3cret@db/statbox'}\n")
+    made = backup_cli(
+        "create", "--config", str(settings), "--state-dir", str(state), "--out", str(tmp_path / "c")
+    )
+    assert made.returncode == 0, made.stderr
+    assert "does not hold it; back it up with the database's own tools" in made.stderr
+    assert "s3cret" not in made.stderr and "s3cret" not in (tmp_path / "c" / MANIFEST).read_text()
+    assert json.loads((tmp_path / "c" / MANIFEST).read_text())["results_store"]["file"] is None
+    verified = backup_cli("verify", str(tmp_path / "c"))
+    assert verified.returncode == 0, verified.stderr
+    assert "without the results store postgresql+psycopg://grader:***@db" in verified.stdout
+
+
+def test_results_store_in_the_state_is_snapshotted_whatever_its_name(state, tmp_path):
+    db = state / "certify" / "attempts.data"  # not a name the backup would guess
+    db.parent.mkdir()
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE results (id INTEGER PRIMARY KEY, trainee TEXT, score REAL)")
+    stop = threading.Event()
+    thread = threading.Thread(target=write_while, args=(db, stop))
+    thread.start()
+    try:
+        backup = create_backup(state, tmp_path / "backup", results_store=f"sqlite:///{db}")
+    finally:
+        stop.set()
+        thread.join()
+    assert not (backup.directory / RESULTS_COPY).exists()  # it travels in the state archive
+    restored = tmp_path / "restored"
+    restore_backup(backup.directory, restored)
+    with sqlite3.connect(restored / "certify" / "attempts.data") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert len(rows(restored / "certify" / "attempts.data")) % 2 == 0
+
+
+def test_results_store_in_the_state_scratch_is_refused(state, tmp_path):
+    with pytest.raises(BadInput, match="scratch that a backup leaves out"):
+        create_backup(state, tmp_path / "b", results_store=f"sqlite:///{state}/run/r.sqlite")
+    assert not (tmp_path / "b").exists() and not (tmp_path / "b.partial").exists()

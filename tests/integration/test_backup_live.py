@@ -1,15 +1,25 @@
-"""A backup of a running hub restores users and their files after the state is destroyed."""
+"""A backup of a running hub restores users and their files, and the certification results
+and signing key, after the state (and the results store beside it) is destroyed."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import assert_all_gone, make_stack
+from statbox.certify.isolation import SandboxIsolation
+from statbox.local import find_proxy
+from tests.certify.conftest import COURSES, SAMPLE, SUBMISSIONS
+from tests.certify.sampledata import write_sample_data
+from tests.conftest import REPO, require_tool
+from tests.integration.conftest import SETTINGS, assert_all_gone, make_stack
 from tests.integration.hubclient import HubUser
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -87,3 +97,101 @@ def test_backup_of_a_running_hub_restores_users_and_files(local_stack, passwords
     finally:
         assert again.stop(signal.SIGTERM) == 0
     assert_all_gone(tree)
+
+
+def attempt_rows(store: Path) -> list[tuple]:
+    """Every row of the results store, every column, as SQLite holds them."""
+    with sqlite3.connect(store) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        return conn.execute("SELECT * FROM certify_attempts ORDER BY id").fetchall()
+
+
+def test_backup_of_a_running_hub_keeps_graded_results_and_certificates():
+    require_tool("configurable-http-proxy", find_proxy() is not None)
+    problem = SandboxIsolation.unavailable()
+    require_tool(f"the grading sandbox ({problem})", problem is None)
+    directory = Path(tempfile.mkdtemp(prefix="statbox-test-"))
+    directory.chmod(0o755)  # as root, the hub's servers and the graded kernels run as others
+    try:
+        run_through_backup_and_restore(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def run_through_backup_and_restore(directory: Path) -> None:
+    data = directory / "data"
+    write_sample_data(data)
+    for path in [data, *data.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    # The results store lives outside the state directory, where the settings put it.
+    settings = SETTINGS.format(repo=REPO)
+    settings = settings.replace(f"curriculum: {REPO}/curriculum", f"curriculum: {COURSES}")
+    state = directory / "state"
+    settings = settings.replace(
+        f"data_root: {REPO}/data", f"data_root: {data}\n  state_dir: {state}"
+    )
+    config = directory / "statbox.yaml"
+    config.write_text(settings + "certify:\n  database: sqlite:///results/attempts.sqlite\n")
+    store = directory / "results" / "attempts.sqlite"
+    submissions, out = directory / "submissions", directory / "out"
+    submissions.mkdir()
+    shutil.copy(SAMPLE / "grader" / "solution.ipynb", submissions / "alice.ipynb")
+    shutil.copy(SAMPLE / "exercise" / "exercise.ipynb", submissions / "bob.ipynb")
+    shutil.copy(SUBMISSIONS / "edit-protected.ipynb", submissions / "carol.ipynb")
+
+    hub = make_stack(config, state)
+    hub.start()
+    try:
+        graded = statbox(
+            "certify", "run", "--config", str(config), "--course", "shop-prices",
+            "--exercise", "exercise", "--submissions", str(submissions), "--out", str(out),
+            "--cohort", "cohort-test", "--workers", "2", "--quiet",
+        )  # fmt: skip
+        assert graded.returncode == 0, graded.stdout + graded.stderr
+        assert "Graded 3 submissions" in graded.stdout and "isolation: sandbox" in graded.stdout
+        reported = statbox("certify", "report", "--config", str(config), "--out", str(out))
+        assert reported.returncode == 0, reported.stderr
+        issued = directory / "alice-certificate.json"
+        shutil.copy(out / "certificates" / "alice.json", issued)
+        before = attempt_rows(store)
+        with sqlite3.connect(store) as conn:
+            passed = dict(conn.execute("SELECT trainee, passed FROM certify_attempts"))
+        assert len(before) == 3 and (passed["alice"], passed["bob"]) == (1, 0)
+        assert statbox("certify", "verify", "--config", str(config), str(issued)).returncode == 0
+
+        made = statbox("backup", "create", "--config", str(config), "--out", str(directory / "b"))
+        assert made.returncode == 0, made.stderr
+        assert hub.proc is not None and hub.proc.poll() is None  # backed up while it ran
+        tree = hub.process_tree()
+    finally:
+        assert hub.stop(signal.SIGTERM) == 0
+    assert_all_gone(tree)
+
+    shutil.rmtree(state)
+    shutil.rmtree(store.parent)
+    lost = statbox("certify", "verify", "--config", str(config), str(issued))
+    assert lost.returncode == 1 and "unknown key" in lost.stdout  # the key was really gone
+
+    whole = statbox("backup", "verify", str(directory / "b"))
+    assert whole.returncode == 0 and f"and of the results store {store}" in whole.stdout
+    restored = statbox("backup", "restore", "--config", str(config), str(directory / "b"))
+    assert restored.returncode == 0, restored.stderr
+    assert f"results store into {store}" in restored.stdout
+    assert attempt_rows(store) == before
+
+    verified = statbox("certify", "verify", "--config", str(config), str(issued))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "valid: alice passed Shop prices" in verified.stdout
+    tampered = directory / "tampered.json"
+    record = json.loads(issued.read_bytes())["record"]
+    tampered.write_bytes(
+        issued.read_bytes().replace(
+            f'"trainee":"{record["trainee"]}"'.encode(), b'"trainee":"mallory"'
+        )
+    )
+    refused = statbox("certify", "verify", "--config", str(config), str(tampered))
+    assert refused.returncode == 1 and "tampered" in refused.stdout
+    # The same results and key issue the same certificate, byte for byte.
+    again = statbox("certify", "report", "--config", str(config), "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert (out / "certificates" / "alice.json").read_bytes() == issued.read_bytes()
