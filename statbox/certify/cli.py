@@ -37,6 +37,12 @@ def grading_setup(loaded: Any) -> Any:
     from .runner import GradingSetup
 
     certify = loaded.settings.certify
+    options: dict[str, Any] = {}
+    if certify.isolation == "docker":
+        from ..dockermode import singleuser_image
+
+        settings = loaded.settings
+        options = {"image": singleuser_image(settings), "project": settings.docker.project}
     hidden = [Path.home()]
     if loaded.source is not None:
         hidden.append(Path(loaded.source).resolve())
@@ -55,6 +61,7 @@ def grading_setup(loaded: Any) -> Any:
             workdir=certify.workdir,
         ),
         hidden=hidden,
+        isolation_options=options,
     )
 
 
