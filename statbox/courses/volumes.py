@@ -65,15 +65,15 @@ class _VolumePublisher(Publisher):
         return self.homes
 
 
-def main(payload: str = PAYLOAD) -> int:
-    """Run inside a helper container: check or apply the plan in ``payload``; print the
-    result as one JSON line. Exit 0 (done), 2 (a target is in the way: nothing written)."""
+def main(payload: str = PAYLOAD, home: str = HOME, scratch: str = "/tmp/statbox-ledgers") -> int:
+    """Run inside a helper container: check or apply the plan in ``payload`` to the home
+    mounted at ``home`` (the ledger goes through ``scratch``); print the result as one JSON
+    line. Exit 0 (done), 2 (a target is in the way: nothing written)."""
     root = Path(payload)
     plan = json.loads((root / "plan.json").read_text())
     user, course_id = plan["user"], plan["course"]
     files = {relative: (root / "files" / relative).read_bytes() for relative in plan["files"]}
-    ledgers = Path("/tmp/statbox-ledgers")
-    publisher = _VolumePublisher(Path(HOME), ledgers)
+    publisher = _VolumePublisher(Path(home), Path(scratch))
     publisher.write_ledger(user, course_id, plan["ledger"])
     problems = publisher.problems(course_id, {user: files})
     result: dict[str, Any] = {"problems": problems}
