@@ -190,6 +190,7 @@ class VolumeHomes:
             helper_result,
             package_sources,
             payload_archive,
+            run_helper,
             stderr_tail,
         )
         from ..dockernames import PROJECT_LABEL
@@ -211,24 +212,14 @@ class VolumeHomes:
             {volume: {"bind": f"/homes/{user}", "mode": "ro"} for user, volume in homes.items()},
             helper_command("statbox.certify.collect"),
         )
-        container = self.client.containers.create(**config)
-        try:
-            if not container.put_archive("/tmp", payload_archive(entries)):
-                raise EnvironmentProblem("could not copy the plan into the helper container")
-            container.start()
-            code = int(container.wait(timeout=600).get("StatusCode", 1))
-            stdout = container.logs(stdout=True, stderr=False).decode(errors="replace")
-            result = helper_result(stdout)
-            if code != 0 or result is None:
-                stderr = container.logs(stdout=False, stderr=True).decode(errors="replace")
-                raise EnvironmentProblem(
-                    f"the collecting helper (image {self.image}) failed with exit code {code}: "
-                    f"{stderr_tail(stderr)}"
-                )
-            stream, _ = container.get_archive(HELPER_OUT)
-            archive = b"".join(stream)
-        finally:
-            self.client.api.remove_container(container.id, force=True)
+        run = run_helper(self.client, config, payload_archive(entries), 600, fetch=HELPER_OUT)
+        result = helper_result(run.stdout)
+        if run.code != 0 or result is None:
+            raise EnvironmentProblem(
+                f"the collecting helper (image {self.image}) failed with exit code {run.code}: "
+                f"{stderr_tail(run.stderr)}"
+            )
+        archive = run.fetched
         copied = take_copies(archive, set(result.get("copied", [])), self.limit, out)
         missing = [str(u) for u in result.get("missing", []) if u in homes]
         reported = [str(line) for line in result.get("refused", [])]

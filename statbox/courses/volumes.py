@@ -150,20 +150,52 @@ def helper_container_config(
     }
 
 
+@dataclass
+class HelperRun:
+    """How a helper container ended: its exit code, output and (if asked) a folder of it."""
+
+    code: int
+    stdout: str
+    stderr: str
+    fetched: bytes = b""
+
+
 def run_helper(
-    client: Any, config: dict[str, Any], archive: bytes, timeout: float = 300
-) -> tuple[int, str, str]:
-    """Create the helper, give it ``archive`` in /tmp, run it to the end; (exit code,
-    stdout, stderr). The container is removed (by id) whatever happens."""
-    container = client.containers.create(**config)
+    client: Any, config: dict[str, Any], archive: bytes, timeout: float = 300, fetch: str = ""
+) -> HelperRun:
+    """Create the helper, give it ``archive`` in /tmp, run it to the end and, with
+    ``fetch``, take that folder of it back as a tar archive. The container is removed (by
+    id) whatever happens; an engine problem raises EnvironmentProblem."""
+    import docker
+    import requests
+
+    try:
+        container = client.containers.create(**config)
+    except docker.errors.ImageNotFound:
+        raise EnvironmentProblem(
+            f"image {config['image']} is not in the engine: run `statbox images build`"
+        ) from None
     try:
         if not container.put_archive("/tmp", archive):
             raise EnvironmentProblem("could not copy the plan into the helper container")
         container.start()
-        status = container.wait(timeout=timeout)
-        stdout = container.logs(stdout=True, stderr=False).decode(errors="replace")
-        stderr = container.logs(stdout=False, stderr=True).decode(errors="replace")
-        return int(status.get("StatusCode", 1)), stdout, stderr
+        try:
+            status = container.wait(timeout=timeout)
+        except requests.exceptions.RequestException:
+            raise EnvironmentProblem(
+                f"the helper container did not finish within {timeout:.0f} s"
+            ) from None
+        run = HelperRun(
+            int(status.get("StatusCode", 1)),
+            container.logs(stdout=True, stderr=False).decode(errors="replace"),
+            container.logs(stdout=False, stderr=True).decode(errors="replace"),
+        )
+        if fetch and run.code == 0:
+            stream, _ = container.get_archive(fetch)
+            run.fetched = b"".join(stream)
+        return run
+    except docker.errors.APIError as exc:
+        raise EnvironmentProblem(f"the Docker engine refused the helper container: {exc}") from None
     finally:
         with contextlib.suppress(Exception):
             client.api.remove_container(container.id, force=True)
@@ -249,16 +281,16 @@ class VolumePublishing:
             self.image,
             self.names.project,
             "publish",
-            {self.volume(user): {"bind": HOME, "mode": "rw"}},
+            {self.volume(user): {"bind": HOME, "mode": "ro" if mode == "check" else "rw"}},
             helper_command("statbox.courses.volumes"),
         )
-        code, stdout, stderr = run_helper(self.client, config, payload_archive(entries))
-        result = helper_result(stdout)
-        if result is None or code not in (0, 2):
+        run = run_helper(self.client, config, payload_archive(entries))
+        result = helper_result(run.stdout)
+        if result is None or run.code not in (0, 2):
             raise EnvironmentProblem(
                 f"{user}: the publishing helper (image {self.image}) failed with exit code "
-                f"{code}: {stderr_tail(stderr)}; check that the image is a Statbox single-user "
-                "image (statbox images build)"
+                f"{run.code}: {stderr_tail(run.stderr)}; check that the image is a Statbox "
+                "single-user image (statbox images build)"
             )
         return result
 
