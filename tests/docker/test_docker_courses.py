@@ -269,6 +269,13 @@ def test_grading_in_containers_without_network_and_within_memory(project, tmp_pa
             "answer = socket.create_connection(('192.0.2.1', 80), timeout=5).recv(64)\n"
             "total = int(answer)"
         ),
+        "probe": _with_code(
+            "import os, socket\n"
+            "print('uid', os.getuid())\n"
+            "print('socket', os.path.exists('/var/run/docker.sock'))\n"
+            "print('interfaces', ','.join(sorted(n for _, n in socket.if_nameindex())))\n"
+            "total = sum(values)"
+        ),
         "hog": _with_code(
             "hoard = []\nwhile True:\n    hoard.append(b'x' * (32 * 1024**2))\ntotal = 0"
         ),
@@ -290,6 +297,12 @@ def test_grading_in_containers_without_network_and_within_memory(project, tmp_pa
     assert (rows["netty"]["score"], rows["netty"]["passed"]) == ("6", "yes"), rows["netty"]
     graded = (out / "graded" / "netty.ipynb").read_text()
     assert "Network is unreachable" in graded
+    # The kernel runs as a grading uid, with no engine socket and only a loopback interface.
+    probe = (out / "graded" / "probe.ipynb").read_text()
+    assert rows["probe"]["score"] == "10", rows["probe"]
+    uid = int(probe.split("uid ")[1].split("\\n")[0])
+    assert uid >= 200000
+    assert "socket False" in probe and "interfaces lo" in probe
     # The memory hog is killed by its container's limit, before any answer: a failure.
     assert (rows["hog"]["score"], rows["hog"]["passed"]) == ("0", "no"), rows["hog"]
     assert "out of memory" in rows["hog"]["reason"], rows["hog"]
