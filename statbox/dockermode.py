@@ -39,7 +39,7 @@ from .dockernames import PROJECT_LABEL, USER_LABEL, DockerNames
 from .errors import BadInput, EnvironmentProblem, StatboxError
 from .hub import GATEWAY_PREFIX
 from .runtime import Hosts, Ports, Runtime, write_runtime
-from .settings import LoadedSettings
+from .settings import LoadedSettings, Settings
 
 COMPOSE_FILE = Path(__file__).resolve().parent.parent / "compose.yaml"
 
@@ -65,6 +65,12 @@ START_TIMEOUT = 120.0
 """Seconds each service has to become ready."""
 
 _VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)\}")
+
+
+def singleuser_image(settings: Settings) -> str:
+    """The image helper containers and graded kernels run in: the trainee role's default
+    image (a Statbox single-user image: its Python, jovyan uid 1000)."""
+    return settings.images[settings.roles.trainee.images[0]].image
 
 
 def engine_socket(environ: dict[str, str] | None = None) -> str:

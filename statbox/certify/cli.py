@@ -45,6 +45,12 @@ def grading_setup(loaded: Any) -> Any:
     from .runner import GradingSetup
 
     certify = loaded.settings.certify
+    options: dict[str, Any] = {}
+    if certify.isolation == "docker":
+        from ..dockermode import singleuser_image
+
+        settings = loaded.settings
+        options = {"image": singleuser_image(settings), "project": settings.docker.project}
     hidden = [Path.home()]
     if loaded.source is not None:
         hidden.append(Path(loaded.source).resolve())
@@ -63,6 +69,7 @@ def grading_setup(loaded: Any) -> Any:
             workdir=certify.workdir,
         ),
         hidden=hidden,
+        isolation_options=options,
     )
 
 
@@ -101,13 +108,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from .collect import LocalHomes
+    from ..settings import Mode
+    from .collect import LocalHomes, VolumeHomes
     from .exercise import find_course, load_exercise
 
     loaded = _settings(args)
     course = find_course(loaded.paths.curriculum, args.course)
     exercise = load_exercise(course, args.exercise)
-    source = LocalHomes(loaded.paths.state_dir / "homes")
+    source: LocalHomes | VolumeHomes
+    if loaded.settings.mode == Mode.docker:
+        from ..dockermode import singleuser_image
+        from ..dockernames import DockerNames
+        from ..images import docker_client
+
+        names = DockerNames(loaded.settings.docker.project)
+        source = VolumeHomes(docker_client(), names, singleuser_image(loaded.settings))
+    else:
+        source = LocalHomes(loaded.paths.state_dir / "homes")
     result = source.collect(course.id, exercise.exercise.notebook, Path(args.out))
     for line in result.refused:
         print(f"statbox: skipped {line}", file=sys.stderr)
@@ -196,7 +213,9 @@ def register(commands: Any) -> None:
     run.add_argument("--cohort", default="default", metavar="NAME")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    collect = add("collect", cmd_collect, "Gather submissions from trainees' homes.")
+    collect = add(
+        "collect", cmd_collect, "Gather submissions from trainees' homes (docker mode: volumes)."
+    )
     collect.add_argument("--course", required=True, metavar="C")
     collect.add_argument("--exercise", required=True, metavar="E")
     collect.add_argument("--out", required=True, metavar="DIR")

@@ -119,12 +119,12 @@ class IsolatedKernelManager(AsyncKernelManager):
     def kill_now(self) -> None:
         """Kill the kernel and everything in its sandbox at once (any thread)."""
         pid = self.sandbox_pid
-        if pid is None:
-            return
-        strays = stray_processes(pid, self.backend.uid(self.job))
-        with contextlib.suppress(OSError):
-            os.killpg(pid, signal.SIGKILL)
-        kill_all(strays)
+        if pid is not None:
+            strays = stray_processes(pid, self.backend.uid(self.job))
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+            kill_all(strays)
+        self.backend.stop_kernel(self.job)
 
 
 class GradingClient(PapermillNotebookClient):
@@ -224,9 +224,7 @@ class GradingClient(PapermillNotebookClient):
     def _kill_strays(self) -> None:
         km = self.km
         if isinstance(km, IsolatedKernelManager) and km.sandbox_pid is not None:
-            kernel = _kernel_process(km.sandbox_pid)
-            if kernel is not None:
-                kill_all(stray_processes(kernel, None))
+            kill_all(km.backend.cell_strays(km.job, _kernel_process(km.sandbox_pid)))
 
     async def _async_poll_output_msg(
         self, parent_msg_id: str, cell: NotebookNode, cell_index: int
@@ -355,8 +353,11 @@ def execute(
         km.reap()
         if client is not None and client.kc is not None:
             client.kc.stop_channels()
-        run_sync(km.cleanup_resources)()
-        _close_thread_loop()
+        try:
+            run_sync(km.cleanup_resources)()
+        finally:
+            backend.release(job)
+            _close_thread_loop()
     return Execution(
         notebook=nb,
         stopped=stopped,

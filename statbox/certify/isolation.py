@@ -19,9 +19,11 @@ backends, so an unused one is never imported):
     Resource limits, a throw-away working directory and a clean environment only: as a
     normal user Statbox cannot switch uid or make namespaces, so network access and the
     grader's files readable by that user are NOT isolated. The CLI says so when it runs.
-``docker``
-    The plug point for docker-mode grading (``--network none``, memory and pids limits):
-    provided by the docker work as ``statbox.certify.docker:DockerIsolation``.
+``docker`` (:mod:`statbox.certify.docker`)
+    A container per kernel from the single-user image: ``--network none``, memory and pids
+    limits, an unprivileged uid (leased like the sandbox's), no capability, a read-only
+    image; the kernel's IPC sockets are in the bind-mounted job directory. The container is
+    removed by id when the job ends.
 
 Invariant: every backend enforces the time limits (the grader does), the output cap (the
 grader does), the memory, process and file-size caps, and a working directory holding
@@ -293,6 +295,18 @@ class IsolationBackend(ABC):
         """Whether the job's kernel was killed for using too much memory (if known)."""
         return False
 
+    def stop_kernel(self, job: Job) -> None:  # noqa: B027 (killing the process group suffices)
+        """Stop what the job's kernel runs in beyond the launched process group (docker: its
+        container). Called from any thread, possibly more than once."""
+
+    def cell_strays(self, job: Job, kernel_pid: int | None) -> list[Any]:
+        """Processes a cell left running after it was interrupted: the kernel's descendants."""
+        return stray_processes(kernel_pid, None) if kernel_pid is not None else []
+
+    def release(self, job: Job) -> None:  # noqa: B027 (most backends make nothing per job)
+        """Remove what was made for the job's kernel, once it is gone (docker: its container,
+        by id)."""
+
     def close(self) -> None:  # noqa: B027 (most backends set up nothing to release)
         """Release what the backend set up for the run."""
 
@@ -316,7 +330,41 @@ class IsolationBackend(ABC):
         return [sys.executable, "-I", "-S", str(LAUNCHER), str(spec)]
 
 
-class SandboxIsolation(IsolationBackend):
+class LeasedUids:
+    """Grading uids leased host-wide: ``uid_base + index``, one lock file per uid in use."""
+
+    uid_base: int
+    _leases: dict[int, tuple[int, int]]
+
+    LEASES = Path("/run/statbox-certify")
+    """Lock files, one per uid in use: two grading runs on one host never share a uid (each
+    sweeps its uids' processes, and RLIMIT_NPROC counts per uid)."""
+
+    def host_slot(self, job: Job) -> int:
+        """The host-wide index leased for the run's worker slot ``job.slot``."""
+        lease = self._leases.get(job.slot)
+        if lease is not None:
+            return lease[0]
+        self.LEASES.mkdir(mode=0o700, exist_ok=True)
+        for index in range(4096):
+            path = self.LEASES / f"uid-{self.uid_base + index}.lock"
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(descriptor)
+                continue
+            self._leases[job.slot] = (index, descriptor)
+            return index
+        raise EnvironmentProblem(f"no free grading uid from {self.uid_base} (4096 in use)")
+
+    def release_leases(self) -> None:
+        for _, descriptor in self._leases.values():
+            os.close(descriptor)  # releases the lock
+        self._leases.clear()
+
+
+class SandboxIsolation(LeasedUids, IsolationBackend):
     """Namespaces and a per-slot uid (root only); see the module docstring."""
 
     name = "sandbox"
@@ -342,28 +390,6 @@ class SandboxIsolation(IsolationBackend):
         if shutil.which("unshare") is None:
             return "the unshare program (util-linux) is missing: apt-get install util-linux"
         return None
-
-    LEASES = Path("/run/statbox-certify")
-    """Lock files, one per uid in use: two grading runs on one host never share a uid (each
-    sweeps its uids' processes, and RLIMIT_NPROC counts per uid)."""
-
-    def host_slot(self, job: Job) -> int:
-        """The host-wide index leased for the run's worker slot ``job.slot``."""
-        lease = self._leases.get(job.slot)
-        if lease is not None:
-            return lease[0]
-        self.LEASES.mkdir(mode=0o700, exist_ok=True)
-        for index in range(4096):
-            path = self.LEASES / f"uid-{self.uid_base + index}.lock"
-            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(descriptor)
-                continue
-            self._leases[job.slot] = (index, descriptor)
-            return index
-        raise EnvironmentProblem(f"no free grading uid from {self.uid_base} (4096 in use)")
 
     def uid(self, job: Job) -> int:
         return self.uid_base + self.host_slot(job)
@@ -415,9 +441,7 @@ class SandboxIsolation(IsolationBackend):
     def close(self) -> None:
         if self.cgroups is not None:
             self.cgroups.close()
-        for _, descriptor in self._leases.values():
-            os.close(descriptor)  # releases the lock
-        self._leases.clear()
+        self.release_leases()
 
     def describe(self) -> str:
         caps = (

@@ -67,6 +67,9 @@ class GradingSetup:
     hidden: list[Path] = field(default_factory=list)
     """Paths graded kernels must not see besides those the run knows about (the settings
     file, the operator's home)."""
+    isolation_options: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the isolation backend beyond ``uid_base`` (docker: the image
+    and the project)."""
 
 
 @dataclass
@@ -293,7 +296,9 @@ def run(
             executor = DaskExecutor(limits, data_root=setup.data_root, catalog=setup.catalog)
             workers = min(len(submissions), MAX_WORKERS)
         else:
-            backend = backend_class(setup.isolation)(uid_base=setup.uid_base)
+            backend = backend_class(setup.isolation)(
+                uid_base=setup.uid_base, **setup.isolation_options
+            )
             backend_name = backend.describe()
             hidden = [
                 setup.curriculum,

@@ -189,7 +189,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from ..local import unprivileged_account
-    from .publish import Outcome, outside_audience, publish_course, resolve_trainees
+    from ..settings import Mode
+    from .publish import Outcome, Publisher, outside_audience, resolve_trainees
 
     loaded = _settings(args)
     course = load_one(loaded, args.course)
@@ -202,7 +203,6 @@ def cmd_publish(args: argparse.Namespace) -> int:
                 f"audience), not for {', '.join(outside)}: pass --any-role to publish anyway"
             )
     state_dir = Path(args.state_dir).resolve() if args.state_dir else loaded.paths.state_dir
-    owner = unprivileged_account(loaded.settings.local.run_as)
     personalise = None
     if course.course.exercise is not None and course.course.exercise.variant:
         # Each trainee's exercise copy carries their own variant, from the cohort's secret:
@@ -210,12 +210,35 @@ def cmd_publish(args: argparse.Namespace) -> int:
         from ..certify.variants import cohort_secret, make_personaliser
 
         personalise = make_personaliser(course, cohort_secret(state_dir, args.cohort))
-    published = publish_course(course, users, state_dir, personalise=personalise, owner=owner)
+    ledgers = state_dir / "courses" / "published"
+    docker_mode = loaded.settings.mode == Mode.docker
+    if docker_mode:
+        from ..dockermode import singleuser_image
+        from ..dockernames import DockerNames
+        from ..images import docker_client
+        from .volumes import VolumePublishing
+
+        names = DockerNames(loaded.settings.docker.project)
+        publisher = Publisher(state_dir / "homes", ledgers)
+        planned = publisher.plan(course, users, personalise)
+        volumes = VolumePublishing(
+            docker_client(), names, singleuser_image(loaded.settings), ledgers
+        )
+        published = volumes.publish(course.id, planned)
+    else:
+        owner = unprivileged_account(loaded.settings.local.run_as)
+        publisher = Publisher(state_dir / "homes", ledgers, owner)
+        published = publisher.publish(course, users, personalise)
     for user in users:
         mine = [p for p in published if p.user == user]
         counts = Counter(p.outcome for p in mine)
         summary = ", ".join(f"{counts[o]} {o.value}" for o in Outcome if counts[o])
-        print(f"{user}: {summary}  ({state_dir / 'homes' / user / 'courses' / course.id})")
+        where = (
+            f"volume {names.home_volume(user)}: courses/{course.id}"
+            if docker_mode
+            else str(state_dir / "homes" / user / "courses" / course.id)
+        )
+        print(f"{user}: {summary}  ({where})")
         for p in mine:
             if p.outcome is Outcome.kept_both:
                 print(f"  {p.path}: edited by {user}, kept; the new version is {p.beside}")

@@ -167,7 +167,7 @@ class Publisher:
     def ledger_file(self, user: str, course_id: str) -> Path:
         return self.ledgers / user / f"{course_id}.json"
 
-    def _read_ledger(self, user: str, course_id: str) -> dict[str, str]:
+    def read_ledger(self, user: str, course_id: str) -> dict[str, str]:
         try:
             data = json.loads(self.ledger_file(user, course_id).read_text())
         except (FileNotFoundError, json.JSONDecodeError):
@@ -213,14 +213,13 @@ class Publisher:
             return f"{path} is not a regular file"
         return None
 
-    def publish(
+    def plan(
         self,
         loaded: LoadedCourse,
         users: Iterable[str],
         personalise: Personalise | None = None,
-    ) -> list[Published]:
-        """Publish ``loaded`` to each of ``users``; see the module docstring."""
-        users = list(users)
+    ) -> dict[str, dict[str, bytes]]:
+        """What each of ``users`` gets: relative path -> content (personalised where asked)."""
         files = material(loaded)
         template = loaded.course.exercise.notebook if loaded.course.exercise else None
         originals = {relative: loaded.path(relative).read_bytes() for relative in files}
@@ -236,32 +235,49 @@ class Publisher:
                 return _notebook_bytes(personalise(user, json.loads(json.dumps(template_json))))
             return originals[relative]
 
-        # Every target is checked, and every personalised version made, before any write.
-        planned: dict[str, dict[str, bytes]] = {}
+        return {user: {relative: content(user, relative) for relative in files} for user in users}
+
+    def problems(self, course_id: str, planned: dict[str, dict[str, bytes]]) -> list[str]:
+        """Why some of ``planned`` cannot be written (a link or a file in the way), one line
+        per problem; empty when every target is free."""
         problems: list[str] = []
-        for user in users:
-            course_dir = self.home(user) / "courses" / loaded.id
+        for user, files in planned.items():
+            course_dir = self.home(user) / "courses" / course_id
             for check in (self.home(user), self.home(user) / "courses"):
                 if check.is_symlink() or (check.exists() and not check.is_dir()):
                     problems.append(f"{user}: {check} is not a folder; nothing was published")
-            planned[user] = {relative: content(user, relative) for relative in files}
             for relative in files:
                 reason = self._blocked(course_dir, relative)
                 if reason:
                     problems.append(f"{user}: {reason}; move it away and publish again")
-        if problems:
-            raise BadInput(*dict.fromkeys(problems))
+        return list(dict.fromkeys(problems))
 
+    def apply(self, course_id: str, planned: dict[str, dict[str, bytes]]) -> list[Published]:
+        """Write ``planned`` (from :meth:`plan`); raise BadInput, having written nothing,
+        when a target is in the way."""
+        problems = self.problems(course_id, planned)
+        if problems:
+            raise BadInput(*problems)
         done: list[Published] = []
-        for user in users:
-            done.extend(self._publish_to(loaded.id, user, planned[user]))
+        for user, files in planned.items():
+            done.extend(self._publish_to(course_id, user, files))
         return done
+
+    def publish(
+        self,
+        loaded: LoadedCourse,
+        users: Iterable[str],
+        personalise: Personalise | None = None,
+    ) -> list[Published]:
+        """Publish ``loaded`` to each of ``users``; see the module docstring."""
+        # Every target is checked, and every personalised version made, before any write.
+        return self.apply(loaded.id, self.plan(loaded, users, personalise))
 
     def _publish_to(
         self, course_id: str, user: str, files: dict[str, bytes]
     ) -> Iterator[Published]:
         course_dir = self.home(user) / "courses" / course_id
-        ledger = self._read_ledger(user, course_id)
+        ledger = self.read_ledger(user, course_id)
         for relative, data in files.items():
             target = course_dir / relative
             new = _digest(data)
@@ -282,6 +298,9 @@ class Publisher:
                 if _file_digest(course_dir / beside) != new:
                     self._write(course_dir / beside, data)
                 yield Published(user, relative, Outcome.kept_both, beside)
+        self.write_ledger(user, course_id, ledger)
+
+    def write_ledger(self, user: str, course_id: str, ledger: dict[str, str]) -> None:
         ledger_file = self.ledger_file(user, course_id)
         ledger_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         ledger_file.write_text(json.dumps(dict(sorted(ledger.items())), indent=1))
