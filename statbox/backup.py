@@ -17,6 +17,9 @@ Invariants:
 * Restore checks everything first (manifest, checksums, sizes, archive members that would
   land outside the state directory) and changes nothing when any check fails. It refuses to
   run while a hub uses the state directory. What it replaces is moved aside, not deleted.
+
+In docker mode (the settings' ``mode: docker``) a backup also holds the hub's PostgreSQL
+database and every home volume: see :mod:`statbox.dockerbackup`.
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ import json
 import os
 import shutil
 import sqlite3
+import sys
 import tarfile
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -57,6 +61,8 @@ class BackupSummary:
     directory: Path
     files: int
     bytes: int
+    volumes: int = 0
+    """Docker volumes saved (docker mode)."""
 
 
 def _sha256(path: Path) -> str:
@@ -121,8 +127,17 @@ def _write_state_archive(state_dir: Path, archive: Path, scratch: Path) -> int:
     return count
 
 
-def create_backup(state_dir: Path, out: Path, settings_file: Path | None = None) -> BackupSummary:
-    """Back up ``state_dir`` (and the settings file) into the new folder ``out``."""
+def create_backup(
+    state_dir: Path,
+    out: Path,
+    settings_file: Path | None = None,
+    extra: Callable[[Path], dict[str, Any]] | None = None,
+) -> BackupSummary:
+    """Back up ``state_dir`` (and the settings file) into the new folder ``out``.
+
+    ``extra``, when given, writes more files into the (partial) backup folder and returns
+    keys to add to the manifest; every file it writes is checksummed like the others.
+    """
     if not state_dir.is_dir():
         raise BadInput(f"{state_dir}: no state directory to back up (is paths.state_dir right?)")
     if out.exists():
@@ -136,9 +151,11 @@ def create_backup(state_dir: Path, out: Path, settings_file: Path | None = None)
             files = _write_state_archive(state_dir, partial / STATE_ARCHIVE, Path(scratch))
         if settings_file is not None:
             shutil.copy2(settings_file, partial / SETTINGS_COPY)
+        more = extra(partial) if extra is not None else {}
         contents = sorted(p.name for p in partial.iterdir())
         manifest = {
             "format": FORMAT,
+            "mode": "local",
             "statbox_version": version("statbox"),
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "state_dir": str(state_dir),
@@ -148,6 +165,7 @@ def create_backup(state_dir: Path, out: Path, settings_file: Path | None = None)
                 name: {"sha256": _sha256(partial / name), "size": (partial / name).stat().st_size}
                 for name in contents
             },
+            **more,
         }
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         partial.rename(out)
@@ -155,7 +173,7 @@ def create_backup(state_dir: Path, out: Path, settings_file: Path | None = None)
         shutil.rmtree(partial, ignore_errors=True)
         raise
     size = sum(p.stat().st_size for p in out.iterdir())
-    return BackupSummary(out, files, size)
+    return BackupSummary(out, files, size, len(more.get("docker", {}).get("volumes", [])))
 
 
 # --------------------------------------------------------------------------- restore
@@ -191,6 +209,10 @@ def verify_backup(backup: Path) -> dict[str, Any]:
             problems.append(f"{path}: checksum differs from the manifest (damaged)")
     if not problems:
         problems.extend(_unsafe_members(backup / STATE_ARCHIVE))
+    if not problems and manifest.get("mode") == "docker":
+        from .dockerbackup import docker_manifest_problems
+
+        problems.extend(docker_manifest_problems(backup, manifest))
     if problems:
         raise BadInput(*problems)
     return manifest
@@ -253,26 +275,55 @@ def hub_running(state_dir: Path) -> int | None:
 class RestoreSummary:
     state_dir: Path
     moved_aside: list[Path]
+    volumes: list[str] = field(default_factory=list)
+    """Docker volumes made anew (docker mode)."""
 
 
 def restore_backup(
-    backup: Path, state_dir: Path, settings_file: Path | None = None
+    backup: Path,
+    state_dir: Path,
+    settings_file: Path | None = None,
+    replace: bool = False,
+    client: Any = None,
 ) -> RestoreSummary:
     """Bring back exactly what ``backup`` saved into ``state_dir`` (and the settings file).
 
     Everything is checked before anything changes. An existing state directory or settings
-    file is moved aside with a ``.before-restore-<time>`` suffix, never deleted.
+    file is moved aside with a ``.before-restore-<time>`` suffix, never deleted. A docker-mode
+    backup also recreates the project's volumes and database in the engine (``client``, else
+    the one ``DOCKER_HOST`` names); existing volumes are removed only with ``replace``.
     """
     try:
         manifest = verify_backup(backup)
     except BadInput as refused:
         raise BadInput(*refused.messages, "nothing was restored") from None
+    if manifest.get("mode") == "docker":
+        from . import dockerbackup
+        from .images import docker_client
+
+        plan = dockerbackup.plan_docker_restore(
+            backup, manifest, client or docker_client(), replace
+        )
+        volumes = dockerbackup.restore_docker_parts(backup, plan)
+        try:
+            moved = _restore_state(backup, manifest, state_dir, settings_file)
+        except BaseException:
+            dockerbackup.remove_volumes(plan.target, volumes)
+            raise
+        return RestoreSummary(state_dir, moved, volumes)
     pid = hub_running(state_dir)
     if pid is not None:
         raise EnvironmentProblem(
             f"a hub (pid {pid}) is using {state_dir}: stop it (Ctrl-C on `statbox up`) "
             "and run the restore again"
         )
+    return RestoreSummary(state_dir, _restore_state(backup, manifest, state_dir, settings_file))
+
+
+def _restore_state(
+    backup: Path, manifest: dict[str, Any], state_dir: Path, settings_file: Path | None
+) -> list[Path]:
+    """Lay the saved state directory and settings file down; what was moved aside."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     state_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{state_dir.name}.restoring-", dir=state_dir.parent))
@@ -303,7 +354,7 @@ def restore_backup(
             moved.append(aside)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(saved_settings, target)
-    return RestoreSummary(state_dir, moved)
+    return moved
 
 
 # --------------------------------------------------------------------------- command line
@@ -319,19 +370,43 @@ def _state_and_settings(args: argparse.Namespace) -> tuple[Path, Path | None]:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    state_dir, settings_file = _state_and_settings(args)
-    summary = create_backup(state_dir, Path(args.out).resolve(), settings_file)
-    print(
-        f"Backed up {state_dir} ({summary.files} files) into {summary.directory}: "
-        f"{summary.bytes / 1024**2:.1f} MiB"
-    )
+    from .cli import _load
+    from .settings import Mode
+
+    loaded = _load(args)
+    state_dir = Path(args.state_dir).resolve() if args.state_dir else loaded.paths.state_dir
+    out = Path(args.out).resolve()
+    if loaded.settings.mode is Mode.docker:
+        from .dockerbackup import DockerTarget, write_docker_parts
+        from .images import docker_client
+
+        docker = loaded.settings.docker
+        target = DockerTarget(docker_client(), docker.project, docker.postgres_image)
+        warnings: list[str] = []
+        summary = create_backup(
+            state_dir,
+            out,
+            loaded.source,
+            extra=lambda folder: write_docker_parts(target, folder, warnings),
+        )
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        what = f"{state_dir}, the hub's database and {summary.volumes} home volumes"
+    else:
+        summary = create_backup(state_dir, out, loaded.source)
+        what = f"{state_dir} ({summary.files} files)"
+    print(f"Backed up {what} into {summary.directory}: {summary.bytes / 1024**2:.1f} MiB")
     return ExitCode.OK
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
     state_dir, settings_file = _state_and_settings(args)
-    summary = restore_backup(Path(args.backup).resolve(), state_dir, settings_file)
+    summary = restore_backup(
+        Path(args.backup).resolve(), state_dir, settings_file, replace=args.replace
+    )
     print(f"Restored {args.backup} into {summary.state_dir}.")
+    if summary.volumes:
+        print(f"  made the volumes {', '.join(summary.volumes)} anew (database loaded)")
     for path in summary.moved_aside:
         print(f"  kept what was there before as {path}")
     return ExitCode.OK
@@ -339,9 +414,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     manifest = verify_backup(Path(args.backup))
+    docker_part = manifest.get("docker") or {}
+    extra = (
+        f", project {docker_part['project']!r}: database and "
+        f"{len(docker_part['volumes'])} home volumes"
+        if manifest.get("mode") == "docker"
+        else ""
+    )
     print(
         f"{args.backup}: a whole backup of {manifest['state_dir']} made {manifest['created']} "
-        f"by Statbox {manifest['statbox_version']} ({manifest['state_files']} files)"
+        f"by Statbox {manifest['statbox_version']} ({manifest['state_files']} files{extra})"
     )
     return ExitCode.OK
 
@@ -358,12 +440,20 @@ def register(commands: Any) -> None:
         parser.add_argument("--state-dir", metavar="DIR", help="default: paths.state_dir")
         return parser
 
-    add("create", cmd_create, "Back up the hub, consistent while it runs.").add_argument(
-        "--out", required=True, metavar="DIR", help="a new folder for the backup"
-    )
     add(
+        "create",
+        cmd_create,
+        "Back up the hub, consistent while it runs (docker mode: database and home volumes too).",
+    ).add_argument("--out", required=True, metavar="DIR", help="a new folder for the backup")
+    restore = add(
         "restore", cmd_restore, "Restore a backup (the hub must be stopped); checks it first."
-    ).add_argument("backup", metavar="DIR")
+    )
+    restore.add_argument("backup", metavar="DIR")
+    restore.add_argument(
+        "--replace",
+        action="store_true",
+        help="docker mode: remove the project's existing volumes first (their data is lost)",
+    )
     add("verify", cmd_verify, "Check a backup is whole, changing nothing.").add_argument(
         "backup", metavar="DIR"
     )
