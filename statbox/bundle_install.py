@@ -215,19 +215,19 @@ def _load_images(bundle: Path, docker: str, images: list[dict], progress: Callab
             load = subprocess.Popen(
                 [docker, "load", "--quiet"],
                 stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
-            assert load.stdin is not None
+            assert load.stdin is not None and load.stderr is not None
             try:
                 shutil.copyfileobj(source, load.stdin, 1 << 20)
             except BrokenPipeError:
                 pass  # docker load stopped reading: its error is reported below
             finally:
                 load.stdin.close()
-            _, err = load.communicate()
-            if load.returncode != 0:
-                raise InstallError(FAILED, f"docker load of {file} failed:", err.decode().strip())
+            err = load.stderr.read().decode(errors="replace").strip()
+            if load.wait() != 0:
+                raise InstallError(FAILED, f"docker load of {file} failed:", err)
     _check_loaded(docker, images)
 
 
