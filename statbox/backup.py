@@ -391,7 +391,8 @@ def cmd_create(args: argparse.Namespace) -> int:
         )
         for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        what = f"{state_dir}, the hub's database and {summary.volumes} home volumes"
+        plural = "" if summary.volumes == 1 else "s"
+        what = f"{state_dir}, the hub's database and {summary.volumes} home volume{plural}"
     else:
         summary = create_backup(state_dir, out, loaded.source)
         what = f"{state_dir} ({summary.files} files)"

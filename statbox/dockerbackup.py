@@ -164,7 +164,7 @@ def _temporary_database(
     )
     try:
         container.start()
-        _wait_for_postgres(target, container)
+        _wait_for_postgres(container)
         yield container
         container.stop(timeout=60)  # a clean shutdown: the data directory is checkpointed
     finally:
@@ -172,7 +172,7 @@ def _temporary_database(
             container.remove(force=True)
 
 
-def _wait_for_postgres(target: DockerTarget, container: Any) -> None:
+def _wait_for_postgres(container: Any) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         container.reload()
