@@ -11,7 +11,7 @@ Invariants:
 
 * Consistent while the hub runs: SQLite databases are copied with SQLite's online backup API
   (a snapshot of one moment, never a half-written page); processes' scratch (``run/``,
-  ``logs/``, the gateway's cluster state) is left out, as a restart recreates it.
+  ``logs/``, the gateway's cluster state, pid files) is left out, as a restart recreates it.
 * A backup is written to ``DIR.partial`` and renamed when complete: a folder named DIR is
   always a whole backup.
 * Restore checks everything first (manifest, checksums, sizes, archive members that would
@@ -50,6 +50,11 @@ SETTINGS_COPY = "settings.yaml"
 
 EPHEMERAL = ("run", "logs", "gateway")
 """Top-level parts of the state directory that a restart recreates: not backed up."""
+
+PID_SUFFIX = ".pid"
+"""Pid files (docker mode keeps the hub's and the proxy's in ``hub/``): left out, as a pid
+means nothing after a restore, and a restored one made the new hub signal whatever process
+had that number in its container (seen: the hub itself)."""
 
 SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")
@@ -102,7 +107,7 @@ def _state_members(state_dir: Path) -> Iterator[Path]:
         for name in sorted(dirnames):
             yield here / name
         for name in sorted(filenames):
-            if not name.endswith(SQLITE_SIDE_FILES):
+            if not name.endswith((*SQLITE_SIDE_FILES, PID_SUFFIX)):
                 yield here / name
 
 

@@ -271,6 +271,11 @@ def test_backup_holds_the_database_and_every_home(saved, offline_root):
     dump = (saved.backup / "database.dump").read_bytes()
     assert dump.startswith(b"PGDMP")
     assert b"api_tokens" in dump and b"users" in dump
+    # Pid files of the hub and its proxy are not carried: restored, they made the new hub
+    # signal whatever had that pid in its container.
+    with tarfile.open(saved.backup / "state.tar") as tar:
+        assert "hub/jupyterhub_cookie_secret" in tar.getnames()
+        assert [name for name in tar.getnames() if name.endswith(".pid")] == []
     # The gateway's scratch and the database volume's files are not carried as files.
     assert not any(name.startswith(f"volume-{names.gateway_volume}") for name in manifest["files"])
 
