@@ -16,7 +16,7 @@ Invariants:
 * Consistent while the hub runs: SQLite databases are copied with SQLite's online backup API
   (a snapshot of one moment, never a half-written page), the results store too wherever
   the settings put it; processes' scratch (``run/``, ``logs/``, the gateway's cluster
-  state) is left out, as a restart recreates it. A file deleted while the backup runs is
+  state, pid files) is left out, as a restart recreates it. A file deleted while the backup runs is
   left out, not an error. A results store in PostgreSQL is not in the backup (the command
   says so): back it up with the database's own tools.
 * A backup is written to ``DIR.partial`` and renamed when complete: a folder named DIR is
@@ -24,6 +24,9 @@ Invariants:
 * Restore checks everything first (manifest, checksums, sizes, archive members that would
   land outside the state directory) and changes nothing when any check fails. It refuses to
   run while a hub uses the state directory. What it replaces is moved aside, not deleted.
+
+In docker mode (the settings' ``mode: docker``) a backup also holds the hub's PostgreSQL
+database and every home volume: see :mod:`statbox.dockerbackup`.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import sqlite3
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -56,6 +59,11 @@ RESULTS_COPY = "results-store.sqlite"
 EPHEMERAL = ("run", "logs", "gateway")
 """Top-level parts of the state directory that a restart recreates: not backed up."""
 
+PID_SUFFIX = ".pid"
+"""Pid files (docker mode keeps the hub's and the proxy's in ``hub/``): left out, as a pid
+means nothing after a restore, and a restored one made the new hub signal whatever process
+had that number in its container (seen: the hub itself)."""
+
 SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 SQLITE_SIDE_FILES = ("-journal", "-wal", "-shm")
 """SQLite's own side files: the online backup folds them into the copy."""
@@ -68,6 +76,8 @@ class BackupSummary:
     bytes: int
     warnings: list[str] = field(default_factory=list)
     """What the backup does not hold that the operator must save otherwise."""
+    volumes: int = 0
+    """Docker volumes saved (docker mode)."""
 
 
 def _sha256(path: Path) -> str:
@@ -112,7 +122,7 @@ def _state_members(state_dir: Path) -> Iterator[Path]:
         for name in sorted(dirnames):
             yield here / name
         for name in sorted(filenames):
-            if not name.endswith(SQLITE_SIDE_FILES):
+            if not name.endswith((*SQLITE_SIDE_FILES, PID_SUFFIX)):
                 yield here / name
 
 
@@ -191,11 +201,14 @@ def create_backup(
     out: Path,
     settings_file: Path | None = None,
     results_store: str | None = None,
+    extra: Callable[[Path], dict[str, Any]] | None = None,
 ) -> BackupSummary:
     """Back up ``state_dir`` (and the settings file) into the new folder ``out``.
 
     ``results_store`` is the certification results store's URL, as the settings give it:
     a SQLite file outside ``state_dir`` is saved too, consistent while it is written.
+    ``extra``, when given, writes more files into the (partial) backup folder and returns
+    keys to add to the manifest; every file it writes is checksummed like the others.
     """
     state_dir = state_dir.absolute()
     if not state_dir.is_dir():
@@ -214,9 +227,11 @@ def create_backup(
             )
         if settings_file is not None:
             shutil.copy2(settings_file, partial / SETTINGS_COPY)
+        more = extra(partial) if extra is not None else {}
         contents = sorted(p.name for p in partial.iterdir())
         manifest = {
             "format": FORMAT,
+            "mode": "local",
             "statbox_version": version("statbox"),
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "state_dir": str(state_dir),
@@ -227,6 +242,7 @@ def create_backup(
                 name: {"sha256": _sha256(partial / name), "size": (partial / name).stat().st_size}
                 for name in contents
             },
+            **more,
         }
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         partial.rename(out)
@@ -234,7 +250,8 @@ def create_backup(
         shutil.rmtree(partial, ignore_errors=True)
         raise
     size = sum(p.stat().st_size for p in out.iterdir())
-    return BackupSummary(out, files, size, warnings)
+    volumes = len(more.get("docker", {}).get("volumes", []))
+    return BackupSummary(out, files, size, warnings, volumes)
 
 
 # --------------------------------------------------------------------------- restore
@@ -271,6 +288,10 @@ def verify_backup(backup: Path) -> dict[str, Any]:
     problems.extend(_results_entry_problems(manifest, manifest_path))
     if not problems:
         problems.extend(_unsafe_members(backup / STATE_ARCHIVE))
+    if not problems and manifest.get("mode") == "docker":
+        from .dockerbackup import docker_manifest_problems
+
+        problems.extend(docker_manifest_problems(backup, manifest))
     if problems:
         raise BadInput(*problems)
     return manifest
@@ -355,6 +376,8 @@ class RestoreSummary:
     moved_aside: list[Path]
     results_store: Path | None = None
     """Where the results store saved from outside the state directory went back."""
+    volumes: list[str] = field(default_factory=list)
+    """Docker volumes made anew (docker mode)."""
 
 
 def _stage_results_store(backup: Path, entry: dict[str, Any]) -> Path:
@@ -398,23 +421,52 @@ def _place_results_store(staged: Path, target: Path, stamp: str) -> list[Path]:
 
 
 def restore_backup(
-    backup: Path, state_dir: Path, settings_file: Path | None = None
+    backup: Path,
+    state_dir: Path,
+    settings_file: Path | None = None,
+    replace: bool = False,
+    client: Any = None,
 ) -> RestoreSummary:
     """Bring back exactly what ``backup`` saved into ``state_dir`` (and the settings file).
 
     Everything is checked before anything changes. An existing state directory or settings
-    file is moved aside with a ``.before-restore-<time>`` suffix, never deleted.
+    file is moved aside with a ``.before-restore-<time>`` suffix, never deleted. A docker-mode
+    backup also recreates the project's volumes and database in the engine (``client``, else
+    the one ``DOCKER_HOST`` names); existing volumes are removed only with ``replace``.
     """
     try:
         manifest = verify_backup(backup)
     except BadInput as refused:
         raise BadInput(*refused.messages, "nothing was restored") from None
+    if manifest.get("mode") == "docker":
+        from . import dockerbackup
+        from .images import docker_client
+
+        plan = dockerbackup.plan_docker_restore(
+            backup, manifest, client or docker_client(), replace
+        )
+        volumes = dockerbackup.restore_docker_parts(backup, plan)
+        try:
+            moved, store = _restore_state(backup, manifest, state_dir, settings_file)
+        except BaseException:
+            dockerbackup.remove_volumes(plan.target, volumes)
+            raise
+        return RestoreSummary(state_dir, moved, store, volumes)
     pid = hub_running(state_dir)
     if pid is not None:
         raise EnvironmentProblem(
             f"a hub (pid {pid}) is using {state_dir}: stop it (Ctrl-C on `statbox up`) "
             "and run the restore again"
         )
+    moved, store = _restore_state(backup, manifest, state_dir, settings_file)
+    return RestoreSummary(state_dir, moved, store)
+
+
+def _restore_state(
+    backup: Path, manifest: dict[str, Any], state_dir: Path, settings_file: Path | None
+) -> tuple[list[Path], Path | None]:
+    """Lay the saved state directory and settings file down: (what was moved aside, where
+    a results store saved from outside the state directory went back)."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     results = manifest.get("results_store") or {}
     results_staged = _stage_results_store(backup, results) if results.get("file") else None
@@ -451,7 +503,7 @@ def restore_backup(
             moved.append(aside)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(saved_settings, target)
-    return RestoreSummary(state_dir, moved, Path(results["path"]) if results_staged else None)
+    return moved, (Path(results["path"]) if results_staged else None)
 
 
 # --------------------------------------------------------------------------- command line
@@ -469,6 +521,7 @@ def _state_and_settings(args: argparse.Namespace) -> tuple[Path, Path | None]:
 def cmd_create(args: argparse.Namespace) -> int:
     from .certify.cli import results_store
     from .cli import _load
+    from .settings import Mode
 
     # The settings say where the results store is, even when --state-dir says where the state is.
     overrides = (
@@ -476,24 +529,43 @@ def cmd_create(args: argparse.Namespace) -> int:
     )
     loaded = _load(args, overrides)
     state_dir = loaded.paths.state_dir
-    summary = create_backup(
-        state_dir, Path(args.out).resolve(), loaded.source, results_store(loaded)
-    )
-    print(
-        f"Backed up {state_dir} ({summary.files} files) into {summary.directory}: "
-        f"{summary.bytes / 1024**2:.1f} MiB"
-    )
-    for warning in summary.warnings:
+    out = Path(args.out).resolve()
+    store = results_store(loaded)
+    warnings: list[str] = []
+    if loaded.settings.mode is Mode.docker:
+        from .dockerbackup import DockerTarget, write_docker_parts
+        from .images import docker_client
+
+        docker = loaded.settings.docker
+        target = DockerTarget(docker_client(), docker.project, docker.postgres_image)
+        summary = create_backup(
+            state_dir,
+            out,
+            loaded.source,
+            store,
+            extra=lambda folder: write_docker_parts(target, folder, warnings),
+        )
+        plural = "" if summary.volumes == 1 else "s"
+        what = f"{state_dir}, the hub's database and {summary.volumes} home volume{plural}"
+    else:
+        summary = create_backup(state_dir, out, loaded.source, store)
+        what = f"{state_dir} ({summary.files} files)"
+    print(f"Backed up {what} into {summary.directory}: {summary.bytes / 1024**2:.1f} MiB")
+    for warning in [*summary.warnings, *warnings]:
         print(f"statbox: warning: {warning}", file=sys.stderr)
     return ExitCode.OK
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
     state_dir, settings_file = _state_and_settings(args)
-    summary = restore_backup(Path(args.backup).resolve(), state_dir, settings_file)
+    summary = restore_backup(
+        Path(args.backup).resolve(), state_dir, settings_file, replace=args.replace
+    )
     print(f"Restored {args.backup} into {summary.state_dir}.")
     if summary.results_store is not None:
         print(f"  and the results store into {summary.results_store}")
+    if summary.volumes:
+        print(f"  made the volumes {', '.join(summary.volumes)} anew (database loaded)")
     for path in summary.moved_aside:
         print(f"  kept what was there before as {path}")
     return ExitCode.OK
@@ -501,9 +573,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     manifest = verify_backup(Path(args.backup))
+    docker_part = manifest.get("docker") or {}
+    extra = (
+        f", project {docker_part['project']!r}: database and "
+        f"{len(docker_part['volumes'])} home volumes"
+        if manifest.get("mode") == "docker"
+        else ""
+    )
     print(
         f"{args.backup}: a whole backup of {manifest['state_dir']} made {manifest['created']} "
-        f"by Statbox {manifest['statbox_version']} ({manifest['state_files']} files)"
+        f"by Statbox {manifest['statbox_version']} ({manifest['state_files']} files{extra})"
     )
     results = manifest.get("results_store") or {}
     if results.get("file"):
@@ -525,12 +604,20 @@ def register(commands: Any) -> None:
         parser.add_argument("--state-dir", metavar="DIR", help="default: paths.state_dir")
         return parser
 
-    add("create", cmd_create, "Back up the hub, consistent while it runs.").add_argument(
-        "--out", required=True, metavar="DIR", help="a new folder for the backup"
-    )
     add(
+        "create",
+        cmd_create,
+        "Back up the hub, consistent while it runs (docker mode: database and home volumes too).",
+    ).add_argument("--out", required=True, metavar="DIR", help="a new folder for the backup")
+    restore = add(
         "restore", cmd_restore, "Restore a backup (the hub must be stopped); checks it first."
-    ).add_argument("backup", metavar="DIR")
+    )
+    restore.add_argument("backup", metavar="DIR")
+    restore.add_argument(
+        "--replace",
+        action="store_true",
+        help="docker mode: remove the project's existing volumes first (their data is lost)",
+    )
     add("verify", cmd_verify, "Check a backup is whole, changing nothing.").add_argument(
         "backup", metavar="DIR"
     )

@@ -132,9 +132,11 @@ def _run(cmd: list[str], what: str) -> None:
 
 
 def _extract(bundle: Path, release: Path, manifest: dict) -> None:
+    # Images go from the bundle straight into the engine (_load_images), never to disk.
+    images = {image["file"] for image in manifest.get("images", [])}
     with tarfile.open(bundle, "r:") as tar:
         for member in tar:
-            if member.name in manifest["files"] and member.name != INSTALLER:
+            if member.name in manifest["files"] and member.name not in (INSTALLER, *images):
                 target = release / member.name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 source = tar.extractfile(member)
@@ -196,11 +198,57 @@ def _lay_down(
         "installing statbox from the bundle's wheelhouse",
     )  # fmt: skip
     shutil.rmtree(release / "wheelhouse")
-    for image in manifest.get("images", []):
-        if docker is not None:
-            progress(f"loading image {image['name']}")
-            _run([docker, "load", "-i", str(release / image["file"])], f"loading {image['name']}")
-        (release / image["file"]).unlink()
+    images = manifest.get("images", [])
+    if docker is not None and images:
+        _load_images(bundle, docker, images, progress)
+
+
+def _load_images(bundle: Path, docker: str, images: list[dict], progress: Callable) -> None:
+    """``docker load`` each images file, streamed from the bundle; then check the ids."""
+    files = list(dict.fromkeys(image["file"] for image in images))
+    with tarfile.open(bundle, "r:") as tar:
+        for file in files:
+            names = [image["name"] for image in images if image["file"] == file]
+            progress(f"loading the images {', '.join(names)}")
+            source = tar.extractfile(tar.getmember(file))
+            assert source is not None
+            load = subprocess.Popen(
+                [docker, "load", "--quiet"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            assert load.stdin is not None and load.stderr is not None
+            try:
+                shutil.copyfileobj(source, load.stdin, 1 << 20)
+            except BrokenPipeError:
+                pass  # docker load stopped reading: its error is reported below
+            finally:
+                load.stdin.close()
+            err = load.stderr.read().decode(errors="replace").strip()
+            if load.wait() != 0:
+                raise InstallError(FAILED, f"docker load of {file} failed:", err)
+    _check_loaded(docker, images)
+
+
+def _check_loaded(docker: str, images: list[dict]) -> None:
+    """Each image is in the engine under its name with the id it had where it was saved."""
+    wrong = []
+    for image in images:
+        if "id" not in image:
+            continue  # a bundle made before ids were recorded
+        found = subprocess.run(
+            [docker, "image", "inspect", "--format", "{{.Id}}", image["name"]],
+            capture_output=True,
+            text=True,
+        )
+        if found.returncode != 0 or found.stdout.strip() != image["id"]:
+            wrong.append(f"{image['name']}: {found.stdout.strip() or 'missing'}")
+    if wrong:
+        raise InstallError(
+            FAILED, "the engine does not hold the images the bundle carries, with their ids:",
+            *wrong,
+        )  # fmt: skip
 
 
 def install_bundle(

@@ -129,6 +129,16 @@ class Stack:
     volumes: dict[str, str]
 
 
+def images_needed(settings: Any) -> list[str]:
+    """Every image a stack with these settings runs: PostgreSQL, gateway, hub, and each
+    role's single-user images."""
+    docker = settings.docker
+    user_images = {
+        settings.images[n].image for _, role in settings.roles.items() for n in role.images
+    }
+    return [docker.postgres_image, docker.gateway_image, docker.hub_image, *sorted(user_images)]
+
+
 def parse_compose(text: str, variables: dict[str, str], publish: bool) -> Stack:
     """Turn compose.yaml into a :class:`Stack`; unsupported keys raise :class:`BadInput`.
 
@@ -350,12 +360,7 @@ class DockerStack:
         return file
 
     def _images_needed(self) -> list[str]:
-        settings = self.loaded.settings
-        docker = settings.docker
-        user_images = {
-            settings.images[n].image for _, role in settings.roles.items() for n in role.images
-        }
-        return [docker.postgres_image, docker.gateway_image, docker.hub_image, *sorted(user_images)]
+        return images_needed(self.loaded.settings)
 
     @staticmethod
     def _exists(collection: Any, name: str) -> bool:
