@@ -219,8 +219,9 @@ def test_cli_reports_damage_with_exit_code_2_and_no_traceback(state, tmp_path):
     assert verified.returncode == 0 and "a whole backup of" in verified.stdout
 
 
-def write_while(db: Path, stop: threading.Event) -> None:
-    """Pairs of rows, each pair in one transaction, until ``stop``."""
+def write_while(db: Path, stop: threading.Event, started: threading.Event | None = None) -> None:
+    """Pairs of rows, each pair in one transaction, until ``stop``; ``started`` is set once
+    the first pair is in."""
     conn = sqlite3.connect(db, timeout=30)
     n = 0
     while not stop.is_set():
@@ -228,6 +229,8 @@ def write_while(db: Path, stop: threading.Event) -> None:
             conn.execute("INSERT INTO results (trainee, score) VALUES (?, ?)", (f"t{n}", 1))
             conn.execute("INSERT INTO results (trainee, score) VALUES (?, ?)", (f"t{n}", 2))
         n += 1
+        if started is not None:
+            started.set()
     conn.close()
 
 
@@ -246,10 +249,11 @@ def outside_store(tmp_path) -> Path:
 def test_results_store_outside_the_state_is_saved_while_written_and_put_back(
     state, outside_store, tmp_path
 ):
-    stop = threading.Event()
-    thread = threading.Thread(target=write_while, args=(outside_store, stop))
+    stop, started = threading.Event(), threading.Event()
+    thread = threading.Thread(target=write_while, args=(outside_store, stop, started))
     thread.start()
     try:
+        assert started.wait(30), "the writer never wrote"
         summary = create_backup(
             state, tmp_path / "backup", results_store=f"sqlite:///{outside_store}"
         )
