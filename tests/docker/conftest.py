@@ -152,6 +152,25 @@ def make_test_data(root: Path) -> None:
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 
+def stack_env(engine: PrivateEngine) -> dict[str, str]:
+    """The environment `statbox` commands run with against the tests' engine."""
+    return {
+        **os.environ,
+        "DOCKER_HOST": engine.host,
+        "STATBOX_USER_PASSWORD": PASSWORDS["user"],
+        "STATBOX_ADMIN_PASSWORD": PASSWORDS["admin"],
+    }
+
+
+def remove_project(engine: PrivateEngine, project: str) -> None:
+    """Remove every container and volume labelled with ``project``, each by its id."""
+    label = {"label": f"{PROJECT_LABEL}={project}"}
+    for container in engine.client.containers.list(all=True, filters=label):
+        container.remove(force=True)
+    for volume in engine.client.volumes.list(filters=label):
+        volume.remove(force=True)
+
+
 @pytest.fixture(scope="session")
 def stack(engine: PrivateEngine, images: Any) -> Iterator[RunningStack]:
     project = f"sbxt{secrets.token_hex(3)}"
@@ -160,12 +179,7 @@ def stack(engine: PrivateEngine, images: Any) -> Iterator[RunningStack]:
     make_test_data(root)
     config = root / "statbox.yaml"
     config.write_text(SETTINGS.format(project=project, root=root, repo=REPO))
-    env = {
-        **os.environ,
-        "DOCKER_HOST": engine.host,
-        "STATBOX_USER_PASSWORD": PASSWORDS["user"],
-        "STATBOX_ADMIN_PASSWORD": PASSWORDS["admin"],
-    }
+    env = stack_env(engine)
     log = root / "statbox-up.log"
     try:
         yield from _run_stack(engine, project, names, root, config, env, log)

@@ -35,6 +35,7 @@ from statbox.dockernames import PROJECT_LABEL, USER_LABEL, DockerNames
 from tests.certify.conftest import SAMPLE, write_secret
 from tests.certify.sampledata import write_sample_data
 from tests.conftest import REPO
+from tests.docker.conftest import remove_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1500)]
 
@@ -128,11 +129,7 @@ def project(engine, images) -> Iterator[Project]:
     try:
         yield Project(root, config, names, engine.client, images.tags["singleuser"], env)
     finally:
-        label = {"label": f"{PROJECT_LABEL}={name}"}
-        for container in engine.client.containers.list(all=True, filters=label):
-            container.remove(force=True)
-        for volume in engine.client.volumes.list(filters=label):
-            volume.remove(force=True)
+        remove_project(engine, name)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -48,6 +48,8 @@ from tests.docker.conftest import (
     RunningStack,
     _run_stack,
     make_test_data,
+    remove_project,
+    stack_env,
 )
 from tests.docker.engine import PrivateEngine
 from tests.integration.hubclient import HubUser
@@ -98,20 +100,11 @@ def offline_root(engine, images) -> Iterator[OfflineRoot]:
     make_test_data(root)
     config = root / "statbox.yaml"
     config.write_text(SETTINGS.format(project=project, root=root, repo=REPO))
-    env = {
-        **os.environ,
-        "DOCKER_HOST": engine.host,
-        "STATBOX_USER_PASSWORD": PASSWORDS["user"],
-        "STATBOX_ADMIN_PASSWORD": PASSWORDS["admin"],
-    }
+    env = stack_env(engine)
     try:
         yield OfflineRoot(root, config, project, env)
     finally:
-        label = {"label": f"{PROJECT_LABEL}={project}"}
-        for container in engine.client.containers.list(all=True, filters=label):
-            container.remove(force=True)
-        for volume in engine.client.volumes.list(filters=label):
-            volume.remove(force=True)
+        remove_project(engine, project)
         shutil.rmtree(root, ignore_errors=True)
 
 
