@@ -1,12 +1,1 @@
-"""JupyterHub configuration for every Statbox mode: ``jupyterhub -f hub_config.py``.
-
-Thin on purpose: the runtime comes from ``$STATBOX_RUNTIME`` and the secrets from the
-environment (both set by ``statbox up``, or by the Helm chart on Kubernetes);
-:func:`statbox.hub.configure_hub` does the rest.
-"""
-
-from statbox.hub import configure_hub
-from statbox.runtime import load_runtime
-
-c = get_config()  # type: ignore[name-defined]  # noqa: F821 (provided by traitlets)
-configure_hub(c, load_runtime())
+statbox/resources/hub_config.py

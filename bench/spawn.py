@@ -166,7 +166,7 @@ if os.geteuid() == 0:
 
 
 def start_stock(workdir: Path) -> Hub:
-    from statbox.local import find_proxy
+    from statbox.modes.local.stack import find_proxy
 
     port = free_port()
     config = workdir / "jupyterhub_config.py"
@@ -229,8 +229,7 @@ c.Spawner.default_url = "/lab"
 @contextlib.contextmanager
 def docker_hubs(base: Path) -> Iterator[tuple[list[Hub], dict[str, int]]]:
     """Statbox's docker stack and a stock DockerSpawner hub on a private engine; image sizes."""
-    from statbox.dockernames import PROJECT_LABEL, DockerNames
-    from statbox.images import (
+    from statbox.modes.docker.images import (
         BY_NAME,
         DEFAULT_CACHE,
         BuildOptions,
@@ -240,7 +239,8 @@ def docker_hubs(base: Path) -> Iterator[tuple[list[Hub], dict[str, int]]]:
         ensure_base,
         ensure_wheelhouse,
     )
-    from statbox.local import find_proxy
+    from statbox.modes.docker.names import PROJECT_LABEL, DockerNames
+    from statbox.modes.local.stack import find_proxy
     from tests.docker.conftest import make_test_data
     from tests.docker.engine import PrivateEngine, isolated_network
 

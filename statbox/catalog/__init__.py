@@ -25,11 +25,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import CatalogError
+from statbox.catalog.errors import CatalogError
 
 if TYPE_CHECKING:
-    from ..settings import Settings
-    from .opened import StatboxCatalog
+    from statbox.catalog.opened import StatboxCatalog
+    from statbox.settings.model import Settings
 
 __all__ = ["CatalogError", "load_catalog", "open_catalog"]
 
@@ -43,10 +43,10 @@ def load_catalog(path: Path | str, data_root: str | Path) -> StatboxCatalog:
     missing or whose data does not match its declared schema raises it when opened
     (``catalog[name]``), before anything is read.
     """
-    from .loader import read_catalog
+    from statbox.catalog.loader import read_catalog
 
     info, data = read_catalog(path, data_root, lazy=True)
-    from .opened import catalog_from_checked
+    from statbox.catalog.opened import catalog_from_checked
 
     return catalog_from_checked(info, data)
 
@@ -69,7 +69,7 @@ def open_catalog(
     else the built-in defaults. The settings model is loaded only when the settings are a
     file or a path must come from them.
     """
-    from .access import (
+    from statbox.catalog.access import (
         RoleAccess,
         builtin_role_access,
         filter_catalog,
@@ -82,7 +82,7 @@ def open_catalog(
     data_root = data_root or os.environ.get("STATBOX_DATA_ROOT") or None
     role = role or os.environ.get("STATBOX_ROLE") or None
     if path is None or data_root is None or (settings is None and config is not None):
-        from ..settings import load_settings
+        from statbox.settings.model import load_settings
 
         loaded = load_settings(config)
         settings = settings or loaded.settings

@@ -28,16 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import BadInput
-from .levels import RESTRICTED
-from .loader import EntryInfo, read_catalog
+from statbox.catalog.levels import RESTRICTED
+from statbox.catalog.loader import EntryInfo, read_catalog
+from statbox.errors import BadInput
+from statbox.resources import DEFAULT_SETTINGS, resource
 
 if TYPE_CHECKING:
-    from ..settings import Settings
-    from .opened import StatboxCatalog
+    from statbox.catalog.opened import StatboxCatalog
+    from statbox.settings.model import Settings
 
-BUILTIN_DEFAULTS = Path(__file__).resolve().parent.parent / "defaults" / "statbox.yaml"
-""":data:`statbox.settings.DEFAULTS_FILE` (a test keeps them equal)."""
+BUILTIN_DEFAULTS = resource(DEFAULT_SETTINGS)
+"""The same file as :data:`statbox.settings.model.DEFAULTS_FILE`, read without the model."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class RoleAccess:
     @classmethod
     def of(cls, settings: Settings, role: str) -> RoleAccess:
         """Role ``role`` of validated settings."""
-        from ..settings import ROLE_NAMES
+        from statbox.settings.model import ROLE_NAMES
 
         if role not in ROLE_NAMES:
             raise BadInput(f"role {role!r} is not one of {', '.join(ROLE_NAMES)}")

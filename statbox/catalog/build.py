@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from .errors import CatalogError
-from .loader import read_catalog
-from .metadata import DOMAINS
+from statbox.catalog.errors import CatalogError
+from statbox.catalog.loader import read_catalog
+from statbox.catalog.metadata import DOMAINS
 
 ROOT_NAME = "statbox.yaml"
 HEADER = (

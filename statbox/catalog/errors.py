@@ -1,7 +1,7 @@
 """The one error a catalog that cannot be used raises: every problem, each with file and line.
 
 Light on purpose: opening a catalog in a notebook imports this module, and must not pay for the
-settings model (pydantic). :class:`Problem` is every Statbox file's (:mod:`statbox.yamlfile`).
+settings model (pydantic). :class:`Problem` is every Statbox file's (:mod:`statbox.settings.yamlfile`).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import BadInput
-from ..yamlfile import FileProblems, Lines, Problem, line_of
+from statbox.errors import BadInput
+from statbox.settings.yamlfile import FileProblems, Lines, Problem, line_of
 
 __all__ = ["CatalogError", "Lines", "Problem", "line_of", "problem_at"]
 

@@ -6,7 +6,7 @@ entries' metadata with pydantic. :class:`~statbox.catalog.metadata.EntryMetadata
 ``access`` key with the same :func:`parse_access`, so there is one rule for both.
 
 Invariant: an :class:`Access` exists only if it is valid: its level is one of :data:`LEVELS`
-(the values of :class:`statbox.settings.AccessLevel`; a test keeps them alike), and only a
+(the values of :class:`statbox.settings.model.AccessLevel`; a test keeps them alike), and only a
 restricted entry names roles and groups.
 """
 

@@ -34,19 +34,19 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import CatalogError, Lines, Problem, line_of, problem_at
-from .levels import Access, parse_access
-from .yamlfile import read_yaml
+from statbox.catalog.errors import CatalogError, Lines, Problem, line_of, problem_at
+from statbox.catalog.levels import Access, parse_access
+from statbox.catalog.yamlfile import read_yaml
 
 if TYPE_CHECKING:
-    from .metadata import EntryMetadata
+    from statbox.catalog.metadata import EntryMetadata
 
 DATA_ROOT = "STATBOX_DATA_ROOT"
 """The catalog parameter every entry's url starts with; Statbox sets it to paths.data_root."""
 DATA_ROOT_DEFAULT = f"env({DATA_ROOT})"
 """Its default in the files, so that plain ``intake.from_yaml_file`` works in a user server."""
 DATA_URL = r"^(s3|gs|gcs|az|abfs|abfss|https?)://[^\s]+$"
-"""The URLs a data root may be: :data:`statbox.settings.DATA_URL` (a test keeps them equal),
+"""The URLs a data root may be: :data:`statbox.settings.model.DATA_URL` (a test keeps them equal),
 here so that opening a catalog on object storage does not import the settings model."""
 
 _R = "intake.readers.readers:"
@@ -113,7 +113,9 @@ class EntryInfo:
 
     @cached_property
     def _validated(self) -> tuple[EntryMetadata | None, list[Problem]]:
-        from .metadata import metadata_findings  # pydantic: only once an entry is used
+        from statbox.catalog.metadata import (
+            metadata_findings,  # pydantic: only once an entry is used
+        )
 
         metadata, findings = metadata_findings(self.raw_metadata)
         where = (*self.key, "metadata")

@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from .levels import Access, parse_access
+from statbox.catalog.levels import Access, parse_access
 
 DOMAINS: tuple[str, ...] = (
     "ais",

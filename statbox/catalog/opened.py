@@ -14,8 +14,8 @@ from typing import Any
 
 from intake.readers.entry import Catalog
 
-from .errors import CatalogError
-from .loader import _DATA_REF, DATA_ROOT, CatalogInfo
+from statbox.catalog.errors import CatalogError
+from statbox.catalog.loader import _DATA_REF, DATA_ROOT, CatalogInfo
 
 
 def catalog_from_checked(info: CatalogInfo, data: dict) -> StatboxCatalog:
@@ -46,7 +46,7 @@ class StatboxCatalog(Catalog):
         info = self.__dict__.get("_statbox")
         name = self.aliases.get(item, item)
         if info is not None and name in info.entries and name not in self._statbox_verified:
-            from .verify import stored_problems
+            from statbox.catalog.verify import stored_problems
 
             problems = stored_problems(info, info.entries[name])
             if problems:

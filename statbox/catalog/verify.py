@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .errors import Problem
-from .loader import CatalogInfo, EntryInfo, is_url
-from .metadata import INTEGER_TYPES, Column, Schema, ValueType
+from statbox.catalog.errors import Problem
+from statbox.catalog.loader import CatalogInfo, EntryInfo, is_url
+from statbox.catalog.metadata import INTEGER_TYPES, Column, Schema, ValueType
 
 SAMPLE_ROWS = 2000
 

@@ -1,6 +1,6 @@
 """Read a catalog's YAML as plain data, refusing whatever YAML could turn into code.
 
-The reading is every Statbox file's (:func:`statbox.yamlfile.read_yaml_mapping`: plain tags
+The reading is every Statbox file's (:func:`statbox.settings.yamlfile.read_yaml_mapping`: plain tags
 only, no duplicate keys, no alias bombs, nothing constructed before the whole tree is
 checked); here its problems become a :class:`~statbox.catalog.errors.CatalogError`.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..yamlfile import FileProblems, Lines, read_yaml_mapping
-from .errors import CatalogError
+from statbox.catalog.errors import CatalogError
+from statbox.settings.yamlfile import FileProblems, Lines, read_yaml_mapping
 
 
 def read_yaml(path: Path) -> tuple[dict[str, Any], Lines]:

@@ -29,16 +29,16 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ..errors import BadInput
-from ..privatefile import create_private_file
-from . import pdf
+from statbox.certify import pdf
+from statbox.errors import BadInput
+from statbox.privatefile import create_private_file
 
 RECORD_TYPE = "statbox-certificate"
 RECORD_VERSION = 1
 ALGORITHM = "Ed25519"
 
 if TYPE_CHECKING:  # annotations only: `certify verify` needs neither SQLAlchemy nor nbformat
-    from .store import StoredAttempt
+    from statbox.certify.store import StoredAttempt
 
 
 def canonical(data: Any) -> bytes:

@@ -29,18 +29,18 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BadInput, EnvironmentProblem
-from ..names import is_valid_username
+from statbox.errors import BadInput, EnvironmentProblem
+from statbox.settings.names import is_valid_username
 
 if TYPE_CHECKING:
-    from ..dockernames import DockerNames
+    from statbox.modes.docker.names import DockerNames
 
 HELPER_OUT = "/tmp/statbox-out"
 """Where the collecting helper container writes the copies."""
 
 
 def _default_limit() -> int:
-    from .notebook import MAX_SUBMISSION_BYTES
+    from statbox.certify.notebook import MAX_SUBMISSION_BYTES
 
     return MAX_SUBMISSION_BYTES
 
@@ -118,7 +118,7 @@ class LocalHomes:
 
 def main() -> int:
     """Run inside the collecting helper: LocalHomes over ``/homes``; print the result."""
-    from ..courses.volumes import PAYLOAD, RESULT_MARK
+    from statbox.modes.docker.volumes import PAYLOAD, RESULT_MARK
 
     plan = json.loads(Path(PAYLOAD, "plan.json").read_text())
     result = LocalHomes(Path("/homes"), plan["limit"]).collect(
@@ -158,7 +158,7 @@ def home_volumes(volumes: list[Any], names: DockerNames) -> tuple[dict[str, str]
     """({trainee: volume name}, refusals) from the project's labelled volumes: a home
     volume's ``org.statbox.user`` label must name a valid username whose home volume name
     it is (else it is refused); other volumes of the project are ignored."""
-    from ..dockernames import USER_LABEL
+    from statbox.modes.docker.names import USER_LABEL
 
     homes: dict[str, str] = {}
     refused: list[str] = []
@@ -184,7 +184,8 @@ class VolumeHomes:
         self.limit = limit if limit is not None else _default_limit()
 
     def collect(self, course_id: str, notebook: str, out: Path) -> Collected:
-        from ..courses.volumes import (
+        from statbox.modes.docker.names import PROJECT_LABEL
+        from statbox.modes.docker.volumes import (
             helper_command,
             helper_container_config,
             helper_result,
@@ -193,7 +194,6 @@ class VolumeHomes:
             run_helper,
             stderr_tail,
         )
-        from ..dockernames import PROJECT_LABEL
 
         label = f"{PROJECT_LABEL}={self.names.project}"
         volumes = self.client.volumes.list(filters={"label": label})

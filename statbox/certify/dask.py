@@ -24,9 +24,11 @@ from typing import Any
 import nbformat
 from nbformat import NotebookNode
 
-from .execution import Execution
-from .isolation import Limits
-from .pipeline import Submission
+from statbox.certify.execution import Execution
+from statbox.certify.executor import LocalExecutor
+from statbox.certify.isolation import Limits, backend_class
+from statbox.certify.pipeline import Submission
+from statbox.errors import EnvironmentProblem
 
 WORKERS_ENV = "STATBOX_CERTIFY_DASK_WORKERS"
 _executors: dict[tuple, Any] = {}
@@ -43,9 +45,6 @@ def execute_on_worker(
 ) -> dict[str, Any]:
     """Run one prepared notebook on this worker; plain data in and out (no pickled classes
     of the grader's, so the worker needs only Statbox installed)."""
-    from .isolation import backend_class
-    from .runner import LocalExecutor
-
     key = (tuple(sorted(limits.items())), data_root, catalog)
     with _lock:
         executor = _executors.get(key)
@@ -86,8 +85,6 @@ class DaskExecutor:
         workers: int | None = None,
     ):
         from dask_gateway import Gateway
-
-        from ..errors import EnvironmentProblem
 
         self.limits = limits
         self.data_root = data_root

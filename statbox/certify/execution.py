@@ -46,7 +46,7 @@ from papermill.execute import prepare_notebook_metadata
 from traitlets import Any as AnyTrait
 from traitlets import Integer, Unicode
 
-from .isolation import IsolationBackend, Job, kill_all, stray_processes
+from statbox.certify.isolation import IsolationBackend, Job, kill_all, stray_processes
 
 OUTPUT_TYPES = {"stream", "display_data", "execute_result", "error", "update_display_data"}
 ROLE_KEY = "statbox"

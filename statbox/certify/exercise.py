@@ -28,11 +28,11 @@ from typing import Any
 import nbformat
 from nbformat import NotebookNode
 
-from ..courses.model import COURSE_FILE, GRADER_DIR, CurriculumError, Exercise, LoadedCourse
-from ..courses.model import load_course as _load_course
-from ..courses.notebooks import parameters_cell, parse_parameters, source_of
-from ..errors import BadInput
-from .variants import exercise_id
+from statbox.certify.variants import exercise_id
+from statbox.courses.model import COURSE_FILE, GRADER_DIR, CurriculumError, Exercise, LoadedCourse
+from statbox.courses.model import load_course as _load_course
+from statbox.courses.notebooks import parameters_cell, parse_parameters, source_of
+from statbox.errors import BadInput
 
 Check = Callable[[Any, Any], tuple[float, str]]
 Reference = Callable[[dict[str, Any], Path], dict[str, Any]]

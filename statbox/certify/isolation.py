@@ -19,7 +19,7 @@ backends, so an unused one is never imported):
     Resource limits, a throw-away working directory and a clean environment only: as a
     normal user Statbox cannot switch uid or make namespaces, so network access and the
     grader's files readable by that user are NOT isolated. The CLI says so when it runs.
-``docker`` (:mod:`statbox.certify.docker`)
+``docker`` (:mod:`statbox.modes.docker.grading`)
     A container per kernel from the single-user image: ``--network none``, memory and pids
     limits, an unprivileged uid (leased like the sandbox's), no capability, a read-only
     image; the kernel's IPC sockets are in the bind-mounted job directory. The container is
@@ -46,14 +46,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import EnvironmentProblem
+from statbox.errors import EnvironmentProblem
 
 LAUNCHER = Path(__file__).with_name("_sandbox.py")
 
 BACKENDS: dict[str, str] = {
     "sandbox": "statbox.certify.isolation:SandboxIsolation",
     "rlimits": "statbox.certify.isolation:RlimitsIsolation",
-    "docker": "statbox.certify.docker:DockerIsolation",
+    "docker": "statbox.modes.docker.grading:DockerIsolation",
 }
 """Isolation backends by name: ``module:Class``, imported only when chosen."""
 
@@ -500,7 +500,7 @@ def backend_class(name: str) -> type[IsolationBackend]:
         name = "sandbox" if SandboxIsolation.unavailable() is None else "rlimits"
     if name not in BACKENDS:
         known = ", ".join(["auto", *BACKENDS])
-        from ..errors import BadInput
+        from statbox.errors import BadInput
 
         raise BadInput(f"isolation {name!r} is not a backend (known: {known})")
     module_name, class_name = BACKENDS[name].split(":")

@@ -21,10 +21,10 @@ from nbformat import NotebookNode
 from papermill import __version__ as papermill_version
 from papermill.parameterize import parameterize_notebook
 
-from ..courses.notebooks import PARAMETERS_TAG, cell_tags
-from ..courses.results import plain
-from ..yamlfile import IDENTIFIER
-from .execution import ROLE_KEY, SNAPSHOT_VARIABLE
+from statbox.certify.execution import ROLE_KEY, SNAPSHOT_VARIABLE
+from statbox.courses.notebooks import PARAMETERS_TAG, cell_tags
+from statbox.courses.results import plain
+from statbox.settings.yamlfile import IDENTIFIER
 
 PROTECTED_TAG = "protected"
 INJECTED_TAG = "injected-parameters"

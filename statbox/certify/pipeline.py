@@ -34,10 +34,10 @@ from typing import Any, ClassVar
 
 from nbformat import NotebookNode
 
-from . import notebook as nbops
-from .execution import Execution
-from .exercise import GradedExercise
-from .variants import parameters_for
+from statbox.certify import notebook as nbops
+from statbox.certify.execution import Execution
+from statbox.certify.exercise import GradedExercise
+from statbox.certify.variants import parameters_for
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadInput
-from .certificates import Keys, certificate_html, certificate_pdf, make_record, sign
-from .exercise import GradedExercise
-from .runner import RUN_RECORD
-from .store import ResultsStore, StoredAttempt
+from statbox.certify.certificates import Keys, certificate_html, certificate_pdf, make_record, sign
+from statbox.certify.exercise import GradedExercise
+from statbox.certify.runner import RUN_RECORD
+from statbox.certify.store import ResultsStore, StoredAttempt
+from statbox.errors import BadInput
 
 
 @dataclass(frozen=True)

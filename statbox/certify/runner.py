@@ -20,12 +20,10 @@ from __future__ import annotations
 import csv
 import json
 import os
-import queue
-import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,14 +32,19 @@ from typing import Any, TextIO
 import nbformat
 from nbformat import NotebookNode
 
-from ..errors import BadInput
-from ..names import is_valid_username
-from .execution import Execution, execute
-from .exercise import GradedExercise, find_course, load_exercise
-from .isolation import IsolationBackend, Job, Limits, backend_class, kill_all, stray_processes
-from .pipeline import Attempt, Pipeline, Submission
-from .store import ResultsStore, default_url, shown_url
-from .variants import DEFAULT_COHORT, check_cohort, cohort_secret
+from statbox.certify.dask import DaskExecutor
+from statbox.certify.execution import Execution
+from statbox.certify.executor import LocalExecutor
+from statbox.certify.exercise import GradedExercise, find_course, load_exercise
+from statbox.certify.isolation import (
+    Limits,
+    backend_class,
+)
+from statbox.certify.pipeline import Attempt, Pipeline, Submission
+from statbox.certify.store import ResultsStore, default_url, shown_url
+from statbox.certify.variants import DEFAULT_COHORT, check_cohort, cohort_secret
+from statbox.errors import BadInput
+from statbox.settings.names import is_valid_username
 
 RESULTS_CSV = "results.csv"
 RUN_RECORD = "run.json"
@@ -134,79 +137,6 @@ def check_out_dir(out: Path, submissions: Path) -> None:
         raise BadInput(f"--out {out}: exists and is not a folder")
 
 
-class LocalExecutor:
-    """Executes prepared notebooks in isolated kernels, one per worker slot at a time."""
-
-    def __init__(
-        self,
-        backend: IsolationBackend,
-        limits: Limits,
-        *,
-        slots: int,
-        hidden: Iterable[Path],
-        data_root: Path,
-        catalog: Path | None,
-        inputs: Iterable[Path] = (),
-    ):
-        self.backend = backend
-        self.limits = limits
-        self.hidden = _hideable(hidden, data_root)
-        self.data_root = data_root
-        self.catalog = catalog
-        self.inputs = list(inputs)
-        self.slots: queue.Queue[int] = queue.Queue()
-        for slot in range(slots):
-            self.slots.put(slot)
-
-    def close(self) -> None:
-        self.backend.close()
-
-    def environment(self, job: Job) -> dict[str, str]:
-        env = {
-            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(job.workdir),
-            "LANG": "C.UTF-8",
-            "TMPDIR": "/tmp",
-            "IPYTHONDIR": str(job.workdir / ".ipython"),
-            "MPLBACKEND": "Agg",
-            "PYTHONNOUSERSITE": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "STATBOX_DATA_ROOT": str(self.data_root),
-        }
-        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[name] = "1"  # each kernel is one of N: thread pools would oversubscribe
-        if self.catalog is not None:
-            env["STATBOX_CATALOG"] = str(self.catalog)
-        return env
-
-    def __call__(self, nb: NotebookNode, submission: Submission, snapshot: str = "") -> Execution:
-        slot = self.slots.get()
-        job = Job.create(slot, self.limits, hidden=self.hidden, data_root=self.data_root)
-        try:
-            job.env = self.environment(job)
-            for path in self.inputs:
-                shutil.copyfile(path, job.root / "inputs" / path.name)
-            kill_all(stray_processes(None, self.backend.uid(job)))  # a crashed run's leftovers
-            return execute(nb, job, self.backend, snapshot)
-        finally:
-            kill_all(stray_processes(None, self.backend.uid(job)))
-            job.remove()
-            self.slots.put(slot)
-
-
-def _hideable(paths: Iterable[Path], data_root: Path) -> list[Path]:
-    """Paths to hide, minus any that would hide the Python the kernel runs on."""
-    needed = [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()]
-    kept: list[Path] = []
-    for path in paths:
-        resolved = path.resolve()
-        if any(resolved == n or resolved in n.parents for n in needed):
-            continue
-        if resolved not in kept:
-            kept.append(resolved)
-    return kept
-
-
 class Progress:
     """graded / failed / remaining, on one line at a terminal, one line per step otherwise."""
 
@@ -291,8 +221,6 @@ def run(
     workers = options.workers
     if executor is None:
         if options.dask:
-            from .dask import DaskExecutor
-
             executor = DaskExecutor(limits, data_root=setup.data_root, catalog=setup.catalog)
             workers = min(len(submissions), MAX_WORKERS)
         else:

@@ -32,10 +32,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from ..errors import BadInput, EnvironmentProblem
+from statbox.errors import BadInput, EnvironmentProblem
 
 if TYPE_CHECKING:  # annotations only: the pipeline pulls nbformat and papermill (over 1 s)
-    from .pipeline import Attempt
+    from statbox.certify.pipeline import Attempt
 
 
 class Base(DeclarativeBase):

@@ -25,10 +25,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..courses.model import Choice, Exercise, IntegerRange, LoadedCourse, VariantParameter
-from ..courses.notebooks import parameters_cell, parse_parameters, source_of
-from ..errors import BadInput
-from ..privatefile import create_private_file
+from statbox.courses.model import Choice, Exercise, IntegerRange, LoadedCourse, VariantParameter
+from statbox.courses.notebooks import parameters_cell, parse_parameters, source_of
+from statbox.errors import BadInput
+from statbox.privatefile import create_private_file
 
 DERIVATION = b"statbox-variant-v1"
 COHORT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")

@@ -19,9 +19,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .model import Exercise, LoadedCourse
-from .notebooks import notebook_parameters
-from .run import load_module
+from statbox.courses.model import Exercise, LoadedCourse
+from statbox.courses.notebooks import notebook_parameters
+from statbox.courses.run import load_module
 
 Check = Callable[[Any, Any], tuple[float, str]]
 
@@ -52,7 +52,7 @@ def score(
 
 def variant_samples(exercise: Exercise, per_parameter: int = 5) -> list[dict[str, Any]]:
     """A few variant assignments to try, one parameter varied at a time."""
-    from .model import Choice, IntegerRange
+    from statbox.courses.model import Choice, IntegerRange
 
     samples: list[dict[str, Any]] = []
     for name, spec in exercise.variant.items():

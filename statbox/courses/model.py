@@ -18,7 +18,7 @@ variable the task names (``answer:``) when the notebook has run.
 Invariants: a loaded :class:`Course` is complete and valid, and every path it names lies
 inside its folder; the solution and checks lie under ``grader/``, which publishing skips, so
 nothing that gives the answers away can reach a trainee through the course material.
-Problems are reported all at once, each with file, line and key (see :mod:`statbox.yamlfile`).
+Problems are reported all at once, each with file, line and key (see :mod:`statbox.settings.yamlfile`).
 """
 
 from __future__ import annotations
@@ -30,10 +30,17 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..settings import ROLE_NAMES, RoleName
-from ..units import Duration
-from ..yamlfile import IDENTIFIER, FileProblems, Lines, Problem, line_of, validate_file
-from .notebooks import NotebookProblem, notebook_parameters
+from statbox.courses.notebooks import NotebookProblem, notebook_parameters
+from statbox.settings.model import ROLE_NAMES, RoleName
+from statbox.settings.units import Duration
+from statbox.settings.yamlfile import (
+    IDENTIFIER,
+    FileProblems,
+    Lines,
+    Problem,
+    line_of,
+    validate_file,
+)
 
 COURSE_FILE = "course.yaml"
 GRADER_DIR = "grader"

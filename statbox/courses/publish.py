@@ -33,11 +33,11 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..errors import BadInput
-from ..names import is_valid_username
-from ..settings import Settings
-from .model import GRADER_DIR, LoadedCourse
-from .notebooks import NotebookProblem, read_notebook
+from statbox.courses.model import GRADER_DIR, LoadedCourse
+from statbox.courses.notebooks import NotebookProblem, read_notebook
+from statbox.errors import BadInput
+from statbox.settings.model import Settings
+from statbox.settings.names import is_valid_username
 
 Personalise = Callable[[str, dict[str, Any]], dict[str, Any]]
 """(trainee name, exercise template as notebook JSON) -> the notebook that trainee gets."""
@@ -119,7 +119,7 @@ def resolve_trainees(settings: Settings, targets: Iterable[str]) -> list[str]:
 
 def outside_audience(settings: Settings, loaded: LoadedCourse, users: Iterable[str]) -> list[str]:
     """``user (role)`` for each of ``users`` whose role is not in the course's audience."""
-    from ..roles import groups_for, resolve_role
+    from statbox.identity.roles import groups_for, resolve_role
 
     outside = []
     for user in users:

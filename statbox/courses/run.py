@@ -30,9 +30,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
 
-from .model import GRADER_DIR, LoadedCourse
-from .notebooks import cell_tags, read_notebook
-from .results import RESULTS_ENV, read_results
+from statbox.courses.model import GRADER_DIR, LoadedCourse
+from statbox.courses.notebooks import cell_tags, read_notebook
+from statbox.courses.results import RESULTS_ENV, read_results
 
 VERIFY_FILE = f"{GRADER_DIR}/verify.py"
 ANSWERS_KEY = "answers"

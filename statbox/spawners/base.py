@@ -1,7 +1,7 @@
 """What every Statbox spawner does, whatever runs the server: apply the user's role.
 
 Invariant: a server's resources, environment and data come from the role that
-:func:`statbox.roles.resolve_role` gives the user at spawn time, never from user input.
+:func:`statbox.identity.roles.resolve_role` gives the user at spawn time, never from user input.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 from traitlets import Instance, Unicode
 from traitlets.config import Configurable
 
-from ..roles import resolve_role
-from ..settings import Role, Settings
+from statbox.identity.roles import resolve_role
+from statbox.settings.model import Role, Settings
 
 
 class StatboxSpawnerMixin(Configurable):
@@ -45,7 +45,7 @@ class StatboxSpawnerMixin(Configurable):
         """Environment every user server gets, on top of the spawner's own: where the
         catalog, data and courses are, and the role, groups and data access that
         ``statbox.catalog.open_catalog()`` filters by (the server has no settings file)."""
-        from ..catalog.access import RoleAccess, role_access_environment
+        from statbox.catalog.access import RoleAccess, role_access_environment
 
         user: Any = self.user  # type: ignore[attr-defined]
         return {

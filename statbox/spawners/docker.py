@@ -22,9 +22,9 @@ from typing import Any
 from dockerspawner import DockerSpawner
 from traitlets import Float, Integer, Unicode, default
 
-from ..catalog.access import entitled_data_paths
-from ..dockernames import PROJECT_LABEL, USER_LABEL, escape_username
-from .base import StatboxSpawnerMixin, wait_until_listening
+from statbox.catalog.access import entitled_data_paths
+from statbox.modes.docker.names import PROJECT_LABEL, USER_LABEL, escape_username
+from statbox.spawners.base import StatboxSpawnerMixin, wait_until_listening
 
 HOME = "/home/jovyan"
 """The home of the images' notebook user (jovyan, uid 1000), where the home volume goes."""

@@ -9,7 +9,7 @@ Invariants, whatever the chart's ``singleuser`` values or a user's request say:
   the pod gets no service-account token.
 * The shared data volume is mounted read-only, one ``subPath`` per dataset directory the user
   is entitled to; nothing else of it is mounted.
-* Each pod carries the user's label (:data:`statbox.kubernetes.USER_LABEL`), and before it
+* Each pod carries the user's label (:data:`statbox.modes.kubernetes.chart.USER_LABEL`), and before it
   starts the hub ensures the user's NetworkPolicy that lets only that user's pods (and the
   gateway) reach the user's Dask schedulers and workers.
 """
@@ -24,10 +24,10 @@ from kubespawner import KubeSpawner
 from kubespawner.clients import shared_client
 from traitlets import Dict, Unicode, default
 
-from ..catalog.access import entitled_data_paths
-from ..kubernetes import USER_LABEL, dask_network_policy, user_label_value
-from ..settings import DATASET_DIR_PATTERN
-from .base import StatboxSpawnerMixin
+from statbox.catalog.access import entitled_data_paths
+from statbox.modes.kubernetes.chart import USER_LABEL, dask_network_policy, user_label_value
+from statbox.settings.model import DATASET_DIR_PATTERN
+from statbox.spawners.base import StatboxSpawnerMixin
 
 DATA_VOLUME = "statbox-data"
 

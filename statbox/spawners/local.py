@@ -5,7 +5,7 @@ account (``run_as`` when the hub is root, else the hub's own), so users are not 
 each other's files; the docker and kubernetes modes isolate them.
 
 Start-up is kept short in three places (see bench/spawn.py): the server imports less
-(:mod:`statbox.singleuser`); :meth:`StatboxLocalSpawner.start` returns only once the server's
+(:mod:`statbox.spawners.singleuser`); :meth:`StatboxLocalSpawner.start` returns only once the server's
 port accepts connections, polling every ``ready_poll_interval`` seconds, so the hub's own
 readiness check (exponential back-off, 0.2 s growing to 5 s) succeeds on its first try
 instead of sleeping past the moment the server came up; and at most ``concurrent_starts``
@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 from traitlets import Float, Integer, Unicode, default
 
-from .base import StatboxSpawnerMixin, wait_until_listening
+from statbox.spawners.base import StatboxSpawnerMixin, wait_until_listening
 
 
 class StatboxLocalSpawner(StatboxSpawnerMixin, SimpleLocalProcessSpawner):

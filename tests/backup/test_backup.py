@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from statbox.backup import (
+from statbox.errors import BadInput, EnvironmentProblem
+from statbox.ops.backup import (
     MANIFEST,
     RESULTS_COPY,
     STATE_ARCHIVE,
@@ -21,7 +22,6 @@ from statbox.backup import (
     restore_backup,
     verify_backup,
 )
-from statbox.errors import BadInput, EnvironmentProblem
 
 
 def tree(root: Path) -> dict[str, tuple[int, bytes | None]]:

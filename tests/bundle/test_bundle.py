@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from statbox.local import find_proxy, free_port
+from statbox.modes.local.stack import find_proxy, free_port
 from tests.conftest import require_tool
 from tests.integration.conftest import PASSWORDS, assert_all_gone
 from tests.integration.hubclient import HubUser, StatboxProcess

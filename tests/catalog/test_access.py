@@ -6,7 +6,7 @@ import pytest
 
 from statbox.catalog import open_catalog
 from statbox.catalog.access import entitled_data_paths, entitled_entries
-from statbox.settings import load_settings
+from statbox.settings.model import load_settings
 from tests.catalog.conftest import ROOT_CATALOG
 
 pytestmark = pytest.mark.catalog

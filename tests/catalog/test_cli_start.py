@@ -62,7 +62,7 @@ def _run(code: str) -> dict:
 
 def test_building_the_parser_imports_no_heavy_library():
     seen = _run(BUILD.format(heavy=HEAVY))
-    assert "statbox.catalog.cli" in seen["modules"]
+    assert "statbox.cli.catalog" in seen["modules"]
     assert seen["heavy"] == []
 
 

@@ -20,8 +20,8 @@ from statbox.catalog.access import BUILTIN_DEFAULTS, RoleAccess, builtin_role_ac
 from statbox.catalog.levels import LEVELS
 from statbox.catalog.loader import DATA_URL, read_catalog
 from statbox.errors import BadInput
-from statbox.settings import DATA_URL as SETTINGS_DATA_URL
-from statbox.settings import DEFAULTS_FILE, ROLE_NAMES, AccessLevel, load_settings
+from statbox.settings.model import DATA_URL as SETTINGS_DATA_URL
+from statbox.settings.model import DEFAULTS_FILE, ROLE_NAMES, AccessLevel, load_settings
 from tests.catalog.conftest import ROOT_CATALOG
 from tests.conftest import REPO
 
@@ -38,7 +38,7 @@ rows = len(catalog["sdg.indicators"].read())
 used = sorted(m for m in {modules} if m in sys.modules)
 print(json.dumps({{"entries": sorted(catalog), "opened": opened, "used": used, "rows": rows}}))
 """
-LAZY = ["pydantic", "statbox.settings", "statbox.catalog.metadata"]
+LAZY = ["pydantic", "statbox.settings.model", "statbox.catalog.metadata"]
 
 
 def test_opening_in_a_user_server_imports_no_model_until_an_entry_is_used(samples):

@@ -17,11 +17,11 @@ import pytest
 import yaml
 from traitlets.config import Config, PyFileConfigLoader
 
-from statbox.auth import StatboxOIDCAuthenticator
-from statbox.hub import configure_hub
-from statbox.kubernetes import USER_LABEL, user_label_value
-from statbox.runtime import SECRET_ENV, load_runtime
-from statbox.settings import parse_settings
+from statbox.configure.hub import configure_hub
+from statbox.configure.runtime import SECRET_ENV, load_runtime
+from statbox.identity.auth import StatboxOIDCAuthenticator
+from statbox.modes.kubernetes.chart import USER_LABEL, user_label_value
+from statbox.settings.model import parse_settings
 
 from .conftest import (
     CHART_DIR,
@@ -280,7 +280,7 @@ def test_hub_pod_configuration(render, tmp_path):
         assert trait not in c.JupyterHub, trait
     assert "command" not in c.ConfigurableHTTPProxy
     # zero-to-jupyterhub sets KubeSpawner.cmd from singleuser.cmd; the subclass's setting wins
-    assert c.StatboxKubeSpawner.cmd == ["python3", "-m", "statbox.singleuser"]
+    assert c.StatboxKubeSpawner.cmd == ["python3", "-m", "statbox.spawners.singleuser"]
     gateway = next(s for s in c.JupyterHub.services if s["name"] == "dask-gateway")
     token = _secret(render(values_file("values-rwanda.yaml")))["gateway-api-token"]
     assert gateway["url"] == "http://traefik-dask-gateway" and gateway["display"] is False
@@ -295,7 +295,10 @@ def test_hub_pod_configuration(render, tmp_path):
 
 def test_hub_pod_with_the_default_class_password(render, tmp_path):
     c, env = _hub_config_from_chart("values.yaml", render, tmp_path)
-    assert c.JupyterHub.authenticator_class == "statbox.auth.StatboxSharedPasswordAuthenticator"
+    assert (
+        c.JupyterHub.authenticator_class
+        == "statbox.identity.auth.StatboxSharedPasswordAuthenticator"
+    )
     assert c.Authenticator.allow_all is True
     a = c.StatboxSharedPasswordAuthenticator
     # the passwords Kubernetes put in the environment, from the Secret the chart rendered
@@ -325,7 +328,7 @@ def test_hub_pod_signs_in_with_the_regions_provider(render, tmp_path, region):
     auth = values_file(name)["statbox"]["auth"]
     public_url = values_file(name)["statbox"]["hub"]["public_url"]
     authenticator, member_group = REGIONAL_SIGN_IN[region]
-    assert c.JupyterHub.authenticator_class == f"statbox.auth.{authenticator}"
+    assert c.JupyterHub.authenticator_class == f"statbox.identity.auth.{authenticator}"
     a = c[authenticator]
     assert a.client_id == auth["client_id"]
     assert a.oauth_callback_url == f"{public_url}/hub/oauth_callback"
@@ -355,7 +358,7 @@ def test_gateway_pod_configuration(render, monkeypatch):
     snippet = values_file("values.yaml")["dask-gateway"]["gateway"]["extraConfig"]["statbox"]
     c = Config()
     exec(compile(snippet, "gateway.extraConfig.statbox", "exec"), {"c": c})
-    assert c.DaskGateway.authenticator_class == "statbox.gateway.HubTokenAuthenticator"
+    assert c.DaskGateway.authenticator_class == "statbox.configure.gateway.HubTokenAuthenticator"
     assert c.JupyterHubAuthenticator.jupyterhub_service_name == "dask-gateway"
     assert c.ClusterConfig.scheduler_cmd == ["dask", "scheduler"]
     analyst = SimpleNamespace(name="ana", groups=["statbox-analistas"])
@@ -446,7 +449,7 @@ def test_notes_tell_how_to_reach_the_hub_and_sign_in(render):
 def test_hub_pod_with_a_client_secret_given_in_the_values(render, tmp_path):
     values = {"statbox": OIDC, "secrets": {"oauthClientSecret": "issued-for-statbox-rio"}}
     c, env = _hub_config_from_chart(values, render, tmp_path)
-    assert c.JupyterHub.authenticator_class == "statbox.auth.StatboxOIDCAuthenticator"
+    assert c.JupyterHub.authenticator_class == "statbox.identity.auth.StatboxOIDCAuthenticator"
     assert c.StatboxOIDCAuthenticator.client_secret == "issued-for-statbox-rio"
     assert not {"STATBOX_USER_PASSWORD", "STATBOX_ADMIN_PASSWORD"} & set(env)
 

@@ -7,8 +7,12 @@ import json
 import pytest
 
 from statbox.cli import main
-from statbox.kubernetes import SCHEMA_FILE, helm_values_schema, render_schema
-from statbox.settings import settings_schema
+from statbox.modes.kubernetes.chart import helm_values_schema, render_schema
+from statbox.settings.model import settings_schema
+
+from .conftest import CHART_DIR
+
+SCHEMA_FILE = CHART_DIR / "values.schema.json"
 
 pytestmark = pytest.mark.chart
 

@@ -27,11 +27,11 @@ from typing import Any
 import docker
 import pytest
 
-from statbox.certify.docker import GRADING_LABEL
 from statbox.courses.model import load_course
 from statbox.courses.publish import material
-from statbox.courses.volumes import HELPER_LABEL
-from statbox.dockernames import PROJECT_LABEL, USER_LABEL, DockerNames
+from statbox.modes.docker.grading import GRADING_LABEL
+from statbox.modes.docker.names import PROJECT_LABEL, USER_LABEL, DockerNames
+from statbox.modes.docker.volumes import HELPER_LABEL
 from tests.certify.conftest import SAMPLE, write_secret
 from tests.certify.sampledata import write_sample_data
 from tests.conftest import REPO

@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from statbox.dockernames import PROJECT_LABEL, USER_LABEL
+from statbox.modes.docker.names import PROJECT_LABEL, USER_LABEL
 from tests.docker.conftest import PASSWORDS, RESTRICTED, RunningStack
 from tests.docker.engine import forwarding_rules_for
 from tests.integration.hubclient import HubUser
@@ -42,7 +42,7 @@ COURSE_LIBRARIES = [
     "papermill",
     "intake",
     "tqdm",
-    "statbox.singleuser",
+    "statbox.spawners.singleuser",
 ]
 
 
@@ -86,7 +86,7 @@ def test_images_carry_every_course_library(engine, images):
     hub_modules = "statbox.spawners.docker dockerspawner kubespawner oauthenticator psycopg2"
     code = f"import importlib; [importlib.import_module(m) for m in {hub_modules.split()!r}]"
     assert run_throwaway(engine, images.tags["hub"], code + "; print('ok')").strip() == "ok"
-    code = "import statbox.gateway, dask_gateway_server.backends.local; print('ok')"
+    code = "import statbox.configure.gateway, dask_gateway_server.backends.local; print('ok')"
     assert run_throwaway(engine, images.tags["gateway"], code).strip() == "ok"
     user = run_throwaway(engine, images.tags["singleuser"], "import os; print(os.getuid())")
     assert user.strip() == "1000"

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from statbox.local import find_proxy, free_port
+from statbox.modes.local.stack import find_proxy, free_port
 from tests.conftest import REPO, require_tool
 from tests.identity.oidcclient import OIDCUser
 from tests.integration.conftest import SETTINGS as PASSWORD_SETTINGS

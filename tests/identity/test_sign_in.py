@@ -14,7 +14,7 @@ import pytest
 import requests
 from markupsafe import escape
 
-from statbox.auth import REFUSALS
+from statbox.identity.auth import REFUSALS
 from tests.identity.conftest import hub_log
 from tests.identity.oidcclient import SESSION_COOKIE, refusal_of
 from tests.integration.hubclient import HubUser

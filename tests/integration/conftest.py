@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from statbox.local import find_proxy, free_port
+from statbox.modes.local.stack import find_proxy, free_port
 from tests.conftest import REPO, require_tool
 from tests.integration.hubclient import StatboxProcess
 

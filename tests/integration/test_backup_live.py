@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from statbox.certify.isolation import SandboxIsolation
-from statbox.local import find_proxy
+from statbox.modes.local.stack import find_proxy
 from tests.certify.conftest import COURSES, SAMPLE, SUBMISSIONS
 from tests.certify.sampledata import write_sample_data
 from tests.conftest import REPO, require_tool

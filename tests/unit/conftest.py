@@ -1,7 +1,7 @@
 """Unit-test fixtures: a runtime built from settings, with no process and no file behind it.
 
 - ``settings``: the test settings (tests/fixtures/settings/valid-regional.yaml).
-- ``runtime``: a :class:`statbox.runtime.Runtime` for local mode with fixed ports and secrets.
+- ``runtime``: a :class:`statbox.configure.runtime.Runtime` for local mode with fixed ports and secrets.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from statbox.runtime import Ports, Runtime
-from statbox.settings import load_settings
+from statbox.configure.runtime import Ports, Runtime
+from statbox.settings.model import load_settings
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "settings"
 

@@ -10,7 +10,9 @@ from types import SimpleNamespace
 import pytest
 from traitlets.config import Config
 
-from statbox.auth import (
+from statbox.configure.hub import configure_hub
+from statbox.configure.runtime import MissingEnvironment
+from statbox.identity.auth import (
     REFUSALS,
     SignInRefused,
     StatboxGitHubAuthenticator,
@@ -22,11 +24,9 @@ from statbox.auth import (
     github_groups,
     is_on_host,
 )
-from statbox.hub import configure_hub
-from statbox.names import describe
-from statbox.roles import cohort_roles, groups_for, sign_in
-from statbox.runtime import MissingEnvironment
-from statbox.settings import parse_settings
+from statbox.identity.roles import cohort_roles, groups_for, sign_in
+from statbox.settings.model import parse_settings
+from statbox.settings.names import describe
 
 OIDC = {
     "type": "oidc",
@@ -181,7 +181,7 @@ def test_oidc_configuration(runtime):
     c = Config()
     configure_hub(c, oidc_runtime(runtime))
     a = c.StatboxOIDCAuthenticator
-    assert c.JupyterHub.authenticator_class == "statbox.auth.StatboxOIDCAuthenticator"
+    assert c.JupyterHub.authenticator_class == "statbox.identity.auth.StatboxOIDCAuthenticator"
     assert a.oauth_callback_url == "https://hub.example.org/hub/oauth_callback"
     assert a.client_secret == "from-the-provider"
     assert a.issuer == a.identity_realm == OIDC["issuer"]

@@ -21,7 +21,7 @@ from statbox.courses.publish import (
     resolve_trainees,
 )
 from statbox.errors import BadInput
-from statbox.settings import parse_settings
+from statbox.settings.model import parse_settings
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "courses"
 

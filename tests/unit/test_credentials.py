@@ -6,8 +6,8 @@ import stat
 import sys
 
 from statbox.cli import main
-from statbox.credentials import resolve_credentials
-from statbox.settings import parse_settings
+from statbox.configure.credentials import resolve_credentials
+from statbox.settings.model import parse_settings
 
 
 def test_generated_once_then_reused(tmp_path):

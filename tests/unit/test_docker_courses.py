@@ -2,7 +2,7 @@
 configuration and results, what is taken back from a collecting helper, which volumes
 count as homes, and the grading container's configuration.
 
-The helper's own side (``statbox.courses.volumes.main``) is the real Publisher; here it runs
+The helper's own side (``statbox.modes.docker.volumes.main``) is the real Publisher; here it runs
 on a temporary folder standing for the mounted home.
 """
 
@@ -17,16 +17,18 @@ from typing import Any
 
 import pytest
 
-from statbox.certify.cli import grading_setup
 from statbox.certify.collect import home_volumes, take_copies
-from statbox.certify.docker import (
+from statbox.certify.isolation import Job, Limits
+from statbox.cli.certify import grading_setup
+from statbox.errors import EnvironmentProblem
+from statbox.modes.docker.grading import (
     GRADING_LABEL,
     SANDBOX_IN_CONTAINER,
     container_config,
     in_container_limits,
 )
-from statbox.certify.isolation import Job, Limits
-from statbox.courses.volumes import (
+from statbox.modes.docker.names import PROJECT_LABEL, USER_LABEL, DockerNames
+from statbox.modes.docker.volumes import (
     HELPER_LABEL,
     RESULT_MARK,
     clean_ledger,
@@ -38,9 +40,7 @@ from statbox.courses.volumes import (
     parse_applied,
     payload_archive,
 )
-from statbox.dockernames import PROJECT_LABEL, USER_LABEL, DockerNames
-from statbox.errors import EnvironmentProblem
-from statbox.settings import LoadedSettings
+from statbox.settings.model import LoadedSettings
 
 DIGEST = "ab" * 32
 
@@ -117,10 +117,10 @@ def test_payload_archive_is_root_owned_and_readable():
 
 def test_the_helper_runs_this_statboxs_code_isolated():
     names = [name for name, _ in package_sources()]
-    assert "src/statbox/courses/volumes.py" in names
+    assert "src/statbox/modes/docker/volumes.py" in names
     assert "src/statbox/courses/publish.py" in names
     assert not any("__pycache__" in name for name in names)
-    command = helper_command("statbox.courses.volumes")
+    command = helper_command("statbox.modes.docker.volumes")
     assert command[:3] == ["/opt/statbox/bin/python", "-I", "-B"]
     assert "/tmp/statbox-helper/src" in command[-1]
 

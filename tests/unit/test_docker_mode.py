@@ -15,13 +15,13 @@ import pytest
 from traitlets.config import Config
 
 from statbox.catalog.access import entitled_data_paths
-from statbox.dockermode import COMPOSE_FILE, DOCKER_PORTS, parse_compose
-from statbox.dockernames import DockerNames, escape_username
+from statbox.configure.gateway import PerUserAccountBackend, configure_gateway
+from statbox.configure.hub import configure_hub
+from statbox.configure.runtime import Hosts
 from statbox.errors import BadInput
-from statbox.gateway import PerUserAccountBackend, configure_gateway
-from statbox.hub import configure_hub
-from statbox.runtime import Hosts
-from statbox.settings import parse_settings
+from statbox.modes.docker.names import DockerNames, escape_username
+from statbox.modes.docker.stack import COMPOSE_FILE, DOCKER_PORTS, parse_compose
+from statbox.settings.model import parse_settings
 from statbox.spawners.docker import MountRefused, StatboxDockerSpawner, refuse_unexpected_binds
 
 COMPOSE_INVALID = sorted(
@@ -97,7 +97,7 @@ def test_local_mode_keeps_its_config(runtime):
 def test_docker_gateway_config(docker_runtime):
     c = Config()
     configure_gateway(c, docker_runtime)
-    assert c.DaskGateway.backend_class == "statbox.gateway.PerUserAccountBackend"
+    assert c.DaskGateway.backend_class == "statbox.configure.gateway.PerUserAccountBackend"
     assert c.Proxy.address == "0.0.0.0:8000"
     assert c.Proxy.tcp_address == "0.0.0.0:8786"
     assert c.JupyterHubAuthenticator.jupyterhub_api_url == "http://kigali-hub:8081/hub/api"

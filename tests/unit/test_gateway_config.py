@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from traitlets.config import Config
 
-from statbox.gateway import GIB, cluster_options_for, configure_gateway
+from statbox.configure.gateway import GIB, cluster_options_for, configure_gateway
 
 
 def configured(runtime) -> Config:

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 from traitlets.config import Config
 
-from statbox.hub import GATEWAY_ACCESS_SCOPE, configure_hub, gateway_client_environment
-from statbox.runtime import MissingEnvironment
+from statbox.configure.hub import GATEWAY_ACCESS_SCOPE, configure_hub, gateway_client_environment
+from statbox.configure.runtime import MissingEnvironment
 
 
 def configured(runtime) -> Config:
@@ -34,7 +34,7 @@ def test_network_and_state(runtime):
 def test_local_mode_spawner(runtime):
     c = configured(runtime)
     assert c.JupyterHub.spawner_class == "statbox.spawners.local.StatboxLocalSpawner"
-    assert c.Spawner.cmd == ["/opt/venv/bin/python", "-m", "statbox.singleuser"]
+    assert c.Spawner.cmd == ["/opt/venv/bin/python", "-m", "statbox.spawners.singleuser"]
     assert c.StatboxLocalSpawner.home_root == f"{runtime.paths.state_dir}/homes"
     assert c.StatboxLocalSpawner.run_as == "nobody"
     assert c.StatboxSpawnerMixin.catalog_path == str(runtime.paths.catalog)

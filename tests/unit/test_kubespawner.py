@@ -14,9 +14,9 @@ from unittest.mock import AsyncMock
 import pytest
 from traitlets.config import Config
 
-from statbox.hub import configure_hub
-from statbox.kubernetes import USER_LABEL, dask_network_policy, user_label_value
-from statbox.settings import parse_settings
+from statbox.configure.hub import configure_hub
+from statbox.modes.kubernetes.chart import USER_LABEL, dask_network_policy, user_label_value
+from statbox.settings.model import parse_settings
 from tests.conftest import REPO
 
 kubespawner = pytest.importorskip("kubespawner")
@@ -115,7 +115,10 @@ def test_kubernetes_mode_leaves_the_network_to_the_chart(kube_config):
         assert trait not in c.JupyterHub
     # Sign-in is the settings' in every mode: here the default class password, from the
     # chart's Secret.
-    assert c.JupyterHub.authenticator_class == "statbox.auth.StatboxSharedPasswordAuthenticator"
+    assert (
+        c.JupyterHub.authenticator_class
+        == "statbox.identity.auth.StatboxSharedPasswordAuthenticator"
+    )
     assert c.StatboxSharedPasswordAuthenticator.user_password == "class-pw"
     assert c.Authenticator.manage_groups is True
 
@@ -143,7 +146,7 @@ def test_kubernetes_mode_signs_in_with_the_settings_provider(kube_runtime):
     )
     c = Config()
     configure_hub(c, rt)
-    assert c.JupyterHub.authenticator_class == "statbox.auth.StatboxOIDCAuthenticator"
+    assert c.JupyterHub.authenticator_class == "statbox.identity.auth.StatboxOIDCAuthenticator"
     assert c.StatboxOIDCAuthenticator.oauth_callback_url == (
         "https://statbox.example.org/hub/oauth_callback"
     )
@@ -160,7 +163,7 @@ def test_kubernetes_gateway_addresses_are_the_charts_services(kube_config):
         "DASK_GATEWAY__PUBLIC_ADDRESS": "/services/dask-gateway/",
         "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
     }
-    assert kube_config.Spawner.cmd == ["python3", "-m", "statbox.singleuser"]
+    assert kube_config.Spawner.cmd == ["python3", "-m", "statbox.spawners.singleuser"]
 
 
 def test_kubernetes_configuration_is_pure(kube_runtime):

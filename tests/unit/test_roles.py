@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from statbox.roles import groups_for, resolve_role, users_with_role
-from statbox.settings import parse_settings
+from statbox.identity.roles import groups_for, resolve_role, users_with_role
+from statbox.settings.model import parse_settings
 
 
 def test_named_user_gets_their_role(settings):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from statbox.settings import (
+from statbox.settings.model import (
     ROLE_NAMES,
     Mode,
     SettingsError,
@@ -16,7 +16,7 @@ from statbox.settings import (
     parse_settings,
     settings_schema,
 )
-from statbox.units import format_memory, parse_duration, parse_memory
+from statbox.settings.units import format_memory, parse_duration, parse_memory
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "settings"
 INVALID = sorted((FIXTURES / "invalid").glob("*.yaml"))

@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 from statbox.courses.model import GRADER_DIR
-from statbox.singleuser import sync_courses
+from statbox.spawners.singleuser import sync_courses
 
 PROBE = """
 import json, sys, time
-from statbox.singleuser import defer_slow_imports
+from statbox.spawners.singleuser import defer_slow_imports
 defer_slow_imports()
 import jupyter_server.serverapp  # what a user server imports at start
 deferred = type(sys.modules["rfc3987_syntax"]).__name__ == "module" and getattr(
@@ -87,7 +87,7 @@ def recording(self, args, *a, **k):
     return original(self, args, *a, **k)
 subprocess.Popen.__init__ = recording
 before = os.environ["PATH"]
-from statbox.singleuser import import_jupyterlab_without_asking_node
+from statbox.spawners.singleuser import import_jupyterlab_without_asking_node
 import_jupyterlab_without_asking_node()
 import jupyterlab.labapp
 print(json.dumps({"launched": launched, "path_restored": os.environ["PATH"] == before,

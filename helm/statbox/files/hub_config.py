@@ -1,1 +1,1 @@
-../../../hub_config.py
+../../../statbox/resources/hub_config.py

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...errors import BadInput
+from statbox.errors import BadInput
 
 if TYPE_CHECKING:
-    from .common import Scale
+    from statbox.catalog.samples.common import Scale
 
 DEFAULT_SEED = 20240304
 SCALE_NAMES = ("small", "medium")
@@ -30,7 +30,15 @@ MANIFEST = "samples.json"
 
 
 def _generators() -> list[tuple[str, Callable[[Path, Scale, int], None]]]:
-    from . import ais, earth_observation, mobile_phone, privacy, rural_access, scanner, sdg
+    from statbox.catalog.samples import (
+        ais,
+        earth_observation,
+        mobile_phone,
+        privacy,
+        rural_access,
+        scanner,
+        sdg,
+    )
 
     return [
         ("sdg", sdg.generate),
@@ -62,7 +70,7 @@ def generate(
         raise BadInput(f"{out} exists and is not a directory: choose another --out")
     from tqdm import tqdm
 
-    from .common import SCALES
+    from statbox.catalog.samples.common import SCALES
 
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".samples-", dir=out))

@@ -32,7 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import Scale, rng_for, write_geojson, write_parquet, write_partitioned
+from statbox.catalog.samples.common import (
+    Scale,
+    rng_for,
+    write_geojson,
+    write_parquet,
+    write_partitioned,
+)
 
 START = dt.datetime(2024, 3, 4, tzinfo=dt.UTC)
 HOUR = 3600.0

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import Scale, rng_for, write_geoparquet, write_zarr
+from statbox.catalog.samples.common import Scale, rng_for, write_geoparquet, write_zarr
 
 CRS = "EPSG:32736"  # UTM zone 36S
 ORIGIN = (202_860.0, 9_856_150.0)  # upper-left corner, near Nyagatare

@@ -21,7 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import Scale, hashed_ids, rng_for, write_geojson, write_geoparquet, write_partitioned
+from statbox.catalog.samples.common import (
+    Scale,
+    hashed_ids,
+    rng_for,
+    write_geojson,
+    write_geoparquet,
+    write_partitioned,
+)
 
 START_LOCAL = dt.datetime(2024, 4, 1)  # a Monday
 UTC_OFFSET_HOURS = 2

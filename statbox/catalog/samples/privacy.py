@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import Scale, rng_for, write_parquet
+from statbox.catalog.samples.common import Scale, rng_for, write_parquet
 
 PROVINCES = ["North", "South", "East", "West", "Capital"]
 OCCUPATIONS = [  # ISCO-08 major groups

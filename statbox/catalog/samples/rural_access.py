@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import Scale, rng_for, write_geojson, write_zarr
+from statbox.catalog.samples.common import Scale, rng_for, write_geojson, write_zarr
 
 CRS = "EPSG:32735"
 ORIGIN = (790_000.0, 9_725_000.0)  # upper-left corner, near Huye (southern Rwanda)
@@ -146,6 +146,6 @@ def generate(out: Path, scale: Scale, seed: int) -> None:
 
 
 def _noise(rng: np.random.Generator, n: int) -> np.ndarray:
-    from .earth_observation import _smooth
+    from statbox.catalog.samples.earth_observation import _smooth
 
     return _smooth(rng, (n, n), n / 15)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import Scale, rng_for, write_parquet
+from statbox.catalog.samples.common import Scale, rng_for, write_parquet
 
 FIRST_WEEK = dt.date(2023, 1, 2)  # a Monday
 

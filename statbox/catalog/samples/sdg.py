@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import Scale, rng_for
+from statbox.catalog.samples.common import Scale, rng_for
 
 # goal, target, indicator, series, description, unit, low, high, rising, source
 SERIES = [

@@ -1,0 +1,233 @@
+"""``statbox certify``: run, collect, report, verify, revoke (a thin layer over the library).
+
+The contract operators script (keep these names)::
+
+    statbox certify run --course C --exercise E --submissions DIR --out DIR
+                        [--workers N | --dask] [--cohort NAME]
+    statbox certify collect --course C --exercise E --out DIR
+    statbox certify report --out DIR
+    statbox certify verify FILE
+
+``run`` exits 0 when the run completed, even if trainees failed; 2 on bad input (nothing is
+graded or written); 1 when the grader itself failed on some submission (a reference that
+raised): those are listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from statbox.cli.common import EPILOG, load
+from statbox.errors import BadInput, ExitCode
+
+HELP = "Certification: grade a cohort, report, issue and verify certificates."
+
+
+def _settings(args: argparse.Namespace) -> Any:
+
+    return load(args)
+
+
+def results_store(loaded: Any) -> str:
+    """The URL of the results store the settings name (``certify.database``)."""
+    from statbox.certify.store import results_url
+
+    base = Path(loaded.source).resolve().parent if loaded.source is not None else None
+    return results_url(loaded.settings.certify.database, loaded.paths.state_dir, base)
+
+
+def grading_setup(loaded: Any) -> Any:
+    """The runner's view of the settings (paths, store, isolation and limits)."""
+    from statbox.certify.isolation import Limits
+    from statbox.certify.runner import GradingSetup
+
+    certify = loaded.settings.certify
+    options: dict[str, Any] = {}
+    if certify.isolation == "docker":
+        from statbox.modes.docker.stack import singleuser_image
+
+        settings = loaded.settings
+        options = {"image": singleuser_image(settings), "project": settings.docker.project}
+    hidden = [Path.home()]
+    if loaded.source is not None:
+        hidden.append(Path(loaded.source).resolve())
+    return GradingSetup(
+        curriculum=loaded.paths.curriculum,
+        data_root=loaded.paths.data_root,
+        state_dir=loaded.paths.state_dir,
+        catalog=loaded.paths.catalog,
+        database=results_store(loaded),
+        isolation=certify.isolation,
+        uid_base=certify.uid_base,
+        limits=Limits(
+            memory=certify.memory,
+            processes=certify.processes,
+            output=certify.output,
+            workdir=certify.workdir,
+        ),
+        hidden=hidden,
+        isolation_options=options,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from statbox.certify.runner import RunOptions, run
+    from statbox.spawners.singleuser import defer_slow_imports
+
+    defer_slow_imports()  # nbformat's validation would build jsonschema's IRI parsers: 1 s
+    setup = grading_setup(_settings(args))
+    options = RunOptions(
+        course=args.course,
+        exercise=args.exercise,
+        submissions=Path(args.submissions),
+        out=Path(args.out),
+        workers=args.workers,
+        dask=args.dask,
+        cohort=args.cohort,
+    )
+    summary = run(setup, options, progress=not args.quiet)
+    if summary.backend.startswith("rlimits"):
+        print(f"statbox: warning: isolation is {summary.backend}", file=sys.stderr)
+    passed = len(summary.attempts) - len(summary.failed)
+    first = summary.attempts[0]
+    print(
+        f"Graded {len(summary.attempts)} submissions of {first.course}/{first.exercise} "
+        f"(cohort {options.cohort}) in {summary.seconds:.1f} s, isolation: {summary.backend}.\n"
+        f"  {passed} passed, {len(summary.failed)} did not.\n"
+        f"  Results: {summary.out / 'results.csv'}; graded notebooks: {summary.out / 'graded'}/\n"
+        f"  Next: statbox certify report --out {summary.out}"
+    )
+    if summary.grader_errors:
+        for attempt in summary.grader_errors:
+            print(f"statbox: {attempt.trainee}: {attempt.reason}", file=sys.stderr)
+        return ExitCode.FAILED
+    return ExitCode.OK
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from statbox.certify.collect import LocalHomes, VolumeHomes
+    from statbox.certify.exercise import find_course, load_exercise
+    from statbox.settings.model import Mode
+
+    loaded = _settings(args)
+    course = find_course(loaded.paths.curriculum, args.course)
+    exercise = load_exercise(course, args.exercise)
+    source: LocalHomes | VolumeHomes
+    if loaded.settings.mode == Mode.docker:
+        from statbox.modes.docker.images import docker_client
+        from statbox.modes.docker.names import DockerNames
+        from statbox.modes.docker.stack import singleuser_image
+
+        names = DockerNames(loaded.settings.docker.project)
+        source = VolumeHomes(docker_client(), names, singleuser_image(loaded.settings))
+    else:
+        source = LocalHomes(loaded.paths.state_dir / "homes")
+    result = source.collect(course.id, exercise.exercise.notebook, Path(args.out))
+    for line in result.refused:
+        print(f"statbox: skipped {line}", file=sys.stderr)
+    print(
+        f"Collected {len(result.copied)} submissions of {course.id}/{exercise.name} into "
+        f"{args.out} ({len(result.missing)} homes without the exercise, "
+        f"{len(result.refused)} refused)."
+    )
+    return ExitCode.OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from statbox.certify.certificates import Keys
+    from statbox.certify.exercise import find_course, load_exercise
+    from statbox.certify.report import read_run_record, write_report
+
+    loaded = _settings(args)
+    out = Path(args.out)
+    run = read_run_record(out)
+    exercise = load_exercise(find_course(loaded.paths.curriculum, run.course), run.exercise)
+    hub = loaded.settings.hub
+    issuer = f"{hub.name}, {hub.region}" if hub.region else hub.name
+    summary = write_report(
+        out, exercise, Keys(loaded.paths.state_dir), issuer, results_store(loaded)
+    )
+    print(
+        f"Report of {len(summary.attempts)} trainees ({len(summary.passed)} passed): "
+        f"{out / 'report.html'}, {out / 'report.csv'}; "
+        f"{len(summary.passed)} certificates in {out / 'certificates'}/"
+    )
+    return ExitCode.OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from statbox.certify.certificates import Keys, verify
+
+    path = Path(args.file)
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
+    loaded = _settings(args)
+    verdict = verify(content, Keys(loaded.paths.state_dir), [Path(k) for k in args.key])
+    print(f"{path}: {verdict.message}")
+    return ExitCode.OK if verdict.valid else ExitCode.FAILED
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    import json
+
+    from statbox.certify.certificates import Keys, revoke
+
+    certificate = args.certificate
+    if certificate.endswith(".json"):
+        try:
+            certificate = json.loads(Path(certificate).read_bytes())["record"]["certificate"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise BadInput(f"{args.certificate}: not a certificate file") from None
+    if not certificate.isalnum() or len(certificate) > 64:
+        raise BadInput(f"{certificate[:64]!r}: not a certificate id")
+    entry = revoke(Keys(_settings(args).paths.state_dir), certificate, args.reason)
+    print(f"Revoked certificate {entry['certificate']} ({entry['reason']}).")
+    return ExitCode.OK
+
+
+def register(commands: Any) -> None:
+
+    group = commands.add_parser("certify", help=HELP, description=HELP, epilog=EPILOG)
+    sub = group.add_subparsers(dest="certify_command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Any, text: str) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, help=text, description=text, epilog=EPILOG)
+        parser.set_defaults(func=func)
+        parser.add_argument("--config", metavar="FILE", help="settings file")
+        return parser
+
+    run = add("run", cmd_run, "Grade every <trainee>.ipynb of a folder, isolated and in parallel.")
+    run.add_argument("--course", required=True, metavar="C")
+    run.add_argument("--exercise", required=True, metavar="E", help="the exercise's name")
+    run.add_argument("--submissions", required=True, metavar="DIR")
+    run.add_argument("--out", required=True, metavar="DIR")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=1, metavar="N", help="kernels at a time")
+    where.add_argument("--dask", action="store_true", help="run on a Dask Gateway cluster")
+    run.add_argument("--cohort", default="default", metavar="NAME")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    collect = add(
+        "collect", cmd_collect, "Gather submissions from trainees' homes (docker mode: volumes)."
+    )
+    collect.add_argument("--course", required=True, metavar="C")
+    collect.add_argument("--exercise", required=True, metavar="E")
+    collect.add_argument("--out", required=True, metavar="DIR")
+
+    report = add("report", cmd_report, "Write the cohort report and the certificates.")
+    report.add_argument("--out", required=True, metavar="DIR", help="a run's --out folder")
+
+    verify = add("verify", cmd_verify, "Say whether a certificate is valid, or why not.")
+    verify.add_argument("file", metavar="FILE", help="a certificate's .json record")
+    verify.add_argument(
+        "--key", action="append", default=[], metavar="PEM", help="also trust this public key"
+    )
+
+    revoke = add("revoke", cmd_revoke, "Add a certificate to the revocation list.")
+    revoke.add_argument("certificate", metavar="ID|FILE")
+    revoke.add_argument("--reason", required=True)

@@ -1,0 +1,209 @@
+"""Settings onto Dask Gateway's traitlets, and the per-role cluster options.
+
+Invariant, as for the hub: :func:`configure_gateway` only sets values on ``c``. The options a
+user may choose, and the limits a cluster gets, come from the user's role as
+:func:`statbox.identity.roles.resolve_role` decides it from the groups JupyterHub reports.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from dask_gateway_server.auth import JupyterHubAuthenticator, unauthorized
+from dask_gateway_server.backends.local import LocalBackend
+from dask_gateway_server.models import User
+from dask_gateway_server.options import Float, Integer, Options
+
+from statbox.configure.hub import GATEWAY_PREFIX, GATEWAY_SERVICE
+from statbox.configure.runtime import Runtime
+from statbox.identity.roles import role_settings
+from statbox.settings.model import Mode, Role, Settings
+
+GIB = 1024**3
+
+
+class HubAdminAwareUser(User):
+    """A gateway user whom the hub calls an admin may reach (view, scale, stop) any cluster by
+    name, as the admin role may everything; everyone else, only their own clusters."""
+
+    def has_permissions(self, cluster: Any) -> bool:
+        return self.admin or bool(super().has_permissions(cluster))
+
+
+class HubTokenAuthenticator(JupyterHubAuthenticator):
+    """Dask Gateway's JupyterHub authentication, answering 401 to a token the hub rejects.
+
+    The gateway checks a user's token by calling the hub's ``/hub/api/user`` *with that
+    token*. JupyterHub answers 403 to a token it does not know (forged, expired, revoked),
+    which upstream turns into a 500 "Permission failure"; a refused credential is a 401.
+    """
+
+    async def authenticate(self, request: Any) -> Any:
+        try:
+            user = await super().authenticate(request)
+            return HubAdminAwareUser(user.name, user.groups, user.admin)
+        except web.HTTPInternalServerError as exc:
+            if "verifying user's JupyterHub API token" in (exc.reason or ""):
+                self.log.info("Refused a token the hub does not accept")
+                raise unauthorized("jupyterhub") from None
+            raise
+
+
+def cluster_options_for(
+    settings: Settings, per_user: Callable[[Any], dict[str, Any]] | None = None
+) -> Callable[[Any], Options]:
+    """``c.Backend.cluster_options``: the options form of each user, bounded by their role.
+
+    ``per_user(user)``, when given, adds backend configuration to every cluster of that user
+    (kubernetes mode: the user's label on the cluster's pods).
+    """
+
+    def cluster_options(user: Any) -> Options:
+        extra = per_user(user) if per_user is not None else {}
+        _, role = role_settings(settings, user.name, user.groups)
+        limits = role.dask
+        max_cores = max(1, math.floor(limits.max_worker_cores))
+        max_memory = limits.max_worker_memory / GIB
+        return Options(
+            Integer("worker_cores", default=1, min=1, max=max_cores, label="Worker cores"),
+            Float(
+                "worker_memory",
+                default=min(1.0, max_memory),
+                min=0.25,
+                max=max_memory,
+                label="Worker memory (GiB)",
+            ),
+            handler=lambda options: {
+                **cluster_limits(role, options.worker_cores, options.worker_memory),
+                **extra,
+            },
+        )
+
+    return cluster_options
+
+
+def cluster_limits(role: Role, worker_cores: int, worker_memory_gib: float) -> dict[str, Any]:
+    """Cluster configuration for a validated request: the user's sizes, the role's caps."""
+    limits = role.dask
+    return {
+        "worker_cores": worker_cores,
+        "worker_memory": int(worker_memory_gib * GIB),
+        "cluster_max_workers": limits.max_workers,
+        "idle_timeout": float(limits.idle_timeout),
+    }
+
+
+def configure_gateway(c: Any, rt: Runtime) -> None:
+    """Set every Dask Gateway traitlet Statbox decides on ``c`` from the runtime ``rt``."""
+    state = rt.paths.state_dir / "gateway"
+    c.DaskGateway.address = f"127.0.0.1:{rt.ports.gateway_api}"
+    c.Proxy.address = f"{rt.hosts.listen}:{rt.ports.gateway_http}"
+    c.Proxy.tcp_address = f"{rt.hosts.listen}:{rt.ports.gateway_tcp}"
+    c.Proxy.prefix = GATEWAY_PREFIX
+
+    c.DaskGateway.authenticator_class = "statbox.configure.gateway.HubTokenAuthenticator"
+    c.JupyterHubAuthenticator.jupyterhub_api_url = rt.hub_api_url
+    c.JupyterHubAuthenticator.jupyterhub_api_token = rt.secret("gateway_token")
+    # Without the service name any hub token would be accepted (see ENVIRONMENT.md).
+    c.JupyterHubAuthenticator.jupyterhub_service_name = GATEWAY_SERVICE
+
+    # Unsafe by upstream's name: clusters run as the gateway's account, which `statbox up`
+    # makes the unprivileged run_as account when started as root.
+    c.DaskGateway.backend_class = "dask_gateway_server.backends.local.UnsafeLocalBackend"
+    c.LocalBackend.clusters_directory = str(state / "clusters")
+    c.DBBackendBase.db_url = f"sqlite:///{state / 'gateway.sqlite'}"
+    c.DBBackendBase.db_encrypt_keys = [rt.secret("gateway_encrypt_key")]
+    c.DBBackendBase.stop_clusters_on_shutdown = True
+
+    dask = str(rt.bin_dir / "dask")
+    c.ClusterConfig.scheduler_cmd = [dask, "scheduler"]
+    c.ClusterConfig.worker_cmd = [dask, "worker"]
+    c.ClusterConfig.idle_timeout = float(
+        rt.settings.role(rt.settings.default_role).dask.idle_timeout
+    )
+    c.Backend.cluster_options = cluster_options_for(rt.settings)
+    if rt.settings.mode is Mode.docker:
+        _configure_docker_gateway(c, rt)
+
+
+DOCKER_GATEWAY_STATE = "/var/lib/dask-gateway"
+"""The gateway container's own volume: its database and the clusters' working folders."""
+
+
+def _configure_docker_gateway(c: Any, rt: Runtime) -> None:
+    """The gateway in its container: state on its volume, clusters of each user under a uid
+    of their own (see :class:`PerUserAccountBackend`), components talking over loopback."""
+    c.DaskGateway.backend_class = "statbox.configure.gateway.PerUserAccountBackend"
+    c.LocalBackend.clusters_directory = f"{DOCKER_GATEWAY_STATE}/clusters"
+    # In a folder only root (the gateway) may enter: clusters run under other uids.
+    c.DBBackendBase.db_url = f"sqlite:///{DOCKER_GATEWAY_STATE}/db/gateway.sqlite"
+    # Schedulers and workers run beside the gateway in its container.
+    c.DBBackendBase.api_url = f"http://127.0.0.1:{rt.ports.gateway_http}{GATEWAY_PREFIX}/api"
+
+
+class PerUserAccountBackend(LocalBackend):
+    """The local backend, running each user's clusters under a uid of that user's own.
+
+    Upstream's ``LocalBackend`` needs a system account per user; ``UnsafeLocalBackend`` runs
+    every cluster as the gateway itself, which would let one user's Dask code read the
+    gateway's secrets and other users' cluster keys. Here the gateway (root in its
+    container) gives each username a uid from ``first_uid`` on, remembered in
+    ``<clusters_directory>/../accounts.json`` (readable by root only), and starts that user's
+    schedulers and workers under it with no supplementary groups.
+    """
+
+    first_uid = 20000
+
+    def _accounts_file(self) -> Path:
+        return Path(self.clusters_directory).parent / "accounts.json"
+
+    def uid_for(self, username: str) -> int:
+        file = self._accounts_file()
+        accounts: dict[str, int] = json.loads(file.read_text()) if file.exists() else {}
+        if username not in accounts:
+            accounts[username] = max(accounts.values(), default=self.first_uid - 1) + 1
+            file.parent.mkdir(parents=True, exist_ok=True)
+            partial = file.with_suffix(".partial")
+            partial.write_text(json.dumps(accounts))
+            partial.chmod(0o600)
+            partial.replace(file)
+        return accounts[username]
+
+    def set_file_permissions(self, paths: list[str], username: str) -> None:
+        """Give the cluster's working folder, and everything in it, to the user's uid.
+
+        Upstream passes the cluster's folders and then, by a slip (``paths.extend`` of a
+        string), the single characters of the key's path, ``"/"`` among them: only absolute
+        folders inside the clusters directory are taken, walked, and handed over.
+        """
+        uid = self.uid_for(username)
+        root = os.path.realpath(self.clusters_directory) + os.sep
+        tops = {p for p in paths if os.path.isabs(p) and os.path.realpath(p).startswith(root)}
+        for top in sorted(tops):
+            for directory, _, files in os.walk(top):
+                os.chown(directory, uid, uid)
+                for name in files:
+                    os.chown(os.path.join(directory, name), uid, uid)
+
+    def make_preexec_fn(self, cluster: Any) -> Callable[[], None]:  # pragma: no cover
+        uid = self.uid_for(cluster.username)
+        workdir = cluster.state["workdir"]
+
+        def preexec() -> None:
+            os.setgid(uid)
+            os.setgroups([])
+            os.setuid(uid)
+            os.chdir(workdir)
+
+        return preexec
+
+    def get_env(self, cluster: Any) -> dict[str, str]:
+        env: dict[str, str] = super().get_env(cluster)
+        env["HOME"] = cluster.state["workdir"]
+        return env

@@ -1,0 +1,311 @@
+"""Settings onto JupyterHub's traitlets: the one function ``hub_config.py`` calls.
+
+Invariant: :func:`configure_hub` only sets values on the config object it is given. It does no
+I/O, appends to nothing it did not create, and gives the same result when called twice, so
+tests call it with a bare ``traitlets.config.Config()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from statbox.configure.runtime import Runtime
+from statbox.identity.roles import GATEWAY_ACCESS_SCOPE, cohort_roles, token_roles, users_with_role
+from statbox.settings.model import ROLE_NAMES, GitHubAuth, Mode, OIDCAuth
+from statbox.settings.names import GATEWAY_SERVICE, USERNAME_PATTERN, role_group
+
+__all__ = ["GATEWAY_ACCESS_SCOPE", "GATEWAY_PREFIX", "GATEWAY_SERVICE", "configure_hub"]
+
+GATEWAY_PREFIX = f"/services/{GATEWAY_SERVICE}"
+
+SPAWNER_CLASSES = {
+    Mode.local: "statbox.spawners.local.StatboxLocalSpawner",
+    Mode.docker: "statbox.spawners.docker.StatboxDockerSpawner",
+    Mode.kubernetes: "statbox.spawners.kubernetes.StatboxKubeSpawner",
+}
+"""Spawner per mode, by import name: a mode's spawner is imported only when it is used."""
+
+LEFT_TO_THE_DEPLOYMENT: dict[Mode, frozenset[str]] = {
+    # zero-to-jupyterhub's own jupyterhub_config.py runs first and owns the hub's addresses,
+    # database, cookie secret and proxy. Sign-in stays Statbox's (auth: in statbox.yaml), so
+    # one settings file decides who may enter in every mode.
+    Mode.kubernetes: frozenset({"network"}),
+}
+"""Parts of the hub's configuration that a mode's deployment sets instead of Statbox."""
+
+# Scopes the idle culler of one role needs, filtered to that role's group.
+CULLER_SCOPES = ("list:users", "read:users:activity", "read:servers", "delete:servers")
+
+
+def configure_hub(c: Any, rt: Runtime) -> None:
+    """Set every JupyterHub traitlet Statbox decides on ``c`` from the runtime ``rt``."""
+    s = rt.settings
+    left = LEFT_TO_THE_DEPLOYMENT.get(s.mode, frozenset())
+    if "network" not in left:
+        _configure_network(c, rt)
+    c.JupyterHub.template_vars = {"statbox_hub": s.hub.name, "statbox_region": s.hub.region}
+
+    _configure_auth(c, rt)
+    _configure_spawner(c, rt)
+    for section, values in MODE_TRAITS.get(s.mode, _no_traits)(rt).items():
+        for name, value in values.items():
+            setattr(c[section], name, value)
+    c.JupyterHub.services = [_gateway_service(rt), *(_culler_services(rt))]
+    c.JupyterHub.load_roles = [*token_roles(), *_culler_roles(rt), *cohort_roles(s)]
+
+
+def _configure_network(c: Any, rt: Runtime) -> None:
+    state = rt.paths.state_dir
+    c.JupyterHub.ip = rt.settings.hub.ip
+    c.JupyterHub.port = rt.ports.public
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_port = rt.ports.hub_api
+    c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(state / "run" / "jupyterhub.pid")
+
+    c.ConfigurableHTTPProxy.command = list(rt.proxy_command)
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{rt.ports.proxy_api}"
+    c.ConfigurableHTTPProxy.pid_file = str(state / "run" / "proxy.pid")
+
+
+AUTHENTICATOR_CLASSES = {
+    "shared-password": "StatboxSharedPasswordAuthenticator",
+    "oidc": "StatboxOIDCAuthenticator",
+    "github": "StatboxGitHubAuthenticator",
+}
+"""Authenticator per ``auth.type``, in :mod:`statbox.identity.auth`."""
+
+
+def _configure_auth(c: Any, rt: Runtime) -> None:
+    s = rt.settings
+    name = AUTHENTICATOR_CLASSES[s.auth.type]
+    c.JupyterHub.authenticator_class = f"statbox.identity.auth.{name}"
+    c.StatboxAuthMixin.settings = s
+    c.Authenticator.admin_users = users_with_role(s, "admin")
+    c.Authenticator.username_pattern = USERNAME_PATTERN
+    c.Authenticator.manage_groups = True
+    AUTH_CONFIGURERS[s.auth.type](c[name], c, rt)
+
+
+def hub_public_url(rt: Runtime) -> str:
+    """The address users type: ``hub.public_url``, else from the local stack's ip and port."""
+    if rt.settings.hub.public_url:
+        return rt.settings.hub.public_url.rstrip("/")
+    host = rt.settings.hub.ip
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{rt.ports.public}"
+
+
+def _shared_password_auth(a: Any, c: Any, rt: Runtime) -> None:
+    a.user_password = rt.secret("user_password")
+    a.admin_password = rt.secret("admin_password")
+    a.staff_users = users_with_role(rt.settings, "instructor", "admin")
+    # Anyone with the class password may pick a name: that is what a class password is for.
+    c.Authenticator.allow_all = True
+
+
+def _oauth_auth(a: Any, rt: Runtime) -> None:
+    """What OIDC and GitHub share: the client, the callback, and explicit allow rules."""
+    auth = rt.settings.auth
+    assert isinstance(auth, OIDCAuth | GitHubAuth)
+    a.client_id = auth.client_id
+    a.client_secret = rt.secret("oauth_client_secret")
+    a.oauth_callback_url = f"{hub_public_url(rt)}/hub/oauth_callback"
+    a.allow_all = False
+    a.enable_auth_state = False  # tokens are not kept: groups are read at every sign-in
+
+
+def _oidc_auth(a: Any, c: Any, rt: Runtime) -> None:
+    auth = rt.settings.auth
+    assert isinstance(auth, OIDCAuth)
+    _oauth_auth(a, rt)
+    a.issuer = auth.issuer
+    a.identity_realm = auth.issuer
+    a.authorize_url = auth.authorize_url or ""
+    a.token_url = auth.token_url or ""
+    a.userdata_url = auth.userdata_url or ""
+    a.userdata_from_id_token = auth.userdata_from_id_token
+    a.scope = list(auth.scopes)
+    a.username_claim = auth.username_claim
+    a.identity_claim = auth.identity_claim
+    a.groups_claim = auth.groups_claim
+    a.login_service = auth.login_service
+
+
+def _github_auth(a: Any, c: Any, rt: Runtime) -> None:
+    auth = rt.settings.auth
+    assert isinstance(auth, GitHubAuth)
+    _oauth_auth(a, rt)
+    a.identity_realm = "github"
+    a.identity_claim = "id"
+    a.allowed_organizations = set(auth.allowed_organizations)
+    a.scope = ["read:user", "read:org"]
+    a.populate_teams_in_auth_state = True
+
+
+AUTH_CONFIGURERS = {
+    "shared-password": _shared_password_auth,
+    "oidc": _oidc_auth,
+    "github": _github_auth,
+}
+"""Per ``auth.type``: sets the authenticator's own section (first argument) and, rarely, ``c``."""
+
+
+def _configure_spawner(c: Any, rt: Runtime) -> None:
+    s = rt.settings
+    c.JupyterHub.spawner_class = SPAWNER_CLASSES[s.mode]
+    c.Spawner.cmd = [rt.python, "-m", "statbox.spawners.singleuser"]
+    # zero-to-jupyterhub sets KubeSpawner.cmd from singleuser.cmd (a null in our values does
+    # not remove its default): the most specific class wins, so say it there too.
+    c.StatboxKubeSpawner.cmd = [rt.python, "-m", "statbox.spawners.singleuser"]
+    c.Spawner.default_url = "/lab"
+    c.Spawner.http_timeout = 60
+    c.Spawner.start_timeout = 120
+    c.Spawner.environment = gateway_client_environment(rt)
+    c.StatboxSpawnerMixin.settings = s
+    c.StatboxSpawnerMixin.catalog_path = str(rt.paths.catalog)
+    c.StatboxSpawnerMixin.curriculum_path = str(rt.paths.curriculum)
+    c.StatboxSpawnerMixin.data_root = str(rt.paths.data_root)
+    c.StatboxLocalSpawner.home_root = str(rt.paths.state_dir / "homes")
+    c.StatboxLocalSpawner.run_as = rt.run_as or ""
+    # zero-to-jupyterhub sets KubeSpawner.environment (from singleuser.extraEnv), which
+    # shadows Spawner.environment: the Kubernetes spawner adds the gateway's on top itself.
+    c.StatboxKubeSpawner.gateway_environment = gateway_client_environment(rt)
+
+
+def _stack_gateway(rt: Runtime) -> tuple[str, str]:
+    """The gateway ``statbox up`` runs: on loopback (local) or its container (docker)."""
+    return rt.gateway_url, f"gateway://{rt.hosts.gateway}:{rt.ports.gateway_tcp}"
+
+
+def _chart_gateway(rt: Runtime) -> tuple[str, str]:
+    kube = rt.settings.kubernetes
+    return kube.gateway_url, kube.gateway_proxy_address
+
+
+GATEWAY_ADDRESSES = {
+    Mode.local: _stack_gateway,
+    Mode.docker: _stack_gateway,
+    Mode.kubernetes: _chart_gateway,
+}
+"""Per mode: (URL of the gateway's HTTP proxy, address of its TLS proxy for schedulers), as
+the hub and user servers reach them."""
+
+
+def _no_traits(rt: Runtime) -> dict[str, dict[str, Any]]:
+    return {}
+
+
+def _docker_traits(rt: Runtime) -> dict[str, dict[str, Any]]:
+    """What docker mode changes: the hub runs in a container on the private network, its
+    database is PostgreSQL, and user containers outlive a hub restart (the hub takes them
+    back from its database on start)."""
+    from statbox.modes.docker.names import DockerNames
+
+    names = DockerNames(rt.settings.docker.project)
+    hub_state = rt.paths.state_dir / "hub"
+    password = quote(rt.secret("db_password"), safe="")
+    return {
+        "JupyterHub": {
+            # The proxy and the hub's API listen inside the hub's container; only the
+            # private network (and, when published, the host's port) reaches them.
+            "ip": "0.0.0.0",
+            "hub_ip": "0.0.0.0",
+            "hub_connect_ip": names.hub,
+            "db_url": f"postgresql+psycopg2://jupyterhub:{password}@{rt.hosts.db}:5432/jupyterhub",
+            "cookie_secret_file": str(hub_state / "jupyterhub_cookie_secret"),
+            "pid_file": str(hub_state / "jupyterhub.pid"),
+            "cleanup_servers": False,
+        },
+        "ConfigurableHTTPProxy": {"pid_file": str(hub_state / "proxy.pid")},
+        # The image's own command (statbox.spawners.singleuser in Statbox's images).
+        "Spawner": {"cmd": None},
+        "StatboxDockerSpawner": {
+            "network_name": names.network,
+            "prefix": names.project,
+            "name_template": "{prefix}-user-{username}",
+            "home_volume_prefix": names.home_volume_prefix,
+            "pids_limit": rt.settings.docker.pids_limit,
+            "use_internal_ip": True,
+            "remove": True,
+            # Images are built on this host (`statbox images build`); none is pulled.
+            "pull_policy": "never",
+        },
+    }
+
+
+MODE_TRAITS: dict[Mode, Callable[[Runtime], dict[str, dict[str, Any]]]] = {
+    Mode.docker: _docker_traits,
+}
+"""Traitlets a mode sets over the shared ones, by config section (applied last)."""
+
+
+def gateway_client_environment(rt: Runtime) -> dict[str, str]:
+    """What makes ``dask_gateway.Gateway()`` work with no arguments inside a user server.
+
+    The API goes straight to the gateway's proxy; the scheduler's TLS traffic needs its own
+    address or clients hang (see ENVIRONMENT.md); dashboard links are relative to the hub's
+    public URL so they work from the browser.
+    """
+    url, proxy_address = GATEWAY_ADDRESSES[rt.settings.mode](rt)
+    return {
+        "DASK_GATEWAY__ADDRESS": f"{url}{GATEWAY_PREFIX}",
+        "DASK_GATEWAY__PROXY_ADDRESS": proxy_address,
+        "DASK_GATEWAY__PUBLIC_ADDRESS": f"{GATEWAY_PREFIX}/",
+        "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
+    }
+
+
+def _gateway_service(rt: Runtime) -> dict[str, Any]:
+    url, _ = GATEWAY_ADDRESSES[rt.settings.mode](rt)
+    return {
+        "name": GATEWAY_SERVICE,
+        "url": url,
+        "api_token": rt.secret("gateway_token"),
+        "display": False,
+    }
+
+
+def _roles_by_idle_timeout(rt: Runtime) -> dict[int, list[str]]:
+    """Roles grouped by their idle timeout: one culler serves every role sharing one."""
+    grouped: dict[int, list[str]] = {}
+    for name in ROLE_NAMES:
+        grouped.setdefault(rt.settings.role(name).idle_timeout, []).append(name)
+    return grouped
+
+
+def _culler_name(roles: list[str]) -> str:
+    return "idle-culler-" + "-".join(roles)
+
+
+def _culler_services(rt: Runtime) -> list[dict[str, Any]]:
+    """jupyterhub-idle-culler per distinct idle timeout, each seeing only its roles' users."""
+    return [
+        {
+            "name": _culler_name(roles),
+            "command": [
+                rt.python,
+                "-m",
+                "jupyterhub_idle_culler",
+                f"--timeout={timeout}",
+                f"--cull-every={max(10, min(300, timeout // 4))}",
+            ],
+        }
+        for timeout, roles in _roles_by_idle_timeout(rt).items()
+    ]
+
+
+def _culler_roles(rt: Runtime) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": f"statbox-{_culler_name(roles)}",
+            "description": f"Stop idle servers of {', '.join(roles)}; nothing else",
+            "scopes": [
+                f"{scope}!group={role_group(role)}" for role in roles for scope in CULLER_SCOPES
+            ],
+            "services": [_culler_name(roles)],
+        }
+        for roles in _roles_by_idle_timeout(rt).values()
+    ]

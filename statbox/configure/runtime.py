@@ -1,0 +1,142 @@
+"""What a running stack knows beyond the settings: ports, commands and secrets.
+
+``statbox up`` decides these once and writes them to ``<state>/run/runtime.json`` (no secrets
+in it); ``hub_config.py`` and the gateway's config read that file through the
+``STATBOX_RUNTIME`` environment variable, and secrets from their own environment. Reading
+happens here, at the edge, so the configure functions stay pure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from statbox.settings.model import Paths, Settings, parse_settings
+
+RUNTIME_ENV = "STATBOX_RUNTIME"
+
+SECRET_ENV = {
+    "user_password": "STATBOX_USER_PASSWORD",
+    "admin_password": "STATBOX_ADMIN_PASSWORD",
+    "gateway_token": "STATBOX_GATEWAY_TOKEN",
+    "gateway_encrypt_key": "STATBOX_GATEWAY_ENCRYPT_KEY",
+    "oauth_client_secret": "STATBOX_OAUTH_CLIENT_SECRET",
+    "db_password": "STATBOX_DB_PASSWORD",
+}
+"""Secrets travel by environment, never through runtime.json: name -> variable."""
+
+
+class MissingEnvironment(RuntimeError):
+    """A variable a configuration needs is not set."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Every port a local stack listens on (all on loopback except the public one)."""
+
+    public: int
+    hub_api: int
+    proxy_api: int
+    gateway_api: int
+    gateway_http: int
+    gateway_tcp: int
+
+
+@dataclass(frozen=True)
+class Hosts:
+    """Where the stack's parts listen and are reached: loopback in local mode, the
+    containers' names on the private network in docker mode."""
+
+    listen: str = "127.0.0.1"
+    """Address the hub's API and the gateway bind to."""
+    hub: str = "127.0.0.1"
+    """Host name servers and the gateway use to reach the hub's API."""
+    gateway: str = "127.0.0.1"
+    """Host name the hub and servers use to reach Dask Gateway."""
+    db: str = ""
+    """Host of the hub's PostgreSQL database (docker mode); empty: SQLite in the state dir."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Settings plus what ``statbox up`` decided for this run."""
+
+    settings: Settings
+    paths: Paths
+    ports: Ports
+    proxy_command: list[str]
+    python: str
+    """Interpreter that runs user servers, kernels and Dask (the one Statbox runs in)."""
+    run_as: str | None
+    """Unprivileged account for servers and clusters when the stack runs as root; else None."""
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    hosts: Hosts = field(default_factory=Hosts)
+
+    def secret(self, name: str) -> str:
+        """A secret by name; raises naming the variable when it was not provided."""
+        value = self.secrets.get(name)
+        if not value:
+            raise MissingEnvironment(f"{SECRET_ENV[name]} is not set")
+        return value
+
+    @property
+    def bin_dir(self) -> Path:
+        return Path(self.python).parent
+
+    @property
+    def hub_api_url(self) -> str:
+        return f"http://{self.hosts.hub}:{self.ports.hub_api}/hub/api"
+
+    @property
+    def gateway_url(self) -> str:
+        """Where the hub and servers reach Dask Gateway's HTTP proxy (with its prefix)."""
+        return f"http://{self.hosts.gateway}:{self.ports.gateway_http}"
+
+
+def write_runtime(file: Path, rt: Runtime) -> None:
+    """Record the run so that the hub and gateway rebuild the same :class:`Runtime`.
+
+    The record holds the effective settings with the passwords and the OAuth client secret
+    left out, and absolute paths:
+    the gateway runs as an unprivileged account that must not need the operator's settings
+    file (which may hold passwords) and may start in another directory.
+    """
+    settings = rt.settings.model_dump(
+        mode="json", exclude={"auth": {"user_password", "admin_password", "client_secret"}}
+    )
+    settings["paths"] = {key: str(value) for key, value in rt.paths}
+    record = {
+        "settings": settings,
+        "ports": asdict(rt.ports),
+        "proxy_command": rt.proxy_command,
+        "python": rt.python,
+        "run_as": rt.run_as,
+        "hosts": asdict(rt.hosts),
+    }
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(record, indent=2))
+    file.chmod(0o644)
+
+
+def load_runtime(environ: dict[str, str] | None = None) -> Runtime:
+    """The :class:`Runtime` of the current run, from ``$STATBOX_RUNTIME`` and secrets in env."""
+    env = os.environ if environ is None else environ
+    path = env.get(RUNTIME_ENV)
+    if not path:
+        raise MissingEnvironment(
+            f"{RUNTIME_ENV} is not set: start Statbox with `statbox up`, which sets it"
+        )
+    record = json.loads(Path(path).read_text())
+    settings = parse_settings(record["settings"], source=path)
+    return Runtime(
+        settings=settings,
+        paths=settings.resolved_paths(Path("/")),
+        ports=Ports(**record["ports"]),
+        proxy_command=record["proxy_command"],
+        python=record["python"],
+        run_as=record["run_as"],
+        secrets={name: env[var] for name, var in SECRET_ENV.items() if env.get(var)},
+        hosts=Hosts(**record.get("hosts", {})),
+    )

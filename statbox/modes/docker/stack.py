@@ -1,0 +1,587 @@
+"""Docker mode: run ``compose.yaml`` (hub, PostgreSQL, Dask Gateway) on one Docker engine.
+
+``statbox up --mode docker`` is a small supervisor over the Docker API. It reads
+``compose.yaml`` (the one description of the stack, also usable with ``docker compose``),
+fills in its variables from the settings and secrets, and then:
+
+* checks everything first (engine reachable, images built, folders present, passwords
+  valid, no container of the project already running); a problem raises with what to do and
+  nothing is created;
+* creates what is missing (networks, volumes) and starts db, gateway, hub in dependency
+  order, waiting for each to answer; on any failure it stops what it started;
+* on stop, stops and removes the stack's containers and every user container of the project
+  (found by label), and the networks it created. Named volumes (homes, database, gateway)
+  stay: starting again takes users, servers' homes and the database back.
+
+Only the compose keys in :data:`SUPPORTED_SERVICE_KEYS` are understood; any other key is an
+error naming it, so the file and this interpreter cannot silently disagree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from statbox.catalog.loader import read_catalog
+from statbox.configure.credentials import Credentials, resolve_credentials, secret_problems
+from statbox.configure.hub import GATEWAY_PREFIX
+from statbox.configure.runtime import Hosts, Ports, Runtime, write_runtime
+from statbox.errors import BadInput, EnvironmentProblem, StatboxError
+from statbox.modes.docker.names import PROJECT_LABEL, USER_LABEL, DockerNames
+from statbox.resources import COMPOSE, resource
+from statbox.settings.model import LoadedSettings, Settings
+
+COMPOSE_FILE = resource(COMPOSE)
+
+IMAGE_PYTHON = "/opt/statbox/bin/python"
+"""The interpreter of every Statbox image (hub, gateway, single-user)."""
+
+DOCKER_PORTS = Ports(
+    public=8000, hub_api=8081, proxy_api=8001, gateway_api=8010, gateway_http=8000, gateway_tcp=8786
+)
+"""Ports inside the containers (each container has its own addresses, so they may repeat)."""
+
+HUB_UID = 990
+"""The hub image's account (images/hub/Dockerfile): it owns ``<state>/hub``."""
+
+SUPPORTED_SERVICE_KEYS = frozenset(
+    {
+        "container_name", "image", "environment", "volumes", "networks", "ports", "restart",
+        "cap_drop", "cap_add", "group_add", "depends_on", "security_opt", "command", "user",
+    }
+)  # fmt: skip
+
+START_TIMEOUT = 120.0
+"""Seconds each service has to become ready."""
+
+_VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)\}")
+
+
+def singleuser_image(settings: Settings) -> str:
+    """The image helper containers and graded kernels run in: the trainee role's default
+    image (a Statbox single-user image: its Python, jovyan uid 1000)."""
+    return settings.images[settings.roles.trainee.images[0]].image
+
+
+def engine_socket(environ: dict[str, str] | None = None) -> str:
+    """The host path of the engine's socket, from ``DOCKER_HOST`` (unix sockets only)."""
+    env = os.environ if environ is None else environ
+    host = env.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        raise BadInput(
+            f"DOCKER_HOST={host}: docker mode needs the engine's unix socket on this host "
+            "(the hub container mounts it); unset DOCKER_HOST or point it at unix:///..."
+        )
+    return host.removeprefix("unix://")
+
+
+def substitute(node: Any, variables: dict[str, str], where: str = "compose.yaml") -> Any:
+    """``node`` with every ``${NAME}`` replaced; an unknown name is an error naming it."""
+    if isinstance(node, dict):
+        return {key: substitute(value, variables, f"{where}.{key}") for key, value in node.items()}
+    if isinstance(node, list):
+        return [substitute(value, variables, f"{where}[{i}]") for i, value in enumerate(node)]
+    if isinstance(node, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in variables:
+                raise BadInput(f"{where}: ${{{name}}} is not a variable statbox provides")
+            return variables[name]
+
+        return _VARIABLE.sub(replace, node)
+    return node
+
+
+@dataclass(frozen=True)
+class Service:
+    """One compose service, ready for the Docker API."""
+
+    key: str
+    name: str
+    image: str
+    environment: dict[str, str]
+    binds: list[str]
+    networks: list[str]
+    ports: dict[str, tuple[str, int]]
+    host_config: dict[str, Any]
+    depends_on: list[str]
+    command: list[str] | None = None
+    user: str | None = None
+
+
+@dataclass
+class Stack:
+    """The parsed compose file: services in start order, networks and volumes by key."""
+
+    services: list[Service]
+    networks: dict[str, dict[str, Any]]
+    volumes: dict[str, str]
+
+
+def images_needed(settings: Any) -> list[str]:
+    """Every image a stack with these settings runs: PostgreSQL, gateway, hub, and each
+    role's single-user images."""
+    docker = settings.docker
+    user_images = {
+        settings.images[n].image for _, role in settings.roles.items() for n in role.images
+    }
+    return [docker.postgres_image, docker.gateway_image, docker.hub_image, *sorted(user_images)]
+
+
+def parse_compose(text: str, variables: dict[str, str], publish: bool) -> Stack:
+    """Turn compose.yaml into a :class:`Stack`; unsupported keys raise :class:`BadInput`.
+
+    Without ``publish``, networks that are not internal and port publishing are left out.
+    """
+    data = substitute(yaml.safe_load(text), variables)
+    networks = {key: dict(spec or {}) for key, spec in (data.get("networks") or {}).items()}
+    if not publish:
+        networks = {key: spec for key, spec in networks.items() if spec.get("internal")}
+    volumes = {
+        key: (spec or {}).get("name", key) for key, spec in (data.get("volumes") or {}).items()
+    }
+    services = []
+    for key, spec in (data.get("services") or {}).items():
+        unknown = sorted(set(spec) - SUPPORTED_SERVICE_KEYS)
+        if unknown:
+            raise BadInput(
+                f"compose.yaml: services.{key}: {', '.join(unknown)} not supported by "
+                f"`statbox up` (supported: {', '.join(sorted(SUPPORTED_SERVICE_KEYS))})"
+            )
+        binds = []
+        for volume in spec.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if "/" not in source:
+                if source not in volumes:
+                    raise BadInput(f"compose.yaml: services.{key}: volume {source!r} not declared")
+                volume = volumes[source] + volume[len(source) :]
+            binds.append(volume)
+        ports: dict[str, tuple[str, int]] = {}
+        if publish:
+            for port in spec.get("ports", []):
+                ip, host_port, container_port = port.rsplit(":", 2)
+                ports[f"{container_port}/tcp"] = (ip, int(host_port))
+        host_config: dict[str, Any] = {
+            "cap_drop": spec.get("cap_drop"),
+            "cap_add": spec.get("cap_add"),
+            "security_opt": spec.get("security_opt"),
+            "group_add": spec.get("group_add"),
+            "restart_policy": {"Name": spec["restart"]} if spec.get("restart") else None,
+        }
+        services.append(
+            Service(
+                key=key,
+                name=spec["container_name"],
+                image=spec["image"],
+                environment=dict(spec.get("environment") or {}),
+                binds=binds,
+                networks=[
+                    networks[net]["name"] for net in spec.get("networks", []) if net in networks
+                ],
+                ports=ports,
+                host_config={k: v for k, v in host_config.items() if v},
+                depends_on=list(spec.get("depends_on", [])),
+                command=spec.get("command"),
+                user=spec.get("user"),
+            )
+        )
+    return Stack(_start_order(services), networks, volumes)
+
+
+def _start_order(services: list[Service]) -> list[Service]:
+    by_key = {service.key: service for service in services}
+    ordered: list[Service] = []
+
+    def visit(service: Service, path: tuple[str, ...]) -> None:
+        if service in ordered:
+            return
+        if service.key in path:
+            raise BadInput(f"compose.yaml: depends_on forms a cycle: {' -> '.join(path)}")
+        for dependency in service.depends_on:
+            if dependency not in by_key:
+                raise BadInput(f"compose.yaml: services.{service.key}: unknown {dependency!r}")
+            visit(by_key[dependency], (*path, service.key))
+        ordered.append(service)
+
+    for service in services:
+        visit(service, ())
+    return ordered
+
+
+# ---------------------------------------------------------------------------------- stack
+
+
+@dataclass
+class DockerStack:
+    """One docker-mode run; ``prepare()`` checks and writes, ``start()``/``stop()`` act."""
+
+    loaded: LoadedSettings
+    start_timeout: float = START_TIMEOUT
+    compose_file: Path = COMPOSE_FILE
+    client: Any = None
+    runtime: Runtime | None = None
+    credentials: Credentials | None = None
+    stack: Stack | None = None
+    started: list[str] = field(default_factory=list)
+    created_networks: list[str] = field(default_factory=list)
+
+    @property
+    def names(self) -> DockerNames:
+        return DockerNames(self.loaded.settings.docker.project)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.loaded.paths.state_dir
+
+    def prepare(self) -> Runtime:
+        """Check everything and write the run's files; create nothing in the engine."""
+        from statbox.modes.docker.images import docker_client
+
+        settings = self.loaded.settings
+        paths = self.loaded.paths
+        problems = secret_problems(settings, self.state_dir)
+        if problems:
+            raise BadInput(*problems)
+        if not isinstance(paths.data_root, Path):
+            raise BadInput(
+                f"paths.data_root: {paths.data_root} is a URL; docker mode mounts each dataset "
+                "from a folder on this host: set paths.data_root to a folder"
+            )
+        for name, path in (
+            ("catalog", paths.catalog),
+            ("curriculum", paths.curriculum),
+            ("data_root", paths.data_root),
+        ):
+            if not path.exists():
+                raise BadInput(
+                    f"paths.{name}: {path} does not exist: create it, or set paths.{name}"
+                )
+        # An invalid catalog would make every spawn fail: refuse it now (CatalogError: exit 2).
+        read_catalog(paths.catalog)
+        socket_path = engine_socket()
+        for name, path in (("catalog", paths.catalog.parent), ("curriculum", paths.curriculum),
+                           ("data_root", paths.data_root)):  # fmt: skip
+            if Path(socket_path).resolve().is_relative_to(path.resolve()):
+                raise BadInput(
+                    f"paths.{name}: {path} holds the Docker engine's socket; choose a folder "
+                    "that does not (it is mounted into the hub)"
+                )
+        self.client = self.client or docker_client()
+        missing = [
+            image for image in self._images_needed() if not self._exists(self.client.images, image)
+        ]
+        if missing:
+            raise EnvironmentProblem(
+                f"image {', '.join(missing)} not in the engine: run `statbox images build` first"
+            )
+        running = self.client.containers.list(
+            filters={"label": f"{PROJECT_LABEL}={self.names.project}"}
+        )
+        stack_names = {self.names.hub, self.names.gateway, self.names.db}
+        if any(c.name in stack_names for c in running):
+            raise EnvironmentProblem(
+                f"a stack of project {self.names.project!r} is already running: stop it first, "
+                "or choose another docker.project"
+            )
+
+        run_dir = self.state_dir / "run"
+        hub_dir = self.state_dir / "hub"
+        for directory, mode in ((self.state_dir, 0o755), (run_dir, 0o755), (hub_dir, 0o700),
+                                (self.state_dir / "logs", 0o700)):  # fmt: skip
+            directory.mkdir(parents=True, exist_ok=True)
+            directory.chmod(mode)
+        if hub_dir.stat().st_uid != HUB_UID:
+            try:
+                os.chown(hub_dir, HUB_UID, HUB_UID)
+            except PermissionError:
+                raise EnvironmentProblem(
+                    f"{hub_dir} must belong to uid {HUB_UID} (the hub container's account): "
+                    f"run `chown {HUB_UID}:{HUB_UID} {hub_dir}` as root, or start statbox as root"
+                ) from None
+        self.credentials = resolve_credentials(settings, self.state_dir)
+        self.runtime = Runtime(
+            settings=settings,
+            paths=paths,
+            ports=DOCKER_PORTS,
+            proxy_command=["configurable-http-proxy"],
+            python=IMAGE_PYTHON,
+            run_as=None,
+            secrets=dict(self.credentials.values),
+            hosts=Hosts(
+                listen="0.0.0.0", hub=self.names.hub, gateway=self.names.gateway, db=self.names.db
+            ),
+        )
+        write_runtime(run_dir / "runtime.json", self.runtime)
+        variables = self.variables(socket_path)
+        self.stack = parse_compose(
+            self.compose_file.read_text(), variables, settings.docker.publish
+        )
+        return self.runtime
+
+    def variables(self, socket_path: str) -> dict[str, str]:
+        """Every ``${...}`` compose.yaml uses, from the settings, paths and secrets."""
+        assert self.runtime is not None and self.credentials is not None
+        settings, paths = self.loaded.settings, self.loaded.paths
+        env = self.credentials.environment()
+        return {
+            "STATBOX_PROJECT": self.names.project,
+            "STATBOX_HUB_IMAGE": settings.docker.hub_image,
+            "STATBOX_GATEWAY_IMAGE": settings.docker.gateway_image,
+            "STATBOX_POSTGRES_IMAGE": settings.docker.postgres_image,
+            "STATBOX_STATE_DIR": str(self.state_dir),
+            "STATBOX_CATALOG_DIR": str(paths.catalog.parent),
+            "STATBOX_CURRICULUM": str(paths.curriculum),
+            "STATBOX_DATA_ROOT": str(paths.data_root),
+            "STATBOX_DOCKER_SOCKET": socket_path,
+            "STATBOX_DOCKER_GID": str(os.stat(socket_path).st_gid),
+            "STATBOX_HUB_IP": settings.hub.ip,
+            "STATBOX_HUB_PORT": str(settings.hub.port),
+            **{name: env[name] for name in sorted(env)},
+        }
+
+    def write_compose_env(self) -> Path:
+        """The variables as an env file for ``docker compose`` (mode 0600: it holds secrets)."""
+        file = self.state_dir / "run" / "compose.env"
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            for name, value in self.variables(engine_socket()).items():
+                out.write(f"{name}={value}\n")
+        return file
+
+    def _images_needed(self) -> list[str]:
+        return images_needed(self.loaded.settings)
+
+    @staticmethod
+    def _exists(collection: Any, name: str) -> bool:
+        import docker
+
+        try:
+            collection.get(name)
+        except docker.errors.NotFound:
+            return False
+        return True
+
+    # ------------------------------------------------------------------------ running
+
+    def start(self) -> None:
+        """Create networks and volumes, start db, gateway and hub; undo everything on failure."""
+        if self.stack is None:
+            self.prepare()
+        assert self.stack is not None
+        try:
+            self._ensure_networks()
+            self._ensure_volumes()
+            for service in self.stack.services:
+                self._start_service(service)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _labels(self) -> dict[str, str]:
+        return {PROJECT_LABEL: self.names.project}
+
+    def _ensure_networks(self) -> None:
+        assert self.stack is not None
+        subnet = self.loaded.settings.docker.subnet
+        for spec in self.stack.networks.values():
+            name = spec["name"]
+            existing = self.client.networks.list(names=[name])
+            existing = [net for net in existing if net.name == name]
+            if existing:
+                network = existing[0]
+                if bool(network.attrs.get("Internal")) != bool(spec.get("internal")):
+                    raise EnvironmentProblem(
+                        f"network {name} exists with internal={network.attrs.get('Internal')}; "
+                        "remove it (docker network rm) so statbox can create it"
+                    )
+                continue
+            import docker
+
+            ipam = None
+            if spec.get("internal") and subnet:
+                ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
+            self.client.networks.create(
+                name, driver="bridge", internal=bool(spec.get("internal")), labels=self._labels(),
+                ipam=ipam, check_duplicate=True,
+            )  # fmt: skip
+            self.created_networks.append(name)
+
+    def _ensure_volumes(self) -> None:
+        assert self.stack is not None
+        for name in self.stack.volumes.values():
+            if not self._exists(self.client.volumes, name):
+                self.client.volumes.create(name=name, labels=self._labels())
+
+    def _start_service(self, service: Service) -> None:
+        import docker
+
+        with contextlib.suppress(docker.errors.NotFound):
+            # A stopped leftover of an earlier run: its volumes hold the state, not it.
+            self.client.containers.get(service.name).remove(force=True)
+        first, *others = service.networks
+        container = self.client.containers.create(
+            service.image,
+            command=service.command,
+            name=service.name,
+            hostname=service.key,
+            environment=service.environment,
+            volumes=service.binds,
+            ports=service.ports or None,
+            labels=self._labels(),
+            network=first,
+            user=service.user,
+            **service.host_config,
+        )
+        for network in others:
+            self.client.networks.get(network).connect(container)
+        container.start()
+        self.started.append(service.name)
+        self._wait_ready(service)
+
+    def container_ip(self, name: str) -> str:
+        container = self.client.containers.get(name)
+        return str(container.attrs["NetworkSettings"]["Networks"][self.names.network]["IPAddress"])
+
+    @property
+    def url(self) -> str:
+        return self.hub_url + "/"
+
+    @property
+    def hub_url(self) -> str:
+        """The hub as this host reaches it: the published port, else its private address."""
+        settings = self.loaded.settings
+        if settings.docker.publish:
+            host = "127.0.0.1" if settings.hub.ip in ("0.0.0.0", "") else settings.hub.ip
+            return f"http://{host}:{settings.hub.port}"
+        return f"http://{self.container_ip(self.names.hub)}:{DOCKER_PORTS.public}"
+
+    def _wait_ready(self, service: Service) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            container = self.client.containers.get(service.name)
+            # A restart policy would hide a crash at start: one restart counts as a failure.
+            if container.status in ("exited", "dead") or container.attrs["RestartCount"] > 0:
+                raise StatboxError(
+                    f"the {service.key} container exited with code "
+                    f"{container.attrs['State']['ExitCode']} while starting. Its last lines:",
+                    *self.log_tail(service.name),
+                )
+            if self._answers(service):
+                return
+            time.sleep(0.3)
+        raise StatboxError(
+            f"the {service.key} container did not become ready within {self.start_timeout:.0f} s. "
+            "Its last lines:",
+            *self.log_tail(service.name),
+        )
+
+    def _answers(self, service: Service) -> bool:
+        ip = self.container_ip(service.name)
+        if service.key == "db":
+            with contextlib.suppress(OSError), socket.create_connection((ip, 5432), timeout=1):
+                result = self.client.containers.get(service.name).exec_run(
+                    ["pg_isready", "--quiet", "--host=127.0.0.1"]
+                )
+                return bool(result.exit_code == 0)
+            return False
+        url = {
+            "gateway": f"http://{ip}:{DOCKER_PORTS.gateway_http}{GATEWAY_PREFIX}/api/health",
+            "hub": f"http://{ip}:{DOCKER_PORTS.public}/hub/health",
+        }[service.key]
+        with (
+            contextlib.suppress(OSError, urllib.error.URLError),
+            urllib.request.urlopen(url, timeout=2) as response,
+        ):
+            return bool(response.status == 200)
+        return False
+
+    def log_tail(self, name: str, lines: int = 20) -> list[str]:
+        import docker
+
+        try:
+            text = self.client.containers.get(name).logs(tail=lines).decode(errors="replace")
+        except docker.errors.NotFound:
+            return []
+        return ["  " + line for line in text.splitlines()]
+
+    def user_containers(self) -> list[Any]:
+        """Every user container of this project (running or not)."""
+        return [
+            c
+            for c in self.client.containers.list(
+                all=True, filters={"label": f"{PROJECT_LABEL}={self.names.project}"}
+            )
+            if USER_LABEL in c.labels
+        ]
+
+    def stop(self, timeout: int = 20) -> None:
+        """Stop hub, gateway, db and every user container; remove them and created networks."""
+        import docker
+
+        if self.client is None:
+            return
+        order = [self.names.hub, self.names.gateway, self.names.db]
+        for name in order:
+            # 409: the engine is already removing it (a stop racing a failed start).
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                container = self.client.containers.get(name)
+                container.stop(timeout=timeout)
+                self._save_log(name, container)
+                container.remove(force=True)
+        for container in self.user_containers():
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                container.remove(force=True)
+        for name in self.created_networks:
+            with contextlib.suppress(docker.errors.NotFound):
+                self.client.networks.get(name).remove()
+        self.created_networks.clear()
+        self.started.clear()
+
+    def _save_log(self, name: str, container: Any) -> None:
+        with contextlib.suppress(Exception):
+            log = self.state_dir / "logs" / f"{name}.log"
+            log.write_bytes(container.logs())
+
+    def wait(self, grace: float = 60.0) -> str:
+        """Block until a stack container has stayed down for ``grace`` seconds; its name.
+
+        A container that is restarted (``docker restart``, or its restart policy after a
+        crash) is down for a moment: that is not the end of the stack.
+        """
+        import docker
+
+        assert self.stack is not None
+        down_since: dict[str, float] = {}
+        while True:
+            for service in self.stack.services:
+                try:
+                    status = self.client.containers.get(service.name).status
+                except docker.errors.NotFound:
+                    return service.name
+                if status in ("running", "restarting"):
+                    down_since.pop(service.name, None)
+                elif (
+                    time.monotonic() - down_since.setdefault(service.name, time.monotonic()) > grace
+                ):
+                    return service.name
+            time.sleep(1)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[DockerStack]:
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()

@@ -1,0 +1,374 @@
+"""Local mode: run Dask Gateway and JupyterHub (with its proxy) as processes on this machine.
+
+Invariants:
+
+* Preparation (settings, proxy, ports, accounts) is checked before anything starts; a problem
+  raises with a message saying what to do, and no process is left running.
+* The gateway starts first (the hub waits up to 30 s for a service that is not up), then the
+  hub; both in their own sessions, so a Ctrl-C reaches only this supervisor, which stops them
+  in order: hub (which stops its proxy, servers and cullers), then gateway (which stops its
+  clusters). Anything of theirs still alive after that is killed: nothing is left behind.
+* When started as root, the gateway, user servers and Dask clusters run as the unprivileged
+  ``local.run_as`` account; the hub keeps root only to start servers as that account.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import psutil
+
+from statbox import resources
+from statbox.configure.credentials import Credentials, resolve_credentials, secret_problems
+from statbox.configure.hub import GATEWAY_PREFIX
+from statbox.configure.runtime import RUNTIME_ENV, Ports, Runtime, write_runtime
+from statbox.errors import BadInput, EnvironmentProblem, StatboxError
+from statbox.resources import resource
+from statbox.settings.model import LoadedSettings
+
+HUB_CONFIG = resource(resources.HUB_CONFIG)
+GATEWAY_CONFIG = resource(resources.GATEWAY_CONFIG)
+PROXY_NAME = "configurable-http-proxy"
+
+
+START_TIMEOUT = 90.0
+"""Seconds the gateway and the hub each have to answer their health check."""
+
+
+def find_proxy(environ: dict[str, str] | None = None) -> list[str] | None:
+    """The configurable-http-proxy command: ``$STATBOX_PROXY``, the one ``make`` installs
+    beside this interpreter, or one on PATH. Debian's package needs NODE_PATH (see
+    ENVIRONMENT.md), which :meth:`LocalStack.hub_environment` provides."""
+    env = os.environ if environ is None else environ
+    candidates = [
+        env.get("STATBOX_PROXY"),
+        str(Path(sys.prefix) / "node" / "node_modules" / ".bin" / PROXY_NAME),
+        # as an offline bundle lays it down (no .bin/ links)
+        str(Path(sys.prefix) / "node" / "node_modules" / PROXY_NAME / "bin" / PROXY_NAME),
+        shutil.which(PROXY_NAME, path=env.get("PATH")),
+    ]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return [candidate]
+    return None
+
+
+def free_port(ip: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind((ip, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(ip: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((ip, port))
+        except OSError:
+            return False
+    return True
+
+
+def unprivileged_account(name: str) -> pwd.struct_passwd | None:
+    """The account servers run as: ``name`` when this process is root, else None (ourselves)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise EnvironmentProblem(
+            f"local.run_as: there is no account {name!r} on this machine: create it "
+            f"(useradd --system {name}) or name another unprivileged account"
+        ) from None
+
+
+ACCOUNT_PROBE = """
+import os, sys
+try:
+    import statbox, jupyterhub
+except ImportError:
+    sys.exit(10)
+sys.exit(0 if all(os.access(p, os.R_OK | os.X_OK) for p in sys.argv[1:]) else 11)
+"""
+
+
+def check_account_can_run(
+    account: pwd.struct_passwd | None, python: str, reachable: Sequence[Path] = ()
+) -> None:
+    """Fail early when the servers' account cannot run the interpreter or reach ``reachable``."""
+    if account is None:
+        return
+    probe = subprocess.run(
+        [python, "-c", ACCOUNT_PROBE, *map(str, reachable)],
+        user=account.pw_uid,
+        group=account.pw_gid,
+        extra_groups=[],
+        capture_output=True,
+        cwd="/",
+        timeout=60,
+    )
+    if probe.returncode == 11:
+        raise EnvironmentProblem(
+            f"the account {account.pw_name!r} cannot reach "
+            f"{', '.join(map(str, reachable))}: a directory on the way is private. "
+            "Choose locations every account can traverse (e.g. --state-dir /var/lib/statbox), "
+            "or start statbox up as a normal user."
+        )
+    if probe.returncode != 0:
+        raise EnvironmentProblem(
+            f"the account {account.pw_name!r} cannot run {python} (and import statbox): "
+            "its interpreter or this checkout is not readable by other accounts. "
+            "Make the environment with a Python every account can read "
+            "(make up PYTHON=/usr/bin/python3), or start statbox up as a normal user."
+        )
+
+
+class LocalStack:
+    """The processes of one local-mode run; use as a context manager or start()/stop()."""
+
+    def __init__(self, loaded: LoadedSettings, start_timeout: float = START_TIMEOUT):
+        self.loaded = loaded
+        self.start_timeout = start_timeout
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[IO[bytes]] = []
+        self.runtime: Runtime | None = None
+        self.credentials: Credentials | None = None
+
+    # ---------------------------------------------------------------- preparation
+
+    @property
+    def state_dir(self) -> Path:
+        return self.loaded.paths.state_dir
+
+    @property
+    def url(self) -> str:
+        assert self.runtime is not None
+        host = self.loaded.settings.hub.ip
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        return f"http://{host}:{self.runtime.ports.public}/"
+
+    def prepare(self) -> Runtime:
+        """Check everything and write the run's files; start nothing."""
+        settings = self.loaded.settings
+        proxy = find_proxy()
+        if proxy is None:
+            raise EnvironmentProblem(
+                f"{PROXY_NAME} was not found: `make up` installs it; or install it with "
+                f"`npm install -g {PROXY_NAME}`, or point STATBOX_PROXY at it"
+            )
+        ip, port = settings.hub.ip, settings.hub.port
+        if port == 0:
+            port = free_port(ip)
+        elif not port_is_free(ip, port):
+            raise EnvironmentProblem(
+                f"port {port} on {ip} is in use: stop what uses it, or choose another port "
+                "with --port (or hub.port in the settings)"
+            )
+        problems = secret_problems(settings, self.loaded.paths.state_dir)
+        if problems:
+            raise BadInput(*problems)
+        paths = self.loaded.paths
+        for name, path in (("catalog", paths.catalog), ("curriculum", paths.curriculum)):
+            if not path.exists():
+                raise BadInput(
+                    f"paths.{name}: {path} does not exist: create it, or set paths.{name}"
+                )
+        account = unprivileged_account(settings.local.run_as)
+        # The state directory may not exist yet: what will hold it must be reachable.
+        state_holder = next(p for p in (paths.state_dir, *paths.state_dir.parents) if p.exists())
+        check_account_can_run(
+            account, sys.executable, [state_holder, paths.catalog.parent, paths.curriculum]
+        )
+
+        run_dir = self.state_dir / "run"
+        gateway_dir = self.state_dir / "gateway"
+        # run_as reaches homes/<user> and run/runtime.json, and owns gateway/; the rest
+        # (hub database, secrets, logs) is the operator's alone.
+        for directory, mode in (
+            (self.state_dir, 0o755),
+            (run_dir, 0o755),
+            (self.state_dir / "homes", 0o755),
+            (self.state_dir / "logs", 0o700),
+            (gateway_dir, 0o700),
+        ):
+            directory.mkdir(parents=True, exist_ok=True)
+            directory.chmod(mode)
+        if account is not None:
+            for path in (gateway_dir, *gateway_dir.rglob("*")):
+                os.chown(path, account.pw_uid, account.pw_gid)
+
+        self.credentials = resolve_credentials(settings, self.state_dir)
+        ports = Ports(
+            public=port,
+            hub_api=free_port(),
+            proxy_api=free_port(),
+            gateway_api=free_port(),
+            gateway_http=free_port(),
+            gateway_tcp=free_port(),
+        )
+        self.runtime = Runtime(
+            settings=settings,
+            paths=self.loaded.paths,
+            ports=ports,
+            proxy_command=proxy,
+            python=sys.executable,
+            run_as=account.pw_name if account else None,
+            secrets=dict(self.credentials.values),
+        )
+        write_runtime(run_dir / "runtime.json", self.runtime)
+        return self.runtime
+
+    def environment(self) -> dict[str, str]:
+        """Environment of the hub and gateway: ours, the runtime, the secrets, the tools."""
+        assert self.runtime is not None and self.credentials is not None
+        env = dict(os.environ)
+        env[RUNTIME_ENV] = str(self.state_dir / "run" / "runtime.json")
+        env.update(self.credentials.environment())
+        env["PATH"] = os.pathsep.join([str(self.runtime.bin_dir), env.get("PATH", "")])
+        # Debian's configurable-http-proxy finds its modules only with this (ENVIRONMENT.md).
+        env.setdefault("NODE_PATH", "/usr/share/nodejs")
+        return env
+
+    # ---------------------------------------------------------------- processes
+
+    def start(self) -> None:
+        """Start gateway then hub; on any failure stop what started and raise."""
+        if self.runtime is None:
+            self.prepare()
+        assert self.runtime is not None
+        try:
+            self._start_gateway()
+            self._start_hub()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn(self, name: str, cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        log = open(self.state_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 (closed in stop)
+        self._logs.append(log)
+        proc = subprocess.Popen(
+            cmd,
+            env=self.environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **kwargs,
+        )
+        self.processes[name] = proc
+        return proc
+
+    def _start_gateway(self) -> None:
+        assert self.runtime is not None
+        account = unprivileged_account(self.loaded.settings.local.run_as)
+        kwargs: dict[str, Any] = {"cwd": str(self.state_dir / "gateway")}
+        if account is not None:
+            kwargs.update(user=account.pw_uid, group=account.pw_gid, extra_groups=[])
+        proc = self._spawn(
+            "gateway",
+            [self.runtime.python, "-m", "dask_gateway_server", "-f", str(GATEWAY_CONFIG)],
+            **kwargs,
+        )
+        url = f"{self.runtime.gateway_url}{GATEWAY_PREFIX}/api/health"
+        self._wait_for(url, proc, "gateway")
+
+    def _start_hub(self) -> None:
+        assert self.runtime is not None
+        proc = self._spawn(
+            "hub",
+            [self.runtime.python, "-m", "jupyterhub", "-f", str(HUB_CONFIG)],
+            cwd=str(self.state_dir),
+            umask=0o077,  # the hub's database and cookie secret: not for user servers' eyes
+        )
+        self._wait_for(f"http://127.0.0.1:{self.runtime.ports.public}/hub/health", proc, "hub")
+
+    def _wait_for(self, url: str, proc: subprocess.Popen[bytes], name: str) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise StatboxError(
+                    f"the {name} exited with code {proc.returncode} while starting. "
+                    f"Last lines of {self.state_dir / 'logs' / (name + '.log')}:",
+                    *self.log_tail(name),
+                )
+            with (
+                contextlib.suppress(OSError, urllib.error.URLError),
+                urllib.request.urlopen(url, timeout=2) as response,
+            ):
+                if response.status == 200:
+                    return
+            time.sleep(0.1)
+        raise StatboxError(
+            f"the {name} did not answer {url} within {self.start_timeout:.0f} s. "
+            f"Last lines of its log:",
+            *self.log_tail(name),
+        )
+
+    def log_tail(self, name: str, lines: int = 15) -> list[str]:
+        path = self.state_dir / "logs" / f"{name}.log"
+        try:
+            return ["  " + line for line in path.read_text(errors="replace").splitlines()[-lines:]]
+        except OSError:
+            return []
+
+    def descendants(self) -> list[psutil.Process]:
+        """Every live process this stack started, directly or through the hub or gateway."""
+        found: list[psutil.Process] = []
+        for proc in self.processes.values():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                parent = psutil.Process(proc.pid)
+                found.append(parent)
+                found.extend(parent.children(recursive=True))
+        return found
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stop hub then gateway gracefully; kill whatever of theirs is left."""
+        leftovers = self.descendants()
+        for name in ("hub", "gateway"):
+            proc = self.processes.get(name)
+            if proc is None or proc.poll() is not None:
+                continue
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for survivor in leftovers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                survivor.kill()
+        psutil.wait_procs(leftovers, timeout=5)
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+        self.processes.clear()
+
+    def wait(self) -> str:
+        """Block until the hub or gateway exits; return the name of the one that did."""
+        while True:
+            for name, proc in self.processes.items():
+                if proc.poll() is not None:
+                    return name
+            time.sleep(0.5)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[LocalStack]:
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()

@@ -1,0 +1,132 @@
+"""``statbox doctor``: what each mode needs, whether this machine has it, and how to fix it.
+
+Each check is a small function returning a :class:`Finding`; the table :data:`CHECKS` says
+which modes need it. A check never changes the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from statbox.errors import StatboxError
+from statbox.modes.local.stack import (
+    PROXY_NAME,
+    check_account_can_run,
+    find_proxy,
+    port_is_free,
+    unprivileged_account,
+)
+from statbox.settings.model import LoadedSettings, Mode
+
+
+@dataclass(frozen=True)
+class Finding:
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def check_proxy(loaded: LoadedSettings) -> Finding:
+    proxy = find_proxy()
+    if proxy is None:
+        return Finding(
+            False,
+            f"{PROXY_NAME} not found",
+            f"run `make up` (installs it), or `npm install -g {PROXY_NAME}`",
+        )
+    env = dict(os.environ, NODE_PATH=os.environ.get("NODE_PATH", "/usr/share/nodejs"))
+    try:
+        result = subprocess.run(
+            [*proxy, "--version"], capture_output=True, text=True, timeout=30, env=env
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Finding(False, f"{proxy[0]} does not run: {exc}", "reinstall it with `make install`")
+    if result.returncode != 0:
+        return Finding(
+            False,
+            f"{proxy[0]} fails: {result.stderr.strip()[:200]}",
+            "reinstall it with `make install`",
+        )
+    return Finding(True, f"{PROXY_NAME} {result.stdout.strip()} at {proxy[0]}")
+
+
+def check_dask(loaded: LoadedSettings) -> Finding:
+    dask = Path(sys.executable).parent / "dask"
+    if dask.exists():
+        return Finding(True, f"dask command at {dask}")
+    return Finding(False, f"{dask} is missing", "reinstall Statbox: `make install`")
+
+
+def check_port(loaded: LoadedSettings) -> Finding:
+    hub = loaded.settings.hub
+    if hub.port == 0 or port_is_free(hub.ip, hub.port):
+        return Finding(True, f"port {hub.port} on {hub.ip} is free")
+    return Finding(
+        False, f"port {hub.port} on {hub.ip} is in use", "stop what uses it, or use --port"
+    )
+
+
+def check_state_dir(loaded: LoadedSettings) -> Finding:
+    state = loaded.paths.state_dir
+    existing = next((p for p in (state, *state.parents) if p.exists()), None)
+    if existing is not None and os.access(existing, os.W_OK):
+        return Finding(True, f"state directory {state} is writable")
+    return Finding(False, f"cannot write {state}", "choose another with --state-dir")
+
+
+def check_account(loaded: LoadedSettings) -> Finding:
+    try:
+        account = unprivileged_account(loaded.settings.local.run_as)
+        check_account_can_run(account, sys.executable, [loaded.paths.curriculum])
+    except StatboxError as exc:
+        return Finding(False, "servers cannot run unprivileged", str(exc))
+    if account is None:
+        return Finding(True, f"servers run as this account (uid {os.getuid()})")
+    return Finding(True, f"servers run as {account.pw_name!r} (uid {account.pw_uid})")
+
+
+def check_docker(loaded: LoadedSettings) -> Finding:
+    docker = shutil.which("docker")
+    if docker is None:
+        return Finding(False, "no docker client", "apt-get install docker.io")
+    try:
+        result = subprocess.run(
+            [docker, "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except subprocess.TimeoutExpired:
+        return Finding(False, "the Docker engine does not answer", "start it, or set DOCKER_HOST")
+    if result.returncode != 0:
+        return Finding(
+            False,
+            "no Docker engine reachable",
+            "start dockerd, or set DOCKER_HOST to a running engine",
+        )
+    return Finding(True, f"Docker engine {result.stdout.strip()}")
+
+
+CHECKS: list[tuple[str, set[Mode], Callable[[LoadedSettings], Finding]]] = [
+    ("proxy", {Mode.local}, check_proxy),
+    ("dask", {Mode.local}, check_dask),
+    ("port", {Mode.local}, check_port),
+    ("state directory", {Mode.local, Mode.docker}, check_state_dir),
+    ("server account", {Mode.local}, check_account),
+    ("docker engine", {Mode.docker}, check_docker),
+]
+"""(name, modes that need it, check)."""
+
+
+def run_checks(
+    loaded: LoadedSettings, modes: set[Mode] | None = None
+) -> list[tuple[str, bool, Finding]]:
+    """Run every check; returns (name, needed by the selected modes, finding)."""
+    selected = modes if modes is not None else {loaded.settings.mode}
+    return [(name, bool(needed & selected), check(loaded)) for name, needed, check in CHECKS]

@@ -1,0 +1,158 @@
+"""A user's server: ``jupyterhub-singleuser``, with the course material put in the home first.
+
+Run as ``python -m statbox.spawners.singleuser [jupyterhub-singleuser arguments]``, as the user.
+
+Three things happen before Jupyter starts:
+
+* Course material from ``$STATBOX_CURRICULUM`` is copied into ``~/courses``, adding what is
+  missing and never overwriting a file the user has (their work survives a course update).
+  It runs here, as the user, so a home the user controls cannot steer a privileged copy.
+* ``rfc3987_syntax`` is made lazy. jsonschema imports it at start-up to offer the ``iri``
+  format check, and its import builds a dozen Earley parsers: about 1 s of CPU in every
+  server start, spent before Jupyter can listen. Deferred, the check still works: the real
+  module loads on the first ``iri`` validation.
+* JupyterLab is imported with Node.js hidden, so it does not start Node.js to ask yarn for
+  an npm registry it will not use (see :func:`import_jupyterlab_without_asking_node`).
+
+bench/spawn.py measures the effect of both.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import shutil
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+DEFERRED_MODULE = "rfc3987_syntax"
+
+NEVER_PUBLISHED = "grader"
+"""Course folders' solutions and hidden checks (statbox.courses.model.GRADER_DIR): never
+copied to a trainee. Spelt here too so a server start does not import the course model."""
+
+
+def _load_deferred() -> types.ModuleType:
+    """Import the real module in place of the stand-in (once)."""
+    current = sys.modules.get(DEFERRED_MODULE)
+    if current is not None and not getattr(current, "__statbox_stand_in__", False):
+        return current
+    spec = importlib.machinery.PathFinder.find_spec(DEFERRED_MODULE)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"No module named {DEFERRED_MODULE!r}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[DEFERRED_MODULE] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _is_valid_syntax(term: str, value: str) -> bool:
+    return bool(_load_deferred().is_valid_syntax(term, value))
+
+
+def _forward_attribute(name: str) -> Any:
+    # The import system probes dunders such as __path__ on every `from ... import`: answering
+    # those from the real module would load it at once and defeat the deferral.
+    if name.startswith("__"):
+        raise AttributeError(name)
+    return getattr(_load_deferred(), name)
+
+
+class _StandInLoader(importlib.abc.Loader):
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        module = types.ModuleType(spec.name)
+        module.__statbox_stand_in__ = True  # type: ignore[attr-defined]
+        module.is_valid_syntax = _is_valid_syntax  # type: ignore[attr-defined]
+        module.__getattr__ = _forward_attribute  # type: ignore[method-assign]
+        return module
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        return None
+
+
+class _DeferringFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != DEFERRED_MODULE or importlib.machinery.PathFinder.find_spec(name) is None:
+            return None
+        return importlib.util.spec_from_loader(name, _StandInLoader())
+
+
+def defer_slow_imports() -> None:
+    """Install the stand-in for ``rfc3987_syntax`` (idempotent)."""
+    if not any(isinstance(finder, _DeferringFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _DeferringFinder())
+
+
+def import_jupyterlab_without_asking_node() -> None:
+    """Import JupyterLab's server extension with Node.js out of sight, once.
+
+    At import, ``jupyterlab.labapp`` computes its version info with default options, whose
+    npm registry default comes from running ``node yarn.js config`` when Node.js is on PATH:
+    a Node.js process per server start (0.3 s, and more under load). The registry matters
+    only for building extensions, which a user server does not do; with Node.js not found
+    JupyterLab uses its default registry. PATH is restored at once: terminals, kernels and
+    anything later that wants Node.js find it.
+    """
+    path = os.environ.get("PATH", "")
+    without_node = [
+        d
+        for d in path.split(os.pathsep)
+        if d and not any(os.access(os.path.join(d, name), os.X_OK) for name in ("node", "nodejs"))
+    ]
+    # An empty PATH would make JupyterLab fall back to os.defpath, which may hold node.
+    os.environ["PATH"] = os.pathsep.join(without_node or [os.path.dirname(sys.executable)])
+    try:
+        import jupyterlab.labapp  # noqa: F401
+    except ImportError:
+        pass  # a server without JupyterLab starts anyway
+    finally:
+        os.environ["PATH"] = path
+
+
+def sync_courses(source: Path, home: Path) -> int:
+    """Copy files under ``source`` missing from ``home/courses``; return how many were copied.
+
+    Existing files, symbolic links and anything the user put in the way are left alone;
+    ``grader/`` folders and hidden files are never copied.
+    """
+    if not source.is_dir():
+        return 0
+    target = home / "courses"
+    copied = 0
+    for directory, dirnames, filenames in os.walk(source):
+        dirnames[:] = [
+            d for d in dirnames if not d.startswith((".", "__")) and d != NEVER_PUBLISHED
+        ]
+        relative = Path(directory).relative_to(source)
+        destination = target / relative
+        if destination.is_symlink() or (destination.exists() and not destination.is_dir()):
+            dirnames[:] = []
+            continue
+        destination.mkdir(parents=True, exist_ok=True)
+        for filename in filenames:
+            out = destination / filename
+            if filename.startswith(".") or os.path.lexists(out):
+                continue
+            shutil.copyfile(Path(directory) / filename, out)
+            copied += 1
+    return copied
+
+
+def main() -> None:
+    curriculum = os.environ.get("STATBOX_CURRICULUM")
+    if curriculum:
+        sync_courses(Path(curriculum), Path.home())
+    defer_slow_imports()
+    import_jupyterlab_without_asking_node()
+    from jupyterhub.singleuser import main as singleuser_main
+
+    sys.argv[0] = "jupyterhub-singleuser"
+    sys.exit(singleuser_main())
+
+
+if __name__ == "__main__":
+    main()
