@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from statbox.catalog.errors import CatalogError
+from statbox.contract import CATALOG_ENV, CONFIG_ENV, DATA_ROOT_ENV, ROLE_ENV
 
 if TYPE_CHECKING:
     from statbox.catalog.opened import StatboxCatalog
@@ -77,10 +78,10 @@ def open_catalog(
         role_access_from_environment,
     )
 
-    config = os.environ.get("STATBOX_CONFIG") or None
-    path = path or os.environ.get("STATBOX_CATALOG") or None
-    data_root = data_root or os.environ.get("STATBOX_DATA_ROOT") or None
-    role = role or os.environ.get("STATBOX_ROLE") or None
+    config = os.environ.get(CONFIG_ENV) or None
+    path = path or os.environ.get(CATALOG_ENV) or None
+    data_root = data_root or os.environ.get(DATA_ROOT_ENV) or None
+    role = role or os.environ.get(ROLE_ENV) or None
     if path is None or data_root is None or (settings is None and config is not None):
         from statbox.settings.model import load_settings
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from statbox.catalog.levels import RESTRICTED
 from statbox.catalog.loader import EntryInfo, read_catalog
+from statbox.contract import DATA_LEVELS_ENV, DATA_RESTRICTED_ENV, GROUPS_ENV
 from statbox.errors import BadInput
 from statbox.resources import DEFAULT_SETTINGS, resource
 
@@ -62,7 +63,7 @@ class RoleAccess:
         return cls(role, frozenset(str(v.value) for v in data.levels), frozenset(data.restricted))
 
 
-ACCESS_ENV = {"levels": "STATBOX_DATA_LEVELS", "restricted": "STATBOX_DATA_RESTRICTED"}
+ACCESS_ENV = {"levels": DATA_LEVELS_ENV, "restricted": DATA_RESTRICTED_ENV}
 """The role's ``data`` settings, comma-separated, as user servers receive them."""
 
 
@@ -188,4 +189,4 @@ def filter_catalog(
 
 def groups_from_environment() -> list[str]:
     """The user's groups as the spawner passes them (STATBOX_GROUPS, comma-separated)."""
-    return [g for g in os.environ.get("STATBOX_GROUPS", "").split(",") if g.strip()]
+    return [g for g in os.environ.get(GROUPS_ENV, "").split(",") if g.strip()]

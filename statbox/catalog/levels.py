@@ -6,7 +6,7 @@ entries' metadata with pydantic. :class:`~statbox.catalog.metadata.EntryMetadata
 ``access`` key with the same :func:`parse_access`, so there is one rule for both.
 
 Invariant: an :class:`Access` exists only if it is valid: its level is one of :data:`LEVELS`
-(the values of :class:`statbox.settings.model.AccessLevel`; a test keeps them alike), and only a
+(:data:`statbox.contract.ACCESS_LEVELS`, the settings' levels too), and only a
 restricted entry names roles and groups.
 """
 
@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-LEVELS: tuple[str, ...] = ("public", "registered", "restricted")
-RESTRICTED = "restricted"
+from statbox.contract import ACCESS_LEVELS, RESTRICTED
+
+LEVELS = ACCESS_LEVELS
 
 Finding = tuple[tuple, str]
 """(key path under ``metadata.access``, message)."""

@@ -37,17 +37,15 @@ from typing import TYPE_CHECKING, Any
 from statbox.catalog.errors import CatalogError, Lines, Problem, line_of, problem_at
 from statbox.catalog.levels import Access, parse_access
 from statbox.catalog.yamlfile import read_yaml
+from statbox.contract import DATA_ROOT_ENV, DATA_URL
 
 if TYPE_CHECKING:
     from statbox.catalog.metadata import EntryMetadata
 
-DATA_ROOT = "STATBOX_DATA_ROOT"
+DATA_ROOT = DATA_ROOT_ENV
 """The catalog parameter every entry's url starts with; Statbox sets it to paths.data_root."""
 DATA_ROOT_DEFAULT = f"env({DATA_ROOT})"
 """Its default in the files, so that plain ``intake.from_yaml_file`` works in a user server."""
-DATA_URL = r"^(s3|gs|gcs|az|abfs|abfss|https?)://[^\s]+$"
-"""The URLs a data root may be: :data:`statbox.settings.model.DATA_URL` (a test keeps them equal),
-here so that opening a catalog on object storage does not import the settings model."""
 
 _R = "intake.readers.readers:"
 _D = "intake.readers.datatypes:"

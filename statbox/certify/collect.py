@@ -29,11 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from statbox.contract import PROJECT_LABEL, USER_LABEL
 from statbox.errors import BadInput, EnvironmentProblem
 from statbox.settings.names import is_valid_username
 
 if TYPE_CHECKING:
-    from statbox.modes.docker.names import DockerNames
+    from statbox.contract import DockerNames
 
 HELPER_OUT = "/tmp/statbox-out"
 """Where the collecting helper container writes the copies."""
@@ -158,7 +159,6 @@ def home_volumes(volumes: list[Any], names: DockerNames) -> tuple[dict[str, str]
     """({trainee: volume name}, refusals) from the project's labelled volumes: a home
     volume's ``org.statbox.user`` label must name a valid username whose home volume name
     it is (else it is refused); other volumes of the project are ignored."""
-    from statbox.modes.docker.names import USER_LABEL
 
     homes: dict[str, str] = {}
     refused: list[str] = []
@@ -184,7 +184,6 @@ class VolumeHomes:
         self.limit = limit if limit is not None else _default_limit()
 
     def collect(self, course_id: str, notebook: str, out: Path) -> Collected:
-        from statbox.modes.docker.names import PROJECT_LABEL
         from statbox.modes.docker.volumes import (
             helper_command,
             helper_container_config,

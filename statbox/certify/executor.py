@@ -18,6 +18,7 @@ from nbformat import NotebookNode
 from statbox.certify.execution import Execution, execute
 from statbox.certify.isolation import IsolationBackend, Job, Limits, kill_all, stray_processes
 from statbox.certify.pipeline import Submission
+from statbox.contract import CATALOG_ENV, DATA_ROOT_ENV
 
 
 class LocalExecutor:
@@ -57,12 +58,12 @@ class LocalExecutor:
             "MPLBACKEND": "Agg",
             "PYTHONNOUSERSITE": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
-            "STATBOX_DATA_ROOT": str(self.data_root),
+            DATA_ROOT_ENV: str(self.data_root),
         }
         for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[name] = "1"  # each kernel is one of N: thread pools would oversubscribe
         if self.catalog is not None:
-            env["STATBOX_CATALOG"] = str(self.catalog)
+            env[CATALOG_ENV] = str(self.catalog)
         return env
 
     def __call__(self, nb: NotebookNode, submission: Submission, snapshot: str = "") -> Execution:

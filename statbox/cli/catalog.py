@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from statbox.cli.common import settings_file
+from statbox.contract import ROLE_ENV
 from statbox.errors import BadInput, ExitCode
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def _who(args: argparse.Namespace, loaded: LoadedSettings) -> tuple[str, list[st
     """The role and groups to filter for: --as-role/--groups, else the user server's."""
     from statbox.catalog.access import RoleAccess, groups_from_environment
 
-    role = args.as_role or os.environ.get("STATBOX_ROLE") or loaded.settings.default_role
+    role = args.as_role or os.environ.get(ROLE_ENV) or loaded.settings.default_role
     RoleAccess.of(loaded.settings, role)  # a role the settings know, or BadInput
     groups = args.groups if args.groups is not None else groups_from_environment()
     return role, groups

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from statbox.cli.common import EPILOG, load
+from statbox.contract import DockerNames
 from statbox.errors import BadInput, ExitCode
 
 HELP = "Certification: grade a cohort, report, issue and verify certificates."
@@ -118,7 +119,6 @@ def cmd_collect(args: argparse.Namespace) -> int:
     source: LocalHomes | VolumeHomes
     if loaded.settings.mode == Mode.docker:
         from statbox.modes.docker.images import docker_client
-        from statbox.modes.docker.names import DockerNames
         from statbox.modes.docker.stack import singleuser_image
 
         names = DockerNames(loaded.settings.docker.project)

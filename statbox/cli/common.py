@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from statbox.contract import CONFIG_ENV
+
 if TYPE_CHECKING:
     from statbox.settings.model import LoadedSettings
 
@@ -61,7 +63,7 @@ class CommandGroup:
 
 def settings_file(explicit: str | None) -> Path | None:
     """--config, else $STATBOX_CONFIG, else ./statbox.yaml when present, else the defaults."""
-    chosen = explicit or os.environ.get("STATBOX_CONFIG")
+    chosen = explicit or os.environ.get(CONFIG_ENV)
     if chosen:
         return Path(chosen)
     local = Path("statbox.yaml")

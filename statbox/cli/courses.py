@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from statbox.cli.common import CommandGroup, load
+from statbox.contract import DockerNames
 from statbox.courses.model import (
     COURSE_FILE,
     COURSE_ID_PATTERN,
@@ -219,7 +220,6 @@ def cmd_publish(args: argparse.Namespace) -> int:
     docker_mode = loaded.settings.mode == Mode.docker
     if docker_mode:
         from statbox.modes.docker.images import docker_client
-        from statbox.modes.docker.names import DockerNames
         from statbox.modes.docker.stack import singleuser_image
         from statbox.modes.docker.volumes import VolumePublishing
 

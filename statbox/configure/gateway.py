@@ -110,7 +110,7 @@ def configure_gateway(c: Any, rt: Runtime) -> None:
     c.DaskGateway.authenticator_class = "statbox.configure.gateway.HubTokenAuthenticator"
     c.JupyterHubAuthenticator.jupyterhub_api_url = rt.hub_api_url
     c.JupyterHubAuthenticator.jupyterhub_api_token = rt.secret("gateway_token")
-    # Without the service name any hub token would be accepted (see ENVIRONMENT.md).
+    # Without the service name, JupyterHubAuthenticator accepts any hub token.
     c.JupyterHubAuthenticator.jupyterhub_service_name = GATEWAY_SERVICE
 
     # Unsafe by upstream's name: clusters run as the gateway's account, which `statbox up`

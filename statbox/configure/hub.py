@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from statbox.configure.runtime import Runtime
+from statbox.contract import DockerNames
 from statbox.identity.roles import GATEWAY_ACCESS_SCOPE, cohort_roles, token_roles, users_with_role
 from statbox.settings.model import ROLE_NAMES, GitHubAuth, Mode, OIDCAuth
 from statbox.settings.names import GATEWAY_SERVICE, USERNAME_PATTERN, role_group
@@ -202,7 +203,6 @@ def _docker_traits(rt: Runtime) -> dict[str, dict[str, Any]]:
     """What docker mode changes: the hub runs in a container on the private network, its
     database is PostgreSQL, and user containers outlive a hub restart (the hub takes them
     back from its database on start)."""
-    from statbox.modes.docker.names import DockerNames
 
     names = DockerNames(rt.settings.docker.project)
     hub_state = rt.paths.state_dir / "hub"
@@ -246,7 +246,7 @@ def gateway_client_environment(rt: Runtime) -> dict[str, str]:
     """What makes ``dask_gateway.Gateway()`` work with no arguments inside a user server.
 
     The API goes straight to the gateway's proxy; the scheduler's TLS traffic needs its own
-    address or clients hang (see ENVIRONMENT.md); dashboard links are relative to the hub's
+    address (DASK_GATEWAY__PROXY_ADDRESS) or clients hang for 30 s; dashboard links are relative to the hub's
     public URL so they work from the browser.
     """
     url, proxy_address = GATEWAY_ADDRESSES[rt.settings.mode](rt)

@@ -13,19 +13,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from statbox.contract import RUNTIME_ENV, SECRET_ENV
 from statbox.settings.model import Paths, Settings, parse_settings
-
-RUNTIME_ENV = "STATBOX_RUNTIME"
-
-SECRET_ENV = {
-    "user_password": "STATBOX_USER_PASSWORD",
-    "admin_password": "STATBOX_ADMIN_PASSWORD",
-    "gateway_token": "STATBOX_GATEWAY_TOKEN",
-    "gateway_encrypt_key": "STATBOX_GATEWAY_ENCRYPT_KEY",
-    "oauth_client_secret": "STATBOX_OAUTH_CLIENT_SECRET",
-    "db_password": "STATBOX_DB_PASSWORD",
-}
-"""Secrets travel by environment, never through runtime.json: name -> variable."""
 
 
 class MissingEnvironment(RuntimeError):

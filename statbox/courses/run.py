@@ -30,6 +30,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
 
+from statbox.contract import CATALOG_ENV, DATA_ROOT_ENV
 from statbox.courses.model import GRADER_DIR, LoadedCourse
 from statbox.courses.notebooks import cell_tags, read_notebook
 from statbox.courses.results import RESULTS_ENV, read_results
@@ -68,8 +69,8 @@ class Environment:
 
     def variables(self, results: Path) -> dict[str, str]:
         return {
-            "STATBOX_CATALOG": str(self.catalog),
-            "STATBOX_DATA_ROOT": str(self.data_root),
+            CATALOG_ENV: str(self.catalog),
+            DATA_ROOT_ENV: str(self.data_root),
             RESULTS_ENV: str(results),
         }
 

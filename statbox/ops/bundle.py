@@ -38,8 +38,9 @@ from typing import Any
 
 from statbox.errors import EnvironmentProblem, StatboxError
 from statbox.ops import bundle_install
+from statbox.resources import CHECKOUT, checkout
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = CHECKOUT
 
 
 @dataclass(frozen=True)
@@ -96,10 +97,18 @@ def _run(cmd: list[str], what: str) -> None:
 # ------------------------------------------------------------------------------------ parts
 
 
+EXTRAS = ("notebook",)
+"""Extras of statbox a bundle carries and installs: user servers, kernels, Dask clusters and
+the courses run from the installed environment (local mode; grading in every mode)."""
+
+
 def _dependencies() -> list[str]:
+    """pyproject's ranges for statbox and its :data:`EXTRAS` (constraints.txt pins them)."""
     import tomllib
 
-    return list(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project.get("optional-dependencies", {})
+    return [*project["dependencies"], *(req for extra in EXTRAS for req in extras[extra])]
 
 
 def _packages_inputs(options: BundleOptions) -> Iterable[Path | str]:
@@ -368,6 +377,7 @@ def create_bundle(
     options: BundleOptions, progress: Callable[[str], None] = lambda _: None
 ) -> BundleSummary:
     """Build (or reuse) every part and write the bundle to ``options.out``."""
+    checkout("creating a bundle")
     folders: list[Path] = []
     reused: list[str] = []
     built: list[str] = []
@@ -402,6 +412,7 @@ def create_bundle(
     manifest = {
         "format": bundle_install.FORMAT,
         "statbox_version": version("statbox"),
+        "extras": list(EXTRAS),
         "created": created,
         "mode": options.mode,
         "python": f"{sys.version_info.major}.{sys.version_info.minor}",

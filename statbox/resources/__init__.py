@@ -11,6 +11,8 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
+from statbox.errors import EnvironmentProblem
+
 DEFAULT_SETTINGS = "statbox.yaml"
 """The built-in settings every ``statbox.yaml`` is merged over."""
 COMPOSE = "compose.yaml"
@@ -28,3 +30,19 @@ CURRICULUM = "curriculum"
 def resource(name: str) -> Path:
     """The path of a packaged resource (the package is always installed as plain files)."""
     return Path(str(files(__name__).joinpath(name)))
+
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+"""The source checkout this package was imported from, when it was (an editable install).
+Building images and bundles reads the checkout's ``images/``, ``requirements/`` and chart;
+nothing else does."""
+
+
+def checkout(purpose: str) -> Path:
+    """:data:`CHECKOUT`, or EnvironmentProblem when Statbox does not run from a checkout."""
+    if not ((CHECKOUT / "pyproject.toml").is_file() and (CHECKOUT / "images").is_dir()):
+        raise EnvironmentProblem(
+            f"{purpose} needs a Statbox source checkout (its images/ and requirements/ "
+            "folders); run it from the statbox installed by `make install` in a checkout"
+        )
+    return CHECKOUT

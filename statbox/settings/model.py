@@ -33,7 +33,8 @@ from pydantic import (
     model_validator,
 )
 
-from statbox.resources import DEFAULT_SETTINGS, resource
+from statbox.contract import ACCESS_LEVELS, DATA_URL, ROLE_NAMES
+from statbox.resources import CATALOGS, CURRICULUM, DEFAULT_SETTINGS, resource
 from statbox.settings.names import (
     GROUP_PATTERN,
     RESERVED_GROUP_PREFIXES,
@@ -54,8 +55,6 @@ __all__ = ["Problem", "Settings", "SettingsError", "load_settings", "parse_setti
 
 DEFAULTS_FILE = resource(DEFAULT_SETTINGS)
 
-ROLE_NAMES: tuple[str, ...] = ("admin", "instructor", "analyst", "trainee")
-"""Every role, in precedence order: a user matching several roles gets the first."""
 
 RoleName = Literal["trainee", "instructor", "analyst", "admin"]
 URL_PATTERN = r"^https?://[^\s/]+(/\S*)?$"
@@ -88,12 +87,8 @@ class Mode(enum.StrEnum):
     kubernetes = "kubernetes"
 
 
-class AccessLevel(enum.StrEnum):
-    """A catalog entry's access level (restricted entries also name who may see them)."""
-
-    public = "public"
-    registered = "registered"
-    restricted = "restricted"
+AccessLevel = enum.StrEnum("AccessLevel", {level: level for level in ACCESS_LEVELS})  # type: ignore[misc]
+"""A catalog entry's access level (restricted entries also name who may see them)."""
 
 
 class _Model(BaseModel):
@@ -272,7 +267,6 @@ class Roles(_Model):
             yield name, getattr(self, name)
 
 
-DATA_URL = r"^(s3|gs|gcs|az|abfs|abfss|https?)://[^\s]+$"
 DataURL = Annotated[str, Field(pattern=DATA_URL)]
 """An object-storage or web URL under which catalog entries address their files."""
 
@@ -542,7 +536,8 @@ def load_settings(
     """Load ``path`` (or only the defaults when None), apply ``overrides``, and validate.
 
     Relative paths in the settings resolve against the file's directory, or the current
-    directory when there is no file.
+    directory when there is no file. A catalog or curriculum left at its default that is not
+    there is the one Statbox ships.
     """
     if path is None:
         data: dict[str, Any] = {}
@@ -554,10 +549,20 @@ def load_settings(
         source = str(file)
         data, lines = _read_yaml(file)
         base = file.resolve().parent
-    settings = parse_settings(deep_merge(data, overrides), source, lines)
-    return LoadedSettings(
-        settings, None if path is None else Path(path), settings.resolved_paths(base)
-    )
+    given = deep_merge(data, overrides)
+    settings = parse_settings(given, source, lines)
+    paths = settings.resolved_paths(base)
+    # Left at their defaults, the catalog and the curriculum are the folders of that name
+    # here when there are any (a checkout, an unpacked bundle), else the ones Statbox ships.
+    unset = SHIPPED.keys() - set(given.get("paths") or {})
+    shipped = {key: resource(SHIPPED[key]) for key in unset if not getattr(paths, key).exists()}
+    if shipped:
+        paths = paths.model_copy(update=shipped)
+    return LoadedSettings(settings, None if path is None else Path(path), paths)
+
+
+SHIPPED = {"catalog": f"{CATALOGS}/statbox.yaml", "curriculum": CURRICULUM}
+"""Paths whose default falls back to what the package carries (statbox.resources)."""
 
 
 def _read_yaml(file: Path) -> tuple[dict[str, Any], Lines]:

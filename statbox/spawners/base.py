@@ -14,6 +14,7 @@ from typing import Any
 from traitlets import Instance, Unicode
 from traitlets.config import Configurable
 
+from statbox.contract import CATALOG_ENV, CURRICULUM_ENV, DATA_ROOT_ENV, GROUPS_ENV, ROLE_ENV
 from statbox.identity.roles import resolve_role
 from statbox.settings.model import Role, Settings
 
@@ -49,11 +50,11 @@ class StatboxSpawnerMixin(Configurable):
 
         user: Any = self.user  # type: ignore[attr-defined]
         return {
-            "STATBOX_ROLE": role_name,
-            "STATBOX_GROUPS": ",".join(sorted(group.name for group in user.groups)),
-            "STATBOX_CATALOG": self.catalog_path,
-            "STATBOX_DATA_ROOT": self.data_root,
-            "STATBOX_CURRICULUM": self.curriculum_path,
+            ROLE_ENV: role_name,
+            GROUPS_ENV: ",".join(sorted(group.name for group in user.groups)),
+            CATALOG_ENV: self.catalog_path,
+            DATA_ROOT_ENV: self.data_root,
+            CURRICULUM_ENV: self.curriculum_path,
             **role_access_environment(RoleAccess.of(self.settings, role_name)),
         }
 

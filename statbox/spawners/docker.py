@@ -23,7 +23,7 @@ from dockerspawner import DockerSpawner
 from traitlets import Float, Integer, Unicode, default
 
 from statbox.catalog.access import entitled_data_paths
-from statbox.modes.docker.names import PROJECT_LABEL, USER_LABEL, escape_username
+from statbox.contract import GROUPS_ENV, PROJECT_LABEL, USER_LABEL, escape_username
 from statbox.spawners.base import StatboxSpawnerMixin, wait_until_listening
 
 HOME = "/home/jovyan"
@@ -119,7 +119,7 @@ class StatboxDockerSpawner(StatboxSpawnerMixin, DockerSpawner):
         env: dict[str, str] = super().get_env()
         env.update(self.statbox_environment(getattr(self, "_role_name", "")))
         # statbox.catalog.open_catalog() lists what these groups are entitled to.
-        env["STATBOX_GROUPS"] = ",".join(group.name for group in self.user.groups)
+        env[GROUPS_ENV] = ",".join(group.name for group in self.user.groups)
         return env
 
     async def start(self) -> tuple[str, int]:

@@ -9,7 +9,7 @@ Invariants, whatever the chart's ``singleuser`` values or a user's request say:
   the pod gets no service-account token.
 * The shared data volume is mounted read-only, one ``subPath`` per dataset directory the user
   is entitled to; nothing else of it is mounted.
-* Each pod carries the user's label (:data:`statbox.modes.kubernetes.chart.USER_LABEL`), and before it
+* Each pod carries the user's label (:data:`statbox.contract.KUBE_USER_LABEL`), and before it
   starts the hub ensures the user's NetworkPolicy that lets only that user's pods (and the
   gateway) reach the user's Dask schedulers and workers.
 """
@@ -25,7 +25,7 @@ from kubespawner.clients import shared_client
 from traitlets import Dict, Unicode, default
 
 from statbox.catalog.access import entitled_data_paths
-from statbox.modes.kubernetes.chart import USER_LABEL, dask_network_policy, user_label_value
+from statbox.contract import KUBE_USER_ANNOTATION, KUBE_USER_LABEL, kube_user_label_value
 from statbox.settings.model import DATASET_DIR_PATTERN
 from statbox.spawners.base import StatboxSpawnerMixin
 
@@ -45,6 +45,45 @@ def _is_dataset_dir(path: str) -> bool:
     import re
 
     return bool(re.fullmatch(DATASET_DIR_PATTERN, path))
+
+
+GATEWAY_COMPONENTS = ("gateway", "controller", "traefik")
+"""The dask-gateway chart's own pods (``app.kubernetes.io/component``): they may always reach
+cluster pods (the proxy forwards users' traffic, the API and controller manage clusters)."""
+
+
+def dask_network_policy(username: str, namespace: str, gateway_instance: str) -> dict[str, Any]:
+    """The NetworkPolicy that lets a user's own pods reach that user's Dask pods.
+
+    NetworkPolicies add up: the chart's ``statbox-dask-clusters`` policy admits the gateway's
+    pods to every cluster pod and nothing else; this one adds the pods carrying the user's
+    label (their notebook server, their schedulers and workers) for that user's cluster pods.
+    """
+    label = kube_user_label_value(username)
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": f"statbox-dask-{label[:20]}",
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "statbox", KUBE_USER_LABEL: label},
+            "annotations": {KUBE_USER_ANNOTATION: username},
+        },
+        "spec": {
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/name": "dask-gateway",
+                    "gateway.dask.org/instance": gateway_instance,
+                    KUBE_USER_LABEL: label,
+                }
+            },
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {KUBE_USER_LABEL: label}}}]}],
+        },
+    }
+
+
+# --------------------------------------------------------------------------- the gateway
 
 
 class StatboxKubeSpawner(StatboxSpawnerMixin, KubeSpawner):
@@ -165,7 +204,7 @@ class StatboxKubeSpawner(StatboxSpawnerMixin, KubeSpawner):
         self.cpu_guarantee = role.server.cpu * share
         self.mem_guarantee = int(role.server.memory * share)
         labels: dict[str, str] = dict(self.extra_labels)  # type: ignore[has-type]
-        self.extra_labels = {**labels, USER_LABEL: user_label_value(self.user.name)}
+        self.extra_labels = {**labels, KUBE_USER_LABEL: kube_user_label_value(self.user.name)}
         pod = await super().get_pod_manifest()
         volumes, mounts = self.statbox_data_volumes(role_name)
         spec = pod.spec

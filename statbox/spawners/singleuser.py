@@ -29,6 +29,8 @@ import types
 from pathlib import Path
 from typing import Any
 
+from statbox.contract import CURRICULUM_ENV
+
 DEFERRED_MODULE = "rfc3987_syntax"
 
 NEVER_PUBLISHED = "grader"
@@ -143,7 +145,7 @@ def sync_courses(source: Path, home: Path) -> int:
 
 
 def main() -> None:
-    curriculum = os.environ.get("STATBOX_CURRICULUM")
+    curriculum = os.environ.get(CURRICULUM_ENV)
     if curriculum:
         sync_courses(Path(curriculum), Path.home())
     defer_slow_imports()

@@ -16,12 +16,11 @@ import sys
 import pytest
 
 from statbox.catalog import CatalogError, load_catalog, open_catalog
-from statbox.catalog.access import BUILTIN_DEFAULTS, RoleAccess, builtin_role_access
+from statbox.catalog.access import RoleAccess, builtin_role_access
 from statbox.catalog.levels import LEVELS
-from statbox.catalog.loader import DATA_URL, read_catalog
+from statbox.catalog.loader import read_catalog
 from statbox.errors import BadInput
-from statbox.settings.model import DATA_URL as SETTINGS_DATA_URL
-from statbox.settings.model import DEFAULTS_FILE, ROLE_NAMES, AccessLevel, load_settings
+from statbox.settings.model import ROLE_NAMES, load_settings
 from tests.catalog.conftest import ROOT_CATALOG
 from tests.conftest import REPO
 
@@ -81,12 +80,6 @@ def test_an_unknown_role_is_bad_input_either_way():
         RoleAccess.of(load_settings(None).settings, "auditor")
     with pytest.raises(BadInput, match="'auditor' is not one of"):
         open_catalog(ROOT_CATALOG, data_root=REPO, role="auditor", groups=[])
-
-
-def test_light_copies_agree_with_the_settings_they_copy():
-    assert DATA_URL == SETTINGS_DATA_URL
-    assert tuple(level.value for level in AccessLevel) == LEVELS
-    assert DEFAULTS_FILE.resolve() == BUILTIN_DEFAULTS
 
 
 def test_metadata_is_validated_on_first_use_and_whole_by_read_catalog(samples):

@@ -19,8 +19,9 @@ from traitlets.config import Config, PyFileConfigLoader
 
 from statbox.configure.hub import configure_hub
 from statbox.configure.runtime import SECRET_ENV, load_runtime
+from statbox.contract import KUBE_USER_LABEL as USER_LABEL
+from statbox.contract import kube_user_label_value as user_label_value
 from statbox.identity.auth import StatboxOIDCAuthenticator
-from statbox.modes.kubernetes.chart import USER_LABEL, user_label_value
 from statbox.settings.model import parse_settings
 
 from .conftest import (

@@ -36,8 +36,8 @@ import pytest
 import requests
 
 from statbox.catalog.samples import generate
+from statbox.contract import PROJECT_LABEL, DockerNames
 from statbox.modes.docker.images import DEFAULT_CACHE, BuildOptions, build_images
-from statbox.modes.docker.names import PROJECT_LABEL, DockerNames
 from tests.conftest import REPO, require_tool
 from tests.docker.engine import IsolatedNetwork, PrivateEngine, isolated_network
 

@@ -39,8 +39,8 @@ from pathlib import Path
 
 import pytest
 
+from statbox.contract import PROJECT_LABEL, DockerNames
 from statbox.modes.docker.images import DEFAULT_CACHE
-from statbox.modes.docker.names import PROJECT_LABEL, DockerNames
 from tests.conftest import REPO
 from tests.docker.conftest import (
     PASSWORDS,

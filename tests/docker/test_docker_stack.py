@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from statbox.modes.docker.names import PROJECT_LABEL, USER_LABEL
+from statbox.contract import PROJECT_LABEL, USER_LABEL
 from tests.docker.conftest import PASSWORDS, RESTRICTED, RunningStack
 from tests.docker.engine import forwarding_rules_for
 from tests.integration.hubclient import HubUser

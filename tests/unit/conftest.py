@@ -1,7 +1,8 @@
 """Unit-test fixtures: a runtime built from settings, with no process and no file behind it.
 
 - ``settings``: the test settings (tests/fixtures/settings/valid-regional.yaml).
-- ``runtime``: a :class:`statbox.configure.runtime.Runtime` for local mode with fixed ports and secrets.
+- ``runtime``: a :class:`statbox.configure.runtime.Runtime` for local mode with fixed ports and
+  secrets.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import pytest
 from statbox.certify.collect import home_volumes, take_copies
 from statbox.certify.isolation import Job, Limits
 from statbox.cli.certify import grading_setup
+from statbox.contract import PROJECT_LABEL, USER_LABEL, DockerNames
 from statbox.errors import EnvironmentProblem
 from statbox.modes.docker.grading import (
     GRADING_LABEL,
@@ -27,7 +28,6 @@ from statbox.modes.docker.grading import (
     container_config,
     in_container_limits,
 )
-from statbox.modes.docker.names import PROJECT_LABEL, USER_LABEL, DockerNames
 from statbox.modes.docker.volumes import (
     HELPER_LABEL,
     RESULT_MARK,

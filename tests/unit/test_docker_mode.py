@@ -18,8 +18,8 @@ from statbox.catalog.access import entitled_data_paths
 from statbox.configure.gateway import PerUserAccountBackend, configure_gateway
 from statbox.configure.hub import configure_hub
 from statbox.configure.runtime import Hosts
+from statbox.contract import DockerNames, escape_username
 from statbox.errors import BadInput
-from statbox.modes.docker.names import DockerNames, escape_username
 from statbox.modes.docker.stack import COMPOSE_FILE, DOCKER_PORTS, parse_compose
 from statbox.settings.model import parse_settings
 from statbox.spawners.docker import MountRefused, StatboxDockerSpawner, refuse_unexpected_binds

@@ -1,7 +1,7 @@
 """Kubernetes mode without a cluster: configure_hub on a bare Config, and StatboxKubeSpawner.
 
 KubeSpawner builds an API client when created; ``spawner_for`` patches the loader and the
-shared client (see ENVIRONMENT.md) and creates it with ``_mock=True``. Profiles, options, the
+shared client and creates it with ``_mock=True``. Profiles, options, the
 pod manifest and the users' NetworkPolicies are then real KubeSpawner and Statbox code.
 """
 
@@ -15,8 +15,10 @@ import pytest
 from traitlets.config import Config
 
 from statbox.configure.hub import configure_hub
-from statbox.modes.kubernetes.chart import USER_LABEL, dask_network_policy, user_label_value
+from statbox.contract import KUBE_USER_LABEL as USER_LABEL
+from statbox.contract import kube_user_label_value as user_label_value
 from statbox.settings.model import parse_settings
+from statbox.spawners.kubernetes import dask_network_policy
 from tests.conftest import REPO
 
 kubespawner = pytest.importorskip("kubespawner")

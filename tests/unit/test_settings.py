@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from statbox.resources import resource
 from statbox.settings.model import (
     ROLE_NAMES,
     Mode,
@@ -33,7 +34,29 @@ def test_defaults_need_no_file(tmp_path, monkeypatch):
     assert s.roles.trainee.dask.idle_timeout == 30 * 60
     # without a file, relative paths resolve against the current directory
     assert loaded.paths.state_dir == tmp_path / ".statbox"
+    # ... except a catalog and curriculum that are not there: then the ones Statbox ships
+    assert loaded.paths.catalog == resource("catalogs") / "statbox.yaml"
+    assert loaded.paths.curriculum == resource("curriculum")
+    assert loaded.paths.catalog.is_file()
+    assert (loaded.paths.curriculum / "getting-started" / "course.yaml").is_file()
+
+
+def test_a_catalog_and_curriculum_here_are_used_before_the_shipped_ones(tmp_path, monkeypatch):
+    (tmp_path / "catalogs").mkdir()
+    (tmp_path / "catalogs" / "statbox.yaml").write_text("")
+    (tmp_path / "curriculum").mkdir()
+    monkeypatch.chdir(tmp_path)
+    loaded = load_settings()
     assert loaded.paths.catalog == tmp_path / "catalogs" / "statbox.yaml"
+    assert loaded.paths.curriculum == tmp_path / "curriculum"
+
+
+def test_a_catalog_named_in_the_file_never_falls_back(tmp_path):
+    settings = tmp_path / "statbox.yaml"
+    settings.write_text("paths:\n  catalog: elsewhere/statbox.yaml\n")
+    loaded = load_settings(settings)
+    assert loaded.paths.catalog == tmp_path / "elsewhere" / "statbox.yaml"
+    assert loaded.paths.curriculum == resource("curriculum")
 
 
 def test_regional_file_merges_over_defaults():
@@ -50,7 +73,8 @@ def test_regional_file_merges_over_defaults():
     # lists replace: the instructor role now names only ines
     assert s.roles.instructor.users == ["ines"]
     # relative paths resolve against the file's directory, absolute ones stay
-    assert loaded.paths.catalog == (FIXTURES / "catalogs" / "statbox.yaml").resolve()
+    # not set, and no catalogs/ beside the file: the shipped catalog
+    assert loaded.paths.catalog == resource("catalogs") / "statbox.yaml"
     assert loaded.paths.state_dir == Path("/var/lib/statbox")
 
 

@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from statbox.configure.runtime import SECRET_ENV
+from statbox.contract import PROJECT_LABEL, USER_LABEL, DockerNames
 from statbox.errors import BadInput, EnvironmentProblem, StatboxError
-from statbox.modes.docker.names import PROJECT_LABEL, USER_LABEL, DockerNames
 
 DATABASE_FILE = "database.dump"
 DATABASE_NAME = "jupyterhub"

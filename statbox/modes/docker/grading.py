@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from statbox.certify.isolation import LAUNCHER, IsolationBackend, Job, LeasedUids
+from statbox.contract import CATALOG_ENV, PROJECT_LABEL
 from statbox.errors import EnvironmentProblem
 from statbox.modes.docker.stack import IMAGE_PYTHON
 
@@ -68,7 +69,7 @@ def container_config(
     }
     if job.data_root is not None and job.data_root.is_dir():
         volumes[str(job.data_root)] = {"bind": str(job.data_root), "mode": "ro"}
-    catalog = job.env.get("STATBOX_CATALOG")
+    catalog = job.env.get(CATALOG_ENV)
     if catalog and Path(catalog).is_file():
         folder = Path(catalog).parent
         # The catalog's folder, unless something hidden (grader files, submissions) is in it.
@@ -118,7 +119,6 @@ class DockerIsolation(LeasedUids, IsolationBackend):
     ):
         super().__init__(uid_base)
         from statbox.modes.docker.images import docker_client
-        from statbox.modes.docker.names import PROJECT_LABEL
 
         self.image = image
         self.client = client or docker_client()

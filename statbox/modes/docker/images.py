@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from statbox.errors import BadInput, EnvironmentProblem, StatboxError
+from statbox.resources import CHECKOUT, checkout
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = CHECKOUT
 IMAGES_DIR = REPO / "images"
 DEFAULT_CACHE = REPO / ".statbox" / "build-cache"
 
@@ -128,6 +129,7 @@ def lock_images(names: list[str] | None = None, progress: Progress = _print) -> 
     Versions the host's ``requirements/constraints.txt`` pins are kept (what the tests run
     is what the images carry); an image built on another is resolved against that one's lock.
     """
+    checkout("locking the images' requirements")
     written = []
     for spec in _selected(names):
         if not spec.python:
@@ -249,6 +251,7 @@ def docker_client() -> Any:
 
 def build_images(options: BuildOptions, progress: Progress = _print, client: Any = None) -> Any:
     """Build the chosen images (with their parents) in order; returns a :class:`BuildResult`."""
+    checkout("building the images")
     client = client or docker_client()
     specs = _with_parents(_selected(options.names))
     source = _base_source(options.base_source)

@@ -37,8 +37,8 @@ from statbox.catalog.loader import read_catalog
 from statbox.configure.credentials import Credentials, resolve_credentials, secret_problems
 from statbox.configure.hub import GATEWAY_PREFIX
 from statbox.configure.runtime import Hosts, Ports, Runtime, write_runtime
+from statbox.contract import CURRICULUM_ENV, DATA_ROOT_ENV, PROJECT_LABEL, USER_LABEL, DockerNames
 from statbox.errors import BadInput, EnvironmentProblem, StatboxError
-from statbox.modes.docker.names import PROJECT_LABEL, USER_LABEL, DockerNames
 from statbox.resources import COMPOSE, resource
 from statbox.settings.model import LoadedSettings, Settings
 
@@ -342,8 +342,8 @@ class DockerStack:
             "STATBOX_POSTGRES_IMAGE": settings.docker.postgres_image,
             "STATBOX_STATE_DIR": str(self.state_dir),
             "STATBOX_CATALOG_DIR": str(paths.catalog.parent),
-            "STATBOX_CURRICULUM": str(paths.curriculum),
-            "STATBOX_DATA_ROOT": str(paths.data_root),
+            CURRICULUM_ENV: str(paths.curriculum),
+            DATA_ROOT_ENV: str(paths.data_root),
             "STATBOX_DOCKER_SOCKET": socket_path,
             "STATBOX_DOCKER_GID": str(os.stat(socket_path).st_gid),
             "STATBOX_HUB_IP": settings.hub.ip,

@@ -1,7 +1,7 @@
 """Publishing a course into docker mode's home volumes, through short-lived helper containers.
 
 In docker mode each user's home is a named volume (``<project>-home-<escaped name>``, see
-:class:`statbox.modes.docker.names.DockerNames`). Its content belongs to the trainee, whose own
+:class:`statbox.contract.DockerNames`). Its content belongs to the trainee, whose own
 container may be changing it while we publish, so Statbox never writes into it from this
 host (where a link the trainee planted would be followed as the operator): for each trainee
 a helper container from the single-user image mounts that one volume at ``/home/jovyan``,
@@ -35,14 +35,15 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import statbox
+from statbox.contract import PROJECT_LABEL, USER_LABEL
 from statbox.courses.publish import Outcome, Published, Publisher
 from statbox.errors import BadInput, EnvironmentProblem
 
 if TYPE_CHECKING:
-    from statbox.modes.docker.names import DockerNames
+    from statbox.contract import DockerNames
 
-# The container side imports only this module and .publish: the image lacks escapism and
-# the Docker SDK, so statbox.modes.docker.names is imported where the host side needs it.
+# The container side imports this module, statbox.contract and statbox.courses.publish: the
+# image lacks the Docker SDK, which only the host side uses.
 
 PAYLOAD = "/tmp/statbox-helper"
 """Where a helper container finds its plan and statbox's code (its own writable layer)."""
@@ -133,7 +134,6 @@ def helper_container_config(
 ) -> dict[str, Any]:
     """``containers.create`` arguments of a helper: jovyan, no network, no capability, small
     limits, labelled so a leftover can be found (and is removed with the project's)."""
-    from statbox.modes.docker.names import PROJECT_LABEL
 
     return {
         "image": image,
@@ -307,7 +307,6 @@ class VolumePublishing:
             raise BadInput(*problems)
         done: list[Published] = []
         ledgers = Publisher(Path("/nonexistent"), self.ledgers)
-        from statbox.modes.docker.names import PROJECT_LABEL, USER_LABEL
 
         for user, files in planned.items():
             if not self._exists(self.volume(user)):

@@ -3,8 +3,8 @@ gateway's configuration under the dask-gateway chart, and the Helm chart's value
 
 Invariants:
 
-* A user's notebook pods and Dask pods carry one label, :data:`USER_LABEL`, whose value is a
-  hash of the username (:func:`user_label_value`): never a name another user could choose,
+* A user's notebook pods and Dask pods carry one label, :data:`statbox.contract.KUBE_USER_LABEL`, whose value is a
+  hash of the username (:func:`statbox.contract.kube_user_label_value`): never a name another user could choose,
   so no one can wear someone else's label by picking a username.
 * The ``statbox:`` key of ``helm/statbox/values.schema.json`` is generated from the settings
   model (:func:`helm_values_schema`); a test checks the committed file equals a fresh one.
@@ -12,69 +12,17 @@ Invariants:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from statbox.contract import KUBE_USER_LABEL, SETTINGS_ENV, kube_user_label_value
 from statbox.settings.model import parse_settings, settings_schema
-
-USER_LABEL = "statbox.org/user"
-"""Label on every pod that acts for a user: their notebook pods and their Dask pods."""
-
-USER_ANNOTATION = "statbox.org/username"
-"""The readable name beside the hashed label, for operators."""
-
-SETTINGS_ENV = "STATBOX_SETTINGS"
-"""The chart hands the gateway pods the settings as JSON in this variable."""
 
 SCHEMA_FILE = Path("helm/statbox/values.schema.json")
 """Where the chart's values schema lives in a checkout (`statbox helm schema --write` it)."""
-
-GATEWAY_COMPONENTS = ("gateway", "controller", "traefik")
-"""The dask-gateway chart's own pods (``app.kubernetes.io/component``): they may always reach
-cluster pods (the proxy forwards users' traffic, the API and controller manage clusters)."""
-
-
-def user_label_value(username: str) -> str:
-    """The :data:`USER_LABEL` value of ``username``: 40 hex digits of its SHA-256."""
-    return hashlib.sha256(username.encode()).hexdigest()[:40]
-
-
-def dask_network_policy(username: str, namespace: str, gateway_instance: str) -> dict[str, Any]:
-    """The NetworkPolicy that lets a user's own pods reach that user's Dask pods.
-
-    NetworkPolicies add up: the chart's ``statbox-dask-clusters`` policy admits the gateway's
-    pods to every cluster pod and nothing else; this one adds the pods carrying the user's
-    label (their notebook server, their schedulers and workers) for that user's cluster pods.
-    """
-    label = user_label_value(username)
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {
-            "name": f"statbox-dask-{label[:20]}",
-            "namespace": namespace,
-            "labels": {"app.kubernetes.io/managed-by": "statbox", USER_LABEL: label},
-            "annotations": {USER_ANNOTATION: username},
-        },
-        "spec": {
-            "podSelector": {
-                "matchLabels": {
-                    "app.kubernetes.io/name": "dask-gateway",
-                    "gateway.dask.org/instance": gateway_instance,
-                    USER_LABEL: label,
-                }
-            },
-            "policyTypes": ["Ingress"],
-            "ingress": [{"from": [{"podSelector": {"matchLabels": {USER_LABEL: label}}}]}],
-        },
-    }
-
-
-# --------------------------------------------------------------------------- the gateway
 
 
 def settings_from_environment(environ: Mapping[str, str] | None = None) -> Any:
@@ -100,9 +48,9 @@ def configure_kubernetes_gateway(c: Any, settings: Any) -> None:
     from statbox.configure.hub import GATEWAY_SERVICE
 
     c.DaskGateway.authenticator_class = "statbox.configure.gateway.HubTokenAuthenticator"
-    # Without the service name any hub token would be accepted (see ENVIRONMENT.md).
+    # Without the service name, JupyterHubAuthenticator accepts any hub token.
     c.JupyterHubAuthenticator.jupyterhub_service_name = GATEWAY_SERVICE
-    # distributed 2026 ships no dask-scheduler / dask-worker scripts (see ENVIRONMENT.md).
+    # distributed 2026 ships no dask-scheduler / dask-worker scripts, the gateway's defaults.
     c.ClusterConfig.scheduler_cmd = ["dask", "scheduler"]
     c.ClusterConfig.worker_cmd = ["dask", "worker"]
     c.ClusterConfig.idle_timeout = float(settings.role(settings.default_role).dask.idle_timeout)
@@ -110,7 +58,7 @@ def configure_kubernetes_gateway(c: Any, settings: Any) -> None:
 
 
 def _cluster_pod_labels(user: Any) -> dict[str, Any]:
-    labels = {USER_LABEL: user_label_value(user.name)}
+    labels = {KUBE_USER_LABEL: kube_user_label_value(user.name)}
     return {"scheduler_extra_pod_labels": labels, "worker_extra_pod_labels": labels}
 
 

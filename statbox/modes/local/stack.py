@@ -50,8 +50,8 @@ START_TIMEOUT = 90.0
 
 def find_proxy(environ: dict[str, str] | None = None) -> list[str] | None:
     """The configurable-http-proxy command: ``$STATBOX_PROXY``, the one ``make`` installs
-    beside this interpreter, or one on PATH. Debian's package needs NODE_PATH (see
-    ENVIRONMENT.md), which :meth:`LocalStack.hub_environment` provides."""
+    beside this interpreter, or one on PATH. Debian's package needs NODE_PATH (or it
+    cannot find its own modules), which :meth:`LocalStack.hub_environment` provides."""
     env = os.environ if environ is None else environ
     candidates = [
         env.get("STATBOX_PROXY"),
@@ -239,7 +239,7 @@ class LocalStack:
         env[RUNTIME_ENV] = str(self.state_dir / "run" / "runtime.json")
         env.update(self.credentials.environment())
         env["PATH"] = os.pathsep.join([str(self.runtime.bin_dir), env.get("PATH", "")])
-        # Debian's configurable-http-proxy finds its modules only with this (ENVIRONMENT.md).
+        # Debian's configurable-http-proxy finds its modules only with this.
         env.setdefault("NODE_PATH", "/usr/share/nodejs")
         return env
 

@@ -1,0 +1,151 @@
+"""Every name that crosses a process or container boundary, defined once.
+
+Environment variables the hub, the gateway, user servers and graded kernels read; the labels
+and names of what docker mode creates and kubernetes mode labels; the values that both the
+settings model and the light, notebook-side catalog code must agree on. Both sides import
+them from here, so they cannot drift apart. The runtime document (``runtime.json``) is
+:mod:`statbox.contract.runtime`.
+
+Plain Python on purpose: a notebook imports this through :mod:`statbox.catalog`, so nothing
+here may import pydantic or anything heavy.
+
+Every container, network and volume of a docker-mode stack starts with ``docker.project``
+and carries :data:`PROJECT_LABEL`, so two stacks share an engine safely and a stack's parts
+can be found (and removed) by label alone. Usernames are escaped before they become part of
+a name, injectively: distinct usernames never share a container or a home volume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import string
+from dataclasses import dataclass
+
+# ----------------------------------------------------------------------------- environment
+
+RUNTIME_ENV = "STATBOX_RUNTIME"
+"""Path of the runtime document (``<state>/run/runtime.json``) the hub and gateway load."""
+SETTINGS_ENV = "STATBOX_SETTINGS"
+"""Kubernetes: the chart hands the gateway pods the settings as JSON in this variable."""
+CONFIG_ENV = "STATBOX_CONFIG"
+"""The settings file a ``statbox`` command reads when ``--config`` is not given."""
+SECRET_ENV = {
+    "user_password": "STATBOX_USER_PASSWORD",
+    "admin_password": "STATBOX_ADMIN_PASSWORD",
+    "gateway_token": "STATBOX_GATEWAY_TOKEN",
+    "gateway_encrypt_key": "STATBOX_GATEWAY_ENCRYPT_KEY",
+    "oauth_client_secret": "STATBOX_OAUTH_CLIENT_SECRET",
+    "db_password": "STATBOX_DB_PASSWORD",
+}
+"""Secrets travel by environment to the hub and gateway, never in the runtime document."""
+
+CATALOG_ENV = "STATBOX_CATALOG"
+"""In a user server: the root Intake catalog (``intake.from_yaml_file(os.environ[...])``)."""
+DATA_ROOT_ENV = "STATBOX_DATA_ROOT"
+"""In a user server or graded kernel: where the catalog's data lives."""
+CURRICULUM_ENV = "STATBOX_CURRICULUM"
+"""In a user server: the course material copied into ``~/courses`` at start."""
+ROLE_ENV = "STATBOX_ROLE"
+"""In a user server: the user's Statbox role."""
+GROUPS_ENV = "STATBOX_GROUPS"
+"""In a user server: the user's groups, comma-separated."""
+DATA_LEVELS_ENV = "STATBOX_DATA_LEVELS"
+"""In a user server: the access levels the user's role may see, comma-separated."""
+DATA_RESTRICTED_ENV = "STATBOX_DATA_RESTRICTED"
+"""In a user server: the restricted entries the user's role may see, comma-separated."""
+
+# ----------------------------------------------------------------------------- values
+
+ROLE_NAMES: tuple[str, ...] = ("admin", "instructor", "analyst", "trainee")
+"""Every role, in precedence order: a user matching several roles gets the first."""
+ACCESS_LEVELS: tuple[str, ...] = ("public", "registered", "restricted")
+"""A catalog entry's access levels, from the most to the least open."""
+RESTRICTED = "restricted"
+"""The level whose entries also name who may see them."""
+DATA_URL = r"^(s3|gs|gcs|az|abfs|abfss|https?)://[^\s]+$"
+"""An object-storage or web URL a data root may be (else it is a folder)."""
+
+# ----------------------------------------------------------------------------- kubernetes
+
+KUBE_USER_LABEL = "statbox.org/user"
+"""Label on every pod that acts for a user: their notebook pods and their Dask pods."""
+KUBE_USER_ANNOTATION = "statbox.org/username"
+"""The readable name beside the hashed label, for operators."""
+
+
+def kube_user_label_value(username: str) -> str:
+    """The :data:`KUBE_USER_LABEL` value of ``username``: 40 hex digits of its SHA-256."""
+    return hashlib.sha256(username.encode()).hexdigest()[:40]
+
+
+# ----------------------------------------------------------------------------- docker
+
+PROJECT_LABEL = "org.statbox.project"
+"""Label on every container, network and volume of a stack: its project prefix."""
+USER_LABEL = "org.statbox.user"
+"""Label on a user's container and home volume: the JupyterHub username, unescaped."""
+
+_SAFE = frozenset(string.ascii_lowercase + string.digits)
+
+
+def escape_username(name: str) -> str:
+    """``name`` as a Docker-name (and DNS-label) safe string; injective.
+
+    Lower-case letters and digits stay; every other character, ``-`` included, becomes
+    ``-XX`` (its hex code), so no two usernames escape to the same string.
+    """
+    # Imported here: the helper containers import this module, and their image lacks escapism.
+    from escapism import escape
+
+    # escapism writes hex codes in upper case; lowering them keeps the mapping injective
+    # (upper-case letters of the input are never safe, so they arrive escaped).
+    return str(escape(name, safe=_SAFE, escape_char="-")).lower()
+
+
+@dataclass(frozen=True)
+class DockerNames:
+    project: str
+
+    @property
+    def network(self) -> str:
+        """The private, internal network: hub, database, gateway and user containers."""
+        return f"{self.project}-private"
+
+    @property
+    def public_network(self) -> str:
+        """The network only the hub joins, to publish its port on the host."""
+        return f"{self.project}-public"
+
+    @property
+    def hub(self) -> str:
+        return f"{self.project}-hub"
+
+    @property
+    def gateway(self) -> str:
+        return f"{self.project}-gateway"
+
+    @property
+    def db(self) -> str:
+        return f"{self.project}-db"
+
+    @property
+    def db_volume(self) -> str:
+        return f"{self.project}-db"
+
+    @property
+    def gateway_volume(self) -> str:
+        return f"{self.project}-gateway"
+
+    @property
+    def home_volume_prefix(self) -> str:
+        return f"{self.project}-home-"
+
+    @property
+    def user_container_prefix(self) -> str:
+        return f"{self.project}-user-"
+
+    def home_volume(self, username: str) -> str:
+        return self.home_volume_prefix + escape_username(username)
+
+    def user_container(self, username: str) -> str:
+        return self.user_container_prefix + escape_username(username)
