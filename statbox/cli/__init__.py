@@ -20,6 +20,7 @@ from typing import Any
 from statbox import errors
 from statbox.cli.common import EPILOG, add_config_option, load
 from statbox.errors import ExitCode, StatboxError
+from statbox.modes import deployment
 from statbox.settings.model import (
     DEFAULTS_FILE,
     Mode,
@@ -47,8 +48,6 @@ takes the parsed arguments and returns an exit code, raising StatboxError for er
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from statbox.modes.local.stack import LocalStack
-
     overrides: dict[str, Any] = {}
     hub: dict[str, Any] = {}
     if args.ip is not None:
@@ -62,25 +61,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.mode is not None:
         overrides["mode"] = args.mode
     loaded = load(args, overrides)
-    stack: Any
-    if loaded.settings.mode is Mode.docker:
-        from statbox.modes.docker.stack import DockerStack
-
-        stack = DockerStack(loaded)
-        stack.prepare()
-        if args.prepare:
-            env_file = stack.write_compose_env()
-            print(f"Wrote {env_file} (secrets: keep it private). Run the stack with:")
-            print(f"  docker compose --env-file {env_file} -f {stack.compose_file} up -d")
-            return ExitCode.OK
-    elif loaded.settings.mode is Mode.local:
-        stack = LocalStack(loaded)
-        stack.prepare()
-    else:
-        raise errors.BadInput(
-            f"mode: {loaded.settings.mode.value!r} is not started by `statbox up`; "
-            "'local' and 'docker' are (the kubernetes mode is deployed with Helm)"
-        )
+    mode = deployment(loaded.settings.mode)
+    if args.prepare and not mode.prepare_only:
+        raise errors.BadInput(f"--prepare: docker mode has it; mode is {mode.name!r}")
+    stack = mode.stack(loaded)
+    stack.prepare()
+    if args.prepare:
+        print("\n".join(mode.prepared(stack)))
+        return ExitCode.OK
     print(f"Starting Statbox ({loaded.settings.hub.name}) ...", flush=True)
 
     def _terminate(signum: int, frame: Any) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from statbox.cli.common import load, settings_file
 from statbox.errors import ExitCode
+from statbox.modes import deployment
 from statbox.ops.backup import create_backup, restore_backup, verify_backup
 
 
@@ -22,7 +23,6 @@ def _state_and_settings(args: argparse.Namespace) -> tuple[Path, Path | None]:
 
 def cmd_create(args: argparse.Namespace) -> int:
     from statbox.cli.certify import results_store
-    from statbox.settings.model import Mode
 
     # The settings say where the results store is, even when --state-dir says where the state is.
     overrides = (
@@ -33,24 +33,10 @@ def cmd_create(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     store = results_store(loaded)
     warnings: list[str] = []
-    if loaded.settings.mode is Mode.docker:
-        from statbox.modes.docker.backup import DockerTarget, write_docker_parts
-        from statbox.modes.docker.images import docker_client
-
-        docker = loaded.settings.docker
-        target = DockerTarget(docker_client(), docker.project, docker.postgres_image)
-        summary = create_backup(
-            state_dir,
-            out,
-            loaded.source,
-            store,
-            extra=lambda folder: write_docker_parts(target, folder, warnings),
-        )
-        plural = "" if summary.volumes == 1 else "s"
-        what = f"{state_dir}, the hub's database and {summary.volumes} home volume{plural}"
-    else:
-        summary = create_backup(state_dir, out, loaded.source, store)
-        what = f"{state_dir} ({summary.files} files)"
+    mode = deployment(loaded.settings.mode)
+    extra = mode.backup_parts(loaded, warnings)
+    summary = create_backup(state_dir, out, loaded.source, store, extra=extra)
+    what = mode.describe_backup(state_dir, summary.volumes, summary.files)
     print(f"Backed up {what} into {summary.directory}: {summary.bytes / 1024**2:.1f} MiB")
     for warning in [*summary.warnings, *warnings]:
         print(f"statbox: warning: {warning}", file=sys.stderr)

@@ -109,8 +109,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from statbox.certify.collect import LocalHomes, VolumeHomes
+    from statbox.certify.collect import LocalHomes
     from statbox.certify.exercise import find_course, load_exercise
+    from statbox.modes.docker.collect import VolumeHomes
     from statbox.settings.model import Mode
 
     loaded = _settings(args)
@@ -118,7 +119,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     exercise = load_exercise(course, args.exercise)
     source: LocalHomes | VolumeHomes
     if loaded.settings.mode == Mode.docker:
-        from statbox.modes.docker.images import docker_client
+        from statbox.modes.docker.engine import docker_client
         from statbox.modes.docker.stack import singleuser_image
 
         names = DockerNames(loaded.settings.docker.project)

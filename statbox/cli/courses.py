@@ -219,7 +219,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     ledgers = state_dir / "courses" / "published"
     docker_mode = loaded.settings.mode == Mode.docker
     if docker_mode:
-        from statbox.modes.docker.images import docker_client
+        from statbox.modes.docker.engine import docker_client
         from statbox.modes.docker.stack import singleuser_image
         from statbox.modes.docker.volumes import VolumePublishing
 

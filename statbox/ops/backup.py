@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from statbox.errors import BadInput, EnvironmentProblem
+from statbox.modes import deployment
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -286,10 +287,8 @@ def verify_backup(backup: Path) -> dict[str, Any]:
     problems.extend(_results_entry_problems(manifest, manifest_path))
     if not problems:
         problems.extend(_unsafe_members(backup / STATE_ARCHIVE))
-    if not problems and manifest.get("mode") == "docker":
-        from statbox.modes.docker.backup import docker_manifest_problems
-
-        problems.extend(docker_manifest_problems(backup, manifest))
+    if not problems:
+        problems.extend(deployment(manifest.get("mode", "local")).backup_problems(backup, manifest))
     if problems:
         raise BadInput(*problems)
     return manifest
@@ -350,22 +349,6 @@ def _unsafe_members(archive: Path) -> list[str]:
 # Members are checked by member_problem before extraction; where tarfile has filters, say
 # so, or Python 3.14's default ('data') would drop owners and modes.
 _TRUSTED = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
-
-
-def hub_running(state_dir: Path) -> int | None:
-    """The pid of a hub using ``state_dir``, if one is alive."""
-    pid_file = state_dir / "run" / "jupyterhub.pid"
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
 
 
 @dataclass(frozen=True)
@@ -436,28 +419,15 @@ def restore_backup(
         manifest = verify_backup(backup)
     except BadInput as refused:
         raise BadInput(*refused.messages, "nothing was restored") from None
-    if manifest.get("mode") == "docker":
-        from statbox.modes.docker import backup as dockerbackup
-        from statbox.modes.docker.images import docker_client
-
-        plan = dockerbackup.plan_docker_restore(
-            backup, manifest, client or docker_client(), replace
-        )
-        volumes = dockerbackup.restore_docker_parts(backup, plan)
-        try:
-            moved, store = _restore_state(backup, manifest, state_dir, settings_file)
-        except BaseException:
-            dockerbackup.remove_volumes(plan.target, volumes)
-            raise
-        return RestoreSummary(state_dir, moved, store, volumes)
-    pid = hub_running(state_dir)
-    if pid is not None:
-        raise EnvironmentProblem(
-            f"a hub (pid {pid}) is using {state_dir}: stop it (Ctrl-C on `statbox up`) "
-            "and run the restore again"
-        )
-    moved, store = _restore_state(backup, manifest, state_dir, settings_file)
-    return RestoreSummary(state_dir, moved, store)
+    (moved, store), volumes = deployment(manifest.get("mode", "local")).restore(
+        backup,
+        manifest,
+        state_dir,
+        lambda: _restore_state(backup, manifest, state_dir, settings_file),
+        replace,
+        client,
+    )
+    return RestoreSummary(state_dir, moved, store, volumes)
 
 
 def _restore_state(

@@ -2,11 +2,12 @@
 
 A bundle is an uncompressed tar (its large parts, wheels and images, are compressed already):
 
-    install.py        the stdlib-only installer (statbox/bundle_install.py), first, so that
+    install.py        the stdlib-only installer (statbox/ops/bundle_install.py), first, so that
                       ``tar -xOf BUNDLE install.py | python3 - BUNDLE`` works on a bare machine
     manifest.json     versions, the parts, and the SHA-256 and size of every other member
     README.txt        for the operator: what is inside and how to install it
-    wheelhouse/       the statbox command and every package it needs, as wheels
+    wheelhouse/       the statbox command and every package it and its notebook extra
+                      (user servers, kernels, the courses) need, as wheels
     catalogs/ data/   the catalog and its sample data
     curriculum/       the courses
     chart/            the packaged Helm chart
@@ -131,28 +132,41 @@ def _build_packages(options: BundleOptions, out: Path) -> None:
 
 
 def _statbox_inputs(options: BundleOptions) -> Iterable[Path | str]:
-    yield from (REPO / "pyproject.toml", REPO / "hub_config.py", REPO / "README.md")
-    yield from _files_under(REPO / "statbox")
+    yield from (REPO / "pyproject.toml", REPO / "README.md")
+    # The wheel carries copies of what statbox/resources links to (catalogs/, curriculum/):
+    # rglob does not follow the links, so their folders are named here.
+    yield from _files_under(REPO / "statbox", REPO / "catalogs", REPO / "curriculum")
+
+
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "statbox")
+"""What building the statbox wheel reads from the checkout."""
 
 
 def _build_statbox_wheel(options: BundleOptions, out: Path) -> None:
-    """The statbox wheel alone (changes with every change to the code)."""
+    """The statbox wheel alone (changes with every change to the code).
+
+    Built from a copy holding only :data:`WHEEL_SOURCES` (the links under statbox/resources
+    followed): setuptools writes build/ and egg-info into the tree it builds, and a build/
+    left by an older layout would put stale modules in the wheel."""
+    import tempfile
+
     wheels = out / "wheelhouse"
     wheels.mkdir()
-    _run(
-        [
-            options.python,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--wheel-dir",
-            str(wheels),
-            str(REPO),
-        ],
-        "building the statbox wheel",
-    )
+    with tempfile.TemporaryDirectory(prefix="statbox-wheel-") as tmp:
+        source = Path(tmp) / "src"
+        source.mkdir()
+        for name in WHEEL_SOURCES:
+            if (REPO / name).is_dir():
+                _copy_tree(REPO / name, source / name)
+            else:
+                shutil.copy2(REPO / name, source / name)
+        _run(
+            [
+                options.python, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                "--wheel-dir", str(wheels), str(source),
+            ],
+            "building the statbox wheel",
+        )  # fmt: skip
 
 
 def _copy_tree(source: Path, target: Path) -> None:
@@ -186,8 +200,9 @@ def _proxy_dir() -> Path:
 
 
 def _build_proxy(options: BundleOptions, out: Path) -> None:
-    # Laid down inside the release's venv, where statbox.modes.local.stack.find_proxy looks. npm's .bin/
-    # holds symbolic links, which bundles do not carry: find_proxy knows the real path.
+    # Laid down inside the release's venv, where statbox.modes.local.stack.find_proxy looks.
+    # npm's .bin/ holds symbolic links, which bundles do not carry: find_proxy knows the real
+    # path.
     shutil.copytree(
         _proxy_dir(), out / "venv" / "node" / "node_modules", ignore=shutil.ignore_patterns(".bin")
     )
@@ -211,7 +226,7 @@ def _image_ids(options: BundleOptions) -> Iterable[str]:
 def _engine_image(name: str) -> Any:
     import docker
 
-    from statbox.modes.docker.images import docker_client
+    from statbox.modes.docker.engine import docker_client
 
     try:
         return docker_client().images.get(name)
@@ -243,7 +258,7 @@ def _build_images(options: BundleOptions, out: Path) -> None:
     import gzip
     import tarfile as tarmodule
 
-    from statbox.modes.docker.images import docker_client
+    from statbox.modes.docker.engine import docker_client
 
     client = docker_client()
     engine = {name: _engine_image(name) for name in options.images}

@@ -190,10 +190,14 @@ def _lay_down(
     progress("installing the statbox command")
     venv = release / "venv"
     _run([python, "-m", "venv", str(venv)], "making the environment")
+    # statbox with the extras the wheelhouse carries (the notebook stack), as the manifest names
+    extras = manifest.get("extras", [])
+    name = f"statbox[{','.join(extras)}]" if extras else "statbox"
+    requirement = f"{name}=={manifest['statbox_version']}"
     _run(
         [
             str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-index",
-            "--find-links", str(release / "wheelhouse"), f"statbox=={manifest['statbox_version']}",
+            "--find-links", str(release / "wheelhouse"), requirement,
         ],
         "installing statbox from the bundle's wheelhouse",
     )  # fmt: skip

@@ -6,12 +6,16 @@ Fixtures here:
   unprivileged account when the tests run as root), removed at the end.
 - ``bundle``: one bundle made by ``statbox bundle create --mode local`` for the module, its
   parts cached in ``workdir``.
+- ``elsewhere``: an empty folder outside the checkout. The installer and the installed
+  ``statbox`` run there, as on a machine with no checkout: run from the checkout, ``python -m``
+  would import the checkout's statbox instead of the installed one.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from statbox.modes.local.stack import find_proxy, free_port
-from tests.conftest import require_tool
+from tests.conftest import REPO, require_tool
 from tests.integration.conftest import PASSWORDS, assert_all_gone
 from tests.integration.hubclient import HubUser, StatboxProcess
 
@@ -41,18 +45,41 @@ NO_NETWORK = {
 }
 
 
-def statbox(*args: str, python: str = sys.executable, env: dict | None = None, cwd=None):
+def statbox(*args: str) -> subprocess.CompletedProcess[str]:
+    """The checkout's statbox (``bundle create`` builds from the checkout)."""
     return subprocess.run(
-        [python, "-m", "statbox.cli", *args],
+        [sys.executable, "-m", "statbox.cli", *args],
         capture_output=True,
         text=True,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
         timeout=1800,
     )
 
 
-def bootstrap(bundle: Path, prefix: Path) -> subprocess.CompletedProcess[str]:
+def outside_env() -> dict[str, str]:
+    """The environment of the installed statbox: no package index, no STATBOX_* variables."""
+    kept = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("STATBOX_") and key not in ("PYTHONPATH", "VIRTUAL_ENV")
+    }
+    return {**kept, **NO_NETWORK}
+
+
+def installed(
+    prefix: Path, where: Path, *args: str, env: dict | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The installed ``statbox`` command, run from ``where`` (outside the checkout)."""
+    return subprocess.run(
+        [str(prefix / "current" / "venv" / "bin" / "statbox"), *args],
+        capture_output=True,
+        text=True,
+        env={**outside_env(), **(env or {})},
+        cwd=where,
+        timeout=1800,
+    )
+
+
+def bootstrap(bundle: Path, prefix: Path, where: Path) -> subprocess.CompletedProcess[bytes]:
     """Install as an operator does on a bare machine: ``tar -xOf B install.py | python3 - B``
     (tar's own complaint about a truncated bundle does not stop the pipe, as in a shell)."""
     installer = subprocess.run(
@@ -62,7 +89,8 @@ def bootstrap(bundle: Path, prefix: Path) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-", str(bundle), "--prefix", str(prefix)],
         input=installer,
         capture_output=True,
-        env={**os.environ, **NO_NETWORK},
+        env=outside_env(),
+        cwd=where,
         timeout=1800,
     )
 
@@ -84,6 +112,14 @@ def workdir() -> Iterator[Path]:
     directory.chmod(0o755)
     yield directory
     shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def elsewhere(workdir) -> Path:
+    directory = workdir / "elsewhere"
+    directory.mkdir(mode=0o755)
+    assert not directory.resolve().is_relative_to(REPO)
+    return directory
 
 
 @pytest.fixture(scope="module")
@@ -144,10 +180,10 @@ def damaged_copies(bundle: Path, workdir: Path) -> dict[str, Path]:
     return copies
 
 
-def test_damaged_bundle_is_refused_and_nothing_changes(bundle, workdir):
+def test_damaged_bundle_is_refused_and_nothing_changes(bundle, workdir, elsewhere):
     prefix = workdir / "untouched"
     for case, copy in damaged_copies(bundle, workdir).items():
-        result = bootstrap(copy, prefix)
+        result = bootstrap(copy, prefix, elsewhere)
         stderr = result.stderr.decode()
         assert result.returncode == 2, (case, stderr)
         assert "Traceback" not in stderr, case
@@ -168,22 +204,53 @@ PROBE = textwrap.dedent(
 )
 
 
-def test_install_offline_runs_a_course_and_upgrades_keeping_homes(bundle, workdir):
+IMPORTED = textwrap.dedent(
+    """
+    import json, sys
+    import statbox, papermill, jupyterlab, geopandas
+    print(json.dumps({
+        name: module.__file__ for name, module in sys.modules.items()
+        if name.split(".")[0] in ("statbox", "papermill", "jupyterlab", "geopandas")
+        and getattr(module, "__file__", None)
+    }))
+    """
+)
+
+
+def test_install_offline_runs_a_course_and_upgrades_keeping_homes(bundle, workdir, elsewhere):
     prefix = workdir / "opt-statbox"
-    installed = bootstrap(bundle, prefix)
-    assert installed.returncode == 0, installed.stderr.decode()
-    python = str(prefix / "current" / "venv" / "bin" / "python")
+    done = bootstrap(bundle, prefix, elsewhere)
+    assert done.returncode == 0, done.stderr.decode()
+    venv = prefix / "current" / "venv"
+    python = str(venv / "bin" / "python")
     settings = prefix / "statbox.yaml"
-    assert statbox("config", "check", str(settings), python=python).returncode == 0
+    checked = installed(prefix, elsewhere, "config", "check", str(settings))
+    assert checked.returncode == 0, checked.stderr
     assert "mode: local" in settings.read_text()
+
+    # statbox, and the notebook extra beside it, are the install's own, from any folder.
+    imported = subprocess.run(
+        [python, "-c", IMPORTED], capture_output=True, text=True, cwd=elsewhere,
+        env=outside_env(),
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    site = next((venv / "lib").glob("python3*/site-packages")).resolve()
+    files = json.loads(imported.stdout)
+    assert Path(files["statbox"]).resolve() == site / "statbox" / "__init__.py"
+    for name, file in files.items():
+        assert Path(file).resolve().is_relative_to(site), (name, file)
+    listed = installed(prefix, elsewhere, "course", "list", "--config", str(settings))
+    assert listed.returncode == 0, listed.stderr
+    assert "getting-started" in listed.stdout
 
     # The installed hub starts, with the installed proxy, and a trainee runs a course notebook.
     stack = StatboxProcess(
         settings, free_port(), prefix / "state", env={
+            **outside_env(),
             "STATBOX_USER_PASSWORD": PASSWORDS["user"],
             "STATBOX_ADMIN_PASSWORD": PASSWORDS["admin"],
         },
-        python=python,
+        python=python, command=str(venv / "bin" / "statbox"), cwd=elsewhere,
     )  # fmt: skip
     stack.start(timeout=300)
     try:
@@ -205,7 +272,7 @@ def test_install_offline_runs_a_course_and_upgrades_keeping_homes(bundle, workdi
 
     # A newer bundle (another course file) installs over it: homes and settings stay.
     newer = workdir / "newer.tar"
-    course = Path(__file__).resolve().parents[2] / "curriculum" / "getting-started"
+    course = REPO / "curriculum" / "getting-started"
     extra = course / "NEWS.md"
     extra.write_text("A new lesson next week.\n")
     try:
@@ -216,12 +283,16 @@ def test_install_offline_runs_a_course_and_upgrades_keeping_homes(bundle, workdi
     finally:
         extra.unlink()
     assert made.returncode == 0, made.stderr
-    assert "built: curriculum" in made.stdout
+    # the curriculum part, and the statbox wheel, which carries the courses too
+    built = re.search(r"built: ([^;]*);", made.stdout)
+    assert built is not None, made.stdout
+    assert set(built.group(1).split(", ")) == {"statbox", "curriculum"}, made.stdout
     first = (prefix / "current").resolve()
-    upgraded = bootstrap(newer, prefix)
+    upgraded = bootstrap(newer, prefix, elsewhere)
     assert upgraded.returncode == 0, upgraded.stderr.decode()
     assert (prefix / "current").resolve() != first
     assert (prefix / "current" / "curriculum" / "getting-started" / "NEWS.md").exists()
     assert snapshot(home) == before
     assert "Statbox Apia" in settings.read_text()
-    assert statbox("config", "check", str(settings), python=python).returncode == 0
+    checked = installed(prefix, elsewhere, "config", "check", str(settings))
+    assert checked.returncode == 0, checked.stderr

@@ -175,9 +175,15 @@ class StatboxProcess:
         state_dir: Path,
         env: dict[str, str],
         python: str = sys.executable,
+        command: str | None = None,
+        cwd: Path | None = None,
     ):
+        """``command``: a ``statbox`` script to run (else ``python -m statbox.cli``);
+        ``cwd``: where it runs (else here)."""
         self.config, self.port, self.state_dir = config, port, state_dir
         self.python = python
+        self.command = [command] if command else [python, "-m", "statbox.cli"]
+        self.cwd = cwd
         self.base_url = f"http://127.0.0.1:{port}"
         self.log = state_dir.parent / f"statbox-up-{port}.log"
         self.env = env
@@ -187,9 +193,7 @@ class StatboxProcess:
         out = open(self.log, "ab")  # noqa: SIM115 (the child holds it; closed at exit)
         self.proc = subprocess.Popen(
             [
-                self.python,
-                "-m",
-                "statbox.cli",
+                *self.command,
                 "up",
                 "--config",
                 str(self.config),
@@ -201,6 +205,7 @@ class StatboxProcess:
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env},
+            cwd=self.cwd,
             start_new_session=True,
         )
         out.close()

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from statbox.certify.collect import home_volumes, take_copies
 from statbox.certify.isolation import Job, Limits
 from statbox.cli.certify import grading_setup
 from statbox.contract import PROJECT_LABEL, USER_LABEL, DockerNames
 from statbox.errors import EnvironmentProblem
+from statbox.modes.docker.collect import home_volumes, take_copies
 from statbox.modes.docker.grading import (
     GRADING_LABEL,
     SANDBOX_IN_CONTAINER,

@@ -41,6 +41,7 @@ from typing import Any
 from statbox.configure.runtime import SECRET_ENV
 from statbox.contract import PROJECT_LABEL, USER_LABEL, DockerNames
 from statbox.errors import BadInput, EnvironmentProblem, StatboxError
+from statbox.modes.docker.engine import run_helper
 
 DATABASE_FILE = "database.dump"
 DATABASE_NAME = "jupyterhub"
@@ -115,6 +116,9 @@ def _image_present(client: Any, image: str) -> bool:
 
 # ------------------------------------------------------------------------------ helpers
 
+HELPER_TIMEOUT = 3600
+"""Seconds a backup helper (copying one volume) may take."""
+
 
 def _run_helper(
     target: DockerTarget,
@@ -124,22 +128,17 @@ def _run_helper(
     ok_codes: tuple[int, ...] = (0,),
 ) -> tuple[int, str]:
     """Run ``command`` in a short-lived root container with no network; (exit code, log)."""
-    container = target.client.containers.create(
-        target.helper_image,
-        command=command[1:],
-        entrypoint=[command[0]],
-        user="0",
-        network_mode="none",
-        volumes=volumes,
-        labels={**target.labels, "org.statbox.role": "backup-helper"},
-    )
-    try:
-        container.start()
-        code = int(container.wait()["StatusCode"])
-        log = container.logs().decode(errors="replace")
-    finally:
-        with contextlib.suppress(Exception):
-            container.remove(force=True)
+    config = {
+        "image": target.helper_image,
+        "command": command[1:],
+        "entrypoint": [command[0]],
+        "user": "0",
+        "network_mode": "none",
+        "volumes": volumes,
+        "labels": {**target.labels, "org.statbox.role": "backup-helper"},
+    }
+    run = run_helper(target.client, config, b"", timeout=HELPER_TIMEOUT)
+    code, log = run.code, run.stdout + run.stderr
     if code not in ok_codes:
         raise StatboxError(f"{what} failed (exit {code}):", *log.strip().splitlines()[-10:])
     return code, log

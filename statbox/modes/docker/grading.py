@@ -118,7 +118,7 @@ class DockerIsolation(LeasedUids, IsolationBackend):
         client: Any = None,
     ):
         super().__init__(uid_base)
-        from statbox.modes.docker.images import docker_client
+        from statbox.modes.docker.engine import docker_client
 
         self.image = image
         self.client = client or docker_client()

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from statbox.errors import BadInput, EnvironmentProblem, StatboxError
+from statbox.modes.docker.engine import docker_client
 from statbox.resources import CHECKOUT, checkout
 
 REPO = CHECKOUT
@@ -232,21 +233,6 @@ class BuildResult:
     tags: dict[str, str] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
     """Image name -> size in bytes, as the engine reports it."""
-
-
-def docker_client() -> Any:
-    """A Docker API client from the environment (``DOCKER_HOST``); raises when none answers."""
-    import docker
-
-    try:
-        client = docker.from_env(version="auto", timeout=600)
-        client.ping()
-    except Exception as exc:
-        raise EnvironmentProblem(
-            f"no Docker engine answers ({exc.__class__.__name__}): start dockerd, "
-            "or point DOCKER_HOST at a running engine"
-        ) from None
-    return client
 
 
 def build_images(options: BuildOptions, progress: Progress = _print, client: Any = None) -> Any:

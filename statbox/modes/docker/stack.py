@@ -247,7 +247,7 @@ class DockerStack:
 
     def prepare(self) -> Runtime:
         """Check everything and write the run's files; create nothing in the engine."""
-        from statbox.modes.docker.images import docker_client
+        from statbox.modes.docker.engine import docker_client
 
         settings = self.loaded.settings
         paths = self.loaded.paths

@@ -23,7 +23,6 @@ used. Every helper container is removed by id.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import re
@@ -38,6 +37,7 @@ import statbox
 from statbox.contract import PROJECT_LABEL, USER_LABEL
 from statbox.courses.publish import Outcome, Published, Publisher
 from statbox.errors import BadInput, EnvironmentProblem
+from statbox.modes.docker.engine import run_helper, stderr_tail
 
 if TYPE_CHECKING:
     from statbox.contract import DockerNames
@@ -151,57 +151,6 @@ def helper_container_config(
     }
 
 
-@dataclass
-class HelperRun:
-    """How a helper container ended: its exit code, output and (if asked) a folder of it."""
-
-    code: int
-    stdout: str
-    stderr: str
-    fetched: bytes = b""
-
-
-def run_helper(
-    client: Any, config: dict[str, Any], archive: bytes, timeout: float = 300, fetch: str = ""
-) -> HelperRun:
-    """Create the helper, give it ``archive`` in /tmp, run it to the end and, with
-    ``fetch``, take that folder of it back as a tar archive. The container is removed (by
-    id) whatever happens; an engine problem raises EnvironmentProblem."""
-    import docker
-    import requests
-
-    try:
-        container = client.containers.create(**config)
-    except docker.errors.ImageNotFound:
-        raise EnvironmentProblem(
-            f"image {config['image']} is not in the engine: run `statbox images build`"
-        ) from None
-    try:
-        if not container.put_archive("/tmp", archive):
-            raise EnvironmentProblem("could not copy the plan into the helper container")
-        container.start()
-        try:
-            status = container.wait(timeout=timeout)
-        except requests.exceptions.RequestException:
-            raise EnvironmentProblem(
-                f"the helper container did not finish within {timeout:.0f} s"
-            ) from None
-        run = HelperRun(
-            int(status.get("StatusCode", 1)),
-            container.logs(stdout=True, stderr=False).decode(errors="replace"),
-            container.logs(stdout=False, stderr=True).decode(errors="replace"),
-        )
-        if fetch and run.code == 0:
-            stream, _ = container.get_archive(fetch)
-            run.fetched = b"".join(stream)
-        return run
-    except docker.errors.APIError as exc:
-        raise EnvironmentProblem(f"the Docker engine refused the helper container: {exc}") from None
-    finally:
-        with contextlib.suppress(Exception):
-            client.api.remove_container(container.id, force=True)
-
-
 def helper_result(stdout: str) -> dict[str, Any] | None:
     """The JSON the helper printed last, or None."""
     for line in reversed(stdout.splitlines()):
@@ -212,10 +161,6 @@ def helper_result(stdout: str) -> dict[str, Any] | None:
                 return None
             return value if isinstance(value, dict) else None
     return None
-
-
-def stderr_tail(stderr: str, lines: int = 5) -> str:
-    return " | ".join(stderr.strip().splitlines()[-lines:]) or "no output"
 
 
 def parse_applied(user: str, result: dict[str, Any], files: Iterable[str]) -> list[Published]:

@@ -372,3 +372,19 @@ class LocalStack:
             yield self
         finally:
             self.stop()
+
+
+def hub_running(state_dir: Path) -> int | None:
+    """The pid of a hub using ``state_dir``, if one is alive."""
+    pid_file = state_dir / "run" / "jupyterhub.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
