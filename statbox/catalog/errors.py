@@ -1,7 +1,8 @@
 """The one error a catalog that cannot be used raises: every problem, each with file and line.
 
 Light on purpose: opening a catalog in a notebook imports this module, and must not pay for the
-settings model (pydantic). :class:`Problem` is every Statbox file's (:mod:`statbox.settings.yamlfile`).
+settings model (pydantic). :class:`Problem` is every Statbox file's
+(:mod:`statbox.settings.yamlfile`).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from statbox.catalog.errors import CatalogError, Lines, Problem, line_of, problem_at
 from statbox.catalog.levels import Access, parse_access
 from statbox.catalog.yamlfile import read_yaml
-from statbox.contract import DATA_ROOT_ENV, DATA_URL
+from statbox.contract import DATA_ROOT_ENV, DATA_URL, is_data_url
 
 if TYPE_CHECKING:
     from statbox.catalog.metadata import EntryMetadata
@@ -161,14 +161,10 @@ def join_root(root: str, relative: str) -> str:
     return f"{root.rstrip('/')}/{relative}"
 
 
-def is_url(root: str) -> bool:
-    return "://" in root
-
-
 def resolve_data_root(root: str | Path) -> str:
     """The data root as intake should see it: an absolute directory, or a URL as given."""
     text = str(root)
-    if is_url(text):
+    if is_data_url(text):
         if not re.match(DATA_URL, text):
             raise CatalogError(
                 [Problem("paths.data_root", None, "", f"{text!r}: not an s3/gs/az/https URL")]

@@ -20,8 +20,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from statbox.catalog.errors import Problem
-from statbox.catalog.loader import CatalogInfo, EntryInfo, is_url
+from statbox.catalog.loader import CatalogInfo, EntryInfo
 from statbox.catalog.metadata import INTEGER_TYPES, Column, Schema, ValueType
+from statbox.contract import is_data_url
 
 SAMPLE_ROWS = 2000
 
@@ -189,7 +190,7 @@ def _problems(info: CatalogInfo, entry: EntryInfo, findings: Iterable[Finding]) 
 
 def missing_problem(info: CatalogInfo, entry: EntryInfo) -> Problem | None:
     """A problem if the entry's files are not there (checked on local data roots only)."""
-    if is_url(info.data_root):
+    if is_data_url(info.data_root):
         return None
     import os
 
@@ -274,7 +275,7 @@ def _first_parquet_file(url: str) -> str:
     files = sorted(p for p in fs.find(path) if p.endswith(".parquet"))
     if not files:
         raise FileNotFoundError(f"no .parquet files under {url}")
-    return fs.unstrip_protocol(files[0]) if is_url(url) else files[0]
+    return fs.unstrip_protocol(files[0]) if is_data_url(url) else files[0]
 
 
 def sample_problems(info: CatalogInfo, entry: EntryInfo) -> list[Problem]:

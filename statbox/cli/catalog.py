@@ -161,12 +161,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_samples(args: argparse.Namespace) -> int:
-    from statbox.catalog.loader import is_url
     from statbox.catalog.samples import generate, is_current
+    from statbox.contract import is_data_url
 
     loaded = _settings(args)
     out = args.out or str(loaded.paths.data_root)
-    if is_url(out):
+    if is_data_url(out):
         raise BadInput(
             f"paths.data_root is {out}: samples are written to a directory; pass --out DIR"
         )

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from statbox.cli.common import CommandGroup, load
-from statbox.contract import DockerNames
+from statbox.contract import DockerNames, is_data_url
 from statbox.courses.model import (
     COURSE_FILE,
     COURSE_ID_PATTERN,
@@ -151,7 +151,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         courses = list(load_curriculum(loaded).values())
     configured = loaded.paths.data_root
-    if not args.data_root and not isinstance(configured, Path):
+    if not args.data_root and is_data_url(configured):
         raise BadInput(
             f"paths.data_root is {configured}: courses are checked on the sample data; "
             "generate it (statbox catalog samples --out DIR) and pass --data-root DIR"

@@ -246,8 +246,8 @@ def gateway_client_environment(rt: Runtime) -> dict[str, str]:
     """What makes ``dask_gateway.Gateway()`` work with no arguments inside a user server.
 
     The API goes straight to the gateway's proxy; the scheduler's TLS traffic needs its own
-    address (DASK_GATEWAY__PROXY_ADDRESS) or clients hang for 30 s; dashboard links are relative to the hub's
-    public URL so they work from the browser.
+    address (DASK_GATEWAY__PROXY_ADDRESS) or clients hang for 30 s; dashboard links are
+    relative to the hub's public URL so they work from the browser.
     """
     url, proxy_address = GATEWAY_ADDRESSES[rt.settings.mode](rt)
     return {

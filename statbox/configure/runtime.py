@@ -8,12 +8,14 @@ happens here, at the edge, so the configure functions stay pure.
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from statbox.contract import RUNTIME_ENV, SECRET_ENV
+from statbox.contract.runtime import RuntimeDocument, RuntimeHosts, RuntimePorts
 from statbox.settings.model import Paths, Settings, parse_settings
 
 
@@ -21,31 +23,10 @@ class MissingEnvironment(RuntimeError):
     """A variable a configuration needs is not set."""
 
 
-@dataclass(frozen=True)
-class Ports:
-    """Every port a local stack listens on (all on loopback except the public one)."""
-
-    public: int
-    hub_api: int
-    proxy_api: int
-    gateway_api: int
-    gateway_http: int
-    gateway_tcp: int
-
-
-@dataclass(frozen=True)
-class Hosts:
-    """Where the stack's parts listen and are reached: loopback in local mode, the
-    containers' names on the private network in docker mode."""
-
-    listen: str = "127.0.0.1"
-    """Address the hub's API and the gateway bind to."""
-    hub: str = "127.0.0.1"
-    """Host name servers and the gateway use to reach the hub's API."""
-    gateway: str = "127.0.0.1"
-    """Host name the hub and servers use to reach Dask Gateway."""
-    db: str = ""
-    """Host of the hub's PostgreSQL database (docker mode); empty: SQLite in the state dir."""
+Ports = RuntimePorts
+"""Every port a stack listens on (the runtime document's ``ports``)."""
+Hosts = RuntimeHosts
+"""Where the stack's parts listen and are reached (the runtime document's ``hosts``)."""
 
 
 @dataclass(frozen=True)
@@ -96,16 +77,16 @@ def write_runtime(file: Path, rt: Runtime) -> None:
         mode="json", exclude={"auth": {"user_password", "admin_password", "client_secret"}}
     )
     settings["paths"] = {key: str(value) for key, value in rt.paths}
-    record = {
-        "settings": settings,
-        "ports": asdict(rt.ports),
-        "proxy_command": rt.proxy_command,
-        "python": rt.python,
-        "run_as": rt.run_as,
-        "hosts": asdict(rt.hosts),
-    }
+    document = RuntimeDocument(
+        settings=settings,
+        ports=rt.ports,
+        proxy_command=rt.proxy_command,
+        python=rt.python,
+        run_as=rt.run_as,
+        hosts=rt.hosts,
+    )
     file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_text(json.dumps(record, indent=2))
+    file.write_text(document.model_dump_json(indent=2))
     file.chmod(0o644)
 
 
@@ -117,15 +98,21 @@ def load_runtime(environ: dict[str, str] | None = None) -> Runtime:
         raise MissingEnvironment(
             f"{RUNTIME_ENV} is not set: start Statbox with `statbox up`, which sets it"
         )
-    record = json.loads(Path(path).read_text())
-    settings = parse_settings(record["settings"], source=path)
+    try:
+        document = RuntimeDocument.model_validate_json(Path(path).read_text())
+    except (OSError, ValidationError) as exc:
+        raise MissingEnvironment(
+            f"{RUNTIME_ENV}={path}: not a runtime document ({str(exc).splitlines()[0]}); "
+            "start Statbox with `statbox up`, which writes it"
+        ) from None
+    settings = parse_settings(document.settings, source=path)
     return Runtime(
         settings=settings,
         paths=settings.resolved_paths(Path("/")),
-        ports=Ports(**record["ports"]),
-        proxy_command=record["proxy_command"],
-        python=record["python"],
-        run_as=record["run_as"],
+        ports=document.ports,
+        proxy_command=document.proxy_command,
+        python=document.python,
+        run_as=document.run_as,
         secrets={name: env[var] for name, var in SECRET_ENV.items() if env.get(var)},
-        hosts=Hosts(**record.get("hosts", {})),
+        hosts=document.hosts,
     )

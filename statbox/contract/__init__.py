@@ -17,9 +17,11 @@ a name, injectively: distinct usernames never share a container or a home volume
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import string
 from dataclasses import dataclass
+from pathlib import PurePath
 
 # ----------------------------------------------------------------------------- environment
 
@@ -58,12 +60,29 @@ DATA_RESTRICTED_ENV = "STATBOX_DATA_RESTRICTED"
 
 ROLE_NAMES: tuple[str, ...] = ("admin", "instructor", "analyst", "trainee")
 """Every role, in precedence order: a user matching several roles gets the first."""
-ACCESS_LEVELS: tuple[str, ...] = ("public", "registered", "restricted")
-"""A catalog entry's access levels, from the most to the least open."""
+
+
+class AccessLevel(enum.StrEnum):
+    """A catalog entry's access level, from the most to the least open (restricted entries
+    also name who may see them)."""
+
+    public = "public"
+    registered = "registered"
+    restricted = "restricted"
+
+
+ACCESS_LEVELS: tuple[str, ...] = tuple(level.value for level in AccessLevel)
 RESTRICTED = "restricted"
 """The level whose entries also name who may see them."""
 DATA_URL = r"^(s3|gs|gcs|az|abfs|abfss|https?)://[^\s]+$"
 """An object-storage or web URL a data root may be (else it is a folder)."""
+
+
+def is_data_url(root: str | PurePath) -> bool:
+    """Whether a data root (as the settings, an environment variable or a trait give it) is
+    a URL of object storage rather than a folder: the one place that judges it."""
+    return not isinstance(root, PurePath) and "://" in root
+
 
 # ----------------------------------------------------------------------------- kubernetes
 

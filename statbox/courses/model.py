@@ -18,7 +18,8 @@ variable the task names (``answer:``) when the notebook has run.
 Invariants: a loaded :class:`Course` is complete and valid, and every path it names lies
 inside its folder; the solution and checks lie under ``grader/``, which publishing skips, so
 nothing that gives the answers away can reach a trainee through the course material.
-Problems are reported all at once, each with file, line and key (see :mod:`statbox.settings.yamlfile`).
+Problems are reported all at once, each with file, line and key (see
+:mod:`statbox.settings.yamlfile`).
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ Invariants:
   :func:`statbox.identity.roles.groups_for` gives (the provider's valid groups, none of Statbox's
   reserved ones, the settings' groups, one ``statbox-role-<role>`` group and the user's cohort
   groups), and only users whose role is ``admin`` are JupyterHub admins.
-* A username is held to :data:`statbox.settings.names.USERNAME_PATTERN`. Anything else is refused with a
-  short message, and every log line quotes untrusted input through
+* A username is held to :data:`statbox.settings.names.USERNAME_PATTERN`. Anything else is
+  refused with a short message, and every log line quotes untrusted input through
   :func:`statbox.settings.names.describe`, so its length is bounded.
 * With an identity provider, a username belongs to one identity (the issuer and its ``sub``, or
   GitHub's numeric id) from its first sign-in on, recorded in the user's ``user_info``: another
@@ -103,8 +103,8 @@ class SignInRefused(web.HTTPError):
     """A sign-in refused for the reason ``key`` of :data:`REFUSALS`.
 
     ``detail`` is for the log only and must already be bounded (quote untrusted values with
-    :func:`statbox.settings.names.describe`). ``jupyterhub_message`` is what JupyterHub's error page and
-    the password form show.
+    :func:`statbox.settings.names.describe`). ``jupyterhub_message`` is what JupyterHub's error
+    page and the password form show.
     """
 
     def __init__(self, key: str, detail: str):
@@ -128,8 +128,8 @@ def checked_username(name: object) -> str:
 def checked_groups(value: object) -> list[str]:
     """A groups claim as a list of strings; anything else (missing, null, a string) is refused.
 
-    Names outside :data:`statbox.settings.names.GROUP_PATTERN` are dropped: they could not name a role
-    or cohort in the settings, whose names are held to that pattern too.
+    Names outside :data:`statbox.settings.names.GROUP_PATTERN` are dropped: they could not name
+    a role or cohort in the settings, whose names are held to that pattern too.
     """
     if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
         raise SignInRefused("groups", f"groups claim is not a list of strings: {describe(value)}")

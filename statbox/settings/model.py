@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from statbox.contract import ACCESS_LEVELS, DATA_URL, ROLE_NAMES
+from statbox.contract import DATA_URL, ROLE_NAMES, AccessLevel
 from statbox.resources import CATALOGS, CURRICULUM, DEFAULT_SETTINGS, resource
 from statbox.settings.names import (
     GROUP_PATTERN,
@@ -85,10 +85,6 @@ class Mode(enum.StrEnum):
     local = "local"
     docker = "docker"
     kubernetes = "kubernetes"
-
-
-AccessLevel = enum.StrEnum("AccessLevel", {level: level for level in ACCESS_LEVELS})  # type: ignore[misc]
-"""A catalog entry's access level (restricted entries also name who may see them)."""
 
 
 class _Model(BaseModel):
@@ -555,7 +551,9 @@ def load_settings(
     # Left at their defaults, the catalog and the curriculum are the folders of that name
     # here when there are any (a checkout, an unpacked bundle), else the ones Statbox ships.
     unset = SHIPPED.keys() - set(given.get("paths") or {})
-    shipped = {key: resource(SHIPPED[key]) for key in unset if not getattr(paths, key).exists()}
+    shipped = {
+        key: resource(SHIPPED[key]).resolve() for key in unset if not getattr(paths, key).exists()
+    }
     if shipped:
         paths = paths.model_copy(update=shipped)
     return LoadedSettings(settings, None if path is None else Path(path), paths)

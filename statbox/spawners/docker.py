@@ -23,7 +23,7 @@ from dockerspawner import DockerSpawner
 from traitlets import Float, Integer, Unicode, default
 
 from statbox.catalog.access import entitled_data_paths
-from statbox.contract import GROUPS_ENV, PROJECT_LABEL, USER_LABEL, escape_username
+from statbox.contract import GROUPS_ENV, PROJECT_LABEL, USER_LABEL, escape_username, is_data_url
 from statbox.spawners.base import StatboxSpawnerMixin, wait_until_listening
 
 HOME = "/home/jovyan"
@@ -102,7 +102,7 @@ class StatboxDockerSpawner(StatboxSpawnerMixin, DockerSpawner):
             read_only[catalog_dir] = catalog_dir
         if os.path.isdir(self.curriculum_path):
             read_only[self.curriculum_path] = self.curriculum_path
-        if "://" in self.data_root:
+        if is_data_url(self.data_root):
             # Object storage: nothing to mount; the data is read with credentials instead.
             return {self.home_volume: {"bind": HOME, "mode": "rw"}}, read_only
         for relative in entitled_data_paths(

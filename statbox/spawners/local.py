@@ -5,13 +5,12 @@ account (``run_as`` when the hub is root, else the hub's own), so users are not 
 each other's files; the docker and kubernetes modes isolate them.
 
 Start-up is kept short in three places (see bench/spawn.py): the server imports less
-(:mod:`statbox.spawners.singleuser`); :meth:`StatboxLocalSpawner.start` returns only once the server's
-port accepts connections, polling every ``ready_poll_interval`` seconds, so the hub's own
-readiness check (exponential back-off, 0.2 s growing to 5 s) succeeds on its first try
+(:mod:`statbox.spawners.singleuser`); :meth:`StatboxLocalSpawner.start` returns only once the
+server's port accepts connections, polling every ``ready_poll_interval`` seconds, so the hub's
+own readiness check (exponential back-off, 0.2 s growing to 5 s) succeeds on its first try
 instead of sleeping past the moment the server came up; and at most ``concurrent_starts``
-servers start at once, the rest queued, so a class logging in together is served in order
-rather than all slowly.
-"""
+servers start at once, the rest queued, so a class logging in together is served in order rather
+than all slowly."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
+import jsonschema
 import pytest
 import yaml
 from traitlets.config import Config, PyFileConfigLoader
@@ -21,6 +22,7 @@ from statbox.configure.hub import configure_hub
 from statbox.configure.runtime import SECRET_ENV, load_runtime
 from statbox.contract import KUBE_USER_LABEL as USER_LABEL
 from statbox.contract import kube_user_label_value as user_label_value
+from statbox.contract.runtime import RuntimeDocument, runtime_schema
 from statbox.identity.auth import StatboxOIDCAuthenticator
 from statbox.settings.model import parse_settings
 
@@ -77,7 +79,8 @@ def test_settings_handed_to_the_hub_are_valid_kubernetes_settings(render, name):
     settings = parse_settings(json.loads(config["statbox.json"]), source=name)
     assert settings.mode.value == "kubernetes"
     runtime = json.loads(config["runtime.json"])
-    assert runtime["settings"] == json.loads(config["statbox.json"])
+    jsonschema.validate(runtime, runtime_schema())  # the contract's runtime document
+    assert RuntimeDocument.model_validate(runtime).settings == json.loads(config["statbox.json"])
     assert config["hub_config.py"] == (CHART_DIR.parent.parent / "hub_config.py").read_text()
     # every role can start a server with an image its role lists
     for role_name, role in settings.roles.items():

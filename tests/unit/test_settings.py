@@ -35,8 +35,8 @@ def test_defaults_need_no_file(tmp_path, monkeypatch):
     # without a file, relative paths resolve against the current directory
     assert loaded.paths.state_dir == tmp_path / ".statbox"
     # ... except a catalog and curriculum that are not there: then the ones Statbox ships
-    assert loaded.paths.catalog == resource("catalogs") / "statbox.yaml"
-    assert loaded.paths.curriculum == resource("curriculum")
+    assert loaded.paths.catalog == (resource("catalogs") / "statbox.yaml").resolve()
+    assert loaded.paths.curriculum == resource("curriculum").resolve()
     assert loaded.paths.catalog.is_file()
     assert (loaded.paths.curriculum / "getting-started" / "course.yaml").is_file()
 
@@ -56,7 +56,7 @@ def test_a_catalog_named_in_the_file_never_falls_back(tmp_path):
     settings.write_text("paths:\n  catalog: elsewhere/statbox.yaml\n")
     loaded = load_settings(settings)
     assert loaded.paths.catalog == tmp_path / "elsewhere" / "statbox.yaml"
-    assert loaded.paths.curriculum == resource("curriculum")
+    assert loaded.paths.curriculum == resource("curriculum").resolve()
 
 
 def test_regional_file_merges_over_defaults():
@@ -74,7 +74,7 @@ def test_regional_file_merges_over_defaults():
     assert s.roles.instructor.users == ["ines"]
     # relative paths resolve against the file's directory, absolute ones stay
     # not set, and no catalogs/ beside the file: the shipped catalog
-    assert loaded.paths.catalog == resource("catalogs") / "statbox.yaml"
+    assert loaded.paths.catalog == (resource("catalogs") / "statbox.yaml").resolve()
     assert loaded.paths.state_dir == Path("/var/lib/statbox")
 
 

@@ -37,8 +37,16 @@ from statbox.catalog.loader import read_catalog
 from statbox.configure.credentials import Credentials, resolve_credentials, secret_problems
 from statbox.configure.hub import GATEWAY_PREFIX
 from statbox.configure.runtime import Hosts, Ports, Runtime, write_runtime
-from statbox.contract import CURRICULUM_ENV, DATA_ROOT_ENV, PROJECT_LABEL, USER_LABEL, DockerNames
+from statbox.contract import (
+    CURRICULUM_ENV,
+    DATA_ROOT_ENV,
+    PROJECT_LABEL,
+    USER_LABEL,
+    DockerNames,
+    is_data_url,
+)
 from statbox.errors import BadInput, EnvironmentProblem, StatboxError
+from statbox.modes.docker.engine import docker_client
 from statbox.resources import COMPOSE, resource
 from statbox.settings.model import LoadedSettings, Settings
 
@@ -247,22 +255,21 @@ class DockerStack:
 
     def prepare(self) -> Runtime:
         """Check everything and write the run's files; create nothing in the engine."""
-        from statbox.modes.docker.engine import docker_client
-
         settings = self.loaded.settings
         paths = self.loaded.paths
         problems = secret_problems(settings, self.state_dir)
         if problems:
             raise BadInput(*problems)
-        if not isinstance(paths.data_root, Path):
+        if is_data_url(paths.data_root):
             raise BadInput(
                 f"paths.data_root: {paths.data_root} is a URL; docker mode mounts each dataset "
                 "from a folder on this host: set paths.data_root to a folder"
             )
+        data_root = Path(paths.data_root)
         for name, path in (
             ("catalog", paths.catalog),
             ("curriculum", paths.curriculum),
-            ("data_root", paths.data_root),
+            ("data_root", data_root),
         ):
             if not path.exists():
                 raise BadInput(
@@ -272,7 +279,7 @@ class DockerStack:
         read_catalog(paths.catalog)
         socket_path = engine_socket()
         for name, path in (("catalog", paths.catalog.parent), ("curriculum", paths.curriculum),
-                           ("data_root", paths.data_root)):  # fmt: skip
+                           ("data_root", data_root)):  # fmt: skip
             if Path(socket_path).resolve().is_relative_to(path.resolve()):
                 raise BadInput(
                     f"paths.{name}: {path} holds the Docker engine's socket; choose a folder "

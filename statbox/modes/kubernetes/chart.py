@@ -3,8 +3,9 @@ gateway's configuration under the dask-gateway chart, and the Helm chart's value
 
 Invariants:
 
-* A user's notebook pods and Dask pods carry one label, :data:`statbox.contract.KUBE_USER_LABEL`, whose value is a
-  hash of the username (:func:`statbox.contract.kube_user_label_value`): never a name another user could choose,
+* A user's notebook pods and Dask pods carry one label,
+  :data:`statbox.contract.KUBE_USER_LABEL`, whose value is a hash of the username
+  (:func:`statbox.contract.kube_user_label_value`): never a name another user could choose,
   so no one can wear someone else's label by picking a username.
 * The ``statbox:`` key of ``helm/statbox/values.schema.json`` is generated from the settings
   model (:func:`helm_values_schema`); a test checks the committed file equals a fresh one.
