@@ -229,6 +229,8 @@ c.Spawner.default_url = "/lab"
 @contextlib.contextmanager
 def docker_hubs(base: Path) -> Iterator[tuple[list[Hub], dict[str, int]]]:
     """Statbox's docker stack and a stock DockerSpawner hub on a private engine; image sizes."""
+    from statbox.modes.docker.names import PROJECT_LABEL, DockerNames
+
     from statbox.modes.docker.images import (
         BY_NAME,
         DEFAULT_CACHE,
@@ -239,7 +241,6 @@ def docker_hubs(base: Path) -> Iterator[tuple[list[Hub], dict[str, int]]]:
         ensure_base,
         ensure_wheelhouse,
     )
-    from statbox.modes.docker.names import PROJECT_LABEL, DockerNames
     from statbox.modes.local.stack import find_proxy
     from tests.docker.conftest import make_test_data
     from tests.docker.engine import PrivateEngine, isolated_network

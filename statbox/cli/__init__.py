@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from statbox import errors
-from statbox.cli.common import EPILOG, add_config_option, load
+from statbox.cli.common import EPILOG, add_config_option, load, settings_file
 from statbox.errors import ExitCode, StatboxError
 from statbox.modes import deployment
 from statbox.settings.model import (
@@ -136,8 +136,9 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    loaded = load_settings(args.file)
-    print(f"{args.file}: valid ({loaded.settings.mode.value} mode)")
+    file = args.file or settings_file(None)
+    loaded = load_settings(file)
+    print(f"{file or '<built-in defaults>'}: valid ({loaded.settings.mode.value} mode)")
     return ExitCode.OK
 
 
@@ -234,8 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
     add("schema", cmd_config_schema, "Print the JSON schema of statbox.yaml.", config_commands)
-    check = add("check", cmd_config_check, "Validate a settings file.", config_commands)
-    check.add_argument("file", metavar="FILE")
+    check = add(
+        "check",
+        cmd_config_check,
+        "Validate a settings file (default: $STATBOX_CONFIG, ./statbox.yaml, else the built-in"
+        " defaults).",
+        config_commands,
+    )
+    check.add_argument("file", metavar="FILE", nargs="?")
     with_config(
         add(
             "show",

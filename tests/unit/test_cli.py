@@ -45,6 +45,16 @@ def test_config_check_reports_every_problem_without_traceback(capsys, tmp_path):
     assert "Traceback" not in err
 
 
+def test_config_check_without_a_file_checks_the_settings_in_effect(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("STATBOX_CONFIG", raising=False)
+    code, out, _ = run(capsys, "config", "check")
+    assert (code, out.strip()) == (0, "<built-in defaults>: valid (local mode)")
+    (tmp_path / "statbox.yaml").write_text("mode: everywhere\n")
+    code, _, err = run(capsys, "config", "check")
+    assert code == 2 and "statbox.yaml" in err and "mode" in err
+
+
 def test_config_check_missing_file(capsys, tmp_path):
     code, _, err = run(capsys, "config", "check", str(tmp_path / "nope.yaml"))
     assert code == 2
