@@ -21,20 +21,19 @@ import hmac
 import json
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from statbox.courses.model import Choice, Exercise, IntegerRange, LoadedCourse, VariantParameter
 from statbox.courses.notebooks import parameters_cell, parse_parameters, source_of
+from statbox.courses.publish import Personalise
 from statbox.errors import BadInput
 from statbox.privatefile import create_private_file
 
 DERIVATION = b"statbox-variant-v1"
 COHORT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 DEFAULT_COHORT = "default"
-
-Personalise = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
 def exercise_id(exercise: Exercise) -> str:

@@ -20,7 +20,6 @@ from typing import Any
 from statbox import errors
 from statbox.cli.common import EPILOG, add_config_option, load, settings_file
 from statbox.errors import ExitCode, StatboxError
-from statbox.modes import deployment
 from statbox.settings.model import (
     DEFAULTS_FILE,
     Mode,
@@ -48,6 +47,8 @@ takes the parsed arguments and returns an exit code, raising StatboxError for er
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from statbox.modes.base import deployment
+
     overrides: dict[str, Any] = {}
     hub: dict[str, Any] = {}
     if args.ip is not None:

@@ -1,4 +1,7 @@
-"""``statbox backup create|restore|verify``."""
+"""``statbox backup create|restore|verify``.
+
+The library is imported when a command runs, never to build the parser.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,6 @@ from typing import Any
 
 from statbox.cli.common import load, settings_file
 from statbox.errors import ExitCode
-from statbox.modes import deployment
-from statbox.ops.backup import create_backup, restore_backup, verify_backup
 
 
 def _state_and_settings(args: argparse.Namespace) -> tuple[Path, Path | None]:
@@ -23,6 +24,8 @@ def _state_and_settings(args: argparse.Namespace) -> tuple[Path, Path | None]:
 
 def cmd_create(args: argparse.Namespace) -> int:
     from statbox.cli.certify import results_store
+    from statbox.modes.base import deployment
+    from statbox.ops.backup import create_backup
 
     # The settings say where the results store is, even when --state-dir says where the state is.
     overrides = (
@@ -44,6 +47,8 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    from statbox.ops.backup import restore_backup
+
     state_dir, settings_file = _state_and_settings(args)
     summary = restore_backup(
         Path(args.backup).resolve(), state_dir, settings_file, replace=args.replace
@@ -59,6 +64,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from statbox.ops.backup import verify_backup
+
     manifest = verify_backup(Path(args.backup))
     docker_part = manifest.get("docker") or {}
     extra = (

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from statbox.cli.common import EPILOG, load
-from statbox.contract import DockerNames
 from statbox.errors import BadInput, ExitCode
 
 HELP = "Certification: grade a cohort, report, issue and verify certificates."
@@ -109,23 +108,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from statbox.certify.collect import LocalHomes
     from statbox.certify.exercise import find_course, load_exercise
-    from statbox.modes.docker.collect import VolumeHomes
-    from statbox.settings.model import Mode
+    from statbox.modes.base import deployment
 
     loaded = _settings(args)
     course = find_course(loaded.paths.curriculum, args.course)
     exercise = load_exercise(course, args.exercise)
-    source: LocalHomes | VolumeHomes
-    if loaded.settings.mode == Mode.docker:
-        from statbox.modes.docker.engine import docker_client
-        from statbox.modes.docker.stack import singleuser_image
-
-        names = DockerNames(loaded.settings.docker.project)
-        source = VolumeHomes(docker_client(), names, singleuser_image(loaded.settings))
-    else:
-        source = LocalHomes(loaded.paths.state_dir / "homes")
+    source = deployment(loaded.settings.mode).homes(loaded, loaded.paths.state_dir)
     result = source.collect(course.id, exercise.exercise.notebook, Path(args.out))
     for line in result.refused:
         print(f"statbox: skipped {line}", file=sys.stderr)

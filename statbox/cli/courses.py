@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from statbox.cli.common import CommandGroup, load
-from statbox.contract import DockerNames, is_data_url
+from statbox.contract import is_data_url
 from statbox.courses.model import (
     COURSE_FILE,
     COURSE_ID_PATTERN,
@@ -194,9 +194,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from statbox.courses.publish import Outcome, Publisher, outside_audience, resolve_trainees
-    from statbox.modes.local.stack import unprivileged_account
-    from statbox.settings.model import Mode
+    from statbox.courses.publish import Outcome, outside_audience, resolve_trainees
+    from statbox.modes.base import deployment
 
     loaded = _settings(args)
     course = load_one(loaded, args.course)
@@ -216,33 +215,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
         from statbox.certify.variants import cohort_secret, make_personaliser
 
         personalise = make_personaliser(course, cohort_secret(state_dir, args.cohort))
-    ledgers = state_dir / "courses" / "published"
-    docker_mode = loaded.settings.mode == Mode.docker
-    if docker_mode:
-        from statbox.modes.docker.engine import docker_client
-        from statbox.modes.docker.stack import singleuser_image
-        from statbox.modes.docker.volumes import VolumePublishing
-
-        names = DockerNames(loaded.settings.docker.project)
-        publisher = Publisher(state_dir / "homes", ledgers)
-        planned = publisher.plan(course, users, personalise)
-        volumes = VolumePublishing(
-            docker_client(), names, singleuser_image(loaded.settings), ledgers
-        )
-        published = volumes.publish(course.id, planned)
-    else:
-        owner = unprivileged_account(loaded.settings.local.run_as)
-        publisher = Publisher(state_dir / "homes", ledgers, owner)
-        published = publisher.publish(course, users, personalise)
+    homes = deployment(loaded.settings.mode).homes(loaded, state_dir)
+    published = homes.publish(course, users, personalise)
     for user in users:
         mine = [p for p in published if p.user == user]
         counts = Counter(p.outcome for p in mine)
         summary = ", ".join(f"{counts[o]} {o.value}" for o in Outcome if counts[o])
-        where = (
-            f"volume {names.home_volume(user)}: courses/{course.id}"
-            if docker_mode
-            else str(state_dir / "homes" / user / "courses" / course.id)
-        )
+        where = homes.where(user, course.id)
         print(f"{user}: {summary}  ({where})")
         for p in mine:
             if p.outcome is Outcome.kept_both:

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from statbox.errors import BadInput, EnvironmentProblem
-from statbox.modes import deployment
+from statbox.modes.base import deployment
 
 FORMAT = 1
 MANIFEST = "manifest.json"

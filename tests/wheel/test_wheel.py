@@ -240,6 +240,10 @@ def test_statbox_is_the_wheel_and_its_resources_are_inside_the_install(venv, scr
 
 
 def test_config_check(venv, workdir, env, scratch):
+    # no file here: the settings in effect are the built-in defaults the wheel carries
+    done = statbox(venv, workdir, env, "config", "check")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "<built-in defaults>: valid (local mode)"
     settings = scratch / "settings" / "statbox.yaml"
     settings.parent.mkdir()
     settings.write_text("hub:\n  name: Statbox from a wheel\nmode: docker\n")
