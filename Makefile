@@ -16,7 +16,7 @@ ARGS ?=
 help:
 	@echo "make up      install what is needed and run Statbox here (Ctrl-C stops it); ARGS='--port 8080'"
 	@echo "make test    install what the tests need and run them all"
-	@echo "make lint    ruff and mypy"
+	@echo "make lint    ruff, mypy and the import contracts (import-linter)"
 	@echo "make bench   run the benchmarks in bench/"
 
 # Debian/Ubuntu packages the sandbox needs, each with the check that says it is there.
@@ -24,11 +24,18 @@ SYSTEM_PACKAGES := 'python3-venv=$(PYTHON) -m ensurepip --version' 'nodejs=comma
 	'npm=command -v npm' 'chromium=test -x /usr/bin/chromium' 'docker.io=command -v dockerd' \
 	'mmdebstrap=command -v mmdebstrap' 'iptables=command -v iptables'
 
+# statbox with the notebook extra: in local mode user servers, kernels and Dask clusters run
+# from this environment (`make up`). Versions as requirements/constraints.txt pins them.
 $(BIN)/statbox: pyproject.toml requirements/constraints.txt
 	@test -n "$(PYTHON)" || { echo "Python >= 3.11 is needed: apt-get install python3 python3-venv"; exit 3; }
 	bash scripts/system-packages.sh $(SYSTEM_PACKAGES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements/constraints.txt -e '.[notebook]'
+	touch $@
+
+# The test extra adds the kubernetes extra and the tools of `make test` and `make lint`.
+$(BIN)/pytest: $(BIN)/statbox
 	$(BIN)/pip install --quiet -c requirements/constraints.txt -e '.[test]'
 	touch $@
 
@@ -39,9 +46,9 @@ $(PROXY): package.json package-lock.json
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(BIN)/statbox $(PROXY)
+install: $(BIN)/statbox $(BIN)/pytest $(PROXY)
 
-up: install
+up: $(BIN)/statbox $(PROXY)
 	$(BIN)/statbox catalog samples --if-missing
 	$(BIN)/statbox up $(ARGS)
 
@@ -52,6 +59,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/python bench/spawn.py $(ARGS)

@@ -29,6 +29,18 @@ from statbox.settings.model import (
     settings_to_yaml,
 )
 
+NOTEBOOK_MODULES = (
+    *("numpy", "pandas", "pyarrow", "fsspec", "dask", "distributed", "dask_gateway"),
+    *("xarray", "zarr", "shapely", "geopandas", "pyproj", "matplotlib", "sklearn"),
+    *("jupyterlab", "jupyter_server", "ipykernel"),
+)
+EXTRA_OF = {
+    **dict.fromkeys(NOTEBOOK_MODULES, "notebook"),
+    **dict.fromkeys(("kubespawner", "kubernetes_asyncio"), "kubernetes"),
+}
+"""Libraries that come with an extra rather than with Statbox itself, by import name: a
+command that needs one says which extra to install instead of failing with a traceback."""
+
 COMMAND_MODULES: tuple[str, ...] = (
     "statbox.cli.catalog",
     "statbox.cli.courses",
@@ -300,6 +312,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
+    except ModuleNotFoundError as exc:
+        extra = EXTRA_OF.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        print(
+            f"statbox: this command needs {exc.name}, from Statbox's {extra!r} extra: install "
+            f"it (pip install 'statbox[{extra}]', or `make install` in a checkout)",
+            file=sys.stderr,
+        )
+        return ExitCode.ENVIRONMENT
 
 
 if __name__ == "__main__":

@@ -199,3 +199,29 @@ def test_the_images_carry_their_extras():
         lock = pins((REPO / "images" / image / "requirements.txt").read_text().splitlines())
         missing = sorted(declared(extra) - set(lock))
         assert not missing, f"images/{image}/requirements.in lacks {extra} packages: {missing}"
+
+
+def test_a_command_missing_an_extra_names_it():
+    """Every module statbox imports from an extra (not core) is in the CLI's table, so a
+    command run without that extra says which one to install instead of a traceback."""
+    from statbox.cli import EXTRA_OF
+
+    imports = statbox_imports()
+    dists = distributions(set(imports), "statbox/")
+    core = declared("core")
+    for extra in ("notebook", "kubernetes"):
+        wanted = {m for m, names in dists.items() if names & declared(extra) and not names & core}
+        assert wanted, extra
+        assert {m: EXTRA_OF.get(m) for m in wanted} == dict.fromkeys(wanted, extra)
+
+
+def test_a_missing_extra_is_one_line_and_exit_3(monkeypatch, capsys):
+    import statbox.cli as cli
+
+    def needs_geopandas(args):
+        raise ModuleNotFoundError("No module named 'geopandas'", name="geopandas")
+
+    monkeypatch.setattr(cli, "cmd_config_defaults", needs_geopandas)
+    assert cli.main(["config", "defaults"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'notebook' extra" in err and "statbox[notebook]" in err
