@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from statbox.errors import EnvironmentProblem
+from statbox.errors import BadInput, EnvironmentProblem
 
 LAUNCHER = Path(__file__).with_name("_sandbox.py")
 
@@ -500,7 +500,6 @@ def backend_class(name: str) -> type[IsolationBackend]:
         name = "sandbox" if SandboxIsolation.unavailable() is None else "rlimits"
     if name not in BACKENDS:
         known = ", ".join(["auto", *BACKENDS])
-        from statbox.errors import BadInput
 
         raise BadInput(f"isolation {name!r} is not a backend (known: {known})")
     module_name, class_name = BACKENDS[name].split(":")

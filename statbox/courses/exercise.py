@@ -19,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from statbox.courses.model import Exercise, LoadedCourse
+from statbox.courses.model import Choice, Exercise, IntegerRange, LoadedCourse
 from statbox.courses.notebooks import notebook_parameters
 from statbox.courses.run import load_module
 
@@ -52,7 +52,6 @@ def score(
 
 def variant_samples(exercise: Exercise, per_parameter: int = 5) -> list[dict[str, Any]]:
     """A few variant assignments to try, one parameter varied at a time."""
-    from statbox.courses.model import Choice, IntegerRange
 
     samples: list[dict[str, Any]] = []
     for name, spec in exercise.variant.items():

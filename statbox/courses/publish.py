@@ -36,6 +36,7 @@ from typing import Any
 from statbox.courses.model import GRADER_DIR, LoadedCourse
 from statbox.courses.notebooks import NotebookProblem, read_notebook
 from statbox.errors import BadInput
+from statbox.identity.roles import groups_for, resolve_role
 from statbox.settings.model import Settings
 from statbox.settings.names import is_valid_username
 
@@ -119,7 +120,6 @@ def resolve_trainees(settings: Settings, targets: Iterable[str]) -> list[str]:
 
 def outside_audience(settings: Settings, loaded: LoadedCourse, users: Iterable[str]) -> list[str]:
     """``user (role)`` for each of ``users`` whose role is not in the course's audience."""
-    from statbox.identity.roles import groups_for, resolve_role
 
     outside = []
     for user in users:

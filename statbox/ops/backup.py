@@ -46,6 +46,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from statbox.certify.store import shown_url, sqlite_file
 from statbox.errors import BadInput, EnvironmentProblem
 from statbox.modes.base import deployment
 
@@ -161,7 +162,6 @@ def _results_store(
     snapshotted into the backup as RESULTS_COPY."""
     if not url:
         return None, frozenset(), []
-    from statbox.certify.store import shown_url, sqlite_file
 
     file = sqlite_file(url)
     entry: dict[str, Any] = {"url": shown_url(url), "path": None, "file": None}

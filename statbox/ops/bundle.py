@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from statbox.errors import EnvironmentProblem, StatboxError
+from statbox.modes.docker.engine import docker_client
+from statbox.modes.docker.stack import images_needed
 from statbox.ops import bundle_install
 from statbox.resources import CHECKOUT, checkout
 
@@ -226,8 +228,6 @@ def _image_ids(options: BundleOptions) -> Iterable[str]:
 def _engine_image(name: str) -> Any:
     import docker
 
-    from statbox.modes.docker.engine import docker_client
-
     try:
         return docker_client().images.get(name)
     except docker.errors.ImageNotFound:
@@ -257,8 +257,6 @@ def _build_images(options: BundleOptions, out: Path) -> None:
     take in the bundle."""
     import gzip
     import tarfile as tarmodule
-
-    from statbox.modes.docker.engine import docker_client
 
     client = docker_client()
     engine = {name: _engine_image(name) for name in options.images}
@@ -465,6 +463,5 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) 
 
 def stack_images(settings: Any) -> list[str]:
     """Every image ``statbox up --mode docker`` needs with these settings."""
-    from statbox.modes.docker.stack import images_needed
 
     return images_needed(settings)

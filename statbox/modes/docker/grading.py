@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 from statbox.certify.isolation import LAUNCHER, IsolationBackend, Job, LeasedUids
 from statbox.contract import CATALOG_ENV, PROJECT_LABEL
 from statbox.errors import EnvironmentProblem
+from statbox.modes.docker.engine import docker_client
 from statbox.modes.docker.stack import IMAGE_PYTHON
 
 DOCKER_LAUNCHER = Path(__file__).with_name("_grading_launch.py")
@@ -118,7 +119,6 @@ class DockerIsolation(LeasedUids, IsolationBackend):
         client: Any = None,
     ):
         super().__init__(uid_base)
-        from statbox.modes.docker.engine import docker_client
 
         self.image = image
         self.client = client or docker_client()
