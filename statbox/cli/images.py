@@ -13,7 +13,7 @@ from statbox.modes.docker.images import (
     BY_NAME,
     DEBIAN_IMAGE,
     DEFAULT_CACHE,
-    IMAGE_PYTHON,
+    IMAGE_PYTHON_VERSION,
     BuildOptions,
     build_images,
     lock_images,
@@ -64,7 +64,7 @@ def register(commands: Any) -> None:
         "lock",
         help="Regenerate images/*/requirements.txt from requirements.in.",
         description="Resolve each image's requirements.in for Python "
-        f"{IMAGE_PYTHON} and write its locked requirements.txt (with hashes).",
+        f"{IMAGE_PYTHON_VERSION} and write its locked requirements.txt (with hashes).",
         epilog=EPILOG,
     )
     lock.add_argument("images", nargs="*", metavar="IMAGE")

@@ -103,6 +103,15 @@ PROJECT_LABEL = "org.statbox.project"
 """Label on every container, network and volume of a stack: its project prefix."""
 USER_LABEL = "org.statbox.user"
 """Label on a user's container and home volume: the JupyterHub username, unescaped."""
+HELPER_LABEL = "org.statbox.helper"
+"""Label on every helper container: what it was started for (``publish``, ``collect``)."""
+GRADING_LABEL = "org.statbox.grading"
+"""Label on every grading container: the run that started it."""
+BACKUP_LABEL = "org.statbox.role"
+"""Label on a backup's helper and temporary database containers (value ``backup-helper``)."""
+IMAGE_INTERPRETER = "/opt/statbox/bin/python"
+"""The interpreter of every Statbox image (hub, gateway, single-user): Statbox is installed
+in its environment."""
 
 _SAFE = frozenset(string.ascii_lowercase + string.digits)
 

@@ -27,11 +27,9 @@ from typing import Any
 import docker
 import pytest
 
-from statbox.contract import PROJECT_LABEL, USER_LABEL, DockerNames
+from statbox.contract import GRADING_LABEL, HELPER_LABEL, PROJECT_LABEL, USER_LABEL, DockerNames
 from statbox.courses.model import load_course
 from statbox.courses.publish import material
-from statbox.modes.docker.grading import GRADING_LABEL
-from statbox.modes.docker.volumes import HELPER_LABEL
 from tests.certify.conftest import SAMPLE, write_secret
 from tests.certify.sampledata import write_sample_data
 from tests.conftest import REPO

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from statbox.configure.runtime import SECRET_ENV
-from statbox.contract import PROJECT_LABEL, USER_LABEL, DockerNames
+from statbox.contract import BACKUP_LABEL, PROJECT_LABEL, USER_LABEL, DockerNames
 from statbox.errors import BadInput, EnvironmentProblem, StatboxError
 from statbox.modes.docker.engine import run_helper
 
@@ -135,7 +135,7 @@ def _run_helper(
         "user": "0",
         "network_mode": "none",
         "volumes": volumes,
-        "labels": {**target.labels, "org.statbox.role": "backup-helper"},
+        "labels": {**target.labels, BACKUP_LABEL: "backup-helper"},
     }
     run = run_helper(target.client, config, b"", timeout=HELPER_TIMEOUT)
     code, log = run.code, run.stdout + run.stderr
@@ -159,7 +159,7 @@ def _temporary_database(
         environment={"POSTGRES_PASSWORD": password},
         network_mode="none",
         volumes={target.names.db_volume: {"bind": PGDATA, "mode": "rw"}, **(extra_binds or {})},
-        labels={**target.labels, "org.statbox.role": "backup-helper"},
+        labels={**target.labels, BACKUP_LABEL: "backup-helper"},
     )
     try:
         container.start()

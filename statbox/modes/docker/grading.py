@@ -34,14 +34,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from statbox.certify.isolation import LAUNCHER, IsolationBackend, Job, LeasedUids
-from statbox.contract import CATALOG_ENV, PROJECT_LABEL
+from statbox.contract import CATALOG_ENV, GRADING_LABEL, IMAGE_INTERPRETER, PROJECT_LABEL
 from statbox.errors import EnvironmentProblem
 from statbox.modes.docker.engine import docker_client
-from statbox.modes.docker.stack import IMAGE_PYTHON
 
 DOCKER_LAUNCHER = Path(__file__).with_name("_grading_launch.py")
-GRADING_LABEL = "org.statbox.grading"
-"""Label on every grading container: the run that started it."""
 SANDBOX_IN_CONTAINER = "/opt/statbox-grader/sandbox.py"
 IMAGE_PATH = "/opt/statbox/bin:/usr/local/bin:/usr/bin:/bin"
 DEFAULT_IMAGE = "statbox/singleuser:latest"
@@ -158,13 +155,13 @@ class DockerIsolation(LeasedUids, IsolationBackend):
 
     def kernel_command(self, job: Job, argv: list[str]) -> list[str]:
         uid, gid = self._ids(job)
-        kernel = [IMAGE_PYTHON, *argv[1:]]  # the image's interpreter, not this host's
+        kernel = [IMAGE_INTERPRETER, *argv[1:]]  # the image's interpreter, not this host's
         env = {**job.env, "PATH": IMAGE_PATH}
         limits = in_container_limits(job.limits.rlimits())
         spec = self._spec(job, kernel, namespaces=False, limits=limits, env=env)
         # The launcher in the container reads it as the kernel's uid.
         self.own_for_kernel(job, spec, 0o400)
-        command = [IMAGE_PYTHON, "-I", "-S", SANDBOX_IN_CONTAINER, str(spec)]
+        command = [IMAGE_INTERPRETER, "-I", "-S", SANDBOX_IN_CONTAINER, str(spec)]
         config = container_config(job, self.image, uid, gid, command, self.labels)
         container_id = str(self.client.containers.create(**config).id)
         with self._lock:

@@ -40,6 +40,7 @@ from statbox.configure.runtime import Hosts, Ports, Runtime, write_runtime
 from statbox.contract import (
     CURRICULUM_ENV,
     DATA_ROOT_ENV,
+    IMAGE_INTERPRETER,
     PROJECT_LABEL,
     USER_LABEL,
     DockerNames,
@@ -52,8 +53,6 @@ from statbox.settings.model import LoadedSettings, Settings
 
 COMPOSE_FILE = resource(COMPOSE)
 
-IMAGE_PYTHON = "/opt/statbox/bin/python"
-"""The interpreter of every Statbox image (hub, gateway, single-user)."""
 
 DOCKER_PORTS = Ports(
     public=8000, hub_api=8081, proxy_api=8001, gateway_api=8010, gateway_http=8000, gateway_tcp=8786
@@ -323,7 +322,7 @@ class DockerStack:
             paths=paths,
             ports=DOCKER_PORTS,
             proxy_command=["configurable-http-proxy"],
-            python=IMAGE_PYTHON,
+            python=IMAGE_INTERPRETER,
             run_as=None,
             secrets=dict(self.credentials.values),
             hosts=Hosts(

@@ -34,7 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import statbox
-from statbox.contract import PROJECT_LABEL, USER_LABEL
+from statbox.contract import HELPER_LABEL, IMAGE_INTERPRETER, PROJECT_LABEL, USER_LABEL
 from statbox.courses.publish import Outcome, Published, Publisher
 from statbox.errors import BadInput, EnvironmentProblem
 from statbox.modes.docker.engine import run_helper, stderr_tail
@@ -49,9 +49,6 @@ PAYLOAD = "/tmp/statbox-helper"
 """Where a helper container finds its plan and statbox's code (its own writable layer)."""
 HOME = "/home/jovyan"
 JOVYAN = 1000
-IMAGE_PYTHON = "/opt/statbox/bin/python"
-HELPER_LABEL = "org.statbox.helper"
-"""Label on every helper container: what it was started for (``publish``, ``collect``)."""
 RESULT_MARK = "statbox-helper-result: "
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 PACKAGE = Path(statbox.__file__).resolve().parent
@@ -97,7 +94,7 @@ def helper_command(module: str) -> list[str]:
         f"import sys; sys.path.insert(0, {PAYLOAD + '/src'!r}); "
         f"from {module} import main; sys.exit(main())"
     )
-    return [IMAGE_PYTHON, "-I", "-B", "-c", code]
+    return [IMAGE_INTERPRETER, "-I", "-B", "-c", code]
 
 
 def package_sources() -> Iterable[tuple[str, bytes]]:
