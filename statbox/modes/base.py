@@ -95,9 +95,10 @@ class Deployment:
         )
 
     def prepared(self, stack: Stack) -> list[str]:
-        """``statbox up --prepare``: after ``stack.prepare()``, write what running the stack
-        by other means needs; the lines to print."""
-        raise BadInput(f"--prepare: docker mode has it; mode is {self.name!r}")
+        """``statbox up --prepare`` (only where :attr:`prepare_only`): after
+        ``stack.prepare()``, write what running the stack by other means needs; the lines to
+        print."""
+        raise NotImplementedError(self.name)
 
     def homes(self, loaded: LoadedSettings, state_dir: Path) -> Homes:
         """Users' homes, for ``statbox course publish`` and ``statbox certify collect``."""
@@ -129,7 +130,12 @@ class Deployment:
     ) -> tuple[T, list[str]]:
         """Bring back this mode's parts of ``backup``, then the state (``restore_state()``);
         returns its result and the volumes made anew. Nothing changes when a check fails."""
+        self.check_restore(state_dir)
         return restore_state(), []
+
+    def check_restore(self, state_dir: Path) -> None:
+        """Raise when the state directory must not be replaced now (default: nothing to
+        check)."""
 
 
 def deployment(name: str) -> Deployment:

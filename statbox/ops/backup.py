@@ -48,7 +48,7 @@ from typing import Any
 
 from statbox.certify.store import shown_url, sqlite_file
 from statbox.errors import BadInput, EnvironmentProblem
-from statbox.modes.base import deployment
+from statbox.modes.base import Deployment, deployment
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -288,10 +288,15 @@ def verify_backup(backup: Path) -> dict[str, Any]:
     if not problems:
         problems.extend(_unsafe_members(backup / STATE_ARCHIVE))
     if not problems:
-        problems.extend(deployment(manifest.get("mode", "local")).backup_problems(backup, manifest))
+        problems.extend(_deployment_of(manifest).backup_problems(backup, manifest))
     if problems:
         raise BadInput(*problems)
     return manifest
+
+
+def _deployment_of(manifest: dict[str, Any]) -> Deployment:
+    """The deployment mode a backup was made in (its manifest's ``mode``)."""
+    return deployment(manifest.get("mode", "local"))
 
 
 def _results_entry_problems(manifest: dict[str, Any], manifest_path: Path) -> list[str]:
@@ -419,7 +424,7 @@ def restore_backup(
         manifest = verify_backup(backup)
     except BadInput as refused:
         raise BadInput(*refused.messages, "nothing was restored") from None
-    (moved, store), volumes = deployment(manifest.get("mode", "local")).restore(
+    (moved, store), volumes = _deployment_of(manifest).restore(
         backup,
         manifest,
         state_dir,

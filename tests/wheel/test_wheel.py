@@ -289,3 +289,19 @@ def test_up_docker_prepare_fails_only_for_want_of_an_engine(samples, venv, workd
     assert "Docker engine" in lines[0], lines[0]
     for not_about in ("compose", "resources", "No such file", "does not exist"):
         assert not_about not in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["images", "build"], ["images", "lock"], ["bundle", "create", "--out", "bundle.tar"]],
+    ids=["images-build", "images-lock", "bundle-create"],
+)
+def test_building_from_source_says_it_needs_a_checkout(venv, workdir, env, command):
+    """Images and bundles are built from the checkout's images/ and requirements/: from an
+    installed wheel the command says so (exit 3, one line) and writes nothing here."""
+    before = set(workdir.iterdir())
+    done = statbox(venv, workdir, env, *command)
+    assert done.returncode == 3, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "needs a Statbox source checkout" in lines[0], done.stderr
+    assert set(workdir.iterdir()) == before

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from statbox.errors import EnvironmentProblem
 from statbox.modes.base import Deployment, FolderHomes, Homes, Stack
@@ -23,19 +22,10 @@ class LocalDeployment(Deployment):
     def homes(self, loaded: LoadedSettings, state_dir: Path) -> Homes:
         return FolderHomes(state_dir, unprivileged_account(loaded.settings.local.run_as))
 
-    def restore(
-        self,
-        backup: Path,
-        manifest: dict[str, Any],
-        state_dir: Path,
-        restore_state: Callable[[], T],
-        replace: bool = False,
-        client: Any = None,
-    ) -> tuple[T, list[str]]:
+    def check_restore(self, state_dir: Path) -> None:
         pid = hub_running(state_dir)
         if pid is not None:
             raise EnvironmentProblem(
                 f"a hub (pid {pid}) is using {state_dir}: stop it (Ctrl-C on `statbox up`) "
                 "and run the restore again"
             )
-        return restore_state(), []
