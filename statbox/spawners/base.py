@@ -14,6 +14,7 @@ from typing import Any
 from traitlets import Instance, Unicode
 from traitlets.config import Configurable
 
+from statbox.catalog.access import RoleAccess, role_access_environment
 from statbox.contract import CATALOG_ENV, CURRICULUM_ENV, DATA_ROOT_ENV, GROUPS_ENV, ROLE_ENV
 from statbox.identity.roles import resolve_role
 from statbox.settings.model import Role, Settings
@@ -46,7 +47,6 @@ class StatboxSpawnerMixin(Configurable):
         """Environment every user server gets, on top of the spawner's own: where the
         catalog, data and courses are, and the role, groups and data access that
         ``statbox.catalog.open_catalog()`` filters by (the server has no settings file)."""
-        from statbox.catalog.access import RoleAccess, role_access_environment
 
         user: Any = self.user  # type: ignore[attr-defined]
         return {
