@@ -22,7 +22,8 @@ help:
 # Debian/Ubuntu packages the sandbox needs, each with the check that says it is there.
 SYSTEM_PACKAGES := 'python3-venv=$(PYTHON) -m ensurepip --version' 'nodejs=command -v node' \
 	'npm=command -v npm' 'chromium=test -x /usr/bin/chromium' 'docker.io=command -v dockerd' \
-	'mmdebstrap=command -v mmdebstrap' 'iptables=command -v iptables'
+	'mmdebstrap=command -v mmdebstrap' 'iptables=command -v iptables' \
+	'bubblewrap=command -v bwrap' 'util-linux=command -v setpriv'
 
 # statbox with the notebook extra: in local mode user servers, kernels and Dask clusters run
 # from this environment (`make up`). Versions as requirements/constraints.txt pins them.
