@@ -196,8 +196,18 @@ class Sandbox:
             mounts.append(
                 (dest, ["--size", str(int(size)), "--perms", "1777", "--tmpfs", str(dest)])
             )
+        # The folders leading to each destination are made traversable (0755) whatever the
+        # caller's umask: bubblewrap would make them with it, and a hub started with umask
+        # 077 would give users a home they cannot reach.
+        parents = {
+            parent
+            for destination, _ in mounts
+            for parent in destination.parents
+            if parent != Path("/") and not any(parent.is_relative_to(p) for p in self.system)
+        }
+        mounts += [(parent, ["--perms", "0755", "--dir", str(parent)]) for parent in parents]
         # A bind hides what was mounted under its destination before it: outer first.
-        for _, mount in sorted(mounts, key=lambda m: len(m[0].parts)):
+        for _, mount in sorted(mounts, key=lambda m: (len(m[0].parts), m[1][0] != "--perms")):
             args += mount
         args += ["--clearenv", "--chdir", str(self.cwd)]
         for key, value in self.env.items():
