@@ -32,7 +32,9 @@ from typing import Any, TextIO
 import nbformat
 from nbformat import NotebookNode
 
+from statbox.catalog.access import RoleAccess
 from statbox.certify.dask import DaskExecutor
+from statbox.certify.data import grading_data
 from statbox.certify.execution import Execution
 from statbox.certify.executor import LocalExecutor
 from statbox.certify.exercise import GradedExercise, find_course, load_exercise
@@ -73,6 +75,8 @@ class GradingSetup:
     isolation_options: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the isolation backend beyond ``uid_base`` (docker: the image
     and the project)."""
+    access: dict[str, RoleAccess] | None = None
+    """What each role may read, from the settings (None: the built-in defaults)."""
 
 
 @dataclass
@@ -228,6 +232,9 @@ def run(
                 uid_base=setup.uid_base, **setup.isolation_options
             )
             backend_name = backend.describe()
+            data = grading_data(
+                exercise.loaded.course, setup.catalog, setup.data_root, setup.access
+            )
             hidden = [
                 setup.curriculum,
                 exercise.loaded.directory,
@@ -244,6 +251,8 @@ def run(
                 data_root=setup.data_root,
                 catalog=setup.catalog,
                 inputs=exercise.inputs(),
+                datasets=data.datasets,
+                catalog_text=data.catalog_text if backend.isolates_files else None,
             )
     pipeline = Pipeline(
         exercise,
@@ -289,8 +298,12 @@ def run(
 
 
 def _write_notebook(path: Path, nb: NotebookNode) -> None:
+    # 0600: a graded notebook holds a trainee's working code, for the instructor only
     temporary = path.with_suffix(".ipynb.tmp")
-    nbformat.write(nb, str(temporary))
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        nbformat.write(nb, handle)
+    os.chmod(temporary, 0o600)  # an older file of the same name kept its mode
     os.replace(temporary, path)
 
 

@@ -55,7 +55,7 @@ certify:
   memory: 400M
   processes: 64
 paths:
-  catalog: {repo}/catalogs/statbox.yaml
+  catalog: {repo}/tests/fixtures/catalogs/shop.yaml
   curriculum: {repo}/tests/fixtures/courses
   data_root: {root}/data
   state_dir: {root}/state
