@@ -20,9 +20,12 @@ from dask_gateway_server.backends.local import LocalBackend
 from dask_gateway_server.models import User
 from dask_gateway_server.options import Float, Integer, Options
 
+from statbox.catalog.access import entitled_data_paths
 from statbox.configure.hub import GATEWAY_PREFIX, GATEWAY_SERVICE
 from statbox.configure.runtime import Runtime
+from statbox.contract import is_data_url
 from statbox.identity.roles import role_settings
+from statbox.sandbox.accounts import registry_path
 from statbox.settings.model import Mode, Role, Settings
 
 GIB = 1024**3
@@ -113,8 +116,8 @@ def configure_gateway(c: Any, rt: Runtime) -> None:
     # Without the service name, JupyterHubAuthenticator accepts any hub token.
     c.JupyterHubAuthenticator.jupyterhub_service_name = GATEWAY_SERVICE
 
-    # Unsafe by upstream's name: clusters run as the gateway's account, which `statbox up`
-    # makes the unprivileged run_as account when started as root.
+    # Unsafe by upstream's name: clusters run as the gateway's account. Local mode replaces
+    # it below (_configure_local_gateway), docker mode too.
     c.DaskGateway.backend_class = "dask_gateway_server.backends.local.UnsafeLocalBackend"
     c.LocalBackend.clusters_directory = str(state / "clusters")
     c.DBBackendBase.db_url = f"sqlite:///{state / 'gateway.sqlite'}"
@@ -130,6 +133,28 @@ def configure_gateway(c: Any, rt: Runtime) -> None:
     c.Backend.cluster_options = cluster_options_for(rt.settings)
     if rt.settings.mode is Mode.docker:
         _configure_docker_gateway(c, rt)
+    if rt.settings.mode is Mode.local:
+        _configure_local_gateway(c, rt)
+
+
+def _configure_local_gateway(c: Any, rt: Runtime) -> None:
+    """Local mode: each user's clusters in their own sandbox, under the uid their server has,
+    in a control group per cluster, seeing the datasets their role is entitled to
+    (statbox.spawners.local_dask)."""
+    c.DaskGateway.backend_class = "statbox.spawners.local_dask.SandboxedLocalBackend"
+    c.SandboxedLocalBackend.uid_registry = str(registry_path(rt.paths.state_dir))
+    # one tree per stack (named for the hub's port, as the servers' tree)
+    c.SandboxedLocalBackend.cgroup_tree = f"statbox-dask-{rt.ports.public}"
+    settings, catalog, data_root = rt.settings, rt.paths.catalog, str(rt.paths.data_root)
+
+    def data_paths(user: Any) -> dict[str, Any]:
+        if is_data_url(data_root):
+            return {}
+        role, _ = role_settings(settings, user.name, user.groups)
+        relative = entitled_data_paths(settings, role, list(user.groups), catalog)
+        return {"data_paths": [os.path.join(data_root, p) for p in relative]}
+
+    c.Backend.cluster_options = cluster_options_for(settings, per_user=data_paths)
 
 
 DOCKER_GATEWAY_STATE = "/var/lib/dask-gateway"

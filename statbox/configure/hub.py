@@ -170,7 +170,10 @@ def _configure_spawner(c: Any, rt: Runtime) -> None:
     c.StatboxSpawnerMixin.curriculum_path = str(rt.paths.curriculum)
     c.StatboxSpawnerMixin.data_root = str(rt.paths.data_root)
     c.StatboxLocalSpawner.home_root = str(rt.paths.state_dir / "homes")
-    c.StatboxLocalSpawner.run_as = rt.run_as or ""
+    # Local mode: a uid per user and a control group per server (statbox.spawners.local);
+    # the tree is named for the hub's port, so two stacks on one machine never share one.
+    c.StatboxLocalSpawner.state_dir = str(rt.paths.state_dir)
+    c.StatboxLocalSpawner.cgroup_tree = f"statbox-servers-{rt.ports.public}"
     # zero-to-jupyterhub sets KubeSpawner.environment (from singleuser.extraEnv), which
     # shadows Spawner.environment: the Kubernetes spawner adds the gateway's on top itself.
     c.StatboxKubeSpawner.gateway_environment = gateway_client_environment(rt)

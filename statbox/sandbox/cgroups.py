@@ -105,6 +105,27 @@ class CgroupTree:
             return None
         return Cgroup(self.version, directories)
 
+    def within(self, group: Cgroup) -> CgroupTree:
+        """The groups inside ``group`` as a tree of their own (a cluster's scheduler and
+        workers inside the cluster's group: the cluster's caps hold for all of them)."""
+        if self.version == 2:
+            enable = " ".join(f"+{c}" for c in self.bases)
+            with contextlib.suppress(OSError):
+                (next(iter(group.directories.values())) / "cgroup.subtree_control").write_text(
+                    enable
+                )
+        return CgroupTree(self.version, dict(group.directories))
+
+    def clear(self) -> None:
+        """Kill and remove every group in the tree (nested ones first), then the tree."""
+        relative: set[Path] = set()
+        for base in set(self.bases.values()):
+            with contextlib.suppress(OSError):
+                relative.update(p.relative_to(base) for p in base.rglob("*") if p.is_dir())
+        for name in sorted(relative, key=lambda p: -len(p.parts)):
+            Cgroup(self.version, {c: b / name for c, b in self.bases.items()}).remove()
+        self.remove()
+
     def remove(self) -> None:
         """Remove the tree's folders if no group is left in them."""
         for base in set(self.bases.values()):

@@ -37,6 +37,7 @@ from statbox.configure.hub import GATEWAY_PREFIX
 from statbox.configure.runtime import RUNTIME_ENV, Ports, Runtime, write_runtime
 from statbox.errors import BadInput, EnvironmentProblem, StatboxError
 from statbox.resources import resource
+from statbox.sandbox import CgroupTree
 from statbox.settings.model import LoadedSettings
 
 HUB_CONFIG = resource(resources.HUB_CONFIG)
@@ -187,29 +188,20 @@ class LocalStack:
                 raise BadInput(
                     f"paths.{name}: {path} does not exist: create it, or set paths.{name}"
                 )
-        account = unprivileged_account(settings.local.run_as)
-        # The state directory may not exist yet: what will hold it must be reachable.
-        state_holder = next(p for p in (paths.state_dir, *paths.state_dir.parents) if p.exists())
-        check_account_can_run(
-            account, sys.executable, [state_holder, paths.catalog.parent, paths.curriculum]
-        )
-
         run_dir = self.state_dir / "run"
         gateway_dir = self.state_dir / "gateway"
-        # run_as reaches homes/<user> and run/runtime.json, and owns gateway/; the rest
-        # (hub database, secrets, logs) is the operator's alone.
+        # Users reach only what their sandbox binds (statbox.spawners.local): their home and
+        # their catalog. The hub database, secrets, logs, the gateway's state and the uid
+        # registry are root's alone; run/runtime.json holds no secret.
         for directory, mode in (
-            (self.state_dir, 0o755),
+            (self.state_dir, 0o711),
             (run_dir, 0o755),
-            (self.state_dir / "homes", 0o755),
+            (self.state_dir / "homes", 0o711),
             (self.state_dir / "logs", 0o700),
             (gateway_dir, 0o700),
         ):
             directory.mkdir(parents=True, exist_ok=True)
             directory.chmod(mode)
-        if account is not None:
-            for path in (gateway_dir, *gateway_dir.rglob("*")):
-                os.chown(path, account.pw_uid, account.pw_gid)
 
         self.credentials = resolve_credentials(settings, self.state_dir)
         ports = Ports(
@@ -226,7 +218,7 @@ class LocalStack:
             ports=ports,
             proxy_command=proxy,
             python=sys.executable,
-            run_as=account.pw_name if account else None,
+            run_as=None,
             secrets=dict(self.credentials.values),
         )
         write_runtime(run_dir / "runtime.json", self.runtime)
@@ -274,14 +266,13 @@ class LocalStack:
 
     def _start_gateway(self) -> None:
         assert self.runtime is not None
-        account = unprivileged_account(self.loaded.settings.local.run_as)
-        kwargs: dict[str, Any] = {"cwd": str(self.state_dir / "gateway")}
-        if account is not None:
-            kwargs.update(user=account.pw_uid, group=account.pw_gid, extra_groups=[])
+        # As root: it starts each user's clusters under their uid, in their sandbox, and
+        # caps itself in a control group of its own (statbox.spawners.local_dask).
         proc = self._spawn(
             "gateway",
             [self.runtime.python, "-m", "dask_gateway_server", "-f", str(GATEWAY_CONFIG)],
-            **kwargs,
+            cwd=str(self.state_dir / "gateway"),
+            umask=0o077,
         )
         url = f"{self.runtime.gateway_url}{GATEWAY_PREFIX}/api/health"
         self._wait_for(url, proc, "gateway")
@@ -352,10 +343,25 @@ class LocalStack:
             with contextlib.suppress(psutil.NoSuchProcess):
                 survivor.kill()
         psutil.wait_procs(leftovers, timeout=5)
+        self.clear_control_groups()
         for log in self._logs:
             log.close()
         self._logs.clear()
         self.processes.clear()
+
+    def clear_control_groups(self) -> None:
+        """Kill what is left in the stack's control groups (servers', clusters', the
+        gateway's): a process a user detached, reparented away from the hub, is still in
+        one of them."""
+        if self.runtime is None or os.geteuid() != 0:
+            return
+        for tree_name in (
+            f"statbox-servers-{self.runtime.ports.public}",
+            f"statbox-dask-{self.runtime.ports.public}",
+        ):
+            tree = CgroupTree.detect(tree_name)
+            if tree is not None:
+                tree.clear()
 
     def wait(self) -> str:
         """Block until the hub or gateway exits; return the name of the one that did."""
