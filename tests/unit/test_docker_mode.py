@@ -69,7 +69,13 @@ def test_docker_hub_config(docker_runtime):
     )
     assert c.Spawner.cmd is None
     spawner = c.StatboxDockerSpawner
-    assert spawner.network_name == "kigali-private"
+    # Each user alone on a network of their own, with the hub and the gateway only.
+    assert "network_name" not in spawner
+    assert spawner.user_network_prefix == "kigali-net-"
+    assert spawner.shared_containers == ["kigali-hub", "kigali-gateway"]
+    # Pid files on the hub container's tmpfs: none survives into the next start.
+    assert c.ConfigurableHTTPProxy.pid_file == "/run/statbox/proxy.pid"
+    assert c.JupyterHub.pid_file == "/run/statbox/jupyterhub.pid"
     assert spawner.home_volume_prefix == "kigali-home-"
     assert spawner.pids_limit == 512
     assert spawner.remove is True
@@ -227,6 +233,9 @@ PATH_VARIABLES = [
     "STATBOX_CURRICULUM",
     "STATBOX_DATA_ROOT",
     "STATBOX_DOCKER_SOCKET",
+    "STATBOX_DASK_CGROUP_MEMORY",
+    "STATBOX_DASK_CGROUP_PIDS",
+    "STATBOX_DASK_CGROUP_CPU",
 ]
 TOKEN_VARIABLES = [
     "STATBOX_HUB_IMAGE",
@@ -251,8 +260,19 @@ def test_compose_file_as_statbox_runs_it():
     assert [s.key for s in stack.services] == ["db", "gateway", "hub"]
     by_key = {s.key: s for s in stack.services}
     assert by_key["hub"].ports == {"8000/tcp": ("127.0.0.1", 8000)}
-    assert by_key["hub"].networks == ["kigali-private", "kigali-public"]
+    # The database on a network of its own with the hub: user networks never reach it.
+    assert by_key["hub"].networks == ["kigali-private", "kigali-db", "kigali-public"]
+    assert by_key["db"].networks == ["kigali-db"]
+    assert by_key["gateway"].networks == ["kigali-private"]
     assert stack.networks["private"]["internal"] is True
+    assert stack.networks["db"]["internal"] is True
+    # The gateway capped, without swap beyond its memory; its clusters' groups bound in.
+    gateway = by_key["gateway"].host_config
+    assert gateway["mem_limit"] == gateway["memswap_limit"] == "1g"
+    assert gateway["pids_limit"] == 512 and gateway["nano_cpus"] == 10**9
+    assert "/srv/statbox_dask_cgroup_pids:/run/statbox/cgroup/pids" in by_key["gateway"].binds
+    # The hub's pid files on a tmpfs, new at every start.
+    assert "/run/statbox" in by_key["hub"].host_config["tmpfs"]
     # Only the hub holds the engine's socket.
     for key, service in by_key.items():
         holds = any(b.startswith("/srv/statbox_docker_socket:") for b in service.binds)
@@ -264,9 +284,9 @@ def test_compose_file_as_statbox_runs_it():
 
 def test_compose_file_unpublished_has_no_public_network_or_ports():
     stack = parse_compose(COMPOSE_FILE.read_text(), VARIABLES, publish=False)
-    assert set(stack.networks) == {"private"}
+    assert set(stack.networks) == {"private", "db"}
     hub = next(s for s in stack.services if s.key == "hub")
-    assert hub.ports == {} and hub.networks == ["kigali-private"]
+    assert hub.ports == {} and hub.networks == ["kigali-private", "kigali-db"]
 
 
 @pytest.mark.parametrize("path", COMPOSE_INVALID, ids=[p.stem for p in COMPOSE_INVALID])
