@@ -534,8 +534,10 @@ class DockerStack:
                 network.connect(service.name)
 
     def container_ip(self, name: str) -> str:
-        container = self.client.containers.get(name)
-        return str(container.attrs["NetworkSettings"]["Networks"][self.names.network]["IPAddress"])
+        """The container's address on the private network (the database's: on its own)."""
+        networks = self.client.containers.get(name).attrs["NetworkSettings"]["Networks"]
+        network = networks.get(self.names.network) or networks[self.names.db_network]
+        return str(network["IPAddress"])
 
     @property
     def url(self) -> str:
