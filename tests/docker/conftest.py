@@ -185,23 +185,27 @@ def stack(engine: PrivateEngine, images: Any) -> Iterator[RunningStack]:
     root = Path(tempfile.mkdtemp(prefix="statbox-docker-"))
     make_test_data(root)
     private = free_subnet()
-    users = free_subnet(exclude=(private,))
+    db = free_subnet(exclude=(private,))
+    users = free_subnet(exclude=(private, db))
     config = root / "statbox.yaml"
     config.write_text(SETTINGS.format(project=project, root=root, repo=REPO, user_subnets=users))
     env = stack_env(engine)
     log = root / "statbox-up.log"
     try:
         with forwarding_dropped(users):
-            yield from _run_stack(engine, project, names, root, config, env, log, private)
+            yield from _run_stack(engine, project, names, root, config, env, log, (private, db))
     finally:
         for volume in engine.client.volumes.list(filters={"label": f"{PROJECT_LABEL}={project}"}):
             volume.remove(force=True)
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _run_stack(engine, project, names, root, config, env, log, subnet) -> Iterator[RunningStack]:
+def _run_stack(engine, project, names, root, config, env, log, subnets) -> Iterator[RunningStack]:
     labels = {PROJECT_LABEL: project}
-    with isolated_network(engine.client, names.network, labels, subnet) as network:
+    with (
+        isolated_network(engine.client, names.network, labels, subnets[0]) as network,
+        isolated_network(engine.client, names.db_network, labels, subnets[1]),
+    ):
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "statbox.cli", "up", "--config", str(config)],
@@ -233,7 +237,7 @@ def _run_stack(engine, project, names, root, config, env, log, subnet) -> Iterat
                 for n in engine.client.networks.list(
                     filters={"label": f"{PROJECT_LABEL}={project}"}
                 )
-                if n.name != names.network
+                if n.name not in (names.network, names.db_network)
             ]
             for net in networks:
                 net.remove()
