@@ -328,3 +328,46 @@ def test_cluster_files_go_to_the_users_uid_and_nothing_else(tmp_path, monkeypatc
         str(workdir / ".certs" / "dask.pem"),
     }
     assert {u for _, u in changed} == {uid}
+
+
+def test_clusters_are_never_started_uncapped_when_caps_are_configured(tmp_path):
+    backend = PerUserAccountBackend(
+        clusters_directory=str(tmp_path / "clusters"), cgroup_root=str(tmp_path / "absent")
+    )
+    cluster = SimpleNamespace(
+        name="c1", config=SimpleNamespace(worker_memory=2**29, worker_cores=1)
+    )
+    with pytest.raises(RuntimeError, match="not started uncapped"):
+        backend._group_for(cluster, "worker-w1")
+
+
+def test_each_dask_process_gets_a_group_sized_as_asked(tmp_path):
+    # Plain folders stand in for the cgroup folders compose.yaml binds into the gateway.
+    root = tmp_path / "cgroup"
+    for controller in ("memory", "pids", "cpu"):
+        (root / controller).mkdir(parents=True)
+        (root / controller / "cgroup.procs").write_text("")
+    for name in ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes"):
+        (root / "memory" / "c1-worker-w1").mkdir(exist_ok=True)
+        (root / "memory" / "c1-worker-w1" / name).write_text("")
+    (root / "pids" / "c1-worker-w1").mkdir()
+    (root / "pids" / "c1-worker-w1" / "pids.max").write_text("")
+    backend = PerUserAccountBackend(
+        clusters_directory=str(tmp_path / "clusters"), cgroup_root=str(root), process_cap=300
+    )
+    config = SimpleNamespace(worker_memory=2**29, worker_cores=1)
+    group = backend._group_for(SimpleNamespace(name="c1", config=config), "worker-w1")
+    assert group is not None and group.version == 1
+    assert (root / "memory" / "c1-worker-w1" / "memory.limit_in_bytes").read_text() == str(2**29)
+    # Memory and swap together: no swap beyond the memory cap.
+    assert (root / "memory" / "c1-worker-w1" / "memory.memsw.limit_in_bytes").read_text() == str(
+        2**29
+    )
+    assert (root / "pids" / "c1-worker-w1" / "pids.max").read_text() == "300"
+
+
+def test_docker_gateway_caps_clusters(docker_runtime):
+    c = Config()
+    configure_gateway(c, docker_runtime)
+    assert c.PerUserAccountBackend.cgroup_root == "/run/statbox/cgroup"
+    assert c.PerUserAccountBackend.process_cap == 512
