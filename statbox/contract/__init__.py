@@ -145,6 +145,19 @@ class DockerNames:
         return f"{self.project}-public"
 
     @property
+    def db_network(self) -> str:
+        """The internal network of the database and the hub, and of nothing else."""
+        return f"{self.project}-db"
+
+    @property
+    def user_network_prefix(self) -> str:
+        return f"{self.project}-net-"
+
+    def user_network(self, username: str) -> str:
+        """The internal network of one user's container, joined by the hub and the gateway."""
+        return self.user_network_prefix + escape_username(username)
+
+    @property
     def hub(self) -> str:
         return f"{self.project}-hub"
 

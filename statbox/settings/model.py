@@ -325,6 +325,11 @@ class DockerSettings(_Model):
     network. Off, the hub is reachable only on the private network (as in the tests)."""
     subnet: str | None = Field(None, pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$")
     """Subnet of the private network, e.g. 172.30.0.0/24 (default: the engine chooses)."""
+    user_subnets: str | None = Field(None, pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$")
+    """Addresses for the users' networks, e.g. 10.213.0.0/16: each user's container has an
+    internal network of its own (a /28 of this range) that only the hub and the gateway join.
+    Default: the engine's address pools, which hold about 30 networks unless dockerd's
+    default-address-pools is set; set this for a larger class."""
     hub_image: str = Field("statbox/hub:latest", pattern=r"^[a-z0-9][a-z0-9._/:@-]*$")
     """Image of the hub container (`statbox images build` makes it)."""
     gateway_image: str = Field("statbox/gateway:latest", pattern=r"^[a-z0-9][a-z0-9._/:@-]*$")

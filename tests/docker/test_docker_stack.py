@@ -101,7 +101,12 @@ def test_network_is_internal_and_forwarding_dropped(stack):
     assert f"-A FORWARD -i {bridge} ! -o {bridge} -j DROP" in rules
     assert f"-A FORWARD ! -i {bridge} -o {bridge} -j DROP" in rules
     hub = stack.client.containers.get(stack.names.hub)
-    assert set(hub.attrs["NetworkSettings"]["Networks"]) == {stack.names.network}
+    networks = set(hub.attrs["NetworkSettings"]["Networks"])
+    assert {stack.names.network, stack.names.db_network} <= networks
+    assert all(
+        name.startswith(stack.names.user_network_prefix)
+        for name in networks - {stack.names.network, stack.names.db_network}
+    )
 
 
 def test_stack_uses_postgresql(stack):
@@ -126,7 +131,7 @@ def test_role_limits_on_containers(stack):
         assert host["CapDrop"] == ["ALL"]
         assert "no-new-privileges" in host["SecurityOpt"]
         networks = stack.user_container(name).attrs["NetworkSettings"]["Networks"]
-        assert set(networks) == {stack.names.network}
+        assert set(networks) == {stack.names.user_network(name)}
 
 
 def test_no_user_container_gets_the_engine_socket(stack):
@@ -252,7 +257,7 @@ def test_a_user_cannot_reach_another_users_server(stack):
         assert response.status_code in (403, 404), (path, response.status_code)
     # Nor around the hub: alice's server refuses ana's token when reached directly.
     alice_ip = stack.user_container("alice").attrs["NetworkSettings"]["Networks"][
-        stack.names.network
+        stack.names.user_network("alice")
     ]["IPAddress"]
     direct = requests.get(
         f"http://{alice_ip}:8888/user/alice/api/contents",
