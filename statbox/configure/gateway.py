@@ -134,6 +134,8 @@ def configure_gateway(c: Any, rt: Runtime) -> None:
         rt.settings.role(rt.settings.default_role).dask.idle_timeout
     )
     c.Backend.cluster_options = cluster_options_for(rt.settings)
+    if rt.settings.mode is Mode.local:
+        _configure_local_gateway_addresses(c, rt)
     if rt.settings.mode is Mode.docker:
         _configure_docker_gateway(c, rt)
     if rt.settings.mode is Mode.local:
@@ -158,6 +160,15 @@ def _configure_local_gateway(c: Any, rt: Runtime) -> None:
         return {"data_paths": [os.path.join(data_root, p) for p in relative]}
 
     c.Backend.cluster_options = cluster_options_for(settings, per_user=data_paths)
+
+
+def _configure_local_gateway_addresses(c: Any, rt: Runtime) -> None:
+    """Local mode: users' uids may not reach the gateway's HTTP proxy nor the schedulers'
+    dashboards (:mod:`statbox.dashboards.firewall`); so schedulers serve their dashboards
+    on the reserved ports (:mod:`statbox.dashboards.scheduler`), and report to the gateway's
+    internal API directly, which works whatever uid a cluster runs under."""
+    c.ClusterConfig.scheduler_cmd = [rt.python, "-m", "statbox.dashboards.scheduler"]
+    c.DBBackendBase.api_url = f"http://127.0.0.1:{rt.ports.gateway_api}/api"
 
 
 DOCKER_GATEWAY_STATE = "/var/lib/dask-gateway"

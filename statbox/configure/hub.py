@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from statbox.configure.runtime import Runtime
-from statbox.contract import DockerNames
+from statbox.contract import DASHBOARDS_GATEWAY_ENV, DASHBOARDS_LISTEN_ENV, DockerNames
 from statbox.identity.roles import GATEWAY_ACCESS_SCOPE, cohort_roles, token_roles, users_with_role
 from statbox.settings.model import ROLE_NAMES, GitHubAuth, Mode, OIDCAuth
 from statbox.settings.names import GATEWAY_SERVICE, USERNAME_PATTERN, role_group
@@ -194,8 +194,34 @@ GATEWAY_ADDRESSES = {
     Mode.docker: _stack_gateway,
     Mode.kubernetes: _chart_gateway,
 }
-"""Per mode: (URL of the gateway's HTTP proxy, address of its TLS proxy for schedulers), as
-the hub and user servers reach them."""
+"""Per mode: (URL of the gateway's HTTP proxy, as the dashboards' front reaches it; address
+of its TLS proxy for schedulers, as user servers reach it)."""
+
+
+def _front_on_loopback(rt: Runtime) -> tuple[str, str]:
+    url = f"http://127.0.0.1:{rt.ports.dashboards}"
+    return url, url
+
+
+def _front_in_hub_container(rt: Runtime) -> tuple[str, str]:
+    return (
+        f"http://{DockerNames(rt.settings.docker.project).hub}:{rt.ports.dashboards}",
+        f"http://0.0.0.0:{rt.ports.dashboards}",
+    )
+
+
+def _front_in_hub_pod(rt: Runtime) -> tuple[str, str]:
+    # zero-to-jupyterhub's hub Service; the chart opens this port on it (hub.service.extraPorts)
+    return f"http://hub:{rt.ports.dashboards}", f"http://0.0.0.0:{rt.ports.dashboards}"
+
+
+FRONT_ADDRESSES = {
+    Mode.local: _front_on_loopback,
+    Mode.docker: _front_in_hub_container,
+    Mode.kubernetes: _front_in_hub_pod,
+}
+"""Per mode: (URL of the dashboards' front, as the hub's proxy and user servers reach it;
+address it listens on). The front runs beside the hub, as a hub-managed service."""
 
 
 def _no_traits(rt: Runtime) -> dict[str, dict[str, Any]]:
@@ -258,25 +284,42 @@ MODE_TRAITS: dict[Mode, Callable[[Runtime], dict[str, dict[str, Any]]]] = {
 def gateway_client_environment(rt: Runtime) -> dict[str, str]:
     """What makes ``dask_gateway.Gateway()`` work with no arguments inside a user server.
 
-    The API goes straight to the gateway's proxy; the scheduler's TLS traffic needs its own
-    address (DASK_GATEWAY__PROXY_ADDRESS) or clients hang for 30 s; dashboard links are
-    relative to the hub's public URL so they work from the browser.
+    The API goes through the dashboards' front (which passes it on unchanged); the
+    scheduler's TLS traffic needs its own address (DASK_GATEWAY__PROXY_ADDRESS) or clients
+    hang for 30 s; dashboard links are relative to the hub's public URL so they work from
+    the browser, through the hub's proxy to the front, which shows them to their owner only.
     """
-    url, proxy_address = GATEWAY_ADDRESSES[rt.settings.mode](rt)
+    _, proxy_address = GATEWAY_ADDRESSES[rt.settings.mode](rt)
+    front_url, _ = FRONT_ADDRESSES[rt.settings.mode](rt)
     return {
-        "DASK_GATEWAY__ADDRESS": f"{url}{GATEWAY_PREFIX}",
+        "DASK_GATEWAY__ADDRESS": f"{front_url}{GATEWAY_PREFIX}",
         "DASK_GATEWAY__PROXY_ADDRESS": proxy_address,
         "DASK_GATEWAY__PUBLIC_ADDRESS": f"{GATEWAY_PREFIX}/",
         "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
     }
 
 
+FRONT_OAUTH_SCOPES = (GATEWAY_ACCESS_SCOPE, "read:users!user")
+"""What a browser's OAuth token for the front may do: reach the gateway (which requires
+this scope of every token), and read the user's own model, whose ``admin`` flag lets the
+gateway show an admin any cluster (identify scopes alone leave it out)."""
+
+
 def _gateway_service(rt: Runtime) -> dict[str, Any]:
-    url, _ = GATEWAY_ADDRESSES[rt.settings.mode](rt)
+    """The ``dask-gateway`` service users reach is the dashboards' front
+    (:mod:`statbox.dashboards`), started and stopped by the hub; the gateway's own HTTP side
+    sits behind it, reached by the front alone."""
+    gateway_url, _ = GATEWAY_ADDRESSES[rt.settings.mode](rt)
+    url, listen = FRONT_ADDRESSES[rt.settings.mode](rt)
     return {
         "name": GATEWAY_SERVICE,
         "url": url,
+        "command": [rt.python, "-m", "statbox.dashboards"],
+        "environment": {DASHBOARDS_GATEWAY_ENV: gateway_url, DASHBOARDS_LISTEN_ENV: listen},
         "api_token": rt.secret("gateway_token"),
+        "oauth_client_allowed_scopes": list(FRONT_OAUTH_SCOPES),
+        # Statbox's own front: no "authorize this application?" page on the way to a dashboard
+        "oauth_no_confirm": True,
         "display": False,
     }
 

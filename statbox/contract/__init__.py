@@ -190,3 +190,18 @@ class DockerNames:
 
     def user_container(self, username: str) -> str:
         return self.user_container_prefix + escape_username(username)
+
+
+# ----------------------------------------------------------------------------- dashboards
+
+DASHBOARDS_GATEWAY_ENV = "STATBOX_DASHBOARDS_GATEWAY"
+"""In the dashboards' front (a hub-managed service): Dask Gateway's HTTP proxy it guards,
+``http://host:port`` without the prefix."""
+DASHBOARDS_LISTEN_ENV = "STATBOX_DASHBOARDS_LISTEN"
+"""In the dashboards' front: the ``http://host:port`` it listens on (its hub URL may name a
+host it cannot bind, such as a Service's)."""
+DASHBOARDS_PORT = 8010
+"""The front's port inside the hub's container or pod (local mode picks a free one)."""
+LOCAL_DASHBOARD_PORTS = (29000, 29999)
+"""Local mode: the ports (first, last) schedulers serve their dashboards on, so that one
+firewall rule keeps users' uids away from all of them (:mod:`statbox.dashboards.firewall`)."""

@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from statbox.contract import DASHBOARDS_PORT
+
 Port = Field(ge=1, le=65535)
 
 
@@ -30,6 +32,8 @@ class RuntimePorts(_Strict):
     gateway_api: int = Port
     gateway_http: int = Port
     gateway_tcp: int = Port
+    dashboards: int = Field(default=DASHBOARDS_PORT, ge=1, le=65535)
+    """The dashboards' front (local mode: a free loopback port; else its container's)."""
 
 
 class RuntimeHosts(_Strict):

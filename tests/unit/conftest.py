@@ -46,6 +46,7 @@ def runtime(loaded):
             gateway_api=9003,
             gateway_http=9004,
             gateway_tcp=9005,
+            dashboards=9006,
         ),
         proxy_command=["/opt/chp"],
         python="/opt/venv/bin/python",

@@ -81,10 +81,15 @@ def test_docker_hub_config(docker_runtime):
     assert spawner.remove is True
     assert spawner.pull_policy == "never"
     env = c.Spawner.environment
-    assert env["DASK_GATEWAY__ADDRESS"] == "http://kigali-gateway:8000/services/dask-gateway"
+    # the API through the dashboards' front, in the hub's container; TLS straight to the gateway
+    assert env["DASK_GATEWAY__ADDRESS"] == "http://kigali-hub:8010/services/dask-gateway"
     assert env["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://kigali-gateway:8786"
     service = next(s for s in c.JupyterHub.services if s["name"] == "dask-gateway")
-    assert service["url"] == "http://kigali-gateway:8000"
+    assert service["url"] == "http://kigali-hub:8010"
+    assert service["environment"] == {
+        "STATBOX_DASHBOARDS_GATEWAY": "http://kigali-gateway:8000",
+        "STATBOX_DASHBOARDS_LISTEN": "http://0.0.0.0:8010",
+    }
 
 
 def test_docker_hub_config_is_pure(docker_runtime):

@@ -25,7 +25,14 @@ def test_addresses_auth_and_backend(runtime):
     assert c.JupyterHubAuthenticator.jupyterhub_service_name == "dask-gateway"
     assert c.JupyterHubAuthenticator.jupyterhub_api_url == "http://127.0.0.1:9001/hub/api"
     assert c.JupyterHubAuthenticator.jupyterhub_api_token == "f" * 64
-    assert c.ClusterConfig.scheduler_cmd == ["/opt/venv/bin/dask", "scheduler"]
+    # local mode: dashboards on the reserved ports, heartbeats to the internal API (users'
+    # uids, which clusters may run under, are kept off the HTTP proxy)
+    assert c.ClusterConfig.scheduler_cmd == [
+        "/opt/venv/bin/python",
+        "-m",
+        "statbox.dashboards.scheduler",
+    ]
+    assert c.DBBackendBase.api_url == "http://127.0.0.1:9003/api"
     assert c.ClusterConfig.worker_cmd == ["/opt/venv/bin/dask", "worker"]
     # the default role's idle timeout applies to any cluster by default
     assert c.ClusterConfig.idle_timeout == 20 * 60

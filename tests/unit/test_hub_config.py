@@ -82,14 +82,22 @@ def test_one_culler_per_idle_timeout_scoped_to_its_roles(runtime):
     )
 
 
-def test_gateway_service_and_client_environment(runtime):
+def test_gateway_service_is_the_dashboards_front_and_clients_use_it(runtime):
     c = configured(runtime)
     gateway = next(s for s in c.JupyterHub.services if s["name"] == "dask-gateway")
-    assert gateway["url"] == "http://127.0.0.1:9004"
+    # the hub's proxy sends /services/dask-gateway/ to the front, which the hub starts
+    assert gateway["url"] == "http://127.0.0.1:9006"
+    assert gateway["command"] == ["/opt/venv/bin/python", "-m", "statbox.dashboards"]
+    assert gateway["environment"] == {
+        "STATBOX_DASHBOARDS_GATEWAY": "http://127.0.0.1:9004",
+        "STATBOX_DASHBOARDS_LISTEN": "http://127.0.0.1:9006",
+    }
     assert gateway["api_token"] == "f" * 64
+    assert GATEWAY_ACCESS_SCOPE in gateway["oauth_client_allowed_scopes"]
     env = gateway_client_environment(runtime)
     assert c.Spawner.environment == env
-    assert env["DASK_GATEWAY__ADDRESS"] == "http://127.0.0.1:9004/services/dask-gateway"
+    assert env["DASK_GATEWAY__ADDRESS"] == "http://127.0.0.1:9006/services/dask-gateway"
+    assert env["DASK_GATEWAY__PUBLIC_ADDRESS"] == "/services/dask-gateway/"
     assert env["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://127.0.0.1:9005"
     assert env["DASK_GATEWAY__AUTH__TYPE"] == "jupyterhub"
 

@@ -157,10 +157,12 @@ def test_kubernetes_mode_signs_in_with_the_settings_provider(kube_runtime):
 
 def test_kubernetes_gateway_addresses_are_the_charts_services(kube_config):
     gateway = next(s for s in kube_config.JupyterHub.services if s["name"] == "dask-gateway")
-    assert gateway["url"] == "http://traefik-dask-gateway"
+    # the dashboards' front runs in the hub's pod, on a port the chart adds to the hub Service
+    assert gateway["url"] == "http://hub:9006"
+    assert gateway["environment"]["STATBOX_DASHBOARDS_GATEWAY"] == "http://traefik-dask-gateway"
     env = kube_config.StatboxKubeSpawner.gateway_environment
     assert env == {
-        "DASK_GATEWAY__ADDRESS": "http://traefik-dask-gateway/services/dask-gateway",
+        "DASK_GATEWAY__ADDRESS": "http://hub:9006/services/dask-gateway",
         "DASK_GATEWAY__PROXY_ADDRESS": "gateway://traefik-dask-gateway:80",
         "DASK_GATEWAY__PUBLIC_ADDRESS": "/services/dask-gateway/",
         "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",

@@ -35,6 +35,7 @@ from statbox import resources
 from statbox.configure.credentials import Credentials, resolve_credentials, secret_problems
 from statbox.configure.hub import GATEWAY_PREFIX
 from statbox.configure.runtime import RUNTIME_ENV, Ports, Runtime, write_runtime
+from statbox.dashboards.firewall import LoopbackFirewall, dashboards_firewall
 from statbox.errors import BadInput, EnvironmentProblem, StatboxError
 from statbox.resources import resource
 from statbox.sandbox import CgroupTree
@@ -148,6 +149,7 @@ class LocalStack:
         self._logs: list[IO[bytes]] = []
         self.runtime: Runtime | None = None
         self.credentials: Credentials | None = None
+        self._firewall: LoopbackFirewall | None = None
 
     # ---------------------------------------------------------------- preparation
 
@@ -211,6 +213,7 @@ class LocalStack:
             gateway_api=free_port(),
             gateway_http=free_port(),
             gateway_tcp=free_port(),
+            dashboards=free_port(),
         )
         self.runtime = Runtime(
             settings=settings,
@@ -243,11 +246,21 @@ class LocalStack:
             self.prepare()
         assert self.runtime is not None
         try:
+            self._guard_dashboards()
             self._start_gateway()
             self._start_hub()
         except BaseException:
             self.stop()
             raise
+
+    def _guard_dashboards(self) -> None:
+        """Root runs users under their own uids: keep those off the gateway's HTTP side and
+        the dashboards (only the hub's front may reach them). Without root every server runs
+        as this account, and there is no other uid to keep out."""
+        assert self.runtime is not None
+        if os.geteuid() == 0:
+            self._firewall = dashboards_firewall(self.state_dir, self.runtime.ports.gateway_http)
+            self._firewall.install()
 
     def _spawn(self, name: str, cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         log = open(self.state_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 (closed in stop)
@@ -344,6 +357,9 @@ class LocalStack:
                 survivor.kill()
         psutil.wait_procs(leftovers, timeout=5)
         self.clear_control_groups()
+        if self._firewall is not None:
+            self._firewall.remove()
+            self._firewall = None
         for log in self._logs:
             log.close()
         self._logs.clear()

@@ -1,0 +1,207 @@
+"""A Dask cluster's dashboard is its owner's (and admins'), in local mode, for real.
+
+The attack (issue 18): another user, or nobody at all, opened a cluster's pages
+(``/clusters/<name>/status``, worker and log pages) through the hub's port and through the
+gateway's own address, knowing only the cluster's name. Here alice makes a cluster from her
+notebook with ``Gateway()``; bob, a stranger without a session, and a process under a user's
+uid on this machine then try every way in. Tests run in file order and share one stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import psutil
+import pytest
+import requests
+import websocket
+
+from statbox.contract.runtime import RuntimeDocument
+from statbox.sandbox.accounts import FIRST_UID
+from tests.integration.hubclient import HubUser
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PREFIX = "/services/dask-gateway"
+
+NEW_CLUSTER = textwrap.dedent(
+    """
+    import json
+    from dask_gateway import Gateway
+    cluster = Gateway().new_cluster(shutdown_on_close=False)
+    print(json.dumps({"name": cluster.name, "link": cluster.dashboard_link}))
+    """
+)
+
+
+def logged_in(stack, name: str, password: str) -> HubUser:
+    user = HubUser(stack.base_url, name)
+    user.login(password)
+    user.create_token()
+    return user
+
+
+@pytest.fixture(scope="module")
+def alice(local_stack, passwords):
+    user = logged_in(local_stack, "alice", passwords["user"])
+    user.start_server()
+    return user
+
+
+@pytest.fixture(scope="module")
+def bob(local_stack, passwords):
+    return logged_in(local_stack, "bob", passwords["user"])
+
+
+@pytest.fixture(scope="module")
+def cluster(alice):
+    """alice's cluster, made in her kernel with ``Gateway()`` and no arguments."""
+    result = alice.run(NEW_CLUSTER)
+    assert result.error is None, result.stderr
+    made = result.json()
+    yield made
+    alice.api("DELETE", f"{PREFIX}/api/v1/clusters/{made['name']}", scheme="jupyterhub")
+
+
+@pytest.fixture(scope="module")
+def runtime(local_stack) -> RuntimeDocument:
+    return RuntimeDocument.model_validate_json(
+        (local_stack.state_dir / "run" / "runtime.json").read_text()
+    )
+
+
+def status_path(cluster: dict) -> str:
+    return f"{PREFIX}/clusters/{cluster['name']}/status"
+
+
+def test_dashboard_link_points_through_the_hub(cluster):
+    assert cluster["link"] == status_path(cluster)
+
+
+def test_nobody_without_a_session_is_sent_to_log_in(local_stack, cluster):
+    for page in ("status", "workers", "info/main/workers.html", "individual-progress"):
+        path = f"{PREFIX}/clusters/{cluster['name']}/{page}"
+        response = requests.get(f"{local_stack.base_url}{path}", allow_redirects=False, timeout=30)
+        assert response.status_code == 302, (path, response.status_code)
+        assert "/hub/api/oauth2/authorize" in response.headers["Location"]
+
+
+def test_another_user_is_refused_by_session_and_by_token(local_stack, bob, cluster):
+    url = f"{local_stack.base_url}{status_path(cluster)}"
+    # a browser with bob's hub session goes through the OAuth dance and is refused
+    by_session = bob.session.get(url, timeout=60)
+    assert by_session.status_code == 403, by_session.url
+    assert f"{PREFIX}/oauth_callback" in " ".join(r.url for r in by_session.history)
+    by_token = bob.api("GET", status_path(cluster))
+    assert by_token.status_code == 403
+    # the gateway's own scheme, and a websocket, are refused too
+    other_scheme = bob.api("GET", status_path(cluster), scheme="jupyterhub", allow_redirects=False)
+    assert other_scheme.status_code == 302
+    ws_url = url.replace("http", "ws", 1) + "/ws"
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(
+            ws_url, header=[f"Authorization: token {bob.token}"], timeout=30
+        )
+    assert refused.value.status_code == 403
+
+
+def test_the_owner_sees_her_dashboard_and_its_websocket(local_stack, alice, cluster):
+    url = f"{local_stack.base_url}{status_path(cluster)}"
+    page = alice.session.get(url, timeout=60)
+    assert page.status_code == 200, page.url
+    assert "bokeh" in page.text.lower()
+    # Bokeh's page carries a session token; its websocket answers with an ACK message.
+    token = re.search(r'"token":\s*"([^"]+)"', page.text)
+    assert token, page.text[:500]
+    cookies = "; ".join(f"{c.name}={c.value}" for c in alice.session.cookies)
+    ws = websocket.create_connection(
+        url.replace("http", "ws", 1) + "/ws",
+        header=[f"Cookie: {cookies}"],
+        subprotocols=["bokeh", token.group(1)],
+        timeout=30,
+    )
+    try:
+        header = json.loads(ws.recv())
+        assert header["msgtype"] == "ACK"
+    finally:
+        ws.close()
+
+
+PROBE = textwrap.dedent(
+    """
+    import json, socket, sys
+    results = {}
+    for port in map(int, sys.argv[1:]):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            results[port] = "open"
+        except OSError as exc:
+            results[port] = type(exc).__name__
+    print(json.dumps(results))
+    """
+)
+
+
+def connect_as(uid: int, ports: list[int]) -> dict[str, str]:
+    """Try a TCP connection to each port from a process under ``uid``."""
+    out = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={uid}",
+            f"--regid={uid}",
+            "--clear-groups",
+            sys.executable,
+            "-I",
+            "-c",
+            PROBE,
+            *map(str, ports),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def scheduler_dashboard_port(cluster: dict) -> int:
+    """The port alice's scheduler serves its dashboard on (found by its listening sockets)."""
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if "scheduler" not in cmdline or "dask_gateway.scheduler_preload" not in cmdline:
+            continue
+        if cluster["name"] not in " ".join(f"{k}={v}" for k, v in proc.environ().items()):
+            continue
+        for conn in proc.net_connections("tcp"):
+            if conn.status != psutil.CONN_LISTEN:
+                continue
+            port = conn.laddr.port
+            try:
+                r = requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
+            except requests.RequestException:
+                continue
+            if r.status_code == 200 and r.text == "ok":
+                return port
+    raise AssertionError(f"no scheduler of {cluster['name']} serves a dashboard")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a process under a user's uid needs root")
+def test_a_user_uid_cannot_reach_the_gateway_or_dashboards_directly(runtime, cluster):
+    dashboard = scheduler_dashboard_port(cluster)
+    user_uid = FIRST_UID + 4242
+    results = connect_as(user_uid, [runtime.ports.gateway_http, dashboard])
+    assert results == {
+        str(runtime.ports.gateway_http): "ConnectionRefusedError",
+        str(dashboard): "ConnectionRefusedError",
+    }
+    # what a user needs stays open: the hub, and the gateway's TLS entrypoint for schedulers
+    assert connect_as(user_uid, [runtime.ports.public, runtime.ports.gateway_tcp]) == {
+        str(runtime.ports.public): "open",
+        str(runtime.ports.gateway_tcp): "open",
+    }
