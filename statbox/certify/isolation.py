@@ -286,7 +286,8 @@ class SandboxIsolation(LeasedUids, IsolationBackend):
         problem = self.unavailable()
         if problem:
             raise EnvironmentProblem(f"isolation 'sandbox' is not available here: {problem}")
-        self.cgroups = CgroupTree.detect(self.CGROUPS)
+        # memory and pids only: a graded kernel has no CPU cap (see CgroupTree.detect)
+        self.cgroups = CgroupTree.detect(self.CGROUPS, ("memory", "pids"))
         self._groups: dict[int, Cgroup] = {}
         self._oom_before: dict[int, int] = {}
         self._leases: dict[int, tuple[int, int]] = {}
