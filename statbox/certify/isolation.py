@@ -48,6 +48,7 @@ import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -91,6 +92,9 @@ class Limits:
     """Size of each writable place: the working directory and /tmp (memory file systems,
     sandbox and docker backends; together still inside :attr:`memory`)."""
     ipc: int = 1 * MiB
+    grader_memory: int = 4096 * MiB
+    """Memory of the grader's own process while it grades (a cgroup, as root): it reads
+    what kernels send, so it is capped too, well above what the output caps let in."""
     """Size of the kernel's IPC socket folder (a memory file system on the host, as root:
     sockets take no room, so this only stops writing files there)."""
     open_files: int = 256
@@ -386,6 +390,40 @@ class SandboxIsolation(LeasedUids, IsolationBackend):
             f"sandbox (bubblewrap allow-list: interpreter, inputs, declared datasets; no "
             f"network, private IPC, PIDs and mounts; uid {self.uid_base}+slot; {caps})"
         )
+
+
+GRADER_CGROUPS = "statbox-certify-grader"
+
+
+@contextlib.contextmanager
+def grader_memory_cap(memory: int | None) -> Iterator[bool]:
+    """Run the block with this process in a cgroup of its own capping its memory at
+    ``memory`` bytes (None: no cap), yielding whether it is, and put it back where it was
+    afterwards. Only for backends whose kernels leave the group (each joins its slot's
+    group as it starts, or runs in a container)."""
+    tree = CgroupTree.detect(GRADER_CGROUPS, ("memory",)) if memory else None
+    if tree is None:
+        yield False
+        return
+    before = Path("/proc/self/cgroup").read_text()
+    group = tree.group(f"run-{os.getpid()}", ResourceCaps(memory=memory))
+    # <our cgroup>/statbox-certify-grader/run-<pid>: ours is two levels up
+    origins = [d.parent.parent / "cgroup.procs" for d in set(group.directories.values())]
+    try:
+        for procs in group.procs_files:
+            procs.write_text(str(os.getpid()))
+    except OSError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        for procs in origins:
+            with contextlib.suppress(OSError):
+                procs.write_text(str(os.getpid()))
+        if Path("/proc/self/cgroup").read_text() == before:  # never remove (kill) ourselves
+            group.remove()
+            tree.remove()
 
 
 def cgroup_rlimits(limits: Limits) -> dict[str, int]:

@@ -38,10 +38,7 @@ from statbox.certify.data import grading_data
 from statbox.certify.execution import Execution
 from statbox.certify.executor import LocalExecutor
 from statbox.certify.exercise import GradedExercise, find_course, load_exercise
-from statbox.certify.isolation import (
-    Limits,
-    backend_class,
-)
+from statbox.certify.isolation import Limits, backend_class, grader_memory_cap
 from statbox.certify.pipeline import Attempt, Pipeline, Submission
 from statbox.certify.store import ResultsStore, default_url, shown_url
 from statbox.certify.variants import DEFAULT_COHORT, check_cohort, cohort_secret
@@ -223,6 +220,7 @@ def run(
     store = ResultsStore(setup.database or default_url(setup.state_dir))
     secret = cohort_secret(setup.state_dir, options.cohort)
     workers = options.workers
+    own_cap = None  # the grader's own memory cap, when no kernel would share its group
     if executor is None:
         if options.dask:
             executor = DaskExecutor(limits, data_root=setup.data_root, catalog=setup.catalog)
@@ -232,6 +230,8 @@ def run(
                 uid_base=setup.uid_base, **setup.isolation_options
             )
             backend_name = backend.describe()
+            if backend.isolates_files:  # sandbox and docker kernels run in groups of their own
+                own_cap = limits.grader_memory
             data = grading_data(
                 exercise.loaded.course, setup.catalog, setup.data_root, setup.access
             )
@@ -277,7 +277,8 @@ def run(
             bar.update(attempt)
 
     try:
-        attempts = grade_all(pipeline, submissions, workers, finished)
+        with grader_memory_cap(own_cap):
+            attempts = grade_all(pipeline, submissions, workers, finished)
     finally:
         bar.close()
         close = getattr(executor, "close", None)
