@@ -221,9 +221,16 @@ def run(
     secret = cohort_secret(setup.state_dir, options.cohort)
     workers = options.workers
     own_cap = None  # the grader's own memory cap, when no kernel would share its group
+    data = grading_data(exercise.loaded.course, setup.catalog, setup.data_root, setup.access)
     if executor is None:
         if options.dask:
-            executor = DaskExecutor(limits, data_root=setup.data_root, catalog=setup.catalog)
+            executor = DaskExecutor(
+                limits,
+                data_root=setup.data_root,
+                catalog=setup.catalog,
+                datasets=data.datasets,
+                catalog_text=data.catalog_text,
+            )
             workers = min(len(submissions), MAX_WORKERS)
         else:
             backend = backend_class(setup.isolation)(
@@ -232,9 +239,6 @@ def run(
             backend_name = backend.describe()
             if backend.isolates_files:  # sandbox and docker kernels run in groups of their own
                 own_cap = limits.grader_memory
-            data = grading_data(
-                exercise.loaded.course, setup.catalog, setup.data_root, setup.access
-            )
             hidden = [
                 setup.curriculum,
                 exercise.loaded.directory,
