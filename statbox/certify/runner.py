@@ -94,6 +94,8 @@ class RunSummary:
     out: Path
     backend: str
     seconds: float
+    notes: list[str] = field(default_factory=list)
+    """What the instructor should know (a declared dataset graded kernels did not get)."""
 
     @property
     def failed(self) -> list[Attempt]:
@@ -299,7 +301,11 @@ def run(
     }
     (out / RUN_RECORD).write_text(json.dumps(record, indent=1) + "\n")
     store.close()
-    return RunSummary(attempts, out, backend_name, time.monotonic() - started)
+    notes = [
+        f"graded kernels did not get the dataset {line} (course.yaml datasets:)"
+        for line in data.refused
+    ]
+    return RunSummary(attempts, out, backend_name, time.monotonic() - started, notes)
 
 
 def _write_notebook(path: Path, nb: NotebookNode) -> None:

@@ -451,3 +451,10 @@ def test_the_grader_runs_memory_capped_and_leaves_no_group_behind():
         assert int(cap.read_text()) == 512 * MiB
     assert not folder.exists()  # removed, and we are back where we were
     assert GRADER_CGROUPS not in Path("/proc/self/cgroup").read_text()
+
+
+def test_the_instructor_is_told_which_declared_dataset_kernels_did_not_get(probed):
+    assert probed["summary"].notes == [
+        "graded kernels did not get the dataset scanner.shop_margins: the trainee role may "
+        "not read it (course.yaml datasets:)"
+    ]
