@@ -5,7 +5,7 @@ runs in, the limits, what to hide and what to reveal) into the command that star
 kernel. Backends, by name (the table :data:`BACKENDS`, resolved lazily like dask-gateway's
 backends, so an unused one is never imported):
 
-``sandbox`` (this host, as root; what ``auto`` picks when it can)
+``sandbox`` (this host; what ``auto`` picks when bubblewrap can run)
     The one sandbox of :mod:`statbox.sandbox` (bubblewrap, then ``setpriv`` to a uid of its
     own per worker slot, ``uid_base + slot``, no account needed). An allow-list: a new root
     holding only the read-only system and interpreter directories, the connection file, the
@@ -20,15 +20,20 @@ backends, so an unused one is never imported):
     and kills every process of the kernel when the job ends, detached ones included.
     The kernel talks to the grader over ZeroMQ's IPC transport (Unix sockets in the job's
     IPC folder): no TCP port is ever chosen, so papermill#511's port race cannot happen.
-``rlimits`` (what ``auto`` picks when not root)
-    Resource limits, a throw-away working directory and a clean environment only: as a
-    normal user Statbox cannot switch uid or make namespaces, so network access and the
-    grader's files readable by that user are NOT isolated. The CLI says so when it runs.
+    Not as root, bubblewrap runs unprivileged in a user namespace: the same allow-list,
+    no network and private namespaces, under the grader's own uid (other processes of that
+    uid are not isolated from the kernel) and with the IPC folder on disk, not size-capped.
+``rlimits`` (what ``auto`` picks when bubblewrap cannot run)
+    Resource limits (memory by ``RLIMIT_DATA``, which pyarrow survives, unlike
+    ``RLIMIT_AS``), a throw-away working directory and a clean environment only: network
+    access and every file the grader's user can read are NOT isolated. ``describe()``
+    lists what it leaves open, and the CLI prints it when it runs.
 ``docker`` (:mod:`statbox.modes.docker.grading`)
     A container per kernel from the single-user image: ``--network none``, memory and pids
     limits, an unprivileged uid (leased like the sandbox's), no capability, a read-only
-    image; the kernel's IPC sockets are in the bind-mounted job directory. The container is
-    removed by id when the job ends.
+    image. The same allow-list of mounts as the sandbox's: the connection file, the inputs,
+    the IPC folder (size-capped as root) and each declared, entitled dataset, never the
+    whole data root. The container is removed by id when the job ends.
 
 Invariant: every backend enforces the time limits (the grader does), the output cap (the
 grader does), the memory, process and file-size caps, and a working directory holding
@@ -39,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import importlib
 import json
 import os
@@ -48,6 +54,7 @@ import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -91,6 +98,9 @@ class Limits:
     """Size of each writable place: the working directory and /tmp (memory file systems,
     sandbox and docker backends; together still inside :attr:`memory`)."""
     ipc: int = 1 * MiB
+    grader_memory: int = 4096 * MiB
+    """Memory of the grader's own process while it grades (a cgroup, as root): it reads
+    what kernels send, so it is capped too, well above what the output caps let in."""
     """Size of the kernel's IPC socket folder (a memory file system on the host, as root:
     sockets take no room, so this only stops writing files there)."""
     open_files: int = 256
@@ -286,7 +296,8 @@ class SandboxIsolation(LeasedUids, IsolationBackend):
         problem = self.unavailable()
         if problem:
             raise EnvironmentProblem(f"isolation 'sandbox' is not available here: {problem}")
-        self.cgroups = CgroupTree.detect(self.CGROUPS)
+        # memory and pids only: a graded kernel has no CPU cap (see CgroupTree.detect)
+        self.cgroups = CgroupTree.detect(self.CGROUPS, ("memory", "pids"))
         self._groups: dict[int, Cgroup] = {}
         self._oom_before: dict[int, int] = {}
         self._leases: dict[int, tuple[int, int]] = {}
@@ -295,18 +306,30 @@ class SandboxIsolation(LeasedUids, IsolationBackend):
     @staticmethod
     def unavailable() -> str | None:
         """Why this backend cannot run here, or None."""
-        if os.geteuid() != 0:
-            return "it needs root (to give each kernel a uid of its own); use isolation 'rlimits'"
-        return sandbox_available()
+        problem = sandbox_available()
+        if problem is None and os.geteuid() != 0 and not unprivileged_namespaces():
+            problem = (
+                "not root, and bubblewrap cannot make a user namespace here "
+                "(see kernel.unprivileged_userns_clone or user.max_user_namespaces)"
+            )
+        return f"{problem}; use isolation 'rlimits'" if problem else None
 
-    def uid(self, job: Job) -> int:
-        return self.uid_base + self.host_slot(job)
+    @property
+    def privileged(self) -> bool:
+        """As root: a uid per slot, the IPC folder capped; else the grader's own uid."""
+        return os.geteuid() == 0
+
+    def uid(self, job: Job) -> int | None:
+        return self.uid_base + self.host_slot(job) if self.privileged else None
+
+    def slot(self, job: Job) -> int:
+        return self.host_slot(job) if self.privileged else job.slot
 
     def group(self, job: Job) -> Cgroup | None:
         """The slot's control group (made on first use, its caps reset for each job)."""
         if self.cgroups is None:
             return None
-        slot = self.host_slot(job)
+        slot = self.slot(job)
         caps = ResourceCaps(memory=job.limits.memory, processes=job.limits.processes)
         with self._lock:
             group = self.cgroups.group(f"slot-{slot}", caps)
@@ -316,9 +339,10 @@ class SandboxIsolation(LeasedUids, IsolationBackend):
 
     def prepare(self, job: Job) -> None:
         uid = self.uid(job)
-        # The IPC sockets' folder is the one place both sides see: on the host it is a
-        # small memory file system of its own, so the kernel cannot fill the disk there.
-        mount_tmpfs(job.root / "ipc", job.limits.ipc, uid)
+        if uid is not None:
+            # The IPC sockets' folder is the one place both sides see: on the host it is a
+            # small memory file system of its own, so the kernel cannot fill the disk there.
+            mount_tmpfs(job.root / "ipc", job.limits.ipc, uid)
         inputs = job.root / "inputs"
         for path in [inputs, *inputs.iterdir()]:
             path.chmod(0o755 if path.is_dir() else 0o644)  # bound read-only for this kernel
@@ -327,6 +351,9 @@ class SandboxIsolation(LeasedUids, IsolationBackend):
         """What the kernel is given, and nothing else (see the module docstring)."""
         group = self.group(job)
         limits = cgroup_rlimits(job.limits) if group is not None else job.limits.rlimits()
+        if not self.privileged and "nproc" in limits:
+            # RLIMIT_NPROC counts every process of this uid, the grader's own included.
+            limits["nproc"] += _processes_of(os.getuid())
         launcher = self._launcher(self._spec(job, argv, env=None, limits=limits))
         read_only = [*interpreter_paths(), job.connection_file.parent, job.root / "inputs"]
         read_only += job.datasets
@@ -350,12 +377,12 @@ class SandboxIsolation(LeasedUids, IsolationBackend):
         return self.sandbox(job, argv).command()
 
     def memory_killed(self, job: Job) -> bool:
-        slot = self.host_slot(job)
+        slot = self.slot(job)
         group = self._groups.get(slot)
         return group is not None and group.oom_kills() > self._oom_before.get(slot, 0)
 
     def stop_kernel(self, job: Job) -> None:
-        group = self._groups.get(self.host_slot(job))
+        group = self._groups.get(self.slot(job))
         if group is not None:
             group.kill()
 
@@ -381,10 +408,64 @@ class SandboxIsolation(LeasedUids, IsolationBackend):
             if self.cgroups
             else "RLIMIT_DATA and RLIMIT_NPROC caps (no writable cgroup here)"
         )
+        who = (
+            f"uid {self.uid_base}+slot"
+            if self.privileged
+            else "not root: your own uid in a user namespace, so other processes of your uid "
+            "are not isolated from it and its IPC socket folder is on disk, without a size cap"
+        )
         return (
             f"sandbox (bubblewrap allow-list: interpreter, inputs, declared datasets; no "
-            f"network, private IPC, PIDs and mounts; uid {self.uid_base}+slot; {caps})"
+            f"network, private IPC, PIDs and mounts; {who}; {caps})"
         )
+
+
+GRADER_CGROUPS = "statbox-certify-grader"
+
+
+@contextlib.contextmanager
+def grader_memory_cap(memory: int | None) -> Iterator[bool]:
+    """Run the block with this process in a cgroup of its own capping its memory at
+    ``memory`` bytes (None: no cap), yielding whether it is, and put it back where it was
+    afterwards. Only for backends whose kernels leave the group (each joins its slot's
+    group as it starts, or runs in a container)."""
+    tree = CgroupTree.detect(GRADER_CGROUPS, ("memory",)) if memory else None
+    if tree is None:
+        yield False
+        return
+    before = Path("/proc/self/cgroup").read_text()
+    group = tree.group(f"run-{os.getpid()}", ResourceCaps(memory=memory))
+    # <our cgroup>/statbox-certify-grader/run-<pid>: ours is two levels up
+    origins = [d.parent.parent / "cgroup.procs" for d in set(group.directories.values())]
+    try:
+        for procs in group.procs_files:
+            procs.write_text(str(os.getpid()))
+    except OSError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        for procs in origins:
+            with contextlib.suppress(OSError):
+                procs.write_text(str(os.getpid()))
+        if Path("/proc/self/cgroup").read_text() == before:  # never remove (kill) ourselves
+            group.remove()
+            tree.remove()
+
+
+@functools.cache
+def unprivileged_namespaces() -> bool:
+    """Whether bubblewrap can make a user namespace for this (unprivileged) user."""
+    try:
+        done = subprocess.run(
+            ["bwrap", "--unshare-user", "--ro-bind", "/", "/", "true"],
+            capture_output=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
 
 
 def cgroup_rlimits(limits: Limits) -> dict[str, int]:

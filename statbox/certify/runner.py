@@ -38,10 +38,7 @@ from statbox.certify.data import grading_data
 from statbox.certify.execution import Execution
 from statbox.certify.executor import LocalExecutor
 from statbox.certify.exercise import GradedExercise, find_course, load_exercise
-from statbox.certify.isolation import (
-    Limits,
-    backend_class,
-)
+from statbox.certify.isolation import Limits, backend_class, grader_memory_cap
 from statbox.certify.pipeline import Attempt, Pipeline, Submission
 from statbox.certify.store import ResultsStore, default_url, shown_url
 from statbox.certify.variants import DEFAULT_COHORT, check_cohort, cohort_secret
@@ -97,6 +94,8 @@ class RunSummary:
     out: Path
     backend: str
     seconds: float
+    notes: list[str] = field(default_factory=list)
+    """What the instructor should know (a declared dataset graded kernels did not get)."""
 
     @property
     def failed(self) -> list[Attempt]:
@@ -223,18 +222,25 @@ def run(
     store = ResultsStore(setup.database or default_url(setup.state_dir))
     secret = cohort_secret(setup.state_dir, options.cohort)
     workers = options.workers
+    own_cap = None  # the grader's own memory cap, when no kernel would share its group
+    data = grading_data(exercise.loaded.course, setup.catalog, setup.data_root, setup.access)
     if executor is None:
         if options.dask:
-            executor = DaskExecutor(limits, data_root=setup.data_root, catalog=setup.catalog)
+            executor = DaskExecutor(
+                limits,
+                data_root=setup.data_root,
+                catalog=setup.catalog,
+                datasets=data.datasets,
+                catalog_text=data.catalog_text,
+            )
             workers = min(len(submissions), MAX_WORKERS)
         else:
             backend = backend_class(setup.isolation)(
                 uid_base=setup.uid_base, **setup.isolation_options
             )
             backend_name = backend.describe()
-            data = grading_data(
-                exercise.loaded.course, setup.catalog, setup.data_root, setup.access
-            )
+            if backend.isolates_files:  # sandbox and docker kernels run in groups of their own
+                own_cap = limits.grader_memory
             hidden = [
                 setup.curriculum,
                 exercise.loaded.directory,
@@ -277,7 +283,8 @@ def run(
             bar.update(attempt)
 
     try:
-        attempts = grade_all(pipeline, submissions, workers, finished)
+        with grader_memory_cap(own_cap):
+            attempts = grade_all(pipeline, submissions, workers, finished)
     finally:
         bar.close()
         close = getattr(executor, "close", None)
@@ -294,7 +301,11 @@ def run(
     }
     (out / RUN_RECORD).write_text(json.dumps(record, indent=1) + "\n")
     store.close()
-    return RunSummary(attempts, out, backend_name, time.monotonic() - started)
+    notes = [
+        f"graded kernels did not get the dataset {line} (course.yaml datasets:)"
+        for line in data.refused
+    ]
+    return RunSummary(attempts, out, backend_name, time.monotonic() - started, notes)
 
 
 def _write_notebook(path: Path, nb: NotebookNode) -> None:

@@ -92,8 +92,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         cohort=args.cohort,
     )
     summary = run(setup, options, progress=not args.quiet)
-    if summary.backend.startswith("rlimits"):
+    if summary.backend.startswith("rlimits") or "not root" in summary.backend:
         print(f"statbox: warning: isolation is {summary.backend}", file=sys.stderr)
+    for line in summary.notes:
+        print(f"statbox: warning: {line}", file=sys.stderr)
     passed = len(summary.attempts) - len(summary.failed)
     first = summary.attempts[0]
     print(

@@ -61,8 +61,14 @@ class CgroupTree:
         self.bases = bases  # controller -> the folder holding the groups
 
     @classmethod
-    def detect(cls, name: str) -> CgroupTree | None:
-        """The tree called ``name`` under our own cgroup, made if needed; None if we cannot."""
+    def detect(cls, name: str, controllers: tuple[str, ...] = CONTROLLERS) -> CgroupTree | None:
+        """The tree called ``name`` under our own cgroup, made if needed; None if we cannot.
+
+        ``controllers``: those of :data:`CONTROLLERS` to use (memory and pids always). Leave
+        ``cpu`` out when no group caps CPU: on v1 a group weighs as much as all the
+        processes beside it together, so under load its processes would get a fraction of
+        the CPU they would get outside it.
+        """
         own = _own_paths()
         try:
             if (ROOT / "cgroup.controllers").is_file():  # v2 only
@@ -71,13 +77,13 @@ class CgroupTree:
                 available = set((base.parent / "cgroup.controllers").read_text().split())
                 if not {"memory", "pids"} <= available:
                     return None
-                wanted = [c for c in cls.CONTROLLERS if c in available]
+                wanted = [c for c in controllers if c in available]
                 enable = " ".join(f"+{c}" for c in wanted)
                 (base.parent / "cgroup.subtree_control").write_text(enable)
                 (base / "cgroup.subtree_control").write_text(enable)
                 return cls(2, {c: base for c in wanted})
             bases = {}
-            for controller in cls.CONTROLLERS:
+            for controller in controllers:
                 hierarchy = ROOT / controller
                 if not (hierarchy / "cgroup.procs").is_file():
                     if controller == "cpu":

@@ -347,9 +347,10 @@ class CertifySettings(_Model):
     sqlite file resolves against this file's directory. `statbox backup create` saves a
     sqlite store wherever it is, not a PostgreSQL one (use pg_dump)."""
     isolation: Literal["auto", "sandbox", "rlimits", "docker"] = "auto"
-    """How graded kernels are isolated: sandbox (as root: no network, private mounts and
-    PIDs, a uid per worker), rlimits (resource limits only), docker (docker mode), auto
-    (sandbox when root, else rlimits)."""
+    """How graded kernels are isolated: sandbox (bubblewrap allow-list: only the
+    interpreter, the inputs and the declared, entitled datasets; no network; as root a uid
+    per worker and a cgroup), rlimits (resource limits only), docker (docker mode), auto
+    (sandbox where bubblewrap runs, else rlimits)."""
     uid_base: int = Field(200000, ge=1000, le=2**31 - 2**16)
     """Graded kernels run as uid uid_base + worker slot (sandbox); no account is needed, but
     nothing else on the machine may use these uids."""

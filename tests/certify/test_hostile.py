@@ -25,7 +25,14 @@ from typing import Any
 
 import pytest
 
-from statbox.certify.isolation import Job, Limits, remove_tree, stray_processes
+from statbox.certify.isolation import (
+    GRADER_CGROUPS,
+    Job,
+    Limits,
+    grader_memory_cap,
+    remove_tree,
+    stray_processes,
+)
 from statbox.sandbox import MERGED_USR_LINKS, SYSTEM_READ_ONLY, interpreter_paths
 from tests.certify.conftest import SAMPLE, Grading, with_cell, write_secret
 from tests.certify.sampledata import SECRET_MARKER
@@ -431,3 +438,23 @@ def test_a_deep_tree_is_removed_without_recursing(tmp_path):
     assert not job.root.exists()
     remove_tree(job.root)  # gone already: nothing to do, no error
     assert sys.getrecursionlimit() < 1500  # the depth would have broken a recursive removal
+
+
+def test_the_grader_runs_memory_capped_and_leaves_no_group_behind():
+    with grader_memory_cap(512 * MiB) as capped:
+        inside = Path("/proc/self/cgroup").read_text()
+        mine = [line.split(":", 2) for line in inside.splitlines() if GRADER_CGROUPS in line]
+        assert capped and mine, inside
+        _, controllers, path = mine[0]
+        folder = Path("/sys/fs/cgroup", *(["memory"] if controllers else []), path.lstrip("/"))
+        cap = folder / ("memory.limit_in_bytes" if controllers else "memory.max")
+        assert int(cap.read_text()) == 512 * MiB
+    assert not folder.exists()  # removed, and we are back where we were
+    assert GRADER_CGROUPS not in Path("/proc/self/cgroup").read_text()
+
+
+def test_the_instructor_is_told_which_declared_dataset_kernels_did_not_get(probed):
+    assert probed["summary"].notes == [
+        "graded kernels did not get the dataset scanner.shop_margins: the trainee role may "
+        "not read it (course.yaml datasets:)"
+    ]
