@@ -167,8 +167,13 @@ class StatboxLocalSpawner(StatboxSpawnerMixin, SimpleLocalProcessSpawner):
         home = Path(self.home_dir)
         Path(self.home_root).mkdir(mode=0o755, parents=True, exist_ok=True)
         home.mkdir(mode=0o700, exist_ok=True)
-        if uid is not None:
-            os.chown(home, uid, uid)
+        if uid is not None and home.stat().st_uid != uid:
+            # First start under the user's own uid (a new home, one published into before,
+            # or one from the days of a shared account): everything in it becomes theirs.
+            for directory, dirnames, filenames in os.walk(home):
+                os.chown(directory, uid, uid, follow_symlinks=False)
+                for name in dirnames + filenames:
+                    os.chown(os.path.join(directory, name), uid, uid, follow_symlinks=False)
         home.chmod(0o700)
 
         groups = sorted(group.name for group in self.user.groups)

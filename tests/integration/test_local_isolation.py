@@ -10,6 +10,7 @@ Tests run in file order and share one stack (with the role limits of conftest.SE
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -93,11 +94,11 @@ def test_no_secret_of_the_hub_gateway_or_another_user_is_readable(
     secret_dir = local_stack.state_dir / "secrets"
     secrets += [p.read_text().strip() for p in secret_dir.iterdir() if p.is_file()]
     out = kernel_json(alice, SECRETS_PROBE)
+    leaked = [where for where, text in out["texts"].items() for secret in secrets if secret in text]
+    assert leaked == []
     # her own processes only (pid namespace), all under her uid (not root, not another's)
     assert out["me"] >= 300_000
     assert out["uids"] in ([out["me"]], [0, out["me"]]), out["uids"]
-    leaked = [where for where, text in out["texts"].items() for secret in secrets if secret in text]
-    assert leaked == []
     # and the uid is hers alone: ana's server runs under another
     assert kernel_json(ana, "import os, json; print(json.dumps({'me': os.getuid()}))")[
         "me"
@@ -105,6 +106,23 @@ def test_no_secret_of_the_hub_gateway_or_another_user_is_readable(
         out["me"],
         0,
     )
+
+
+def test_the_hub_gateway_and_proxy_hold_no_secret_in_their_environment(local_stack, alice):
+    """On 4efd1c5 the hub and the gateway had every secret in their environment, and the
+    proxy and services inherited them. Now they are files only root reads."""
+    secret_dir = local_stack.state_dir / "secrets"
+    secrets = [p.read_text().strip() for p in secret_dir.iterdir() if p.is_file()]
+    secrets += [local_stack.env["STATBOX_ADMIN_PASSWORD"], local_stack.env["STATBOX_USER_PASSWORD"]]
+    _supervisor, *started = local_stack.process_tree()  # it holds what the operator gave it
+    holding = []
+    for proc in started:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            environ = proc.environ()
+            if any(secret in value for secret in secrets for value in environ.values()):
+                holding.append(" ".join(proc.cmdline())[:100])
+    assert holding == []
+    assert len(started) >= 3  # the hub, the gateway, the proxy at least
 
 
 @needs_root
@@ -124,7 +142,6 @@ def test_another_users_home_and_dask_key_are_out_of_reach(local_stack, alice, an
     state = local_stack.state_dir
     key = state / "gateway" / "clusters" / cluster / ".certs" / "dask.pem"
     assert key.is_file()  # seen from the host: the cluster and its key exist
-    assert key.stat().st_uid >= 300_000 and key.stat().st_mode & 0o077 == 0
     targets = [
         state / "homes" / "ana" / "mine.txt",
         key,
@@ -158,6 +175,8 @@ def test_another_users_home_and_dask_key_are_out_of_reach(local_stack, alice, an
     assert out.pop("homes") == ["alice"]
     assert set(out.values()) <= {"FileNotFoundError", "PermissionError"}, out
     assert not (state / "homes" / "ana" / "planted.txt").exists()
+    # the key is hers alone: her uid's, 0600
+    assert key.stat().st_uid >= 300_000 and key.stat().st_mode & 0o077 == 0
     # ana's scheduler, through the gateway with alice's credentials: refused
     stolen = alice.run(f"from dask_gateway import Gateway\nGateway().connect({cluster!r})")
     assert stolen.error is not None and "403" in stolen.error, stolen.error
