@@ -265,6 +265,48 @@ def test_the_roles_memory_and_process_caps_hold(alice):
     assert 0 < out["forks"] < 2000, out
 
 
+DASK_PROBE = f"""
+import json, os
+from dask_gateway import Gateway
+cluster = Gateway().new_cluster()
+cluster.scale(1)
+client = cluster.get_client()
+client.wait_for_workers(1, timeout=120)
+
+def inside(fork_program, touch_program):
+    import os, subprocess, sys
+    forks = subprocess.run([sys.executable, "-c", fork_program], capture_output=True, text=True)
+    memory = subprocess.run([sys.executable, "-c", touch_program], capture_output=True, text=True)
+    return {{
+        "uid": os.getuid(),
+        "forks": int(forks.stdout.strip() or 0),
+        "memory": [memory.returncode, memory.stdout],
+        "top": sorted(os.listdir("/")),
+    }}
+
+out = client.submit(inside, {FORK_2000!r}, {TOUCH_2_GIB!r}).result()
+out["me"] = os.getuid()
+client.close()
+cluster.shutdown()
+print(json.dumps(out))
+"""
+
+
+@needs_root
+def test_a_trainees_dask_worker_is_hers_and_capped(local_stack, alice):
+    """On 4efd1c5 every cluster ran as the gateway's own account, uncapped: a worker started
+    as many processes as it liked. Now a cluster is its user's (same uid as her server),
+    in its own sandbox, with her role's memory (1 GiB a worker) and a process cap."""
+    out = kernel_json(alice, DASK_PROBE)
+    assert out["uid"] == out["me"] >= 300_000
+    assert 0 < out["forks"] < 2000, out
+    assert out["memory"][0] == -9 and "held" not in out["memory"][1], out
+    assert "root" not in out["top"] and "home" not in out["top"], out["top"]
+    gateway = next(p for p in local_stack.process_tree() if "dask_gateway_server" in p.cmdline())
+    cgroups = Path(f"/proc/{gateway.pid}/cgroup").read_text()
+    assert f"statbox-dask-{local_stack.port}/gateway" in cgroups  # the gateway itself capped
+
+
 def _marked() -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
