@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import signal
 import textwrap
 import time
@@ -123,6 +124,9 @@ def test_the_hub_gateway_and_proxy_hold_no_secret_in_their_environment(local_sta
                 holding.append(" ".join(proc.cmdline())[:100])
     assert holding == []
     assert len(started) >= 3  # the hub, the gateway, the proxy at least
+    if ROOT:  # the proxy faces the network and needs no privilege: a service account's
+        proxy = next(p for p in started if "configurable-http-proxy" in " ".join(p.cmdline()))
+        assert proxy.uids().real == proxy.uids().effective == pwd.getpwnam("nobody").pw_uid
 
 
 @needs_root
