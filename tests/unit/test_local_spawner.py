@@ -12,7 +12,7 @@ import yaml
 
 from statbox.catalog import load_catalog
 from statbox.settings.model import parse_settings
-from statbox.spawners.local import course_material, user_catalog
+from statbox.spawners.local import course_material, entitlement, user_catalog
 from tests.conftest import REPO
 
 CATALOG = REPO / "catalogs" / "statbox.yaml"
@@ -48,3 +48,11 @@ def test_course_material_never_includes_a_grader_folder() -> None:
 
 def test_missing_curriculum_gives_nothing(tmp_path: Path) -> None:
     assert course_material(tmp_path / "absent") == []
+
+
+def test_an_entitlement_is_worked_out_once_and_matches_the_catalog_rule() -> None:
+    first = entitlement(SETTINGS, "trainee", [], CATALOG)
+    assert entitlement(SETTINGS, "trainee", [], CATALOG) is first
+    assert yaml.safe_load(first.catalog) == user_catalog(SETTINGS, "trainee", [], CATALOG)
+    assert "mobile_phone/events" not in first.data_paths
+    assert "mobile_phone/events" in entitlement(SETTINGS, "analyst", [], CATALOG).data_paths
