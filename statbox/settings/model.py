@@ -288,8 +288,9 @@ class Paths(_Model):
 
 class LocalSettings(_Model):
     run_as: str = Field("nobody", pattern=r"^[a-z_][a-z0-9_-]*$")
-    """Unprivileged account that runs user servers and Dask clusters when Statbox is started
-    as root (local mode). Ignored when started as a normal user."""
+    """Unprivileged account the proxy runs as when Statbox is started as root (local mode);
+    user servers and Dask clusters run under a uid of each user's own. Ignored when started
+    as a normal user."""
 
 
 DATASET_DIR_PATTERN = r"^[a-z0-9][a-z0-9_-]*/[a-z0-9][a-z0-9_-]*$"

@@ -34,6 +34,7 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -56,28 +57,60 @@ TMP_SIZE = 512 * 1024**2
 """The server's private /tmp (memory, counted against its control group)."""
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def user_catalog(settings: Settings, role: str, groups: list[str], catalog: Path) -> dict:
     """The root catalog with only the entries the user is entitled to (and their data)."""
     names = {e.name for e in entitled_entries(settings, role, groups, catalog)}
-    document = yaml.safe_load(catalog.read_text())
+    return _only(yaml.load(catalog.read_text(), Loader=_LOADER), names)
 
+
+def _only(document: dict, names: set[str]) -> dict:
     def keep(key: str) -> bool:
         return any(key == name or key.startswith(name + ".") for name in names)
 
+    kept = dict(document)
     for section in ("entries", "aliases", "data"):
-        if isinstance(document.get(section), dict):
-            document[section] = {k: v for k, v in document[section].items() if keep(k)}
-    return dict(document)
+        if isinstance(kept.get(section), dict):
+            kept[section] = {k: v for k, v in kept[section].items() if keep(k)}
+    return kept
 
 
-def entitled_directories(
-    settings: Settings, role: str, groups: list[str], catalog: Path, data_root: str
-) -> list[Path]:
+@dataclass(frozen=True)
+class Entitlement:
+    """What one role and set of groups may read: their catalog (YAML) and dataset folders."""
+
+    catalog: str
+    data_paths: tuple[str, ...]
+    """Relative to the data root."""
+
+
+_ENTITLEMENTS: dict[tuple[object, ...], Entitlement] = {}
+
+
+def entitlement(settings: Settings, role: str, groups: list[str], catalog: Path) -> Entitlement:
+    """:class:`Entitlement` of a user, worked out once per role, groups and catalog version
+    (parsing and writing the catalog costs about 0.5 s a server start otherwise)."""
+    key = (id(settings), str(catalog), catalog.stat().st_mtime_ns, role, tuple(sorted(groups)))
+    found = _ENTITLEMENTS.get(key)
+    if found is None:
+        entries = entitled_entries(settings, role, groups, catalog)
+        document = _only(yaml.load(catalog.read_text(), Loader=_LOADER), {e.name for e in entries})
+        found = Entitlement(
+            yaml.dump(document, Dumper=_DUMPER, sort_keys=False),
+            tuple(sorted({e.data_path for e in entries})),
+        )
+        _ENTITLEMENTS[key] = found
+    return found
+
+
+def entitled_directories(data_root: str, relative: tuple[str, ...]) -> list[Path]:
     """The dataset folders the user may read (each bound on its own), those that exist."""
     if is_data_url(data_root):
         return []  # object storage: read with credentials, nothing to bind
-    paths = {e.data_path for e in entitled_entries(settings, role, groups, catalog)}
-    return [Path(data_root) / p for p in sorted(paths) if (Path(data_root) / p).is_dir()]
+    return [Path(data_root) / p for p in relative if (Path(data_root) / p).is_dir()]
 
 
 def course_material(curriculum: Path) -> list[Path]:
@@ -167,8 +200,13 @@ class StatboxLocalSpawner(StatboxSpawnerMixin, SimpleLocalProcessSpawner):
         home = Path(self.home_dir)
         Path(self.home_root).mkdir(mode=0o755, parents=True, exist_ok=True)
         home.mkdir(mode=0o700, exist_ok=True)
-        if uid is not None:
-            os.chown(home, uid, uid)
+        if uid is not None and home.stat().st_uid != uid:
+            # First start under the user's own uid (a new home, one published into before,
+            # or one from the days of a shared account): everything in it becomes theirs.
+            for directory, dirnames, filenames in os.walk(home):
+                os.chown(directory, uid, uid, follow_symlinks=False)
+                for name in dirnames + filenames:
+                    os.chown(os.path.join(directory, name), uid, uid, follow_symlinks=False)
         home.chmod(0o700)
 
         groups = sorted(group.name for group in self.user.groups)
@@ -177,18 +215,15 @@ class StatboxLocalSpawner(StatboxSpawnerMixin, SimpleLocalProcessSpawner):
         catalogs.mkdir(mode=0o711, exist_ok=True)
         own_catalog = catalogs / f"{self.user.name}.yaml"
         partial = own_catalog.with_suffix(".partial")
-        partial.write_text(
-            yaml.safe_dump(user_catalog(self.settings, role_name, groups, catalog), sort_keys=False)
-        )
+        entitled = entitlement(self.settings, role_name, groups, catalog)
+        partial.write_text(entitled.catalog)
         partial.chmod(0o644)  # in a folder no user can list; bound only into this sandbox
         partial.replace(own_catalog)
 
         box = Sandbox(argv=[], uid=uid, network=True, inherit_env=True, cwd=home)
         box.bind_read_only(*interpreter_paths(), own_catalog)
         box.bind_read_only(*course_material(Path(self.curriculum_path)))
-        box.bind_read_only(
-            *entitled_directories(self.settings, role_name, groups, catalog, self.data_root)
-        )
+        box.bind_read_only(*entitled_directories(self.data_root, entitled.data_paths))
         box.bind_read_write(home)
         box.tmpfs[Path("/tmp")] = TMP_SIZE
         box.tmpfs[Path("/dev/shm")] = TMP_SIZE  # multiprocessing's locks (Dask's nanny)

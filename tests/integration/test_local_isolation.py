@@ -10,8 +10,10 @@ Tests run in file order and share one stack (with the role limits of conftest.SE
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pwd
 import signal
 import textwrap
 import time
@@ -93,11 +95,11 @@ def test_no_secret_of_the_hub_gateway_or_another_user_is_readable(
     secret_dir = local_stack.state_dir / "secrets"
     secrets += [p.read_text().strip() for p in secret_dir.iterdir() if p.is_file()]
     out = kernel_json(alice, SECRETS_PROBE)
+    leaked = [where for where, text in out["texts"].items() for secret in secrets if secret in text]
+    assert leaked == []
     # her own processes only (pid namespace), all under her uid (not root, not another's)
     assert out["me"] >= 300_000
     assert out["uids"] in ([out["me"]], [0, out["me"]]), out["uids"]
-    leaked = [where for where, text in out["texts"].items() for secret in secrets if secret in text]
-    assert leaked == []
     # and the uid is hers alone: ana's server runs under another
     assert kernel_json(ana, "import os, json; print(json.dumps({'me': os.getuid()}))")[
         "me"
@@ -105,6 +107,26 @@ def test_no_secret_of_the_hub_gateway_or_another_user_is_readable(
         out["me"],
         0,
     )
+
+
+def test_the_hub_gateway_and_proxy_hold_no_secret_in_their_environment(local_stack, alice):
+    """On 4efd1c5 the hub and the gateway had every secret in their environment, and the
+    proxy and services inherited them. Now they are files only root reads."""
+    secret_dir = local_stack.state_dir / "secrets"
+    secrets = [p.read_text().strip() for p in secret_dir.iterdir() if p.is_file()]
+    secrets += [local_stack.env["STATBOX_ADMIN_PASSWORD"], local_stack.env["STATBOX_USER_PASSWORD"]]
+    _supervisor, *started = local_stack.process_tree()  # it holds what the operator gave it
+    holding = []
+    for proc in started:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            environ = proc.environ()
+            if any(secret in value for secret in secrets for value in environ.values()):
+                holding.append(" ".join(proc.cmdline())[:100])
+    assert holding == []
+    assert len(started) >= 3  # the hub, the gateway, the proxy at least
+    if ROOT:  # the proxy faces the network and needs no privilege: a service account's
+        proxy = next(p for p in started if "configurable-http-proxy" in " ".join(p.cmdline()))
+        assert proxy.uids().real == proxy.uids().effective == pwd.getpwnam("nobody").pw_uid
 
 
 @needs_root
@@ -124,7 +146,6 @@ def test_another_users_home_and_dask_key_are_out_of_reach(local_stack, alice, an
     state = local_stack.state_dir
     key = state / "gateway" / "clusters" / cluster / ".certs" / "dask.pem"
     assert key.is_file()  # seen from the host: the cluster and its key exist
-    assert key.stat().st_uid >= 300_000 and key.stat().st_mode & 0o077 == 0
     targets = [
         state / "homes" / "ana" / "mine.txt",
         key,
@@ -158,6 +179,8 @@ def test_another_users_home_and_dask_key_are_out_of_reach(local_stack, alice, an
     assert out.pop("homes") == ["alice"]
     assert set(out.values()) <= {"FileNotFoundError", "PermissionError"}, out
     assert not (state / "homes" / "ana" / "planted.txt").exists()
+    # the key is hers alone: her uid's, 0600
+    assert key.stat().st_uid >= 300_000 and key.stat().st_mode & 0o077 == 0
     # ana's scheduler, through the gateway with alice's credentials: refused
     stolen = alice.run(f"from dask_gateway import Gateway\nGateway().connect({cluster!r})")
     assert stolen.error is not None and "403" in stolen.error, stolen.error
@@ -244,6 +267,48 @@ def test_the_roles_memory_and_process_caps_hold(alice):
     )
     assert out["memory"][0] == -9 and "held" not in out["memory"][1], out
     assert 0 < out["forks"] < 2000, out
+
+
+DASK_PROBE = f"""
+import json, os
+from dask_gateway import Gateway
+cluster = Gateway().new_cluster()
+cluster.scale(1)
+client = cluster.get_client()
+client.wait_for_workers(1, timeout=120)
+
+def inside(fork_program, touch_program):
+    import os, subprocess, sys
+    forks = subprocess.run([sys.executable, "-c", fork_program], capture_output=True, text=True)
+    memory = subprocess.run([sys.executable, "-c", touch_program], capture_output=True, text=True)
+    return {{
+        "uid": os.getuid(),
+        "forks": int(forks.stdout.strip() or 0),
+        "memory": [memory.returncode, memory.stdout],
+        "top": sorted(os.listdir("/")),
+    }}
+
+out = client.submit(inside, {FORK_2000!r}, {TOUCH_2_GIB!r}).result()
+out["me"] = os.getuid()
+client.close()
+cluster.shutdown()
+print(json.dumps(out))
+"""
+
+
+@needs_root
+def test_a_trainees_dask_worker_is_hers_and_capped(local_stack, alice):
+    """On 4efd1c5 every cluster ran as the gateway's own account, uncapped: a worker started
+    as many processes as it liked. Now a cluster is its user's (same uid as her server),
+    in its own sandbox, with her role's memory (1 GiB a worker) and a process cap."""
+    out = kernel_json(alice, DASK_PROBE)
+    assert out["uid"] == out["me"] >= 300_000
+    assert 0 < out["forks"] < 2000, out
+    assert out["memory"][0] == -9 and "held" not in out["memory"][1], out
+    assert "root" not in out["top"] and "home" not in out["top"], out["top"]
+    gateway = next(p for p in local_stack.process_tree() if "dask_gateway_server" in p.cmdline())
+    cgroups = Path(f"/proc/{gateway.pid}/cgroup").read_text()
+    assert f"statbox-dask-{local_stack.port}/gateway" in cgroups  # the gateway itself capped
 
 
 def _marked() -> list[psutil.Process]:
