@@ -10,11 +10,14 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
 from statbox.contract import PROJECT_LABEL, USER_LABEL
+from statbox.modes.docker.stack import DASK_CGROUP_VARIABLES
+from statbox.sandbox.cgroups import CgroupTree
 from tests.docker.conftest import PASSWORDS, RESTRICTED, RunningStack
 from tests.docker.engine import forwarding_rules_for
 from tests.integration.hubclient import HubUser
@@ -320,6 +323,13 @@ def test_prepare_writes_a_private_env_file_and_creates_nothing(stack, engine, tm
     assert record["hosts"]["hub"] == "sbxprep-hub"
     assert "user_password" not in record["settings"]["auth"]
     assert "admin_password" not in record["settings"]["auth"]
+    # The clusters' cgroup folder that compose.env names exists (for `docker compose up`);
+    # removed here, as `statbox up` would remove it at stop.
+    cgroups = [variables[name] for name in DASK_CGROUP_VARIABLES.values()]
+    assert all(Path(folder, "cgroup.procs").is_file() for folder in cgroups)
+    tree = CgroupTree.detect("statbox-sbxprep-dask")
+    assert tree is not None
+    tree.remove()
 
 
 @pytest.mark.parametrize(
