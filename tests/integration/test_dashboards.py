@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import psutil
 import pytest
@@ -26,6 +27,7 @@ import websocket
 from statbox.contract.runtime import RuntimeDocument
 from statbox.dashboards.firewall import LoopbackFirewall, dashboards_firewall
 from statbox.sandbox.accounts import FIRST_UID
+from tests.conftest import require_tool
 from tests.integration.hubclient import HubUser
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -152,6 +154,57 @@ def test_an_admin_sees_any_dashboard(local_stack, passwords, cluster):
     page = ada.session.get(url, timeout=60)
     assert page.status_code == 200, page.url
     assert ada.api("GET", status_path(cluster)).status_code == 200
+
+
+CHROMIUM = Path(os.environ.get("STATBOX_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def browser_login(context, base_url: str, name: str, password: str):
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(f"{base_url}/hub/login")
+    page.fill("#username_input", name)
+    page.fill("#password_input", password)
+    page.click("#login_submit")
+    page.wait_for_url(f"{base_url}/**/{name}/**")
+    return page
+
+
+@pytest.mark.browser
+def test_in_a_browser_the_link_opens_for_the_owner_only(local_stack, passwords, alice, cluster):
+    """alice's dashboard_link, opened in Chromium: Bokeh draws the page over its websocket
+    for her; bob's browser gets the refusal."""
+    require_tool("chromium", CHROMIUM.exists())
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url = f"{local_stack.base_url}{cluster['link']}"
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            frames: list[str] = []
+            owner = chromium.new_context()
+            page = browser_login(owner, local_stack.base_url, "alice", passwords["user"])
+            page.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append(f)))
+            response = page.goto(url)
+            assert response is not None and response.status == 200
+            page.locator("canvas").first.wait_for()  # drawn from the websocket's document
+            assert frames
+            stranger = chromium.new_context()
+            page = browser_login(stranger, local_stack.base_url, "bob", passwords["user"])
+            response = page.goto(url)
+            assert response is not None and response.status == 403
+            assert page.locator("canvas").count() == 0
+        finally:
+            chromium.close()
 
 
 PROBE = textwrap.dedent(
