@@ -304,9 +304,10 @@ class KubernetesSettings(_Model):
     """Where the hub and user pods reach Dask Gateway's proxy (no path): the chart's
     traefik-dask-gateway Service."""
     gateway_proxy_address: str = Field(
-        "gateway://traefik-dask-gateway:80", pattern=r"^gateway://[^\s/]+:\d+$"
+        "gateway://traefik-dask-gateway:8786", pattern=r"^gateway://[^\s/]+:\d+$"
     )
-    """Address of the same proxy for the schedulers' TLS traffic (DASK_GATEWAY__PROXY_ADDRESS)."""
+    """Address of the same proxy for the schedulers' TLS traffic (DASK_GATEWAY__PROXY_ADDRESS):
+    its own entrypoint, so that user pods may reach it without reaching the HTTP side."""
     data_claim: str = Field("", pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$")
     """PersistentVolumeClaim holding the shared data; each dataset a user is entitled to is
     mounted read-only from it under paths.data_root. Empty: no data is mounted."""

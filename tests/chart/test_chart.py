@@ -30,6 +30,7 @@ from .conftest import (
     CHART_DIR,
     NAMESPACE,
     REGIONS,
+    RELEASE,
     MissingSecretKey,
     container_environment,
     find,
@@ -66,7 +67,7 @@ def test_every_manifest_validates_against_kubernetes_schemas(render, name):
 
     objects = manifests(render(case_values(name)))
     kinds = sorted(o["kind"] for o in objects)
-    assert kinds == ["ConfigMap", "NetworkPolicy", "Role", "RoleBinding", "Secret"]
+    assert kinds == ["ConfigMap", "NetworkPolicy", "NetworkPolicy", "Role", "RoleBinding", "Secret"]
     for version in ("1.30.0", kubernetes_validate.latest_version()):
         for obj in objects:
             kubernetes_validate.validate(obj, version, strict=True)
@@ -287,11 +288,13 @@ def test_hub_pod_configuration(render, tmp_path):
     assert c.StatboxKubeSpawner.cmd == ["python3", "-m", "statbox.spawners.singleuser"]
     gateway = next(s for s in c.JupyterHub.services if s["name"] == "dask-gateway")
     token = _secret(render(values_file("values-rwanda.yaml")))["gateway-api-token"]
-    assert gateway["url"] == "http://traefik-dask-gateway" and gateway["display"] is False
+    # the `dask-gateway` service is the dashboards' front, in the hub's pod, guarding traefik
+    assert gateway["url"] == "http://hub:8010" and gateway["display"] is False
+    assert gateway["environment"]["STATBOX_DASHBOARDS_GATEWAY"] == "http://traefik-dask-gateway"
     assert len(gateway["api_token"]) == len(token) == 64
     env = c.StatboxKubeSpawner.gateway_environment
-    assert env["DASK_GATEWAY__ADDRESS"] == "http://traefik-dask-gateway/services/dask-gateway"
-    assert env["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://traefik-dask-gateway:80"
+    assert env["DASK_GATEWAY__ADDRESS"] == "http://hub:8010/services/dask-gateway"
+    assert env["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://traefik-dask-gateway:8786"
     # Rwanda's trainees are idle-culled after 45 minutes
     cullers = {s["name"]: s for s in c.JupyterHub.services if s["name"].startswith("idle")}
     assert "--timeout=2700" in cullers["idle-culler-trainee"]["command"]
@@ -386,21 +389,64 @@ def test_dask_pods_and_user_pods_are_confined_by_the_values():
         container = backend[component]["extraContainerConfig"]["securityContext"]
         assert container == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
     assert values["dask-gateway"]["traefik"]["service"]["type"] == "ClusterIP"
+    # user pods: the gateway's TLS entrypoint, and the dashboards' front in the hub's pod;
+    # not the gateway's HTTP side (the API and every cluster's dashboard)
     egress = values["jupyterhub"]["singleuser"]["networkPolicy"]["egress"]
+    traefik = {"app.kubernetes.io/name": "dask-gateway", "app.kubernetes.io/component": "traefik"}
     assert egress == [
         {
-            "to": [
-                {
-                    "podSelector": {
-                        "matchLabels": {
-                            "app.kubernetes.io/name": "dask-gateway",
-                            "app.kubernetes.io/component": "traefik",
-                        }
-                    }
-                }
-            ]
-        }
+            "to": [{"podSelector": {"matchLabels": traefik}}],
+            "ports": [{"port": 8786, "protocol": "TCP"}],
+        },
+        {
+            "to": [{"podSelector": {"matchLabels": {"component": "hub"}}}],
+            "ports": [{"port": 8010, "protocol": "TCP"}],
+        },
     ]
+
+
+def test_gateway_http_side_admits_only_the_hub_pod(render):
+    """The attack: a user's pod (or a Dask pod running a user's code) opens another user's
+    dashboard on traefik's HTTP port, knowing only the cluster's name. Only the hub's pod,
+    where the dashboards' front checks ownership, may reach it; user pods reach the TLS port."""
+    policy = find(render(), "NetworkPolicy", "statbox-dask-gateway-proxy")["spec"]
+    assert policy["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "dask-gateway",
+        "app.kubernetes.io/instance": RELEASE,
+        "app.kubernetes.io/component": "traefik",
+    }
+    assert policy["policyTypes"] == ["Ingress"]
+    by_port = {
+        rule["ports"][0]["port"]: [src["podSelector"]["matchLabels"] for src in rule["from"]]
+        for rule in policy["ingress"]
+    }
+    hub = {"app": "jupyterhub", "component": "hub"}
+    assert by_port == {
+        8000: [hub],
+        8786: [hub, {"app": "jupyterhub", "component": "singleuser-server"}],
+    }
+    assert all(len(rule["ports"]) == 1 for rule in policy["ingress"])
+
+
+def test_dashboards_front_port_is_one_number_everywhere(render):
+    """runtime.json's ports.dashboards (where the hub starts the front and sends users),
+    the hub Service's extra port, and the hub pod's ingress rule agree."""
+    values = values_file("values.yaml")
+    runtime = json.loads(find(render(), "ConfigMap", "statbox-config")["data"]["runtime.json"])
+    port = runtime["ports"]["dashboards"]
+    hub = values["jupyterhub"]["hub"]
+    assert hub["service"]["extraPorts"] == [
+        {"name": "dask-dashboards", "port": port, "targetPort": port}
+    ]
+    [ingress] = hub["networkPolicy"]["ingress"]
+    assert ingress["ports"] == [{"port": port, "protocol": "TCP"}]
+    assert ingress["from"][0]["podSelector"]["matchExpressions"] == [
+        {"key": "component", "operator": "In", "values": ["proxy", "singleuser-server"]}
+    ]
+    # the schedulers' TLS entrypoint has a port of its own, and the settings point at it
+    assert values["dask-gateway"]["traefik"]["service"]["ports"]["tcp"]["port"] == 8786
+    assert runtime["ports"]["gateway_tcp"] == 8786
+    assert values["statbox"]["kubernetes"]["gateway_proxy_address"].endswith(":8786")
 
 
 def test_dask_cluster_policy_admits_only_the_gateway(render):

@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import psutil
 import pytest
@@ -22,7 +25,9 @@ import requests
 import websocket
 
 from statbox.contract.runtime import RuntimeDocument
+from statbox.dashboards.firewall import LoopbackFirewall, dashboards_firewall
 from statbox.sandbox.accounts import FIRST_UID
+from tests.conftest import require_tool
 from tests.integration.hubclient import HubUser
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -37,6 +42,14 @@ NEW_CLUSTER = textwrap.dedent(
     print(json.dumps({"name": cluster.name, "link": cluster.dashboard_link}))
     """
 )
+
+
+@pytest.fixture(scope="module")
+def stack_settings(stack_settings):
+    """The integration settings with an admin, ada, added."""
+    text = stack_settings.read_text()
+    stack_settings.write_text(text.replace("roles:\n", "roles:\n  admin:\n    users: [ada]\n", 1))
+    return stack_settings
 
 
 def logged_in(stack, name: str, password: str) -> HubUser:
@@ -59,13 +72,15 @@ def bob(local_stack, passwords):
 
 
 @pytest.fixture(scope="module")
-def cluster(alice):
-    """alice's cluster, made in her kernel with ``Gateway()`` and no arguments."""
+def cluster(local_stack, alice):
+    """alice's cluster, made in her kernel with ``Gateway()`` and no arguments (stopped with
+    the stack when the last test has stopped it already)."""
     result = alice.run(NEW_CLUSTER)
     assert result.error is None, result.stderr
     made = result.json()
     yield made
-    alice.api("DELETE", f"{PREFIX}/api/v1/clusters/{made['name']}", scheme="jupyterhub")
+    if local_stack.proc.poll() is None:
+        alice.api("DELETE", f"{PREFIX}/api/v1/clusters/{made['name']}", scheme="jupyterhub")
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +145,66 @@ def test_the_owner_sees_her_dashboard_and_its_websocket(local_stack, alice, clus
         assert header["msgtype"] == "ACK"
     finally:
         ws.close()
+
+
+def test_an_admin_sees_any_dashboard(local_stack, passwords, cluster):
+    ada = logged_in(local_stack, "ada", passwords["admin"])
+    assert ada.api("GET", "/hub/api/user").json()["admin"] is True
+    url = f"{local_stack.base_url}{status_path(cluster)}"
+    page = ada.session.get(url, timeout=60)
+    assert page.status_code == 200, page.url
+    assert ada.api("GET", status_path(cluster)).status_code == 200
+
+
+CHROMIUM = Path(os.environ.get("STATBOX_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def browser_login(context, base_url: str, name: str, password: str):
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(f"{base_url}/hub/login")
+    page.fill("#username_input", name)
+    page.fill("#password_input", password)
+    page.click("#login_submit")
+    page.wait_for_url(f"{base_url}/**/{name}/**")
+    return page
+
+
+@pytest.mark.browser
+def test_in_a_browser_the_link_opens_for_the_owner_only(local_stack, passwords, alice, cluster):
+    """alice's dashboard_link, opened in Chromium: Bokeh draws the page over its websocket
+    for her; bob's browser gets the refusal."""
+    require_tool("chromium", CHROMIUM.exists())
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url = f"{local_stack.base_url}{cluster['link']}"
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            frames: list[str] = []
+            owner = chromium.new_context()
+            page = browser_login(owner, local_stack.base_url, "alice", passwords["user"])
+            page.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append(f)))
+            response = page.goto(url)
+            assert response is not None and response.status == 200
+            page.locator("canvas").first.wait_for()  # drawn from the websocket's document
+            assert frames
+            stranger = chromium.new_context()
+            page = browser_login(stranger, local_stack.base_url, "bob", passwords["user"])
+            response = page.goto(url)
+            assert response is not None and response.status == 403
+            assert page.locator("canvas").count() == 0
+        finally:
+            chromium.close()
 
 
 PROBE = textwrap.dedent(
@@ -205,3 +280,38 @@ def test_a_user_uid_cannot_reach_the_gateway_or_dashboards_directly(runtime, clu
         str(runtime.ports.public): "open",
         str(runtime.ports.gateway_tcp): "open",
     }
+
+
+def chain_exists(chain: str) -> bool:
+    listed = subprocess.run(["iptables", "-w", "-S", chain], capture_output=True, timeout=60)
+    return listed.returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="iptables rules need root")
+def test_the_rule_rejects_only_the_given_uids_and_ports_and_goes_away():
+    """The firewall on its own, against a listener of this test's: no stack needed."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        port = server.getsockname()[1]
+        first = FIRST_UID + 10
+        firewall = LoopbackFirewall(f"STATBOX-TEST-{os.getpid()}", (first, first + 9), (port,))
+        try:
+            firewall.install()
+            firewall.install()  # again, as after a crash: replaced, not doubled
+            assert chain_exists(firewall.chain)
+            assert connect_as(first + 5, [port]) == {str(port): "ConnectionRefusedError"}
+            assert connect_as(first + 10, [port]) == {str(port): "open"}  # outside the range
+        finally:
+            firewall.remove()
+        assert not chain_exists(firewall.chain)
+        assert connect_as(first + 5, [port]) == {str(port): "open"}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="iptables rules need root")
+def test_stopping_the_stack_removes_its_rule(local_stack, runtime):
+    """Last in the file: it stops the module's stack."""
+    chain = dashboards_firewall(local_stack.state_dir, runtime.ports.gateway_http).chain
+    assert chain_exists(chain)
+    assert local_stack.stop(signal.SIGTERM) == 0
+    assert not chain_exists(chain)

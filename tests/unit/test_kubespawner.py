@@ -163,7 +163,7 @@ def test_kubernetes_gateway_addresses_are_the_charts_services(kube_config):
     env = kube_config.StatboxKubeSpawner.gateway_environment
     assert env == {
         "DASK_GATEWAY__ADDRESS": "http://hub:9006/services/dask-gateway",
-        "DASK_GATEWAY__PROXY_ADDRESS": "gateway://traefik-dask-gateway:80",
+        "DASK_GATEWAY__PROXY_ADDRESS": "gateway://traefik-dask-gateway:8786",
         "DASK_GATEWAY__PUBLIC_ADDRESS": "/services/dask-gateway/",
         "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
     }
@@ -339,7 +339,7 @@ async def test_pod_environment_and_user_label(spawner_for):
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
     assert env["STATBOX_ROLE"] == "analyst"
     assert env["STATBOX_CATALOG"] == str(REPO / "catalogs" / "statbox.yaml")
-    assert env["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://traefik-dask-gateway:80"
+    assert env["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://traefik-dask-gateway:8786"
     assert pod["metadata"]["labels"][USER_LABEL] == user_label_value("ana")
 
 

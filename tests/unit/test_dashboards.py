@@ -1,0 +1,38 @@
+"""The dashboards' pieces that need no stack: the scheduler's dashboard port and the front's
+start-up checks. The front itself is attacked for real in tests/integration/test_dashboards.py."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from statbox.dashboards import __main__ as front_main
+from statbox.dashboards.scheduler import free_port_in_range, with_dashboard_port
+
+
+def test_the_dashboard_moves_onto_a_free_port_of_the_range():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        args = ["--protocol", "tls", "--dashboard-address", "127.0.0.1:0", "--port", "0"]
+        # the range holds the taken port and the next: the free one is chosen
+        moved = with_dashboard_port(args, port, port + 1)
+        assert moved == [*args[:3], f"127.0.0.1:{port + 1}", *args[4:]]
+        with pytest.raises(OSError, match=f"no free port in {port}-{port}"):
+            free_port_in_range("127.0.0.1", port, port)
+
+
+def test_a_scheduler_without_a_dashboard_address_gets_one_in_the_range():
+    moved = with_dashboard_port(["--port", "0"], 29000, 29999)
+    assert moved[:2] == ["--port", "0"] and moved[2] == "--dashboard-address"
+    assert 29000 <= int(moved[3].rpartition(":")[2]) <= 29999
+
+
+def test_the_front_started_by_hand_says_what_is_missing(monkeypatch, capsys):
+    for name in front_main.REQUIRED:
+        monkeypatch.delenv(name, raising=False)
+    assert front_main.main() == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "STATBOX_DASHBOARDS_GATEWAY" in err and "the hub starts this service" in err
