@@ -222,13 +222,12 @@ def test_home_volumes_are_those_whose_label_matches_their_name():
 
 def test_grading_container_is_cut_off_and_capped(tmp_path):
     data = tmp_path / "data"
-    data.mkdir()
-    catalog_dir = tmp_path / "catalogs"
-    catalog_dir.mkdir()
-    (catalog_dir / "cat.yaml").write_text("{}")
+    (data / "ais").mkdir(parents=True)
+    (data / "mobile").mkdir()
     limits = Limits(memory=512 * 1024**2, processes=80, workdir=64 * 1024**2)
-    job = Job.create(3, limits, scratch=tmp_path, data_root=data)
-    job.env = {"STATBOX_CATALOG": str(catalog_dir / "cat.yaml")}
+    job = Job.create(3, limits, scratch=tmp_path, data_root=data, datasets=[data / "ais"])
+    job.catalog.write_text("{}")
+    job.env = {"STATBOX_CATALOG": str(job.catalog)}
     config = container_config(job, "img", 200003, 200003, ["k"], {GRADING_LABEL: "r"})
     assert config["network_mode"] == "none"
     assert config["mem_limit"] == config["memswap_limit"] == 512 * 1024**2
@@ -238,18 +237,18 @@ def test_grading_container_is_cut_off_and_capped(tmp_path):
     assert config["security_opt"] == ["no-new-privileges"]
     assert "uid=200003" in config["tmpfs"][str(job.workdir)]
     assert "size=67108864" in config["tmpfs"]["/tmp"]
-    binds = {source: spec["bind"] for source, spec in config["volumes"].items()}
-    assert binds[str(job.root)] == str(job.root)  # the IPC sockets' paths agree
-    assert binds[str(data)] == str(data) and config["volumes"][str(data)]["mode"] == "ro"
-    assert binds[str(catalog_dir)] == str(catalog_dir)
-    assert SANDBOX_IN_CONTAINER in binds.values()
-    assert len(binds) == 4
-    assert not any("docker.sock" in source for source in binds)
-    # A catalog folder holding something hidden: only the catalog file is mounted.
-    job.hidden = [catalog_dir / "secret"]
-    config = container_config(job, "img", 1, 1, ["k"], {})
-    assert str(catalog_dir / "cat.yaml") in config["volumes"]
-    assert str(catalog_dir) not in config["volumes"]
+    volumes = config["volumes"]
+    modes = {source: spec["mode"] for source, spec in volumes.items()}
+    # An allow-list: the IPC folder the only bind written to (at the grader's own path, so the
+    # sockets' paths agree), the declared dataset alone, never the data root or the job root.
+    assert modes[str(job.root / "ipc")] == "rw"
+    assert [source for source, mode in modes.items() if mode == "rw"] == [str(job.root / "ipc")]
+    assert volumes[str(data / "ais")] == {"bind": str(data / "ais"), "mode": "ro"}
+    assert str(data) not in volumes and str(data / "mobile") not in volumes
+    assert str(job.root) not in volumes
+    assert volumes[str(job.catalog)]["mode"] == "ro"
+    assert SANDBOX_IN_CONTAINER in {spec["bind"] for spec in volumes.values()}
+    assert not any("docker.sock" in source for source in volumes)
     job.remove()
 
 
