@@ -61,9 +61,7 @@ def in_container_limits(rlimits: dict[str, int]) -> dict[str, int]:
     and pids limits replace the per-process memory and per-uid process caps (which would
     stop a kernel with MemoryError before the container's limit, and count every process
     of a shared uid)."""
-    return {
-        name: value for name, value in rlimits.items() if name not in ("as", "data", "nproc")
-    }
+    return {name: value for name, value in rlimits.items() if name not in ("as", "data", "nproc")}
 
 
 def container_config(
