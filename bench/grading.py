@@ -116,7 +116,8 @@ def write_config(root: Path, data_root: Path) -> Path:
     (state / "secrets" / "certify" / "default.key").write_text(SECRET.hex() + "\n")
     config = root / "statbox.yaml"
     config.write_text(
-        f"paths: {{curriculum: {COURSES}, data_root: {data_root}, state_dir: {state}}}\n"
+        f"paths: {{curriculum: {COURSES}, data_root: {data_root}, state_dir: {state}, "
+        f"catalog: {CATALOG}}}\n"  # the exercise's catalog: kernels get its declared dataset
     )
     return config
 
@@ -158,7 +159,6 @@ def stress(count: int, workers: int, root: Path, data_root: Path) -> int:
     state = root / "stress-state"
     (state / "secrets" / "certify").mkdir(parents=True)
     (state / "secrets" / "certify" / "default.key").write_text(SECRET.hex() + "\n")
-    # the exercise's catalog: its kernels get the declared dataset, as in production
     setup = GradingSetup(curriculum=COURSES, data_root=data_root, state_dir=state, catalog=CATALOG)
     started = time.monotonic()
     summary = run(

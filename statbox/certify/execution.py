@@ -65,6 +65,8 @@ SNAPSHOT_TIMEOUT = 5.0
 
 
 SANDBOX_PROGRAMS = {"sh", "bwrap", "setpriv", "unshare"}
+"""Programs between the grader and a graded kernel (the cgroup's shell, bubblewrap and its
+init), which :func:`_kernel_process` walks through to find the kernel."""
 
 
 class KernelStopped(Exception):

@@ -58,9 +58,10 @@ def engine_url(environ: dict[str, str] | None = None) -> str:
 
 def in_container_limits(rlimits: dict[str, int]) -> dict[str, int]:
     """The resource limits the launcher sets inside the container: the container's memory
-    and pids limits replace the address-space and per-uid process caps (which would count
-    reserved address space, and every process of a shared uid)."""
-    return {name: value for name, value in rlimits.items() if name not in ("as", "nproc")}
+    and pids limits replace the per-process memory and per-uid process caps (which would
+    stop a kernel with MemoryError before the container's limit, and count every process
+    of a shared uid)."""
+    return {name: value for name, value in rlimits.items() if name not in ("as", "data", "nproc")}
 
 
 def container_config(
