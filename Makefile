@@ -65,6 +65,7 @@ lint: install
 bench: install
 	$(BIN)/python bench/spawn.py $(ARGS)
 	$(BIN)/python bench/grading.py
+	$(BIN)/python bench/dask.py
 
 clean:
 	rm -rf $(VENV) .statbox

@@ -233,6 +233,9 @@ class StatboxLocalSpawner(StatboxSpawnerMixin, SimpleLocalProcessSpawner):
             self.log.warning("No writable cgroups: %s's server runs without caps", self.user.name)
         else:
             _, role = self.statbox_role
+            left = tree.existing(self.user.name)
+            if left is not None:  # a server that died by itself may have left processes
+                left.kill()
             box.cgroup = tree.group(
                 self.user.name,
                 ResourceCaps(
