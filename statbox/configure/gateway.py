@@ -24,6 +24,7 @@ from traitlets import Unicode
 
 from statbox.configure.hub import GATEWAY_PREFIX, GATEWAY_SERVICE
 from statbox.configure.runtime import Runtime
+from statbox.contract import DockerNames
 from statbox.identity.roles import role_settings
 from statbox.sandbox.cgroups import Cgroup, CgroupTree, ResourceCaps
 from statbox.settings.model import Mode, Role, Settings
@@ -148,8 +149,12 @@ def _configure_docker_gateway(c: Any, rt: Runtime) -> None:
     c.LocalBackend.clusters_directory = f"{DOCKER_GATEWAY_STATE}/clusters"
     # In a folder only root (the gateway) may enter: clusters run under other uids.
     c.DBBackendBase.db_url = f"sqlite:///{DOCKER_GATEWAY_STATE}/db/gateway.sqlite"
+    # The HTTP side (API, dashboards) on the private network only, by a name that exists
+    # there alone (compose.yaml): users' networks reach only the scheduler proxy.
+    http = f"{DockerNames(rt.settings.docker.project).gateway_http}:{rt.ports.gateway_http}"
+    c.Proxy.address = http
     # Schedulers and workers run beside the gateway in its container.
-    c.DBBackendBase.api_url = f"http://127.0.0.1:{rt.ports.gateway_http}{GATEWAY_PREFIX}/api"
+    c.DBBackendBase.api_url = f"http://{http}{GATEWAY_PREFIX}/api"
     # ... each in a cgroup of its own, capped by the OS (not only by Dask's nanny).
     c.PerUserAccountBackend.cgroup_root = DOCKER_CLUSTER_CGROUPS
     c.PerUserAccountBackend.process_cap = rt.settings.docker.pids_limit

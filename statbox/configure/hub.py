@@ -186,9 +186,16 @@ def _chart_gateway(rt: Runtime) -> tuple[str, str]:
     return kube.gateway_url, kube.gateway_proxy_address
 
 
+def _docker_gateway(rt: Runtime) -> tuple[str, str]:
+    """The hub reaches the gateway's HTTP side by its private-network-only name."""
+    names = DockerNames(rt.settings.docker.project)
+    _, proxy_address = _stack_gateway(rt)
+    return f"http://{names.gateway_http}:{rt.ports.gateway_http}", proxy_address
+
+
 GATEWAY_ADDRESSES = {
     Mode.local: _stack_gateway,
-    Mode.docker: _stack_gateway,
+    Mode.docker: _docker_gateway,
     Mode.kubernetes: _chart_gateway,
 }
 """Per mode: (URL of the gateway's HTTP proxy, address of its TLS proxy for schedulers), as
@@ -260,6 +267,9 @@ def gateway_client_environment(rt: Runtime) -> dict[str, str]:
     relative to the hub's public URL so they work from the browser.
     """
     url, proxy_address = GATEWAY_ADDRESSES[rt.settings.mode](rt)
+    if rt.settings.mode is Mode.docker:
+        # Users' containers reach the gateway's HTTP side only through the hub's proxy.
+        url = f"http://{DockerNames(rt.settings.docker.project).hub}:{rt.ports.public}"
     return {
         "DASK_GATEWAY__ADDRESS": f"{url}{GATEWAY_PREFIX}",
         "DASK_GATEWAY__PROXY_ADDRESS": proxy_address,
