@@ -7,6 +7,7 @@ user may choose, and the limits a cluster gets, come from the user's role as
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -208,6 +209,13 @@ class PerUserAccountBackend(LocalBackend):
                 )
             version = 2 if (bases["memory"] / "cgroup.controllers").is_file() else 1
             self._tree = CgroupTree(version, bases)
+            # Groups of an earlier gateway's processes (gone with its container): only an
+            # empty group can be removed, so a live one is never touched.
+            for base in set(bases.values()):
+                for child in base.iterdir():
+                    if child.is_dir():
+                        with contextlib.suppress(OSError):
+                            child.rmdir()
         return self._tree
 
     def _group_for(self, cluster: Any, name: str) -> Cgroup | None:
