@@ -243,7 +243,12 @@ def docker_hubs(base: Path) -> Iterator[tuple[list[Hub], dict[str, int]]]:
     )
     from statbox.modes.local.stack import find_proxy
     from tests.docker.conftest import make_test_data
-    from tests.docker.engine import PrivateEngine, isolated_network
+    from tests.docker.engine import (
+        PrivateEngine,
+        forwarding_dropped,
+        free_subnet,
+        isolated_network,
+    )
 
     engine = PrivateEngine(DEFAULT_CACHE / "docker-data")
     engine.start()
@@ -271,7 +276,15 @@ def docker_hubs(base: Path) -> Iterator[tuple[list[Hub], dict[str, int]]]:
             "stock": int(engine.client.images.get(stock_image).attrs["Size"]),
         }
         names = DockerNames("sbxbench")
-        with isolated_network(engine.client, names.network, {PROJECT_LABEL: names.project}) as net:
+        labels = {PROJECT_LABEL: names.project}
+        private = free_subnet()
+        db = free_subnet(exclude=(private,))
+        users = free_subnet(exclude=(private, db))  # 16 users' networks of a /28 each
+        with (
+            isolated_network(engine.client, names.network, labels, private) as net,
+            isolated_network(engine.client, names.db_network, labels, db),
+            forwarding_dropped(users),
+        ):
             # Statbox: statbox up --mode docker.
             workdir = base / "statbox"
             workdir.mkdir()
@@ -282,7 +295,7 @@ def docker_hubs(base: Path) -> Iterator[tuple[list[Hub], dict[str, int]]]:
                 textwrap.dedent(
                     f"""\
                     mode: docker
-                    docker: {{project: {names.project}, publish: false}}
+                    docker: {{project: {names.project}, publish: false, user_subnets: {users}}}
                     paths:
                       catalog: {REPO}/catalogs/statbox.yaml
                       curriculum: {REPO}/curriculum

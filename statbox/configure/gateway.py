@@ -7,6 +7,7 @@ user may choose, and the limits a cluster gets, come from the user's role as
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -25,7 +26,7 @@ from traitlets import Unicode
 from statbox.catalog.access import entitled_data_paths
 from statbox.configure.hub import GATEWAY_PREFIX, GATEWAY_SERVICE
 from statbox.configure.runtime import Runtime
-from statbox.contract import is_data_url
+from statbox.contract import DockerNames, is_data_url
 from statbox.identity.roles import role_settings
 from statbox.sandbox.accounts import registry_path
 from statbox.sandbox.cgroups import Cgroup, CgroupTree, ResourceCaps
@@ -184,8 +185,12 @@ def _configure_docker_gateway(c: Any, rt: Runtime) -> None:
     c.LocalBackend.clusters_directory = f"{DOCKER_GATEWAY_STATE}/clusters"
     # In a folder only root (the gateway) may enter: clusters run under other uids.
     c.DBBackendBase.db_url = f"sqlite:///{DOCKER_GATEWAY_STATE}/db/gateway.sqlite"
+    # The HTTP side (API, dashboards) on the private network only, by a name that exists
+    # there alone (compose.yaml): users' networks reach only the scheduler proxy.
+    http = f"{DockerNames(rt.settings.docker.project).gateway_http}:{rt.ports.gateway_http}"
+    c.Proxy.address = http
     # Schedulers and workers run beside the gateway in its container.
-    c.DBBackendBase.api_url = f"http://127.0.0.1:{rt.ports.gateway_http}{GATEWAY_PREFIX}/api"
+    c.DBBackendBase.api_url = f"http://{http}{GATEWAY_PREFIX}/api"
     # ... each in a cgroup of its own, capped by the OS (not only by Dask's nanny).
     c.PerUserAccountBackend.cgroup_root = DOCKER_CLUSTER_CGROUPS
     c.PerUserAccountBackend.process_cap = rt.settings.docker.pids_limit
@@ -239,6 +244,13 @@ class PerUserAccountBackend(LocalBackend):
                 )
             version = 2 if (bases["memory"] / "cgroup.controllers").is_file() else 1
             self._tree = CgroupTree(version, bases)
+            # Groups of an earlier gateway's processes (gone with its container): only an
+            # empty group can be removed, so a live one is never touched.
+            for base in set(bases.values()):
+                for child in base.iterdir():
+                    if child.is_dir():
+                        with contextlib.suppress(OSError):
+                            child.rmdir()
         return self._tree
 
     def _group_for(self, cluster: Any, name: str) -> Cgroup | None:

@@ -189,9 +189,16 @@ def _chart_gateway(rt: Runtime) -> tuple[str, str]:
     return kube.gateway_url, kube.gateway_proxy_address
 
 
+def _docker_gateway(rt: Runtime) -> tuple[str, str]:
+    """The hub reaches the gateway's HTTP side by its private-network-only name."""
+    names = DockerNames(rt.settings.docker.project)
+    _, proxy_address = _stack_gateway(rt)
+    return f"http://{names.gateway_http}:{rt.ports.gateway_http}", proxy_address
+
+
 GATEWAY_ADDRESSES = {
     Mode.local: _stack_gateway,
-    Mode.docker: _stack_gateway,
+    Mode.docker: _docker_gateway,
     Mode.kubernetes: _chart_gateway,
 }
 """Per mode: (URL of the gateway's HTTP proxy, as the dashboards' front reaches it; address

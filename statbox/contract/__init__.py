@@ -171,6 +171,12 @@ class DockerNames:
         return f"{self.project}-gateway"
 
     @property
+    def gateway_http(self) -> str:
+        """The gateway's name on the private network only, where its HTTP side (API and
+        dashboards) listens: users' containers reach that through the hub's proxy."""
+        return f"{self.project}-gateway-http"
+
+    @property
     def db(self) -> str:
         return f"{self.project}-db"
 

@@ -3,7 +3,9 @@
 Each test is a finding of the production probe (issue 18) written as the attack itself, run
 against the real stack on a private engine (tests/docker/conftest.py):
 
-- a user's container opens TCP to PostgreSQL and to another user's server (network level);
+- a user's container opens TCP to PostgreSQL, to another user's server and to the gateway's
+  HTTP side (network level; that is reached through the hub's proxy, where the dashboards'
+  authentication sits);
 - a trainee's Dask worker starts more processes, or holds more memory, than their caps;
 - ``docker kill`` of the hub, then of the gateway, with stale pid files planted: the stack
   must be whole again within 30 s and the same user containers keep running and serving.
@@ -62,17 +64,23 @@ def test_a_users_container_reaches_the_hub_and_gateway_and_nothing_else(stack):
     targets = [
         ("hub proxy", names.hub, 8000),
         ("hub api", names.hub, 8081),
-        ("gateway proxy", names.gateway, 8000),
         ("gateway scheduler proxy", names.gateway, 8786),
+        # The gateway's HTTP side (API, dashboards): through the hub's proxy only.
+        ("gateway http", names.gateway, 8000),
+        ("gateway http by its private name", names.gateway_http, 8000),
         ("db by name", names.db, 5432),
         *[(f"db at {ip}", ip, 5432) for ip in db_ips],
         ("bob's server", _ip(stack, bob.name, bob_network), 8888),
     ]
     reached = _probe(alice, targets)
     print(reached)
-    for allowed in ("hub proxy", "hub api", "gateway proxy", "gateway scheduler proxy"):
+    for allowed in ("hub proxy", "hub api", "gateway scheduler proxy"):
         assert reached[allowed] == "open", reached
-    refused = {name: state for name, state in reached.items() if name.startswith(("db", "bob"))}
+    refused = {
+        name: state
+        for name, state in reached.items()
+        if name.startswith(("db", "bob", "gateway http"))
+    }
     assert "open" not in refused.values(), refused
     # Each user alone on an internal network of their own, shared only with hub and gateway.
     own = names.user_network("alice")

@@ -81,13 +81,14 @@ def test_docker_hub_config(docker_runtime):
     assert spawner.remove is True
     assert spawner.pull_policy == "never"
     env = c.Spawner.environment
-    # the API through the dashboards' front, in the hub's container; TLS straight to the gateway
+    # the API through the dashboards' front, in the hub's container; TLS straight to the gateway;
+    # the front reaches the gateway's HTTP side by its private-network-only name
     assert env["DASK_GATEWAY__ADDRESS"] == "http://kigali-hub:8010/services/dask-gateway"
     assert env["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://kigali-gateway:8786"
     service = next(s for s in c.JupyterHub.services if s["name"] == "dask-gateway")
     assert service["url"] == "http://kigali-hub:8010"
     assert service["environment"] == {
-        "STATBOX_DASHBOARDS_GATEWAY": "http://kigali-gateway:8000",
+        "STATBOX_DASHBOARDS_GATEWAY": "http://kigali-gateway-http:8000",
         "STATBOX_DASHBOARDS_LISTEN": "http://0.0.0.0:8010",
     }
 
@@ -109,10 +110,10 @@ def test_docker_gateway_config(docker_runtime):
     c = Config()
     configure_gateway(c, docker_runtime)
     assert c.DaskGateway.backend_class == "statbox.configure.gateway.PerUserAccountBackend"
-    assert c.Proxy.address == "0.0.0.0:8000"
+    assert c.Proxy.address == "kigali-gateway-http:8000"  # the private network only
     assert c.Proxy.tcp_address == "0.0.0.0:8786"
     assert c.JupyterHubAuthenticator.jupyterhub_api_url == "http://kigali-hub:8081/hub/api"
-    assert c.DBBackendBase.api_url == "http://127.0.0.1:8000/services/dask-gateway/api"
+    assert c.DBBackendBase.api_url == "http://kigali-gateway-http:8000/services/dask-gateway/api"
     assert c.DBBackendBase.db_url == "sqlite:////var/lib/dask-gateway/db/gateway.sqlite"
 
 
@@ -269,6 +270,7 @@ def test_compose_file_as_statbox_runs_it():
     assert by_key["hub"].networks == ["kigali-private", "kigali-db", "kigali-public"]
     assert by_key["db"].networks == ["kigali-db"]
     assert by_key["gateway"].networks == ["kigali-private"]
+    assert by_key["gateway"].aliases == {"kigali-private": ["kigali-gateway-http"]}
     assert stack.networks["private"]["internal"] is True
     assert stack.networks["db"]["internal"] is True
     # The gateway capped, without swap beyond its memory; its clusters' groups bound in.

@@ -145,6 +145,8 @@ class Service:
     depends_on: list[str]
     command: list[str] | None = None
     user: str | None = None
+    aliases: dict[str, list[str]] = field(default_factory=dict)
+    """Names the service has on one network only, by network name."""
 
 
 @dataclass
@@ -212,6 +214,14 @@ def parse_compose(text: str, variables: dict[str, str], publish: bool) -> Stack:
             "tmpfs": _tmpfs(spec.get("tmpfs", [])),
             "cgroupns": spec.get("cgroup"),
         }
+        joined = spec.get("networks", [])
+        # A list of network keys, or compose's long form {key: {aliases: [...]}}.
+        declared = joined if isinstance(joined, list) else list(joined)
+        aliases = {
+            networks[net]["name"]: list((joined[net] or {}).get("aliases", []))
+            for net in declared
+            if isinstance(joined, dict) and net in networks
+        }
         services.append(
             Service(
                 key=key,
@@ -219,9 +229,8 @@ def parse_compose(text: str, variables: dict[str, str], publish: bool) -> Stack:
                 image=spec["image"],
                 environment=dict(spec.get("environment") or {}),
                 binds=binds,
-                networks=[
-                    networks[net]["name"] for net in spec.get("networks", []) if net in networks
-                ],
+                networks=[networks[net]["name"] for net in declared if net in networks],
+                aliases={name: names for name, names in aliases.items() if names},
                 ports=ports,
                 host_config={k: v for k, v in host_config.items() if v},
                 depends_on=list(spec.get("depends_on", [])),
@@ -490,6 +499,11 @@ class DockerStack:
             # A stopped leftover of an earlier run: its volumes hold the state, not it.
             self.client.containers.get(service.name).remove(force=True)
         first, *others = service.networks
+        endpoint = None
+        if service.aliases.get(first):
+            endpoint = {
+                first: self.client.api.create_endpoint_config(aliases=service.aliases[first])
+            }
         container = self.client.containers.create(
             service.image,
             command=service.command,
@@ -500,11 +514,14 @@ class DockerStack:
             ports=service.ports or None,
             labels=self._labels(),
             network=first,
+            networking_config=endpoint,
             user=service.user,
             **service.host_config,
         )
         for network in others:
-            self.client.networks.get(network).connect(container)
+            self.client.networks.get(network).connect(
+                container, aliases=service.aliases.get(network)
+            )
         container.start()
         self.started.append(service.name)
         self._wait_ready(service)
