@@ -318,6 +318,26 @@ def test_a_user_uid_cannot_reach_the_gateway_or_dashboards_directly(runtime, clu
     }
 
 
+def test_from_alices_kernel_the_gateway_and_dashboards_are_closed(alice, runtime, cluster):
+    """The same attack from where a user's code really runs. Before local mode ran servers
+    under per-user uids (issue 13), they ran as the one account the gateway also runs as,
+    which no rule can tell apart: then there is nothing to check here, and it says so."""
+    dashboard = scheduler_dashboard_port(cluster)
+    ports = [runtime.ports.gateway_http, dashboard, runtime.ports.dashboards]
+    probe = PROBE.replace("sys.argv[1:]", repr(ports)) + "\nimport os; print(os.getuid())"
+    result = alice.run(probe)
+    assert result.error is None, result.stderr
+    uid = int(result.stdout.split()[-1])
+    if uid < FIRST_UID:
+        pytest.skip(f"alice's kernel runs as uid {uid}, shared with the gateway: no per-user uid")
+    reached = json.loads(result.stdout.strip().splitlines()[-2])
+    assert reached == {
+        str(runtime.ports.gateway_http): "ConnectionRefusedError",
+        str(dashboard): "ConnectionRefusedError",
+        str(runtime.ports.dashboards): "open",  # the front, which checks who asks
+    }
+
+
 def chain_exists(chain: str) -> bool:
     listed = subprocess.run(["iptables", "-w", "-S", chain], capture_output=True, timeout=60)
     return listed.returncode == 0
