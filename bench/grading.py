@@ -37,7 +37,7 @@ from statbox.certify import notebook as nbops  # noqa: E402
 from statbox.certify.exercise import find_course, load_exercise  # noqa: E402
 from statbox.certify.pipeline import run_check  # noqa: E402
 from statbox.certify.variants import parameters_for  # noqa: E402
-from tests.certify.sampledata import write_sample_data  # noqa: E402
+from tests.certify.sampledata import CATALOG, write_sample_data  # noqa: E402
 
 COURSES = REPO / "tests" / "fixtures" / "courses"
 COURSE = "shop-prices"
@@ -158,7 +158,8 @@ def stress(count: int, workers: int, root: Path, data_root: Path) -> int:
     state = root / "stress-state"
     (state / "secrets" / "certify").mkdir(parents=True)
     (state / "secrets" / "certify" / "default.key").write_text(SECRET.hex() + "\n")
-    setup = GradingSetup(curriculum=COURSES, data_root=data_root, state_dir=state)
+    # the exercise's catalog: its kernels get the declared dataset, as in production
+    setup = GradingSetup(curriculum=COURSES, data_root=data_root, state_dir=state, catalog=CATALOG)
     started = time.monotonic()
     summary = run(
         setup,

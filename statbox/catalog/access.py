@@ -11,7 +11,8 @@ Rule, for a user with role ``role`` and groups ``groups``:
 The catalog is not access control: anyone who can read the files can read the data. The
 docker and Kubernetes modes mount, read-only, exactly the directories
 :func:`entitled_data_paths` returns, so restricted data is never mounted for someone not
-entitled to it. Local mode has no mounts (its users share one account; see the README).
+entitled to it; local mode binds the same directories, each on its own, into each user's
+sandbox (statbox.spawners.local).
 
 What a role may read comes from the settings (:class:`RoleAccess`). In a user server the
 spawner passes the role's ``data`` settings as STATBOX_DATA_LEVELS and STATBOX_DATA_RESTRICTED

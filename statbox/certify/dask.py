@@ -42,20 +42,26 @@ def execute_on_worker(
     limits: dict[str, int],
     data_root: str,
     catalog: str | None,
+    datasets: list[str] | None = None,
+    catalog_text: str | None = None,
 ) -> dict[str, Any]:
     """Run one prepared notebook on this worker; plain data in and out (no pickled classes
-    of the grader's, so the worker needs only Statbox installed)."""
-    key = (tuple(sorted(limits.items())), data_root, catalog)
+    of the grader's, so the worker needs only Statbox installed). ``datasets`` and
+    ``catalog_text``: what the kernel may read (:mod:`statbox.certify.data`)."""
+    key = (tuple(sorted(limits.items())), data_root, catalog, tuple(datasets or ()), catalog_text)
     with _lock:
         executor = _executors.get(key)
         if executor is None:
+            backend = backend_class("auto")()
             executor = LocalExecutor(
-                backend_class("auto")(),
+                backend,
                 Limits(**limits),
                 slots=64,
                 hidden=[],
                 data_root=Path(data_root),
                 catalog=Path(catalog) if catalog else None,
+                datasets=[Path(d) for d in datasets or ()],
+                catalog_text=catalog_text if backend.isolates_files else None,
             )
             _executors[key] = executor
     nb = nbformat.reads(notebook_json, as_version=4)
@@ -83,12 +89,16 @@ class DaskExecutor:
         catalog: Path | None,
         gateway: Any = None,
         workers: int | None = None,
+        datasets: list[Path] | None = None,
+        catalog_text: str | None = None,
     ):
         from dask_gateway import Gateway
 
         self.limits = limits
         self.data_root = data_root
         self.catalog = catalog
+        self.datasets = [str(d) for d in datasets or ()]
+        self.catalog_text = catalog_text
         self.gateway = gateway or Gateway()
         try:
             self.cluster = self.gateway.new_cluster()
@@ -111,6 +121,8 @@ class DaskExecutor:
             asdict(self.limits),
             str(self.data_root),
             str(self.catalog) if self.catalog else None,
+            self.datasets,
+            self.catalog_text,
             key=f"grade-{submission.trainee}-{submission.sha256[:12]}",
             pure=False,
             retries=1,

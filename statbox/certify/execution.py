@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -34,6 +33,8 @@ from dataclasses import dataclass, field
 from queue import Empty
 from typing import Any
 
+import zmq
+import zmq.asyncio
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
@@ -46,13 +47,24 @@ from papermill.execute import prepare_notebook_metadata
 from traitlets import Any as AnyTrait
 from traitlets import Integer, Unicode
 
+from statbox.certify import bounded
 from statbox.certify.isolation import IsolationBackend, Job, kill_all, stray_processes
 
-OUTPUT_TYPES = {"stream", "display_data", "execute_result", "error", "update_display_data"}
+UNCOUNTED_TYPES = {"status", "execute_input", "clear_output"}
+"""iopub messages that carry nothing of the kernel's choosing beyond a few bytes (``status``
+must always reach nbclient: it ends each cell). Every other kind (streams, display data and
+its metadata, results, errors, comm and widget messages, anything new) counts against the
+output cap."""
+MESSAGE_LIMIT = 16 * 1024**2
+"""Largest ZeroMQ message the grader accepts from a kernel: a bigger one is refused by
+ZeroMQ itself (``ZMQ_MAXMSGSIZE``) before it is read into memory."""
 ROLE_KEY = "statbox"
 SNAPSHOT_VARIABLE = "__statbox_snapshot__"
 SNAPSHOT_TIMEOUT = 5.0
 """Cell metadata key marking the cells the grader adds (``{"role": "answers"}``)."""
+
+
+SANDBOX_PROGRAMS = {"sh", "bwrap", "setpriv", "unshare"}
 
 
 class KernelStopped(Exception):
@@ -75,6 +87,7 @@ class IsolatedKernelManager(AsyncKernelManager):
             cache_ports=False,
             **kw,
         )
+        self._client_contexts: list[zmq.asyncio.Context] = []
         self._kernel_spec = KernelSpec(
             argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
             display_name="Python 3 (graded)",
@@ -82,6 +95,19 @@ class IsolatedKernelManager(AsyncKernelManager):
             interrupt_mode="message",
             metadata={},
         )
+
+    def client(self, **kwargs: Any) -> Any:
+        # A context of the client's own, so that the message size cap applies to its
+        # sockets only; destroyed with the job (:meth:`close_client_context`).
+        context = zmq.asyncio.Context()
+        context.setsockopt(zmq.MAXMSGSIZE, MESSAGE_LIMIT)
+        self._client_contexts.append(context)
+        return super().client(context=context, **kwargs)
+
+    def close_client_context(self) -> None:
+        for context in self._client_contexts:
+            context.destroy(linger=0)
+        self._client_contexts.clear()
 
     def write_connection_file(self, **kwargs: Any) -> None:
         super().write_connection_file(**kwargs)
@@ -146,8 +172,10 @@ class GradingClient(PapermillNotebookClient):
         self.snapshot_cell = -1
 
     def process_message(self, msg: dict[str, Any], cell: NotebookNode, cell_index: int) -> Any:
-        if msg["msg_type"] in OUTPUT_TYPES:
-            size = _message_size(msg["content"])
+        if msg["msg_type"] not in UNCOUNTED_TYPES:
+            size, depth = bounded.measure([msg.get("content"), msg.get("metadata")])
+            if depth > bounded.MAX_DEPTH:  # could not be written into the graded notebook
+                size = self.output_limit + self.answers_limit + 1
             if cell.get("metadata", {}).get(ROLE_KEY, {}).get("role") == "answers":
                 self.answers_used += size
                 if self.answers_used > self.answers_limit:
@@ -204,7 +232,7 @@ class GradingClient(PapermillNotebookClient):
                 msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=0.5))
             except Empty:
                 continue
-            except ValueError:
+            except (ValueError, RecursionError):  # see _async_poll_output_msg
                 continue
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
@@ -212,10 +240,10 @@ class GradingClient(PapermillNotebookClient):
             text = value.get("data", {}).get("text/plain", "") if isinstance(value, dict) else ""
             if isinstance(text, str) and len(text) <= self.answers_limit:
                 try:
-                    answers = json.loads(ast.literal_eval(text))
-                except (ValueError, SyntaxError, TypeError):
+                    answers = bounded.loads(ast.literal_eval(text), self.answers_limit)
+                except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
                     answers = None
-                if isinstance(answers, dict):
+                if isinstance(answers, dict) and not bounded.problem(answers, self.answers_limit):
                     self.snapshot = answers
                     self.snapshot_cell = cell_index
             return True
@@ -235,7 +263,7 @@ class GradingClient(PapermillNotebookClient):
         while True:
             try:
                 msg = await ensure_async(self.kc.iopub_channel.get_msg(timeout=None))
-            except ValueError:
+            except (ValueError, RecursionError):  # e.g. JSON nested too deep to unpack
                 self.invalid_messages += 1
                 continue
             if msg["parent_header"].get("msg_id") == parent_msg_id:
@@ -353,6 +381,7 @@ def execute(
         km.reap()
         if client is not None and client.kc is not None:
             client.kc.stop_channels()
+        km.close_client_context()
         try:
             run_sync(km.cleanup_resources)()
         finally:
@@ -396,20 +425,21 @@ def _kernel_process(sandbox_pid: int) -> int | None:
 
     try:
         process = psutil.Process(sandbox_pid)
-        children = process.children()
     except psutil.Error:
         return None
-    if os.path.basename(process.name()) == "unshare" and children:
-        return children[0].pid
-    return sandbox_pid
-
-
-def _message_size(content: dict[str, Any]) -> int:
-    size = len(content.get("text", ""))
-    for value in (content.get("data") or {}).values():
-        size += len(value) if isinstance(value, str) else len(str(value))
-    size += sum(len(line) for line in content.get("traceback") or [])
-    return size + 64
+    # down through the sandbox's own processes (the cgroup's shell execs bubblewrap, whose
+    # PID namespace has a bubblewrap of its own as init) to the launcher, which is the kernel
+    for _ in range(4):
+        try:
+            if os.path.basename(process.name()) not in SANDBOX_PROGRAMS:
+                return process.pid
+            children = process.children()
+        except psutil.Error:
+            return None
+        if len(children) != 1:
+            return process.pid
+        process = children[0]
+    return process.pid
 
 
 def _dropped_notice(limit: int) -> NotebookNode:

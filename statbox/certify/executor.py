@@ -34,13 +34,20 @@ class LocalExecutor:
         data_root: Path,
         catalog: Path | None,
         inputs: Iterable[Path] = (),
+        datasets: Iterable[Path] = (),
+        catalog_text: str | None = None,
     ):
+        """``datasets``: the dataset folders a kernel may read; ``catalog_text``: the
+        catalog listing only those, written into each job (``catalog`` is then ignored;
+        without it the kernel gets ``catalog`` as is: the rlimits backend, a Dask worker)."""
         self.backend = backend
         self.limits = limits
         self.hidden = _hideable(hidden, data_root)
         self.data_root = data_root
         self.catalog = catalog
         self.inputs = list(inputs)
+        self.datasets = list(datasets)
+        self.catalog_text = catalog_text
         self.slots: queue.Queue[int] = queue.Queue()
         for slot in range(slots):
             self.slots.put(slot)
@@ -62,23 +69,40 @@ class LocalExecutor:
         }
         for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[name] = "1"  # each kernel is one of N: thread pools would oversubscribe
-        if self.catalog is not None:
+        if self.catalog_text is not None:
+            env[CATALOG_ENV] = str(job.catalog)
+        elif self.catalog is not None:
             env[CATALOG_ENV] = str(self.catalog)
         return env
 
     def __call__(self, nb: NotebookNode, submission: Submission, snapshot: str = "") -> Execution:
         slot = self.slots.get()
-        job = Job.create(slot, self.limits, hidden=self.hidden, data_root=self.data_root)
+        job: Job | None = None
         try:
+            job = Job.create(
+                slot,
+                self.limits,
+                hidden=self.hidden,
+                data_root=self.data_root,
+                datasets=self.datasets,
+            )
             job.env = self.environment(job)
+            if self.catalog_text is not None:
+                job.catalog.write_text(self.catalog_text)
+                job.catalog.chmod(0o644)
             for path in self.inputs:
                 shutil.copyfile(path, job.root / "inputs" / path.name)
             kill_all(stray_processes(None, self.backend.uid(job)))  # a crashed run's leftovers
             return execute(nb, job, self.backend, snapshot)
         finally:
-            kill_all(stray_processes(None, self.backend.uid(job)))
-            job.remove()
-            self.slots.put(slot)
+            # The slot goes back whatever happened: a lost slot hangs the run.
+            try:
+                if job is not None:
+                    kill_all(stray_processes(None, self.backend.uid(job)))
+                    self.backend.release(job)
+                    job.remove()
+            finally:
+                self.slots.put(slot)
 
 
 def _hideable(paths: Iterable[Path], data_root: Path) -> list[Path]:

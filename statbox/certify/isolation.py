@@ -5,25 +5,35 @@ runs in, the limits, what to hide and what to reveal) into the command that star
 kernel. Backends, by name (the table :data:`BACKENDS`, resolved lazily like dask-gateway's
 backends, so an unused one is never imported):
 
-``sandbox`` (this host, as root; what ``auto`` picks when it can)
-    ``unshare`` gives the kernel new network, mount and PID namespaces: no network at all
-    (not even loopback), the grader's files covered by empty tmpfs mounts, its own ``/proc``;
-    the kernel runs as a uid of its own per worker slot (``uid_base + slot``, no account
-    needed), so ``RLIMIT_NPROC``, which counts per uid, caps that kernel's processes and no
-    one else's; a cgroup per slot (v1 or v2, when the grader can make one) caps its resident
-    memory and processes (else ``RLIMIT_AS`` caps its address space); when the kernel ends,
-    the PID namespace ends every process it started.
+``sandbox`` (this host; what ``auto`` picks when bubblewrap can run)
+    The one sandbox of :mod:`statbox.sandbox` (bubblewrap, then ``setpriv`` to a uid of its
+    own per worker slot, ``uid_base + slot``, no account needed). An allow-list: a new root
+    holding only the read-only system and interpreter directories, the connection file, the
+    trainee's inputs, each dataset the exercise declares and the trainee's role may read
+    (bound on its own, read-only) and a catalog listing only those; the working directory
+    and ``/tmp`` are size-capped memory file systems, and the IPC socket folder, the one
+    folder both sides see, is a small memory file system mounted on the host. Nothing else:
+    not the checkout or its ``.git``, not the curriculum or any copy of it, not earlier
+    rounds, not ``/run``. New network (nothing in it), IPC (System V segments die with the
+    kernel), PID, UTS and mount namespaces; no capability, ``no_new_privs``. A control group
+    per slot caps memory (resident memory and memory file systems together) and processes,
+    and kills every process of the kernel when the job ends, detached ones included.
     The kernel talks to the grader over ZeroMQ's IPC transport (Unix sockets in the job's
-    directory): no TCP port is ever chosen, so papermill#511's port race cannot happen.
-``rlimits`` (what ``auto`` picks when not root)
-    Resource limits, a throw-away working directory and a clean environment only: as a
-    normal user Statbox cannot switch uid or make namespaces, so network access and the
-    grader's files readable by that user are NOT isolated. The CLI says so when it runs.
+    IPC folder): no TCP port is ever chosen, so papermill#511's port race cannot happen.
+    Not as root, bubblewrap runs unprivileged in a user namespace: the same allow-list,
+    no network and private namespaces, under the grader's own uid (other processes of that
+    uid are not isolated from the kernel) and with the IPC folder on disk, not size-capped.
+``rlimits`` (what ``auto`` picks when bubblewrap cannot run)
+    Resource limits (memory by ``RLIMIT_DATA``, which pyarrow survives, unlike
+    ``RLIMIT_AS``), a throw-away working directory and a clean environment only: network
+    access and every file the grader's user can read are NOT isolated. ``describe()``
+    lists what it leaves open, and the CLI prints it when it runs.
 ``docker`` (:mod:`statbox.modes.docker.grading`)
     A container per kernel from the single-user image: ``--network none``, memory and pids
     limits, an unprivileged uid (leased like the sandbox's), no capability, a read-only
-    image; the kernel's IPC sockets are in the bind-mounted job directory. The container is
-    removed by id when the job ends.
+    image. The same allow-list of mounts as the sandbox's: the connection file, the inputs,
+    the IPC folder (size-capped as root) and each declared, entitled dataset, never the
+    whole data root. The container is removed by id when the job ends.
 
 Invariant: every backend enforces the time limits (the grader does), the output cap (the
 grader does), the memory, process and file-size caps, and a working directory holding
@@ -34,19 +44,24 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import importlib
 import json
 import os
-import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from statbox.errors import BadInput, EnvironmentProblem
+from statbox.sandbox import Cgroup, CgroupTree, ResourceCaps, Sandbox, interpreter_paths
+from statbox.sandbox import available as sandbox_available
 
 LAUNCHER = Path(__file__).with_name("_sandbox.py")
 
@@ -69,20 +84,31 @@ class Limits:
     cell_time: int = 120
     """One cell."""
     memory: int = 2048 * MiB
-    """Address space of each kernel process (RLIMIT_AS)."""
+    """Memory of the kernel and everything it starts: resident memory and the memory file
+    systems it writes (a cgroup, sandbox and docker); without a cgroup, each process's data
+    segments (RLIMIT_DATA: unlike RLIMIT_AS it does not count the address space pyarrow and
+    numpy reserve and never use)."""
     processes: int = 64
-    """Processes and threads of the kernel's uid (RLIMIT_NPROC)."""
+    """Processes and threads of the kernel (a cgroup, and RLIMIT_NPROC of its uid)."""
     output: int = 1 * MiB
     """Cell output kept in the graded notebook; output beyond it is dropped."""
     file_size: int = 64 * MiB
     """Largest file the kernel may write (RLIMIT_FSIZE)."""
     workdir: int = 256 * MiB
-    """Size of the working directory and of /tmp (tmpfs, sandbox backend)."""
+    """Size of each writable place: the working directory and /tmp (memory file systems,
+    sandbox and docker backends; together still inside :attr:`memory`)."""
+    ipc: int = 1 * MiB
+    grader_memory: int = 4096 * MiB
+    """Memory of the grader's own process while it grades (a cgroup, as root): it reads
+    what kernels send, so it is capped too, well above what the output caps let in."""
+    """Size of the kernel's IPC socket folder (a memory file system on the host, as root:
+    sockets take no room, so this only stops writing files there)."""
     open_files: int = 256
 
     def rlimits(self) -> dict[str, int]:
+        """The resource limits without a cgroup (with one, see :func:`cgroup_rlimits`)."""
         return {
-            "as": self.memory,
+            "data": self.memory,
             "nproc": self.processes,
             "fsize": self.file_size,
             "cpu": self.time + 30,
@@ -101,7 +127,7 @@ class Job:
         ipc/               the kernel's IPC sockets (owned by the kernel's uid)
         inputs/            the trainee's inputs, copied into the working directory
         work/              the working directory (a fresh tmpfs in the sandbox)
-        sandbox.json       the launcher's instructions (root only)
+        catalog.yaml       the catalog listing only ``datasets`` (when there is a catalog)
         kernel.log         the kernel's own stdout and stderr
     """
 
@@ -111,6 +137,9 @@ class Job:
     hidden: list[Path] = field(default_factory=list)
     data_root: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    datasets: list[Path] = field(default_factory=list)
+    """The dataset folders the kernel may read (declared by the exercise and entitled to
+    the trainee's role), each bound read-only on its own; never the whole data root."""
 
     @classmethod
     def create(cls, slot: int, limits: Limits, scratch: Path | None = None, **kw: Any) -> Job:
@@ -144,118 +173,12 @@ class Job:
         except OSError:
             return ""
 
+    @property
+    def catalog(self) -> Path:
+        return self.root / "catalog.yaml"
+
     def remove(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-class Cgroups:
-    """Per-slot control groups capping a graded kernel's memory (resident, not address
-    space: RLIMIT_AS counts the address space that pyarrow, numpy and thread stacks reserve
-    but never use) and its processes, made under the grader's own cgroup.
-
-    cgroup v2 (``memory.max``, ``pids.max``) or v1 (the memory and pids hierarchies). The
-    launcher joins its slot's groups before it execs the kernel, so every process the kernel
-    starts is counted. None of this exists unless :meth:`detect` finds writable cgroups.
-    """
-
-    ROOT = Path("/sys/fs/cgroup")
-    NAME = "statbox-certify"
-
-    def __init__(self, version: int, bases: dict[str, Path]):
-        self.version = version
-        self.bases = bases  # controller -> the directory holding our slots
-        self.made: list[Path] = []
-
-    @classmethod
-    def detect(cls) -> Cgroups | None:
-        try:
-            lines = Path("/proc/self/cgroup").read_text().splitlines()
-        except OSError:
-            return None
-        own = {}
-        for line in lines:
-            _, controllers, path = line.split(":", 2)
-            for controller in controllers.split(",") if controllers else ["unified"]:
-                own[controller] = path.lstrip("/")
-        try:
-            if (cls.ROOT / "cgroup.controllers").is_file():  # v2 only
-                base = cls.ROOT / own.get("unified", "") / cls.NAME
-                base.mkdir(exist_ok=True)
-                available = (base.parent / "cgroup.controllers").read_text().split()
-                if not {"memory", "pids"} <= set(available):
-                    return None
-                (base.parent / "cgroup.subtree_control").write_text("+memory +pids")
-                (base / "cgroup.subtree_control").write_text("+memory +pids")
-                return cls(2, {"memory": base, "pids": base})
-            bases = {}
-            for controller in ("memory", "pids"):
-                hierarchy = cls.ROOT / controller
-                if not (hierarchy / "cgroup.procs").is_file():
-                    return None
-                base = hierarchy / own.get(controller, "") / cls.NAME
-                base.mkdir(exist_ok=True)
-                bases[controller] = base
-            return cls(1, bases)
-        except OSError:
-            return None
-
-    def slot(self, slot: int, limits: Limits) -> list[str]:
-        """Make (or reset) the slot's groups; the ``cgroup.procs`` files the launcher joins."""
-        joined = []
-        name = f"slot-{slot}"
-        directories = {c: base / name for c, base in self.bases.items()}
-        for directory in set(directories.values()):
-            if not directory.exists():
-                directory.mkdir(parents=True)
-                self.made.append(directory)
-            joined.append(str(directory / "cgroup.procs"))
-        if self.version == 2:
-            directory = directories["memory"]
-            (directory / "memory.max").write_text(str(limits.memory))
-            swap = directory / "memory.swap.max"
-            if swap.exists():
-                swap.write_text("0")
-            (directory / "pids.max").write_text(str(limits.processes))
-        else:
-            memory = directories["memory"]
-            (memory / "memory.limit_in_bytes").write_text(str(limits.memory))
-            swap = memory / "memory.memsw.limit_in_bytes"
-            if swap.exists():
-                with contextlib.suppress(OSError):  # no swap accounting
-                    swap.write_text(str(limits.memory))
-            (directories["pids"] / "pids.max").write_text(str(limits.processes))
-        return joined
-
-    def oom_kills(self, slot: int) -> int:
-        """How many times the slot's kernels were killed for memory so far."""
-        directory = self.bases["memory"] / f"slot-{slot}"
-        name = "memory.events" if self.version == 2 else "memory.oom_control"
-        try:
-            for line in (directory / name).read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
-                    return int(value)
-        except (OSError, ValueError):
-            pass
-        return 0
-
-    def close(self) -> None:
-        """Remove the slots' groups (and ours, once empty): a group still holding a process
-        that is only waiting to be reaped empties within moments, so each gets a few tries;
-        one still in use is left for the next run to reuse."""
-        for directory in [
-            *sorted(set(self.made), reverse=True),
-            *{base for base in self.bases.values()},
-        ]:
-            for _ in range(20):
-                try:
-                    directory.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.05)
-        self.made.clear()
+        remove_tree(self.root)
 
 
 class IsolationBackend(ABC):
@@ -310,24 +233,20 @@ class IsolationBackend(ABC):
     def close(self) -> None:  # noqa: B027 (most backends set up nothing to release)
         """Release what the backend set up for the run."""
 
-    def _spec(self, job: Job, argv: list[str], **extra: Any) -> Path:
+    def _spec(self, job: Job, argv: list[str], **extra: Any) -> str:
+        """The launcher's instructions (:mod:`statbox.certify._sandbox`), as JSON text."""
         spec = {
             "argv": argv,
             "env": job.env,
             "workdir": str(job.workdir),
-            "workdir_size": job.limits.workdir,
             "inputs": str(job.root / "inputs"),
             "limits": job.limits.rlimits(),
         }
         spec.update(extra)
-        path = job.root / "sandbox.json"
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(spec, handle)
-        return path
+        return json.dumps(spec)
 
-    def _launcher(self, spec: Path) -> list[str]:
-        return [sys.executable, "-I", "-S", str(LAUNCHER), str(spec)]
+    def _launcher(self, spec: str) -> list[str]:
+        return [sys.executable, "-I", "-S", str(LAUNCHER), spec]
 
 
 class LeasedUids:
@@ -365,93 +284,224 @@ class LeasedUids:
 
 
 class SandboxIsolation(LeasedUids, IsolationBackend):
-    """Namespaces and a per-slot uid (root only); see the module docstring."""
+    """Each kernel in the one sandbox (:mod:`statbox.sandbox`); see the module docstring."""
 
     name = "sandbox"
     isolates_network = True
     isolates_files = True
-    SYSTEM_SCRATCH: ClassVar[tuple[str, ...]] = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+    CGROUPS = "statbox-certify"
 
     def __init__(self, uid_base: int = 200000):
         super().__init__(uid_base)
         problem = self.unavailable()
         if problem:
             raise EnvironmentProblem(f"isolation 'sandbox' is not available here: {problem}")
-        self.unshare = shutil.which("unshare") or "unshare"
-        self.cgroups = Cgroups.detect()
+        # memory and pids only: a graded kernel has no CPU cap (see CgroupTree.detect)
+        self.cgroups = CgroupTree.detect(self.CGROUPS, ("memory", "pids"))
+        self._groups: dict[int, Cgroup] = {}
         self._oom_before: dict[int, int] = {}
         self._leases: dict[int, tuple[int, int]] = {}
+        self._lock = threading.Lock()
 
     @staticmethod
     def unavailable() -> str | None:
         """Why this backend cannot run here, or None."""
-        if os.geteuid() != 0:
-            return "it needs root (to switch uid and make namespaces); use isolation 'rlimits'"
-        if shutil.which("unshare") is None:
-            return "the unshare program (util-linux) is missing: apt-get install util-linux"
-        return None
+        problem = sandbox_available()
+        if problem is None and os.geteuid() != 0 and not unprivileged_namespaces():
+            problem = (
+                "not root, and bubblewrap cannot make a user namespace here "
+                "(see kernel.unprivileged_userns_clone or user.max_user_namespaces)"
+            )
+        return f"{problem}; use isolation 'rlimits'" if problem else None
 
-    def uid(self, job: Job) -> int:
-        return self.uid_base + self.host_slot(job)
+    @property
+    def privileged(self) -> bool:
+        """As root: a uid per slot, the IPC folder capped; else the grader's own uid."""
+        return os.geteuid() == 0
+
+    def uid(self, job: Job) -> int | None:
+        return self.uid_base + self.host_slot(job) if self.privileged else None
+
+    def slot(self, job: Job) -> int:
+        return self.host_slot(job) if self.privileged else job.slot
+
+    def group(self, job: Job) -> Cgroup | None:
+        """The slot's control group (made on first use, its caps reset for each job)."""
+        if self.cgroups is None:
+            return None
+        slot = self.slot(job)
+        caps = ResourceCaps(memory=job.limits.memory, processes=job.limits.processes)
+        with self._lock:
+            group = self.cgroups.group(f"slot-{slot}", caps)
+            self._groups[slot] = group
+            self._oom_before[slot] = group.oom_kills()
+        return group
+
+    def prepare(self, job: Job) -> None:
+        uid = self.uid(job)
+        if uid is not None:
+            # The IPC sockets' folder is the one place both sides see: on the host it is a
+            # small memory file system of its own, so the kernel cannot fill the disk there.
+            mount_tmpfs(job.root / "ipc", job.limits.ipc, uid)
+        inputs = job.root / "inputs"
+        for path in [inputs, *inputs.iterdir()]:
+            path.chmod(0o755 if path.is_dir() else 0o644)  # bound read-only for this kernel
+
+    def sandbox(self, job: Job, argv: list[str]) -> Sandbox:
+        """What the kernel is given, and nothing else (see the module docstring)."""
+        group = self.group(job)
+        limits = cgroup_rlimits(job.limits) if group is not None else job.limits.rlimits()
+        if not self.privileged and "nproc" in limits:
+            # RLIMIT_NPROC counts every process of this uid, the grader's own included.
+            limits["nproc"] += _processes_of(os.getuid())
+        launcher = self._launcher(self._spec(job, argv, env=None, limits=limits))
+        read_only = [*interpreter_paths(), job.connection_file.parent, job.root / "inputs"]
+        read_only += job.datasets
+        if job.catalog.is_file():
+            read_only.append(job.catalog)
+        return Sandbox(
+            argv=launcher,
+            uid=self.uid(job),
+            read_only=[(p, p) for p in read_only],
+            read_write=[(job.root / "ipc", job.root / "ipc")],
+            tmpfs={job.workdir: job.limits.workdir, Path("/tmp"): job.limits.workdir},
+            env=job.env,
+            cwd=job.workdir,
+            network=False,
+            cgroup=group,
+            die_with_parent=True,
+            hostname="statbox-grading",
+        )
 
     def kernel_command(self, job: Job, argv: list[str]) -> list[str]:
-        uid = self.uid(job)
-        hide: list[dict[str, Any]] = [{"path": str(p)} for p in job.hidden]
-        hide += [
-            {"path": p, "mode": "1777", "size": job.limits.workdir} for p in self.SYSTEM_SCRATCH
-        ]
-        reveal: list[dict[str, Any]] = [{"path": str(job.root)}]
-        if job.data_root is not None and job.data_root.is_dir():
-            reveal.append({"path": str(job.data_root), "readonly": True})
-        covered = [*job.hidden, *map(Path, self.SYSTEM_SCRATCH)]
-        for path in kernel_code_paths():
-            # A checkout under /tmp (or under a hidden folder) would otherwise hide the very
-            # interpreter and packages the kernel runs: give them back, read-only.
-            if any(path.is_relative_to(cover) for cover in covered):
-                reveal.append({"path": str(path), "readonly": True})
-        extra: dict[str, Any] = {}
-        if self.cgroups is not None:
-            slot = self.host_slot(job)
-            extra["cgroups"] = self.cgroups.slot(slot, job.limits)
-            self._oom_before[slot] = self.cgroups.oom_kills(slot)
-            limits = job.limits.rlimits()
-            del limits["as"]  # the cgroup counts resident memory, which is what matters
-            extra["limits"] = limits
-        spec = self._spec(
-            job, argv, namespaces=True, uid=uid, gid=uid, hide=hide, reveal=reveal, **extra
-        )
-        return [
-            self.unshare,
-            "--net",
-            "--mount",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--mount-proc",
-            "--",
-            *self._launcher(spec),
-        ]
+        return self.sandbox(job, argv).command()
 
     def memory_killed(self, job: Job) -> bool:
-        if self.cgroups is None:
-            return False
-        slot = self.host_slot(job)
-        return self.cgroups.oom_kills(slot) > self._oom_before.get(slot, 0)
+        slot = self.slot(job)
+        group = self._groups.get(slot)
+        return group is not None and group.oom_kills() > self._oom_before.get(slot, 0)
+
+    def stop_kernel(self, job: Job) -> None:
+        group = self._groups.get(self.slot(job))
+        if group is not None:
+            group.kill()
+
+    def cell_strays(self, job: Job, kernel_pid: int | None) -> list[Any]:
+        return stray_processes(kernel_pid, None) if kernel_pid is not None else []
+
+    def release(self, job: Job) -> None:
+        self.stop_kernel(job)
+        unmount(job.root / "ipc")
 
     def close(self) -> None:
+        with self._lock:
+            for group in self._groups.values():
+                group.remove()
+            self._groups.clear()
         if self.cgroups is not None:
-            self.cgroups.close()
+            self.cgroups.remove()
         self.release_leases()
 
     def describe(self) -> str:
         caps = (
             f"cgroup v{self.cgroups.version} memory and pids caps"
             if self.cgroups
-            else "address-space cap"
+            else "RLIMIT_DATA and RLIMIT_NPROC caps (no writable cgroup here)"
+        )
+        who = (
+            f"uid {self.uid_base}+slot"
+            if self.privileged
+            else "not root: your own uid in a user namespace, so other processes of your uid "
+            "are not isolated from it and its IPC socket folder is on disk, without a size cap"
         )
         return (
-            f"sandbox (no network, private mounts and PIDs, uid {self.uid_base}+slot, "
-            f"{caps}, resource limits)"
+            f"sandbox (bubblewrap allow-list: interpreter, inputs, declared datasets; no "
+            f"network, private IPC, PIDs and mounts; {who}; {caps})"
+        )
+
+
+GRADER_CGROUPS = "statbox-certify-grader"
+
+
+@contextlib.contextmanager
+def grader_memory_cap(memory: int | None) -> Iterator[bool]:
+    """Run the block with this process in a cgroup of its own capping its memory at
+    ``memory`` bytes (None: no cap), yielding whether it is, and put it back where it was
+    afterwards. Only for backends whose kernels leave the group (each joins its slot's
+    group as it starts, or runs in a container)."""
+    tree = CgroupTree.detect(GRADER_CGROUPS, ("memory",)) if memory else None
+    if tree is None:
+        yield False
+        return
+    before = Path("/proc/self/cgroup").read_text()
+    group = tree.group(f"run-{os.getpid()}", ResourceCaps(memory=memory))
+    # <our cgroup>/statbox-certify-grader/run-<pid>: ours is two levels up
+    origins = [d.parent.parent / "cgroup.procs" for d in set(group.directories.values())]
+    try:
+        for procs in group.procs_files:
+            procs.write_text(str(os.getpid()))
+    except OSError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        for procs in origins:
+            with contextlib.suppress(OSError):
+                procs.write_text(str(os.getpid()))
+        if Path("/proc/self/cgroup").read_text() == before:  # never remove (kill) ourselves
+            group.remove()
+            tree.remove()
+
+
+@functools.cache
+def unprivileged_namespaces() -> bool:
+    """Whether bubblewrap can make a user namespace for this (unprivileged) user."""
+    try:
+        done = subprocess.run(
+            ["bwrap", "--unshare-user", "--ro-bind", "/", "/", "true"],
+            capture_output=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def cgroup_rlimits(limits: Limits) -> dict[str, int]:
+    """The resource limits inside a cgroup, which caps memory and processes itself."""
+    return {k: v for k, v in limits.rlimits().items() if k not in ("data", "as")}
+
+
+def mount_tmpfs(path: Path, size: int, uid: int) -> None:
+    """A memory file system of ``size`` bytes on ``path``, owned by ``uid`` (root only)."""
+    options = f"size={size},nr_inodes=256,mode=0700,uid={uid},gid={uid},nosuid,nodev,noexec"
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "statbox-ipc", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise EnvironmentProblem(f"cannot mount the IPC folder {path}: {result.stderr.strip()}")
+
+
+def unmount(path: Path) -> None:
+    """Detach whatever is mounted on ``path`` (nothing: nothing happens)."""
+    if os.path.ismount(path):
+        subprocess.run(["umount", "--lazy", str(path)], capture_output=True)
+
+
+def remove_tree(path: Path, timeout: float = 60.0) -> None:
+    """Remove ``path`` and everything under it without recursing in Python (``rm`` walks
+    any depth with fts; ``shutil.rmtree`` raises RecursionError on 1,500 nested folders)
+    and without crossing into a mount left on it."""
+    if not path.exists():
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+        subprocess.run(
+            ["rm", "-rf", "--one-file-system", "--", str(path)],
+            capture_output=True,
+            timeout=timeout,
         )
 
 
@@ -464,13 +514,17 @@ class RlimitsIsolation(IsolationBackend):
         limits = job.limits.rlimits()
         # RLIMIT_NPROC counts every process of this uid, the grader's own included.
         limits["nproc"] += _processes_of(os.getuid())
-        spec = self._spec(job, argv, namespaces=False, limits=limits)
+        spec = self._spec(job, argv, limits=limits)
         return self._launcher(spec)
 
     def describe(self) -> str:
         return (
-            "rlimits (resource limits and a throw-away directory; NOT isolated from the "
-            "network or from files this user can read: run as root for the sandbox)"
+            "rlimits (memory by RLIMIT_DATA per process, processes, file size, CPU time and a "
+            "throw-away working directory on disk; NOT isolated: the network, every file this "
+            "user can read (the checkout, the grader's solution and checks, other "
+            "submissions, the whole data root), System V IPC and other processes of this "
+            "user, and writes outside the working directory are not capped: run as root for "
+            "the sandbox)"
         )
 
 
@@ -485,13 +539,6 @@ def _processes_of(uid: int) -> int:
         except psutil.Error:
             continue
     return count
-
-
-def kernel_code_paths() -> list[Path]:
-    """What a graded kernel needs to run and holds no secret: the Python environment and
-    the statbox package (an editable install keeps it in the checkout)."""
-    # statbox is a namespace package (no __init__.py, no __file__): find it from this module.
-    return [Path(sys.prefix).resolve(), Path(__file__).resolve().parent.parent]
 
 
 def backend_class(name: str) -> type[IsolationBackend]:

@@ -21,6 +21,7 @@ from nbformat import NotebookNode
 from papermill import __version__ as papermill_version
 from papermill.parameterize import parameterize_notebook
 
+from statbox.certify import bounded
 from statbox.certify.execution import ROLE_KEY, SNAPSHOT_VARIABLE
 from statbox.courses.notebooks import PARAMETERS_TAG, cell_tags
 from statbox.courses.results import plain
@@ -32,6 +33,8 @@ LOCKED_TAGS = {PROTECTED_TAG, PARAMETERS_TAG}
 GRADER_TAGS = {PROTECTED_TAG, PARAMETERS_TAG, INJECTED_TAG}
 ANSWERS_MIME = "application/vnd.statbox.answers+json"
 MAX_SUBMISSION_BYTES = 20 * 1024**2
+ANSWERS_LIMIT = 1024**2
+"""Bytes of answers read back from a kernel."""
 
 
 class SubmissionProblem(ValueError):
@@ -250,19 +253,22 @@ def add_answers_cell(nb: NotebookNode, variables: list[str]) -> NotebookNode:
     return nb
 
 
-def read_answers(nb: NotebookNode) -> dict[str, Any] | None:
-    """The answers the grader's cell displayed, or None if it displayed none."""
+def read_answers(nb: NotebookNode, limit: int = ANSWERS_LIMIT) -> dict[str, Any] | None:
+    """The answers the grader's cell displayed, or None if it displayed none; raise
+    :class:`~statbox.certify.bounded.BadValue` (the reason) for answers too big, too deep
+    or not JSON."""
     for cell in nb.cells:
         if cell.get("metadata", {}).get(ROLE_KEY, {}).get("role") != "answers":
             continue
         for output in cell.get("outputs", []):
             data = output.get("data", {}) if output.get("output_type") == "display_data" else {}
             value = data.get(ANSWERS_MIME)
-            if isinstance(value, str):
-                try:
-                    value = json.loads(value)
-                except json.JSONDecodeError:
-                    continue
+            if isinstance(value, str | bytes):
+                value = bounded.loads(value, limit)
+            elif value is not None:
+                reason = bounded.problem(value, limit)
+                if reason:
+                    raise bounded.BadValue(reason)
             if isinstance(value, dict):
                 return value
     return None

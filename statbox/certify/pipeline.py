@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 
 from nbformat import NotebookNode
 
+from statbox.certify import bounded
 from statbox.certify import notebook as nbops
 from statbox.certify.execution import Execution
 from statbox.certify.exercise import GradedExercise
@@ -176,7 +177,11 @@ class Execute(Step):
         execution = self.executor(prepared, state.submission, snapshot)
         state.execution = execution
         state.notebook = execution.notebook
-        answers = nbops.read_answers(execution.notebook)
+        try:
+            answers = nbops.read_answers(execution.notebook)
+        except bounded.BadValue as exc:
+            state.notes.append(f"the answers were not graded: they are {exc}")
+            answers, execution.snapshot = {}, None
         if answers is None and execution.snapshot is not None:
             answers = execution.snapshot
             state.notes.append(

@@ -32,14 +32,13 @@ from typing import Any, TextIO
 import nbformat
 from nbformat import NotebookNode
 
+from statbox.catalog.access import RoleAccess
 from statbox.certify.dask import DaskExecutor
+from statbox.certify.data import grading_data
 from statbox.certify.execution import Execution
 from statbox.certify.executor import LocalExecutor
 from statbox.certify.exercise import GradedExercise, find_course, load_exercise
-from statbox.certify.isolation import (
-    Limits,
-    backend_class,
-)
+from statbox.certify.isolation import Limits, backend_class, grader_memory_cap
 from statbox.certify.pipeline import Attempt, Pipeline, Submission
 from statbox.certify.store import ResultsStore, default_url, shown_url
 from statbox.certify.variants import DEFAULT_COHORT, check_cohort, cohort_secret
@@ -73,6 +72,8 @@ class GradingSetup:
     isolation_options: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the isolation backend beyond ``uid_base`` (docker: the image
     and the project)."""
+    access: dict[str, RoleAccess] | None = None
+    """What each role may read, from the settings (None: the built-in defaults)."""
 
 
 @dataclass
@@ -93,6 +94,8 @@ class RunSummary:
     out: Path
     backend: str
     seconds: float
+    notes: list[str] = field(default_factory=list)
+    """What the instructor should know (a declared dataset graded kernels did not get)."""
 
     @property
     def failed(self) -> list[Attempt]:
@@ -219,15 +222,25 @@ def run(
     store = ResultsStore(setup.database or default_url(setup.state_dir))
     secret = cohort_secret(setup.state_dir, options.cohort)
     workers = options.workers
+    own_cap = None  # the grader's own memory cap, when no kernel would share its group
+    data = grading_data(exercise.loaded.course, setup.catalog, setup.data_root, setup.access)
     if executor is None:
         if options.dask:
-            executor = DaskExecutor(limits, data_root=setup.data_root, catalog=setup.catalog)
+            executor = DaskExecutor(
+                limits,
+                data_root=setup.data_root,
+                catalog=setup.catalog,
+                datasets=data.datasets,
+                catalog_text=data.catalog_text,
+            )
             workers = min(len(submissions), MAX_WORKERS)
         else:
             backend = backend_class(setup.isolation)(
                 uid_base=setup.uid_base, **setup.isolation_options
             )
             backend_name = backend.describe()
+            if backend.isolates_files:  # sandbox and docker kernels run in groups of their own
+                own_cap = limits.grader_memory
             hidden = [
                 setup.curriculum,
                 exercise.loaded.directory,
@@ -244,6 +257,8 @@ def run(
                 data_root=setup.data_root,
                 catalog=setup.catalog,
                 inputs=exercise.inputs(),
+                datasets=data.datasets,
+                catalog_text=data.catalog_text if backend.isolates_files else None,
             )
     pipeline = Pipeline(
         exercise,
@@ -268,7 +283,8 @@ def run(
             bar.update(attempt)
 
     try:
-        attempts = grade_all(pipeline, submissions, workers, finished)
+        with grader_memory_cap(own_cap):
+            attempts = grade_all(pipeline, submissions, workers, finished)
     finally:
         bar.close()
         close = getattr(executor, "close", None)
@@ -285,12 +301,20 @@ def run(
     }
     (out / RUN_RECORD).write_text(json.dumps(record, indent=1) + "\n")
     store.close()
-    return RunSummary(attempts, out, backend_name, time.monotonic() - started)
+    notes = [
+        f"graded kernels did not get the dataset {line} (course.yaml datasets:)"
+        for line in data.refused
+    ]
+    return RunSummary(attempts, out, backend_name, time.monotonic() - started, notes)
 
 
 def _write_notebook(path: Path, nb: NotebookNode) -> None:
+    # 0600: a graded notebook holds a trainee's working code, for the instructor only
     temporary = path.with_suffix(".ipynb.tmp")
-    nbformat.write(nb, str(temporary))
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        nbformat.write(nb, handle)
+    os.chmod(temporary, 0o600)  # an older file of the same name kept its mode
     os.replace(temporary, path)
 
 

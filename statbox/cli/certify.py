@@ -41,8 +41,10 @@ def results_store(loaded: Any) -> str:
 
 def grading_setup(loaded: Any) -> Any:
     """The runner's view of the settings (paths, store, isolation and limits)."""
+    from statbox.catalog.access import RoleAccess
     from statbox.certify.isolation import Limits
     from statbox.certify.runner import GradingSetup
+    from statbox.settings.model import ROLE_NAMES
 
     certify = loaded.settings.certify
     options: dict[str, Any] = {}
@@ -70,6 +72,7 @@ def grading_setup(loaded: Any) -> Any:
         ),
         hidden=hidden,
         isolation_options=options,
+        access={role: RoleAccess.of(loaded.settings, role) for role in ROLE_NAMES},
     )
 
 
@@ -89,8 +92,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         cohort=args.cohort,
     )
     summary = run(setup, options, progress=not args.quiet)
-    if summary.backend.startswith("rlimits"):
+    if summary.backend.startswith("rlimits") or "not root" in summary.backend:
         print(f"statbox: warning: isolation is {summary.backend}", file=sys.stderr)
+    for line in summary.notes:
+        print(f"statbox: warning: {line}", file=sys.stderr)
     passed = len(summary.attempts) - len(summary.failed)
     first = summary.attempts[0]
     print(

@@ -69,6 +69,17 @@ class Credentials:
         """The secrets as the environment variables the hub and gateway read."""
         return {SECRET_ENV[name]: value for name, value in self.values.items()}
 
+    def write_files(self, folder: Path) -> Path:
+        """The secrets as files in ``folder`` (0700, each file 0600, this account's): what
+        ``$STATBOX_SECRETS_DIR`` points the hub and the gateway to."""
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        folder.chmod(0o700)
+        for name, value in self.values.items():
+            descriptor = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(value + "\n")
+        return folder
+
 
 PASSWORD_RULES = {"user_password": 8, "admin_password": 32}
 """Minimum lengths JupyterHub's shared-password authenticator enforces."""

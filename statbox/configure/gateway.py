@@ -19,10 +19,16 @@ from dask_gateway_server.auth import JupyterHubAuthenticator, unauthorized
 from dask_gateway_server.backends.local import LocalBackend
 from dask_gateway_server.models import User
 from dask_gateway_server.options import Float, Integer, Options
+from traitlets import Integer as IntegerTrait
+from traitlets import Unicode
 
+from statbox.catalog.access import entitled_data_paths
 from statbox.configure.hub import GATEWAY_PREFIX, GATEWAY_SERVICE
 from statbox.configure.runtime import Runtime
+from statbox.contract import is_data_url
 from statbox.identity.roles import role_settings
+from statbox.sandbox.accounts import registry_path
+from statbox.sandbox.cgroups import Cgroup, CgroupTree, ResourceCaps
 from statbox.settings.model import Mode, Role, Settings
 
 GIB = 1024**3
@@ -113,8 +119,8 @@ def configure_gateway(c: Any, rt: Runtime) -> None:
     # Without the service name, JupyterHubAuthenticator accepts any hub token.
     c.JupyterHubAuthenticator.jupyterhub_service_name = GATEWAY_SERVICE
 
-    # Unsafe by upstream's name: clusters run as the gateway's account, which `statbox up`
-    # makes the unprivileged run_as account when started as root.
+    # Unsafe by upstream's name: clusters run as the gateway's account. Local mode replaces
+    # it below (_configure_local_gateway), docker mode too.
     c.DaskGateway.backend_class = "dask_gateway_server.backends.local.UnsafeLocalBackend"
     c.LocalBackend.clusters_directory = str(state / "clusters")
     c.DBBackendBase.db_url = f"sqlite:///{state / 'gateway.sqlite'}"
@@ -132,6 +138,28 @@ def configure_gateway(c: Any, rt: Runtime) -> None:
         _configure_local_gateway_addresses(c, rt)
     if rt.settings.mode is Mode.docker:
         _configure_docker_gateway(c, rt)
+    if rt.settings.mode is Mode.local:
+        _configure_local_gateway(c, rt)
+
+
+def _configure_local_gateway(c: Any, rt: Runtime) -> None:
+    """Local mode: each user's clusters in their own sandbox, under the uid their server has,
+    in a control group per cluster, seeing the datasets their role is entitled to
+    (statbox.spawners.local_dask)."""
+    c.DaskGateway.backend_class = "statbox.spawners.local_dask.SandboxedLocalBackend"
+    c.SandboxedLocalBackend.uid_registry = str(registry_path(rt.paths.state_dir))
+    # one tree per stack (named for the hub's port, as the servers' tree)
+    c.SandboxedLocalBackend.cgroup_tree = f"statbox-dask-{rt.ports.public}"
+    settings, catalog, data_root = rt.settings, rt.paths.catalog, str(rt.paths.data_root)
+
+    def data_paths(user: Any) -> dict[str, Any]:
+        if is_data_url(data_root):
+            return {}
+        role, _ = role_settings(settings, user.name, user.groups)
+        relative = entitled_data_paths(settings, role, list(user.groups), catalog)
+        return {"data_paths": [os.path.join(data_root, p) for p in relative]}
+
+    c.Backend.cluster_options = cluster_options_for(settings, per_user=data_paths)
 
 
 def _configure_local_gateway_addresses(c: Any, rt: Runtime) -> None:
@@ -145,6 +173,8 @@ def _configure_local_gateway_addresses(c: Any, rt: Runtime) -> None:
 
 DOCKER_GATEWAY_STATE = "/var/lib/dask-gateway"
 """The gateway container's own volume: its database and the clusters' working folders."""
+DOCKER_CLUSTER_CGROUPS = "/run/statbox/cgroup"
+"""Where compose.yaml binds the host's cgroup folders for clusters, one per controller."""
 
 
 def _configure_docker_gateway(c: Any, rt: Runtime) -> None:
@@ -156,6 +186,9 @@ def _configure_docker_gateway(c: Any, rt: Runtime) -> None:
     c.DBBackendBase.db_url = f"sqlite:///{DOCKER_GATEWAY_STATE}/db/gateway.sqlite"
     # Schedulers and workers run beside the gateway in its container.
     c.DBBackendBase.api_url = f"http://127.0.0.1:{rt.ports.gateway_http}{GATEWAY_PREFIX}/api"
+    # ... each in a cgroup of its own, capped by the OS (not only by Dask's nanny).
+    c.PerUserAccountBackend.cgroup_root = DOCKER_CLUSTER_CGROUPS
+    c.PerUserAccountBackend.process_cap = rt.settings.docker.pids_limit
 
 
 class PerUserAccountBackend(LocalBackend):
@@ -170,6 +203,86 @@ class PerUserAccountBackend(LocalBackend):
     """
 
     first_uid = 20000
+
+    cgroup_root = Unicode(
+        "",
+        config=True,
+        help="Folder holding one cgroup folder per controller (memory, pids, cpu; the same "
+        "folder three times on cgroup v2). Each scheduler and each worker runs in a group of "
+        "its own there, capped at its ClusterConfig size (scheduler_memory/cores, "
+        "worker_memory/cores) and at process_cap processes; if the folder is set and not "
+        "usable, no cluster starts. Empty: no caps but Dask's own.",
+    )
+    process_cap = IntegerTrait(
+        0, config=True, help="Processes and threads each scheduler or worker may run; 0: no cap."
+    )
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._joining: Cgroup | None = None
+        self._tree: CgroupTree | None = None
+        self._groups: dict[int, Cgroup] = {}  # by the pid upstream keeps
+
+    def cgroup_tree(self) -> CgroupTree | None:
+        """The clusters' cgroup folders, or None when none is configured; raises when one is
+        configured and unusable (fail closed: a cluster never starts uncapped)."""
+        if not self.cgroup_root:
+            return None
+        if self._tree is None:
+            root = Path(self.cgroup_root)
+            bases = {
+                c: root / c for c in CgroupTree.CONTROLLERS if (root / c / "cgroup.procs").is_file()
+            }
+            if not {"memory", "pids"} <= set(bases):
+                raise RuntimeError(
+                    f"{root}: no memory and pids cgroup folders; clusters are not started uncapped"
+                )
+            version = 2 if (bases["memory"] / "cgroup.controllers").is_file() else 1
+            self._tree = CgroupTree(version, bases)
+        return self._tree
+
+    def _group_for(self, cluster: Any, name: str) -> Cgroup | None:
+        tree = self.cgroup_tree()
+        if tree is None:
+            return None
+        config = cluster.config
+        if name == "scheduler":
+            memory, cores = config.scheduler_memory, config.scheduler_cores
+        else:
+            memory, cores = config.worker_memory, config.worker_cores
+        caps = ResourceCaps(
+            memory=int(memory), cpu=float(cores), processes=self.process_cap or None
+        )
+        return tree.group(f"{cluster.name}-{name}", caps)
+
+    async def start_process(
+        self, cluster: Any, cmd: list[str], env: dict[str, str], name: str
+    ) -> int:
+        """Upstream's, with the new process joining its own capped group before it drops to
+        the user's uid (in :meth:`make_preexec_fn`)."""
+        group = self._group_for(cluster, name)
+        # Upstream calls make_preexec_fn before its first await: no other start can run
+        # between setting and reading this.
+        self._joining = group
+        try:
+            pid: int = await super().start_process(cluster, cmd, env, name)
+        except BaseException:
+            if group is not None:
+                group.remove()
+            raise
+        finally:
+            self._joining = None
+        if group is not None:
+            self._groups[pid] = group
+        return pid
+
+    async def stop_process(self, pid: int) -> None:
+        """Upstream's, then every process left in the group (a detached one too) killed and
+        the group removed."""
+        await super().stop_process(pid)
+        group = self._groups.pop(pid, None)
+        if group is not None:
+            group.remove()
 
     def _accounts_file(self) -> Path:
         return Path(self.clusters_directory).parent / "accounts.json"
@@ -205,8 +318,16 @@ class PerUserAccountBackend(LocalBackend):
     def make_preexec_fn(self, cluster: Any) -> Callable[[], None]:  # pragma: no cover
         uid = self.uid_for(cluster.username)
         workdir = cluster.state["workdir"]
+        procs = [str(f) for f in self._joining.procs_files] if self._joining else []
 
         def preexec() -> None:
+            # Into the capped group first, while still root: every process it starts is in it.
+            for path in procs:
+                fd = os.open(path, os.O_WRONLY)
+                try:
+                    os.write(fd, str(os.getpid()).encode())
+                finally:
+                    os.close(fd)
             os.setgid(uid)
             os.setgroups([])
             os.setuid(uid)

@@ -170,7 +170,10 @@ def _configure_spawner(c: Any, rt: Runtime) -> None:
     c.StatboxSpawnerMixin.curriculum_path = str(rt.paths.curriculum)
     c.StatboxSpawnerMixin.data_root = str(rt.paths.data_root)
     c.StatboxLocalSpawner.home_root = str(rt.paths.state_dir / "homes")
-    c.StatboxLocalSpawner.run_as = rt.run_as or ""
+    # Local mode: a uid per user and a control group per server (statbox.spawners.local);
+    # the tree is named for the hub's port, so two stacks on one machine never share one.
+    c.StatboxLocalSpawner.state_dir = str(rt.paths.state_dir)
+    c.StatboxLocalSpawner.cgroup_tree = f"statbox-servers-{rt.ports.public}"
     # zero-to-jupyterhub sets KubeSpawner.environment (from singleuser.extraEnv), which
     # shadows Spawner.environment: the Kubernetes spawner adds the gateway's on top itself.
     c.StatboxKubeSpawner.gateway_environment = gateway_client_environment(rt)
@@ -225,6 +228,10 @@ def _no_traits(rt: Runtime) -> dict[str, dict[str, Any]]:
     return {}
 
 
+DOCKER_HUB_RUN = "/run/statbox"
+"""A tmpfs in the hub's container (compose.yaml) for its pid files."""
+
+
 def _docker_traits(rt: Runtime) -> dict[str, dict[str, Any]]:
     """What docker mode changes: the hub runs in a container on the private network, its
     database is PostgreSQL, and user containers outlive a hub restart (the hub takes them
@@ -242,14 +249,20 @@ def _docker_traits(rt: Runtime) -> dict[str, dict[str, Any]]:
             "hub_connect_ip": names.hub,
             "db_url": f"postgresql+psycopg2://jupyterhub:{password}@{rt.hosts.db}:5432/jupyterhub",
             "cookie_secret_file": str(hub_state / "jupyterhub_cookie_secret"),
-            "pid_file": str(hub_state / "jupyterhub.pid"),
+            # On the container's tmpfs (compose.yaml), new at every start: a pid file left by
+            # a killed hub can never make the next one signal whatever has that pid now.
+            "pid_file": f"{DOCKER_HUB_RUN}/jupyterhub.pid",
             "cleanup_servers": False,
         },
-        "ConfigurableHTTPProxy": {"pid_file": str(hub_state / "proxy.pid")},
+        "ConfigurableHTTPProxy": {"pid_file": f"{DOCKER_HUB_RUN}/proxy.pid"},
         # The image's own command (statbox.spawners.singleuser in Statbox's images).
         "Spawner": {"cmd": None},
         "StatboxDockerSpawner": {
-            "network_name": names.network,
+            # Each user's container alone on its own internal network with the hub and the
+            # gateway: not the database's network, not another user's.
+            "user_network_prefix": names.user_network_prefix,
+            "user_subnets": rt.settings.docker.user_subnets or "",
+            "shared_containers": [names.hub, names.gateway],
             "prefix": names.project,
             "name_template": "{prefix}-user-{username}",
             "home_volume_prefix": names.home_volume_prefix,

@@ -8,13 +8,15 @@ happens here, at the edge, so the configure functions stay pure.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from statbox.contract import RUNTIME_ENV, SECRET_ENV
+from statbox.contract import RUNTIME_ENV, SECRET_ENV, SECRETS_DIR_ENV
 from statbox.contract.runtime import RuntimeDocument, RuntimeHosts, RuntimePorts
 from statbox.settings.model import Paths, Settings, parse_settings
 
@@ -113,6 +115,17 @@ def load_runtime(environ: dict[str, str] | None = None) -> Runtime:
         proxy_command=document.proxy_command,
         python=document.python,
         run_as=document.run_as,
-        secrets={name: env[var] for name, var in SECRET_ENV.items() if env.get(var)},
+        secrets=_secrets(env),
         hosts=document.hosts,
     )
+
+
+def _secrets(env: Mapping[str, str]) -> dict[str, str]:
+    """Secrets from the environment, and from the files of ``$STATBOX_SECRETS_DIR``."""
+    found = {name: env[var] for name, var in SECRET_ENV.items() if env.get(var)}
+    folder = env.get(SECRETS_DIR_ENV)
+    if folder:
+        for name in SECRET_ENV:
+            with contextlib.suppress(FileNotFoundError):
+                found.setdefault(name, (Path(folder) / name).read_text().strip())
+    return found

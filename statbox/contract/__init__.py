@@ -39,7 +39,12 @@ SECRET_ENV = {
     "oauth_client_secret": "STATBOX_OAUTH_CLIENT_SECRET",
     "db_password": "STATBOX_DB_PASSWORD",
 }
-"""Secrets travel by environment to the hub and gateway, never in the runtime document."""
+"""Secrets travel by environment (docker, kubernetes) or by file (local: SECRETS_DIR_ENV) to
+the hub and gateway, never in the runtime document."""
+SECRETS_DIR_ENV = "STATBOX_SECRETS_DIR"
+"""A folder only the service's account may read, holding one file per secret, named as the
+keys of SECRET_ENV: how local mode hands the hub and the gateway their secrets, so that none
+sits in an environment that children (the proxy, services) inherit."""
 
 CATALOG_ENV = "STATBOX_CATALOG"
 """In a user server: the root Intake catalog (``intake.from_yaml_file(os.environ[...])``)."""
@@ -143,6 +148,19 @@ class DockerNames:
     def public_network(self) -> str:
         """The network only the hub joins, to publish its port on the host."""
         return f"{self.project}-public"
+
+    @property
+    def db_network(self) -> str:
+        """The internal network of the database and the hub, and of nothing else."""
+        return f"{self.project}-db"
+
+    @property
+    def user_network_prefix(self) -> str:
+        return f"{self.project}-net-"
+
+    def user_network(self, username: str) -> str:
+        """The internal network of one user's container, joined by the hub and the gateway."""
+        return self.user_network_prefix + escape_username(username)
 
     @property
     def hub(self) -> str:

@@ -177,6 +177,14 @@ class Publisher:
     def _chown(self, path: Path) -> None:
         if self.owner is not None:
             os.chown(path, self.owner.pw_uid, self.owner.pw_gid, follow_symlinks=False)
+            return
+        # Local mode as root: each user's home is owned by their own uid (given at their
+        # first server start, statbox.spawners.local); what lands in it becomes theirs too.
+        if os.geteuid() == 0 and self.homes in path.parents:
+            home = self.homes / path.relative_to(self.homes).parts[0]
+            uid = home.stat().st_uid
+            if uid != 0:
+                os.chown(path, uid, uid, follow_symlinks=False)
 
     def _make_dirs(self, directory: Path) -> None:
         missing = [p for p in (directory, *directory.parents) if not p.exists()]

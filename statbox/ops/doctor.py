@@ -14,14 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from statbox.errors import StatboxError
-from statbox.modes.local.stack import (
-    PROXY_NAME,
-    check_account_can_run,
-    find_proxy,
-    port_is_free,
-    unprivileged_account,
-)
+from statbox import sandbox
+from statbox.modes.local.stack import PROXY_NAME, find_proxy, port_is_free
+from statbox.sandbox import CgroupTree
 from statbox.settings.model import LoadedSettings, Mode
 
 
@@ -81,14 +76,72 @@ def check_state_dir(loaded: LoadedSettings) -> Finding:
 
 
 def check_account(loaded: LoadedSettings) -> Finding:
+    problem = sandbox.available()
+    if problem:
+        return Finding(False, "user servers cannot be sandboxed", problem)
+    if os.geteuid() != 0:
+        return Finding(True, f"servers run sandboxed as this account (uid {os.getuid()})")
+    return Finding(True, "servers run sandboxed, each user under a uid of their own")
+
+
+def check_isolation(loaded: LoadedSettings) -> Finding:
+    """Advisory: what a local stack started by this account isolates."""
+    if os.geteuid() != 0:
+        return Finding(
+            False,
+            "started as a normal user, every user's server and Dask cluster runs under this "
+            "one account, without memory, CPU or process caps: users can read each other's "
+            "homes and tokens",
+            "start `statbox up` as root to give each user a uid and a control group",
+        )
+    if CgroupTree.detect("statbox-doctor") is None:
+        return Finding(
+            False,
+            "no writable control groups (memory, pids): role limits are not enforced",
+            "run on a machine with cgroups v1, or v2 with memory and pids delegated",
+        )
+    tree = CgroupTree.detect("statbox-doctor")
+    if tree is not None:
+        tree.remove()
+    return Finding(True, "a uid per user, memory, CPU and process caps per server and cluster")
+
+
+PROJECT_QUOTA_OPTIONS = ("prjquota", "pquota", "pqnoenforce")
+
+
+def check_home_quota(loaded: LoadedSettings) -> Finding:
+    """Advisory: Statbox sets no per-home disk limit; say whether the file system could."""
+    state = loaded.paths.state_dir
+    existing = next((p for p in (state, *state.parents) if p.exists()), Path("/"))
+    mount, fstype, options = _mount_of(existing)
+    has_quota = any(option in options for option in PROJECT_QUOTA_OPTIONS)
+    where = f"{mount} ({fstype}{', project quotas on' if has_quota else ', no project quotas'})"
+    return Finding(
+        False,
+        f"per-home disk limit not enforced: homes share the free space of {where}; "
+        "one user can fill it for everyone",
+        "put paths.state_dir on a file system of its own, sized for the class"
+        + (", and set a project quota per home (xfs_quota)" if has_quota else ""),
+    )
+
+
+def _mount_of(path: Path) -> tuple[str, str, list[str]]:
+    """(mount point, file system type, options) of the mount holding ``path``."""
+    best: tuple[str, str, list[str]] = ("/", "unknown", [])
+    resolved = str(path.resolve())
     try:
-        account = unprivileged_account(loaded.settings.local.run_as)
-        check_account_can_run(account, sys.executable, [loaded.paths.curriculum])
-    except StatboxError as exc:
-        return Finding(False, "servers cannot run unprivileged", str(exc))
-    if account is None:
-        return Finding(True, f"servers run as this account (uid {os.getuid()})")
-    return Finding(True, f"servers run as {account.pw_name!r} (uid {account.pw_uid})")
+        lines = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return best
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        point = parts[1]
+        inside = resolved == point or resolved.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best[0]):
+            best = (point, parts[2], parts[3].split(","))
+    return best
 
 
 def check_docker(loaded: LoadedSettings) -> Finding:
@@ -119,6 +172,8 @@ CHECKS: list[tuple[str, set[Mode], Callable[[LoadedSettings], Finding]]] = [
     ("port", {Mode.local}, check_port),
     ("state directory", {Mode.local, Mode.docker}, check_state_dir),
     ("server account", {Mode.local}, check_account),
+    ("user isolation", set(), check_isolation),
+    ("home disk limit", set(), check_home_quota),
     ("docker engine", {Mode.docker}, check_docker),
 ]
 """(name, modes that need it, check)."""

@@ -148,6 +148,11 @@ class Sandbox:
     outlive a hub restart instead)."""
     hostname: str = "statbox"
     system: tuple[str, ...] = SYSTEM_READ_ONLY
+    inherit_env: bool = False
+    """Hand :attr:`env` over by inheritance (start :meth:`command` with ``env=sandbox.env``)
+    rather than as ``--setenv`` arguments: a process's arguments are readable by every
+    account on the host (``/proc/<pid>/cmdline``), its environment only by its own uid and
+    root. User servers and Dask clusters pass their API tokens this way."""
 
     def bind_read_only(self, *paths: Path | str) -> Sandbox:
         self.read_only.extend((Path(p), Path(p)) for p in paths)
@@ -209,9 +214,11 @@ class Sandbox:
         # A bind hides what was mounted under its destination before it: outer first.
         for _, mount in sorted(mounts, key=lambda m: (len(m[0].parts), m[1][0] != "--perms")):
             args += mount
-        args += ["--clearenv", "--chdir", str(self.cwd)]
-        for key, value in self.env.items():
-            args += ["--setenv", key, value]
+        args += ["--chdir", str(self.cwd)]
+        if not self.inherit_env:
+            args.append("--clearenv")
+            for key, value in self.env.items():
+                args += ["--setenv", key, value]
         return args
 
     def command(self) -> list[str]:

@@ -24,6 +24,12 @@ FIRST_UID = 300_000
 (100000-165535 by default) and the grading uids (200000 on, statbox.certify.isolation)."""
 
 
+def registry_path(state_dir: Path) -> Path:
+    """Where a local stack keeps its users' uids: one file, read by the hub (servers) and
+    the gateway (Dask clusters), so a user's server and clusters share a uid."""
+    return state_dir / "accounts.json"
+
+
 class UidRegistry:
     """Username -> uid, persisted in ``path`` (mode 0600), safe across processes (flock)."""
 

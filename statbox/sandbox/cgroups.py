@@ -61,8 +61,14 @@ class CgroupTree:
         self.bases = bases  # controller -> the folder holding the groups
 
     @classmethod
-    def detect(cls, name: str) -> CgroupTree | None:
-        """The tree called ``name`` under our own cgroup, made if needed; None if we cannot."""
+    def detect(cls, name: str, controllers: tuple[str, ...] = CONTROLLERS) -> CgroupTree | None:
+        """The tree called ``name`` under our own cgroup, made if needed; None if we cannot.
+
+        ``controllers``: those of :data:`CONTROLLERS` to use (memory and pids always). Leave
+        ``cpu`` out when no group caps CPU: on v1 a group weighs as much as all the
+        processes beside it together, so under load its processes would get a fraction of
+        the CPU they would get outside it.
+        """
         own = _own_paths()
         try:
             if (ROOT / "cgroup.controllers").is_file():  # v2 only
@@ -71,13 +77,13 @@ class CgroupTree:
                 available = set((base.parent / "cgroup.controllers").read_text().split())
                 if not {"memory", "pids"} <= available:
                     return None
-                wanted = [c for c in cls.CONTROLLERS if c in available]
+                wanted = [c for c in controllers if c in available]
                 enable = " ".join(f"+{c}" for c in wanted)
                 (base.parent / "cgroup.subtree_control").write_text(enable)
                 (base / "cgroup.subtree_control").write_text(enable)
                 return cls(2, {c: base for c in wanted})
             bases = {}
-            for controller in cls.CONTROLLERS:
+            for controller in controllers:
                 hierarchy = ROOT / controller
                 if not (hierarchy / "cgroup.procs").is_file():
                     if controller == "cpu":
@@ -104,6 +110,27 @@ class CgroupTree:
         if not all(d.is_dir() for d in directories.values()):
             return None
         return Cgroup(self.version, directories)
+
+    def within(self, group: Cgroup) -> CgroupTree:
+        """The groups inside ``group`` as a tree of their own (a cluster's scheduler and
+        workers inside the cluster's group: the cluster's caps hold for all of them)."""
+        if self.version == 2:
+            enable = " ".join(f"+{c}" for c in self.bases)
+            with contextlib.suppress(OSError):
+                (next(iter(group.directories.values())) / "cgroup.subtree_control").write_text(
+                    enable
+                )
+        return CgroupTree(self.version, dict(group.directories))
+
+    def clear(self) -> None:
+        """Kill and remove every group in the tree (nested ones first), then the tree."""
+        relative: set[Path] = set()
+        for base in set(self.bases.values()):
+            with contextlib.suppress(OSError):
+                relative.update(p.relative_to(base) for p in base.rglob("*") if p.is_dir())
+        for name in sorted(relative, key=lambda p: -len(p.parts)):
+            Cgroup(self.version, {c: b / name for c, b in self.bases.items()}).remove()
+        self.remove()
 
     def remove(self) -> None:
         """Remove the tree's folders if no group is left in them."""

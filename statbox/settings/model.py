@@ -288,8 +288,9 @@ class Paths(_Model):
 
 class LocalSettings(_Model):
     run_as: str = Field("nobody", pattern=r"^[a-z_][a-z0-9_-]*$")
-    """Unprivileged account that runs user servers and Dask clusters when Statbox is started
-    as root (local mode). Ignored when started as a normal user."""
+    """Unprivileged account the proxy runs as when Statbox is started as root (local mode);
+    user servers and Dask clusters run under a uid of each user's own. Ignored when started
+    as a normal user."""
 
 
 DATASET_DIR_PATTERN = r"^[a-z0-9][a-z0-9_-]*/[a-z0-9][a-z0-9_-]*$"
@@ -326,6 +327,11 @@ class DockerSettings(_Model):
     network. Off, the hub is reachable only on the private network (as in the tests)."""
     subnet: str | None = Field(None, pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$")
     """Subnet of the private network, e.g. 172.30.0.0/24 (default: the engine chooses)."""
+    user_subnets: str | None = Field(None, pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$")
+    """Addresses for the users' networks, e.g. 10.213.0.0/16: each user's container has an
+    internal network of its own (a /28 of this range) that only the hub and the gateway join.
+    Default: the engine's address pools, which hold about 30 networks unless dockerd's
+    default-address-pools is set; set this for a larger class."""
     hub_image: str = Field("statbox/hub:latest", pattern=r"^[a-z0-9][a-z0-9._/:@-]*$")
     """Image of the hub container (`statbox images build` makes it)."""
     gateway_image: str = Field("statbox/gateway:latest", pattern=r"^[a-z0-9][a-z0-9._/:@-]*$")
@@ -343,9 +349,10 @@ class CertifySettings(_Model):
     sqlite file resolves against this file's directory. `statbox backup create` saves a
     sqlite store wherever it is, not a PostgreSQL one (use pg_dump)."""
     isolation: Literal["auto", "sandbox", "rlimits", "docker"] = "auto"
-    """How graded kernels are isolated: sandbox (as root: no network, private mounts and
-    PIDs, a uid per worker), rlimits (resource limits only), docker (docker mode), auto
-    (sandbox when root, else rlimits)."""
+    """How graded kernels are isolated: sandbox (bubblewrap allow-list: only the
+    interpreter, the inputs and the declared, entitled datasets; no network; as root a uid
+    per worker and a cgroup), rlimits (resource limits only), docker (docker mode), auto
+    (sandbox where bubblewrap runs, else rlimits)."""
     uid_base: int = Field(200000, ge=1000, le=2**31 - 2**16)
     """Graded kernels run as uid uid_base + worker slot (sandbox); no account is needed, but
     nothing else on the machine may use these uids."""

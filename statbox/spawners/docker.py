@@ -9,18 +9,27 @@ Invariants (checked again by tests/docker against a real engine):
   entitled to are mounted read-only at their host paths. A dataset the user is not entitled
   to is not mounted at all.
 * No container is given the Docker engine's socket, or any capability.
+* Each container is alone on an internal network of its own, which only the hub and the
+  gateway join: it reaches the hub's proxy and API and the gateway's proxy, not another
+  user's server and not the database (on a network of its own with the hub). Internal
+  networks give a container no default route, so it cannot reach any other subnet.
+* Swap is off: the memory limit counts memory and swap together.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ipaddress
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from docker.errors import APIError
 from dockerspawner import DockerSpawner
-from traitlets import Float, Integer, Unicode, default
+from traitlets import Float, Integer, List, Unicode, default
 
 from statbox.catalog.access import entitled_data_paths
 from statbox.contract import GROUPS_ENV, PROJECT_LABEL, USER_LABEL, escape_username, is_data_url
@@ -47,6 +56,31 @@ class StatboxDockerSpawner(StatboxSpawnerMixin, DockerSpawner):
     docker_api_threads = Integer(
         8, config=True, help="Docker API calls in flight at once, across every user's spawner."
     )
+    user_network_prefix = Unicode(
+        "",
+        config=True,
+        help="Give each user's container an internal network of its own, called this prefix "
+        "+ the escaped username, joined by the shared_containers. Empty: use network_name.",
+    )
+    user_subnets = Unicode(
+        "",
+        config=True,
+        help="Address range the users' networks are cut from, a /28 each (e.g. 10.213.0.0/16). "
+        "Empty: the engine's address pools choose.",
+    )
+    shared_containers = List(
+        Unicode(),
+        config=True,
+        help="Containers (names) that join every user's network: the hub and the gateway.",
+    )
+
+    @default("network_name")
+    def _user_network_name(self) -> str:
+        # A default, not set at start: a hub restarted while the container runs finds the
+        # container's address on the same network.
+        if self.user_network_prefix:
+            return self.user_network_prefix + escape_username(self.user.name)
+        return "bridge"
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -136,6 +170,12 @@ class StatboxDockerSpawner(StatboxSpawnerMixin, DockerSpawner):
             name=self.home_volume,
             labels={PROJECT_LABEL: self.prefix, USER_LABEL: self.user.name},
         )
+        # Memory and swap together capped at the memory limit: no swap beyond it.
+        # (mypy cannot type a trait whose default is a method of the class)
+        host_config: dict[str, Any] = self.extra_host_config  # type: ignore[has-type]
+        self.extra_host_config = {**host_config, "memswap_limit": self.mem_limit}
+        if self.user_network_prefix:
+            await self.ensure_user_network()
         ip, port = await super().start()
         await wait_until_listening(
             ip,
@@ -145,6 +185,78 @@ class StatboxDockerSpawner(StatboxSpawnerMixin, DockerSpawner):
             gone=lambda: False,
         )
         return ip, port
+
+    async def ensure_user_network(self) -> None:
+        """Create this user's internal network if missing and join the shared containers."""
+        labels = {PROJECT_LABEL: self.prefix, USER_LABEL: self.user.name}
+        found = await self.docker("networks", names=[self.network_name])
+        if not any(net["Name"] == self.network_name for net in found):
+            await self._create_user_network(labels)
+        for container in self.shared_containers:
+            try:
+                await self.docker("connect_container_to_network", container, self.network_name)
+            except APIError as exc:
+                if "already exists" not in str(exc):
+                    raise
+
+    async def _create_user_network(self, labels: dict[str, str]) -> None:
+        import docker
+
+        if not self.user_subnets:
+            await self.docker(
+                "create_network", self.network_name, driver="bridge", internal=True,
+                labels=labels, check_duplicate=True,
+            )  # fmt: skip
+            return
+        taken = []
+        for net in await self.docker("networks"):
+            for pool in (net.get("IPAM") or {}).get("Config") or []:
+                with contextlib.suppress(KeyError, ValueError):
+                    taken.append(ipaddress.ip_network(pool["Subnet"], strict=False))
+        pool = ipaddress.ip_network(self.user_subnets, strict=False)
+        pieces = pool.subnets(new_prefix=28) if pool.prefixlen < 28 else iter([pool])
+        for subnet in pieces:
+            if any(subnet.overlaps(other) for other in taken):
+                continue
+            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))])
+            try:
+                await self.docker(
+                    "create_network", self.network_name, driver="bridge", internal=True,
+                    labels=labels, ipam=ipam, check_duplicate=True,
+                )  # fmt: skip
+                return
+            except APIError as exc:
+                # Another user's network took it a moment ago: try the next.
+                if "overlap" not in str(exc).lower():
+                    raise
+        raise RuntimeError(
+            f"no free /28 left in docker.user_subnets ({self.user_subnets}): choose a larger range"
+        )
+
+    async def stop(self, now: bool = False) -> None:
+        await super().stop(now=now)
+        if self.user_network_prefix and self.remove:
+            await self.remove_user_network()
+
+    async def remove_user_network(self, attempts: int = 20) -> None:
+        """Leave and remove this user's network; the container's endpoint may linger a
+        moment after it is removed, so retry briefly, then leave it to the next stop."""
+        for container in self.shared_containers:
+            with contextlib.suppress(APIError):
+                await self.docker(
+                    "disconnect_container_from_network", container, self.network_name, force=True
+                )
+        for _ in range(attempts):
+            try:
+                await self.docker("remove_network", self.network_name)
+                return
+            except APIError as exc:
+                if exc.status_code == 404:
+                    return
+                await asyncio.sleep(0.25)
+        self.log.warning(
+            "Network %s still in use: `statbox up` removes it at stop", self.network_name
+        )
 
 
 def _is_within(path: str, folder: str) -> bool:

@@ -1,8 +1,23 @@
-"""Local mode: each user's server is a process on this machine.
+"""Local mode: each user's server is a process on this machine, in the user's own sandbox.
 
-For trying Statbox out and for small classes on one machine. Every server runs under one
-account (``run_as`` when the hub is root, else the hub's own), so users are not isolated from
-each other's files; the docker and kubernetes modes isolate them.
+Every server runs in :class:`statbox.sandbox.Sandbox` (an allow-list root, new PID, IPC, UTS
+and mount namespaces) under a uid of its user's own (:class:`~statbox.sandbox.accounts.
+UidRegistry`, persisted in the state directory: the same uid after a restart, the same one the
+gateway gives the user's Dask clusters), in a control group sized by the user's role.
+
+Invariants:
+
+* A server sees: the system and interpreter read-only; its own home read-write (0700, owned
+  by its uid); the course material without any ``grader/`` folder; each dataset the role is
+  entitled to, bound on its own, read-only; and a catalog file listing only those entries
+  (``STATBOX_CATALOG``). Nothing else: not other homes, not the state directory, not the
+  checkout around the interpreter. ``STATBOX_GROUPS`` is information; the mounts decide.
+* Its environment (with its ``JUPYTERHUB_API_TOKEN``) is handed over by inheritance, never on
+  a command line, so only its own uid (inside its own PID namespace) and root can read it.
+* Stopping or culling a server kills its whole control group: nothing it started, detached
+  or not, survives it.
+* Not root, the sandbox still gives a private root and namespaces, but every server runs
+  under the hub's own account and without caps (``statbox doctor`` says so).
 
 Start-up is kept short in three places (see bench/spawn.py): the server imports less
 (:mod:`statbox.spawners.singleuser`); :meth:`StatboxLocalSpawner.start` returns only once the
@@ -16,24 +31,119 @@ from __future__ import annotations
 
 import asyncio
 import os
-import pwd
-import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
+import yaml
 from jupyterhub.spawner import SimpleLocalProcessSpawner
+from jupyterhub.utils import random_port
 from traitlets import Float, Integer, Unicode, default
 
+from statbox.catalog.access import entitled_entries
+from statbox.contract import CATALOG_ENV, is_data_url
+from statbox.sandbox import CgroupTree, ResourceCaps, Sandbox, interpreter_paths
+from statbox.sandbox.accounts import UidRegistry, registry_path
+from statbox.settings.model import Settings
 from statbox.spawners.base import StatboxSpawnerMixin, wait_until_listening
+
+GRADER_DIR = "grader"
+"""A course's solutions and hidden checks (statbox.courses.model.GRADER_DIR): never bound."""
+
+TMP_SIZE = 512 * 1024**2
+"""The server's private /tmp (memory, counted against its control group)."""
+
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def user_catalog(settings: Settings, role: str, groups: list[str], catalog: Path) -> dict:
+    """The root catalog with only the entries the user is entitled to (and their data)."""
+    names = {e.name for e in entitled_entries(settings, role, groups, catalog)}
+    return _only(yaml.load(catalog.read_text(), Loader=_LOADER), names)
+
+
+def _only(document: dict, names: set[str]) -> dict:
+    def keep(key: str) -> bool:
+        return any(key == name or key.startswith(name + ".") for name in names)
+
+    kept = dict(document)
+    for section in ("entries", "aliases", "data"):
+        if isinstance(kept.get(section), dict):
+            kept[section] = {k: v for k, v in kept[section].items() if keep(k)}
+    return kept
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    """What one role and set of groups may read: their catalog (YAML) and dataset folders."""
+
+    catalog: str
+    data_paths: tuple[str, ...]
+    """Relative to the data root."""
+
+
+_ENTITLEMENTS: dict[tuple[object, ...], Entitlement] = {}
+
+
+def entitlement(settings: Settings, role: str, groups: list[str], catalog: Path) -> Entitlement:
+    """:class:`Entitlement` of a user, worked out once per role, groups and catalog version
+    (parsing and writing the catalog costs about 0.5 s a server start otherwise)."""
+    key = (id(settings), str(catalog), catalog.stat().st_mtime_ns, role, tuple(sorted(groups)))
+    found = _ENTITLEMENTS.get(key)
+    if found is None:
+        entries = entitled_entries(settings, role, groups, catalog)
+        document = _only(yaml.load(catalog.read_text(), Loader=_LOADER), {e.name for e in entries})
+        found = Entitlement(
+            yaml.dump(document, Dumper=_DUMPER, sort_keys=False),
+            tuple(sorted({e.data_path for e in entries})),
+        )
+        _ENTITLEMENTS[key] = found
+    return found
+
+
+def entitled_directories(data_root: str, relative: tuple[str, ...]) -> list[Path]:
+    """The dataset folders the user may read (each bound on its own), those that exist."""
+    if is_data_url(data_root):
+        return []  # object storage: read with credentials, nothing to bind
+    return [Path(data_root) / p for p in relative if (Path(data_root) / p).is_dir()]
+
+
+def course_material(curriculum: Path) -> list[Path]:
+    """What of the curriculum users may read: every course's files but ``grader/`` (an
+    allow-list of what is there, so a folder added later is not published by accident
+    unless it is course material beside the notebooks)."""
+    if not curriculum.is_dir():
+        return []
+    given: list[Path] = []
+    for item in sorted(curriculum.iterdir()):
+        if item.name.startswith("."):
+            continue
+        if item.is_dir():
+            given += [
+                p
+                for p in sorted(item.iterdir())
+                if p.name != GRADER_DIR and not p.name.startswith(".")
+            ]
+        else:
+            given.append(item)
+    return given
 
 
 class StatboxLocalSpawner(StatboxSpawnerMixin, SimpleLocalProcessSpawner):
-    """A local process per user, home under the state directory, sized and equipped by role."""
+    """A sandboxed local process per user, under the user's own uid, sized by role."""
 
     home_root = Unicode(config=True, help="Directory holding one home directory per user.")
-    run_as = Unicode(
-        "",
-        config=True,
-        help="Account that runs servers when the hub runs as root; empty: the hub's account.",
+    state_dir = Unicode(config=True, help="The stack's state directory (uids, catalogs).")
+    cgroup_tree = Unicode(
+        "statbox-servers", config=True, help="Control-group folder holding one group per server."
+    )
+    processes_limit = Integer(
+        1024, config=True, help="Most processes and threads one server (with kernels) may run."
     )
     ready_poll_interval = Float(
         0.05, config=True, help="Seconds between checks that a starting server listens."
@@ -62,20 +172,21 @@ class StatboxLocalSpawner(StatboxSpawnerMixin, SimpleLocalProcessSpawner):
         # Usernames are held to names.USERNAME_PATTERN at login: safe as a path segment.
         return os.path.join(self.home_root, self.user.name)
 
-    def _account(self) -> pwd.struct_passwd | None:
-        return pwd.getpwnam(self.run_as) if self.run_as else None
+    @property
+    def _state(self) -> Path:
+        return Path(self.state_dir) if self.state_dir else Path(self.home_root).parent
 
-    def _prepare_home(self) -> None:
-        account = self._account()
-        os.makedirs(self.home_root, mode=0o755, exist_ok=True)
-        if not os.path.isdir(self.home_dir):
-            os.mkdir(self.home_dir, mode=0o755)
-        if account is not None:
-            shutil.chown(self.home_dir, account.pw_uid, account.pw_gid)
+    def _uid(self) -> int | None:
+        """The user's own uid (root only; else None: the hub's own account)."""
+        if os.geteuid() != 0:
+            return None
+        return UidRegistry(registry_path(self._state)).uid(self.user.name)
+
+    def _tree(self) -> CgroupTree | None:
+        return CgroupTree.detect(self.cgroup_tree) if os.geteuid() == 0 else None
 
     def make_preexec_fn(self, name: str) -> None:
-        # Popen's user/group/cwd arguments replace upstream's preexec function (unsafe in a
-        # threaded process); see start().
+        # Everything a preexec function did is the sandbox's job now (see _sandbox).
         return None
 
     def user_env(self, env: dict[str, str]) -> dict[str, str]:
@@ -83,27 +194,95 @@ class StatboxLocalSpawner(StatboxSpawnerMixin, SimpleLocalProcessSpawner):
         env.update(self.statbox_environment(self._role_name))
         return env
 
+    def _prepare(self, role_name: str) -> Sandbox:
+        """Make the home and the user's catalog; return the sandbox the server runs in."""
+        uid = self._uid()
+        home = Path(self.home_dir)
+        Path(self.home_root).mkdir(mode=0o755, parents=True, exist_ok=True)
+        home.mkdir(mode=0o700, exist_ok=True)
+        if uid is not None and home.stat().st_uid != uid:
+            # First start under the user's own uid (a new home, one published into before,
+            # or one from the days of a shared account): everything in it becomes theirs.
+            for directory, dirnames, filenames in os.walk(home):
+                os.chown(directory, uid, uid, follow_symlinks=False)
+                for name in dirnames + filenames:
+                    os.chown(os.path.join(directory, name), uid, uid, follow_symlinks=False)
+        home.chmod(0o700)
+
+        groups = sorted(group.name for group in self.user.groups)
+        catalog = Path(self.catalog_path)
+        catalogs = self._state / "catalogs"
+        catalogs.mkdir(mode=0o711, exist_ok=True)
+        own_catalog = catalogs / f"{self.user.name}.yaml"
+        partial = own_catalog.with_suffix(".partial")
+        entitled = entitlement(self.settings, role_name, groups, catalog)
+        partial.write_text(entitled.catalog)
+        partial.chmod(0o644)  # in a folder no user can list; bound only into this sandbox
+        partial.replace(own_catalog)
+
+        box = Sandbox(argv=[], uid=uid, network=True, inherit_env=True, cwd=home)
+        box.bind_read_only(*interpreter_paths(), own_catalog)
+        box.bind_read_only(*course_material(Path(self.curriculum_path)))
+        box.bind_read_only(*entitled_directories(self.data_root, entitled.data_paths))
+        box.bind_read_write(home)
+        box.tmpfs[Path("/tmp")] = TMP_SIZE
+        box.tmpfs[Path("/dev/shm")] = TMP_SIZE  # multiprocessing's locks (Dask's nanny)
+
+        tree = self._tree()
+        if tree is None:
+            self.log.warning("No writable cgroups: %s's server runs without caps", self.user.name)
+        else:
+            _, role = self.statbox_role
+            box.cgroup = tree.group(
+                self.user.name,
+                ResourceCaps(
+                    memory=int(role.server.memory),
+                    cpu=float(role.server.cpu),
+                    processes=self.processes_limit,
+                ),
+            )
+        return box
+
     async def start(self) -> tuple[str, int]:
         self._role_name = self.apply_role()
-        await asyncio.get_running_loop().run_in_executor(None, self._prepare_home)
-        account = self._account()
-        kwargs: dict[str, Any] = {"cwd": self.home_dir}
-        if account is not None:
-            kwargs.update(user=account.pw_uid, group=account.pw_gid, extra_groups=[])
-        else:
-            self.log.info("Servers run as the hub's own account (uid %d)", os.getuid())
-        self.popen_kwargs = kwargs
+        loop = asyncio.get_running_loop()
+        box = await loop.run_in_executor(None, self._prepare, self._role_name)
+        spawner: Any = self  # Spawner.port is set by the hub (a traitlet mypy cannot type)
+        if spawner.port == 0:
+            spawner.port = random_port()
+        port = int(spawner.port)
+        env = self.get_env()
+        env[CATALOG_ENV] = str(self._state / "catalogs" / f"{self.user.name}.yaml")
+        box.argv = [*self.cmd, *self.get_args()]
+        box.env = env
+        self.log.info("Spawning %s's server as uid %s in its sandbox", self.user.name, box.uid)
         async with self._slots():
-            ip, port = await super().start()
-            await self._wait_until_listening(ip, port)
+            self.proc = subprocess.Popen(
+                box.command(), env=env, start_new_session=True, stdin=subprocess.DEVNULL
+            )
+            self.pid = self.proc.pid
+            ip = self.ip or "127.0.0.1"
+            await wait_until_listening(
+                ip,
+                port,
+                timeout=self.http_timeout,
+                interval=self.ready_poll_interval,
+                gone=lambda: self.proc is not None and self.proc.poll() is not None,
+            )
         return ip, port
 
-    async def _wait_until_listening(self, ip: str, port: int) -> None:
-        """Return once ``ip:port`` accepts a connection, the process exits, or time runs out."""
-        await wait_until_listening(
-            ip,
-            port,
-            timeout=self.http_timeout,
-            interval=self.ready_poll_interval,
-            gone=lambda: self.proc is not None and self.proc.poll() is not None,
-        )
+    async def stop(self, now: bool = False) -> None:
+        """Stop the server gracefully (SIGTERM to all of it), then kill its whole group."""
+        tree = self._tree()
+        group = tree.existing(self.user.name) if tree is not None else None
+        if group is None:
+            await super().stop(now)
+            return
+        if not now:
+            group.signal_all(signal.SIGTERM)
+            deadline = time.monotonic() + self.term_timeout
+            while time.monotonic() < deadline and group.pids():
+                await asyncio.sleep(0.1)
+        await asyncio.get_running_loop().run_in_executor(None, group.remove)
+        if self.proc is not None:
+            self.proc.wait()

@@ -6,7 +6,7 @@ tasks over a prices file) on data the tests write themselves, so it needs no oth
 as root): without it the kernel tests skip on a laptop and fail under ``CI=true``.
 
 Fixtures:
-- ``data_root``: a data root holding ``shop-prices/prices.csv`` (session; removed after).
+- ``data_root``: a data root holding the shop data (``sampledata.py``; session; removed after).
 - ``grading``: a :class:`Grading` helper over a fresh state directory with a fixed cohort
   secret (so variants are known in advance); ``grading.run(...)``
   grades a dict of trainee -> notebook bytes and returns the run's summary.
@@ -29,7 +29,7 @@ from statbox.certify.exercise import GradedExercise, find_course, load_exercise
 from statbox.certify.isolation import Limits, SandboxIsolation
 from statbox.certify.runner import GradingSetup, RunOptions, RunSummary, run
 from statbox.certify.variants import parameters_for
-from tests.certify.sampledata import write_sample_data
+from tests.certify.sampledata import CATALOG, write_sample_data
 from tests.conftest import REPO, require_tool
 
 COURSES = REPO / "tests" / "fixtures" / "courses"
@@ -71,6 +71,7 @@ class Grading:
     root: Path
     data_root: Path
     curriculum: Path = COURSES
+    catalog: Path = CATALOG
     limits: Limits = field(default_factory=lambda: Limits(output=256 * 1024))
     time_limit: int | None = None  # the exercise's (the machine may be busy)
     cell_time_limit: int | None = None
@@ -87,6 +88,7 @@ class Grading:
             limits=self.limits,
             time_limit=self.time_limit,
             cell_time_limit=self.cell_time_limit,
+            catalog=self.catalog,
         )
 
     def submissions(self, notebooks: dict[str, bytes], name: str = "submissions") -> Path:

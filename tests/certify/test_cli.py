@@ -12,6 +12,7 @@ import pytest
 
 from statbox.cli import main
 from tests.certify.conftest import COURSES, SAMPLE, write_secret
+from tests.certify.sampledata import CATALOG
 
 pytestmark = pytest.mark.certify
 
@@ -26,7 +27,8 @@ def config(tmp_path, data_root):
     path = tmp_path / "statbox.yaml"
     path.write_text(
         f"hub: {{name: Statbox Test, region: Kigali}}\n"
-        f"paths: {{curriculum: {COURSES}, data_root: {data_root}, state_dir: {state}}}\n"
+        f"paths: {{curriculum: {COURSES}, data_root: {data_root}, state_dir: {state}, "
+        f"catalog: {CATALOG}}}\n"
     )
     return path
 

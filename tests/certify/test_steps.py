@@ -312,7 +312,8 @@ def test_the_pdf_writer_makes_a_well_formed_document():
 
 
 def test_sample_data_is_written_where_the_exercise_reads_it(data_root):
-    assert (data_root / "shop-prices" / "prices.csv").read_text().startswith("shop,week,price")
+    prices = data_root / "scanner" / "shop_prices" / "prices.csv"
+    assert prices.read_text().startswith("shop,week,price")
 
 
 def test_two_grading_runs_on_one_host_never_share_a_uid(sandbox, tmp_path):

@@ -39,7 +39,13 @@ from statbox.catalog.samples import generate
 from statbox.contract import PROJECT_LABEL, DockerNames
 from statbox.modes.docker.images import DEFAULT_CACHE, BuildOptions, build_images
 from tests.conftest import REPO, require_tool
-from tests.docker.engine import IsolatedNetwork, PrivateEngine, isolated_network
+from tests.docker.engine import (
+    IsolatedNetwork,
+    PrivateEngine,
+    forwarding_dropped,
+    free_subnet,
+    isolated_network,
+)
 
 PASSWORDS = {"user": "class-password-for-docker", "admin": "admin-password-for-docker-" + "y" * 16}
 
@@ -63,6 +69,7 @@ docker:
   project: {project}
   publish: false
   pids_limit: 300
+  user_subnets: {user_subnets}
 paths:
   catalog: {repo}/catalogs/statbox.yaml
   curriculum: {repo}/curriculum
@@ -177,20 +184,28 @@ def stack(engine: PrivateEngine, images: Any) -> Iterator[RunningStack]:
     names = DockerNames(project)
     root = Path(tempfile.mkdtemp(prefix="statbox-docker-"))
     make_test_data(root)
+    private = free_subnet()
+    db = free_subnet(exclude=(private,))
+    users = free_subnet(exclude=(private, db))
     config = root / "statbox.yaml"
-    config.write_text(SETTINGS.format(project=project, root=root, repo=REPO))
+    config.write_text(SETTINGS.format(project=project, root=root, repo=REPO, user_subnets=users))
     env = stack_env(engine)
     log = root / "statbox-up.log"
     try:
-        yield from _run_stack(engine, project, names, root, config, env, log)
+        with forwarding_dropped(users):
+            yield from _run_stack(engine, project, names, root, config, env, log, (private, db))
     finally:
         for volume in engine.client.volumes.list(filters={"label": f"{PROJECT_LABEL}={project}"}):
             volume.remove(force=True)
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _run_stack(engine, project, names, root, config, env, log) -> Iterator[RunningStack]:
-    with isolated_network(engine.client, names.network, {PROJECT_LABEL: project}) as network:
+def _run_stack(engine, project, names, root, config, env, log, subnets) -> Iterator[RunningStack]:
+    labels = {PROJECT_LABEL: project}
+    with (
+        isolated_network(engine.client, names.network, labels, subnets[0]) as network,
+        isolated_network(engine.client, names.db_network, labels, subnets[1]),
+    ):
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "statbox.cli", "up", "--config", str(config)],
@@ -217,5 +232,15 @@ def _run_stack(engine, project, names, root, config, env, log) -> Iterator[Runni
             )
             for container in leftover:
                 container.remove(force=True)
+            networks = [
+                n
+                for n in engine.client.networks.list(
+                    filters={"label": f"{PROJECT_LABEL}={project}"}
+                )
+                if n.name not in (names.network, names.db_network)
+            ]
+            for net in networks:
+                net.remove()
             print(log.read_text(errors="replace")[-4000:])
             assert [c.name for c in leftover] == [], "statbox up left containers behind"
+            assert [n.name for n in networks] == [], "statbox up left networks behind"

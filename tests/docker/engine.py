@@ -148,10 +148,10 @@ class PrivateEngine:
             self.stop()
 
 
-def free_subnet() -> str:
-    """A /24 in 172.30.0.0/16 that no route on this host overlaps."""
+def free_subnet(exclude: tuple[str, ...] = ()) -> str:
+    """A /24 in 172.30.0.0/16 that no route on this host, nor ``exclude``, overlaps."""
     routes = _run("ip", "-4", "route", "show").stdout.split()
-    taken = []
+    taken = [ipaddress.ip_network(net) for net in exclude]
     for word in routes:
         with contextlib.suppress(ValueError):
             if "/" in word or word.count(".") == 3:
@@ -172,10 +172,12 @@ class IsolatedNetwork:
 
 
 @contextlib.contextmanager
-def isolated_network(client: Any, name: str, labels: dict[str, str]) -> Iterator[IsolatedNetwork]:
+def isolated_network(
+    client: Any, name: str, labels: dict[str, str], subnet: str | None = None
+) -> Iterator[IsolatedNetwork]:
     """An internal bridge network with host forwarding to and from it dropped; removed after."""
     bridge = f"sbx{secrets.token_hex(4)}"
-    subnet = free_subnet()
+    subnet = subnet or free_subnet()
     network = client.networks.create(
         name,
         driver="bridge",
@@ -204,6 +206,27 @@ def isolated_network(client: Any, name: str, labels: dict[str, str]) -> Iterator
             for container in network.containers:
                 network.disconnect(container, force=True)
             network.remove()
+        for rule in added:
+            _run("iptables", "-D", "FORWARD", *rule)
+
+
+@contextlib.contextmanager
+def forwarding_dropped(subnet: str) -> Iterator[None]:
+    """Host routing into or out of ``subnet`` dropped, bridged traffic (between containers of
+    one bridge) allowed: for the users' networks, which the stack makes on bridges of the
+    engine's naming, cut from ``subnet``. What an engine with its own iptables rules does for
+    internal networks (this one runs without). Rules removed after."""
+    routed = ["-m", "physdev", "!", "--physdev-is-bridged", "-j", "DROP"]
+    rules = [["-s", subnet, *routed], ["-d", subnet, *routed]]
+    added = []
+    try:
+        for rule in rules:
+            done = _run("iptables", "-I", "FORWARD", *rule)
+            if done.returncode != 0:
+                raise RuntimeError(f"iptables refused to drop forwarding: {done.stderr}")
+            added.append(rule)
+        yield
+    finally:
         for rule in added:
             _run("iptables", "-D", "FORWARD", *rule)
 

@@ -31,7 +31,7 @@ from statbox.contract import GRADING_LABEL, HELPER_LABEL, PROJECT_LABEL, USER_LA
 from statbox.courses.model import load_course
 from statbox.courses.publish import material
 from tests.certify.conftest import SAMPLE, write_secret
-from tests.certify.sampledata import write_sample_data
+from tests.certify.sampledata import SECRET_MARKER, write_sample_data
 from tests.conftest import REPO
 from tests.docker.conftest import remove_project
 
@@ -55,7 +55,7 @@ certify:
   memory: 400M
   processes: 64
 paths:
-  catalog: {repo}/catalogs/statbox.yaml
+  catalog: {repo}/tests/fixtures/catalogs/shop.yaml
   curriculum: {repo}/tests/fixtures/courses
   data_root: {root}/data
   state_dir: {root}/state
@@ -271,6 +271,18 @@ def test_grading_in_containers_without_network_and_within_memory(project, tmp_pa
             "print('interfaces', ','.join(sorted(n for _, n in socket.if_nameindex())))\n"
             "total = sum(values)"
         ),
+        # Reads a dataset no exercise declares and one only analysts may read.
+        "snoop": _with_code(
+            "import os\n"
+            "root = os.path.join(os.environ['STATBOX_DATA_ROOT'], 'scanner')\n"
+            "for name in ('shop_stock/stock.csv', 'shop_margins/margins.csv'):\n"
+            "    try:\n"
+            "        print(open(os.path.join(root, name)).read())\n"
+            "    except OSError as exc:\n"
+            "        print('refused', name, type(exc).__name__)\n"
+            "print('listing', sorted(os.listdir(root)))\n"
+            "total = sum(values)"
+        ),
         "hog": _with_code(
             "hoard = []\nwhile True:\n    hoard.append(b'x' * (32 * 1024**2))\ntotal = 0"
         ),
@@ -298,6 +310,12 @@ def test_grading_in_containers_without_network_and_within_memory(project, tmp_pa
     uid = int(probe.split("uid ")[1].split("\\n")[0])
     assert uid >= 200000
     assert "socket False" in probe and "interfaces lo" in probe
+    # Only the declared dataset the trainee role may read is mounted, not the data root.
+    snoop = (out / "graded" / "snoop.ipynb").read_text()
+    assert rows["snoop"]["score"] == "10", rows["snoop"]
+    assert SECRET_MARKER not in snoop
+    assert "refused shop_stock/stock.csv" in snoop and "refused shop_margins/margins.csv" in snoop
+    assert "listing ['shop_prices']" in snoop
     # The memory hog is killed by its container's limit, before any answer: a failure.
     assert (rows["hog"]["score"], rows["hog"]["passed"]) == ("0", "no"), rows["hog"]
     assert "out of memory" in rows["hog"]["reason"], rows["hog"]

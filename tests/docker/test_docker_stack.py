@@ -10,11 +10,14 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
 from statbox.contract import PROJECT_LABEL, USER_LABEL
+from statbox.modes.docker.stack import DASK_CGROUP_VARIABLES
+from statbox.sandbox.cgroups import CgroupTree
 from tests.docker.conftest import PASSWORDS, RESTRICTED, RunningStack
 from tests.docker.engine import forwarding_rules_for
 from tests.integration.hubclient import HubUser
@@ -101,7 +104,12 @@ def test_network_is_internal_and_forwarding_dropped(stack):
     assert f"-A FORWARD -i {bridge} ! -o {bridge} -j DROP" in rules
     assert f"-A FORWARD ! -i {bridge} -o {bridge} -j DROP" in rules
     hub = stack.client.containers.get(stack.names.hub)
-    assert set(hub.attrs["NetworkSettings"]["Networks"]) == {stack.names.network}
+    networks = set(hub.attrs["NetworkSettings"]["Networks"])
+    assert {stack.names.network, stack.names.db_network} <= networks
+    assert all(
+        name.startswith(stack.names.user_network_prefix)
+        for name in networks - {stack.names.network, stack.names.db_network}
+    )
 
 
 def test_stack_uses_postgresql(stack):
@@ -126,7 +134,7 @@ def test_role_limits_on_containers(stack):
         assert host["CapDrop"] == ["ALL"]
         assert "no-new-privileges" in host["SecurityOpt"]
         networks = stack.user_container(name).attrs["NetworkSettings"]["Networks"]
-        assert set(networks) == {stack.names.network}
+        assert set(networks) == {stack.names.user_network(name)}
 
 
 def test_no_user_container_gets_the_engine_socket(stack):
@@ -252,7 +260,7 @@ def test_a_user_cannot_reach_another_users_server(stack):
         assert response.status_code in (403, 404), (path, response.status_code)
     # Nor around the hub: alice's server refuses ana's token when reached directly.
     alice_ip = stack.user_container("alice").attrs["NetworkSettings"]["Networks"][
-        stack.names.network
+        stack.names.user_network("alice")
     ]["IPAddress"]
     direct = requests.get(
         f"http://{alice_ip}:8888/user/alice/api/contents",
@@ -315,6 +323,13 @@ def test_prepare_writes_a_private_env_file_and_creates_nothing(stack, engine, tm
     assert record["hosts"]["hub"] == "sbxprep-hub"
     assert "user_password" not in record["settings"]["auth"]
     assert "admin_password" not in record["settings"]["auth"]
+    # The clusters' cgroup folder that compose.env names exists (for `docker compose up`);
+    # removed here, as `statbox up` would remove it at stop.
+    cgroups = [variables[name] for name in DASK_CGROUP_VARIABLES.values()]
+    assert all(Path(folder, "cgroup.procs").is_file() for folder in cgroups)
+    tree = CgroupTree.detect("statbox-sbxprep-dask")
+    assert tree is not None
+    tree.remove()
 
 
 @pytest.mark.parametrize(

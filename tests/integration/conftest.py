@@ -36,6 +36,7 @@ roles:
     users: [ines]
     idle_timeout: 30s   # short, so the tests see the culler stop an idle server
   trainee:
+    server: {{cpu: 1, memory: 1G}}   # the memory attack tries for 2 GiB
     dask: {{max_workers: 2, max_worker_cores: 1, max_worker_memory: 1G}}
   analyst:
     dask: {{max_workers: 4, max_worker_cores: 2, max_worker_memory: 2G}}

@@ -17,7 +17,7 @@ import pytest
 from statbox.certify.isolation import SandboxIsolation
 from statbox.modes.local.stack import find_proxy
 from tests.certify.conftest import COURSES, SAMPLE, SUBMISSIONS
-from tests.certify.sampledata import write_sample_data
+from tests.certify.sampledata import CATALOG, write_sample_data
 from tests.conftest import REPO, require_tool
 from tests.integration.conftest import SETTINGS, assert_all_gone, make_stack
 from tests.integration.hubclient import HubUser
@@ -126,6 +126,8 @@ def run_through_backup_and_restore(directory: Path) -> None:
     # The results store lives outside the state directory, where the settings put it.
     settings = SETTINGS.format(repo=REPO)
     settings = settings.replace(f"curriculum: {REPO}/curriculum", f"curriculum: {COURSES}")
+    # graded kernels see only the datasets the exercise declares, found in this catalog
+    settings = settings.replace(f"catalog: {REPO}/catalogs/statbox.yaml", f"catalog: {CATALOG}")
     state = directory / "state"
     settings = settings.replace(
         f"data_root: {REPO}/data", f"data_root: {data}\n  state_dir: {state}"

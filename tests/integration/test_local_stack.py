@@ -3,12 +3,14 @@ restart, and a clean stop. Tests run in file order and share one stack."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 
+import psutil
 import pytest
 
 from statbox.catalog import load_catalog
@@ -18,6 +20,8 @@ from tests.integration.conftest import assert_all_gone, make_stack
 from tests.integration.hubclient import HubUser, LoginRefused
 
 SAMPLES = REPO / "data"
+CULLED_MARKER = "31337.75"
+"""The argument of a ``sleep`` ines detaches before her server is culled."""
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -109,8 +113,11 @@ def test_instructor_needs_the_admin_password(local_stack, passwords, request):
     model = ines.api("GET", "/hub/api/users/ines").json()
     assert model["admin"] is False
     assert "statbox-role-instructor" in model["groups"]
-    # her server is left idle: test_idle_servers_are_culled_by_role checks it goes
+    # her server is left idle: test_idle_servers_are_culled_by_role checks it goes, and
+    # that what she detached goes with it
     ines.start_server()
+    detached = f"import subprocess\nsubprocess.Popen(['setsid', 'sleep', '{CULLED_MARKER}'])"
+    assert ines.run(detached).error is None
     request.config.cache.set("statbox/ines-token", ines.token)
 
 
@@ -201,6 +208,14 @@ def test_idle_servers_are_culled_by_role(local_stack, alice, request):
         time.sleep(2)
     else:
         pytest.fail("ines's idle server was not culled within 120 s")
+    if os.geteuid() == 0:  # her server's control group went with it (4efd1c5: it stayed)
+        time.sleep(1)
+        survivors = [
+            p.pid
+            for p in psutil.process_iter(["cmdline"])
+            if CULLED_MARKER in " ".join(p.info["cmdline"] or [])
+        ]
+        assert survivors == []
     assert alice.api("GET", "/hub/api/users/alice").json()["servers"][""]["ready"] is True
 
 

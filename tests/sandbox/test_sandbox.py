@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -295,3 +296,42 @@ def test_uids_are_stable_distinct_and_private(tmp_path: Path) -> None:
     again = UidRegistry(tmp_path / "state" / "uids.json")  # as after a restart
     assert (again.uid("bob"), again.uid("alice")) == (bob, alice)
     assert (tmp_path / "state" / "uids.json").stat().st_mode & 0o077 == 0
+
+
+def test_an_inherited_environment_is_not_on_the_command_line(home: Path) -> None:
+    """Arguments are readable by every account (/proc/<pid>/cmdline); an API token handed
+    over by inheritance is readable only by its own uid and root."""
+    token = uuid.uuid4().hex
+    box = python(
+        "import os; print(os.environ.get('JUPYTERHUB_API_TOKEN'), os.environ.get('OTHER'))",
+        uid=UID if ROOT else None,
+        cwd=home,
+        inherit_env=True,
+    )
+    box.env = {"JUPYTERHUB_API_TOKEN": token, "PATH": "/usr/bin:/bin"}
+    command = box.command()
+    assert not any(token in argument for argument in command)
+    result = subprocess.run(command, env=box.env, capture_output=True, text=True, timeout=60)
+    # given: seen; not given (the caller's own environment): absent
+    assert result.stdout.split() == [token, "None"], result.stderr
+
+
+@needs_root
+def test_a_group_inside_a_group_is_capped_by_both_and_cleared_with_the_tree(
+    tree: CgroupTree,
+) -> None:
+    cluster = tree.group("cluster-1", ResourceCaps(memory=300 * MiB, processes=64))
+    worker = tree.within(cluster).group("worker-1", ResourceCaps(processes=32))
+    process = subprocess.Popen(worker.entering(["sleep", "600"]))
+    try:
+        deadline = time.monotonic() + 10
+        while process.pid not in worker.pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process.pid in worker.pids()
+        tree.clear()
+        assert process.wait(10) == -9
+        assert not any(d.exists() for d in cluster.directories.values())
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -69,7 +69,13 @@ def test_docker_hub_config(docker_runtime):
     )
     assert c.Spawner.cmd is None
     spawner = c.StatboxDockerSpawner
-    assert spawner.network_name == "kigali-private"
+    # Each user alone on a network of their own, with the hub and the gateway only.
+    assert "network_name" not in spawner
+    assert spawner.user_network_prefix == "kigali-net-"
+    assert spawner.shared_containers == ["kigali-hub", "kigali-gateway"]
+    # Pid files on the hub container's tmpfs: none survives into the next start.
+    assert c.ConfigurableHTTPProxy.pid_file == "/run/statbox/proxy.pid"
+    assert c.JupyterHub.pid_file == "/run/statbox/jupyterhub.pid"
     assert spawner.home_volume_prefix == "kigali-home-"
     assert spawner.pids_limit == 512
     assert spawner.remove is True
@@ -232,6 +238,9 @@ PATH_VARIABLES = [
     "STATBOX_CURRICULUM",
     "STATBOX_DATA_ROOT",
     "STATBOX_DOCKER_SOCKET",
+    "STATBOX_DASK_CGROUP_MEMORY",
+    "STATBOX_DASK_CGROUP_PIDS",
+    "STATBOX_DASK_CGROUP_CPU",
 ]
 TOKEN_VARIABLES = [
     "STATBOX_HUB_IMAGE",
@@ -256,8 +265,19 @@ def test_compose_file_as_statbox_runs_it():
     assert [s.key for s in stack.services] == ["db", "gateway", "hub"]
     by_key = {s.key: s for s in stack.services}
     assert by_key["hub"].ports == {"8000/tcp": ("127.0.0.1", 8000)}
-    assert by_key["hub"].networks == ["kigali-private", "kigali-public"]
+    # The database on a network of its own with the hub: user networks never reach it.
+    assert by_key["hub"].networks == ["kigali-private", "kigali-db", "kigali-public"]
+    assert by_key["db"].networks == ["kigali-db"]
+    assert by_key["gateway"].networks == ["kigali-private"]
     assert stack.networks["private"]["internal"] is True
+    assert stack.networks["db"]["internal"] is True
+    # The gateway capped, without swap beyond its memory; its clusters' groups bound in.
+    gateway = by_key["gateway"].host_config
+    assert gateway["mem_limit"] == gateway["memswap_limit"] == "1g"
+    assert gateway["pids_limit"] == 512 and gateway["nano_cpus"] == 10**9
+    assert "/srv/statbox_dask_cgroup_pids:/run/statbox/cgroup/pids" in by_key["gateway"].binds
+    # The hub's pid files on a tmpfs, new at every start.
+    assert "/run/statbox" in by_key["hub"].host_config["tmpfs"]
     # Only the hub holds the engine's socket.
     for key, service in by_key.items():
         holds = any(b.startswith("/srv/statbox_docker_socket:") for b in service.binds)
@@ -269,9 +289,9 @@ def test_compose_file_as_statbox_runs_it():
 
 def test_compose_file_unpublished_has_no_public_network_or_ports():
     stack = parse_compose(COMPOSE_FILE.read_text(), VARIABLES, publish=False)
-    assert set(stack.networks) == {"private"}
+    assert set(stack.networks) == {"private", "db"}
     hub = next(s for s in stack.services if s.key == "hub")
-    assert hub.ports == {} and hub.networks == ["kigali-private"]
+    assert hub.ports == {} and hub.networks == ["kigali-private", "kigali-db"]
 
 
 @pytest.mark.parametrize("path", COMPOSE_INVALID, ids=[p.stem for p in COMPOSE_INVALID])
@@ -313,3 +333,46 @@ def test_cluster_files_go_to_the_users_uid_and_nothing_else(tmp_path, monkeypatc
         str(workdir / ".certs" / "dask.pem"),
     }
     assert {u for _, u in changed} == {uid}
+
+
+def test_clusters_are_never_started_uncapped_when_caps_are_configured(tmp_path):
+    backend = PerUserAccountBackend(
+        clusters_directory=str(tmp_path / "clusters"), cgroup_root=str(tmp_path / "absent")
+    )
+    cluster = SimpleNamespace(
+        name="c1", config=SimpleNamespace(worker_memory=2**29, worker_cores=1)
+    )
+    with pytest.raises(RuntimeError, match="not started uncapped"):
+        backend._group_for(cluster, "worker-w1")
+
+
+def test_each_dask_process_gets_a_group_sized_as_asked(tmp_path):
+    # Plain folders stand in for the cgroup folders compose.yaml binds into the gateway.
+    root = tmp_path / "cgroup"
+    for controller in ("memory", "pids", "cpu"):
+        (root / controller).mkdir(parents=True)
+        (root / controller / "cgroup.procs").write_text("")
+    for name in ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes"):
+        (root / "memory" / "c1-worker-w1").mkdir(exist_ok=True)
+        (root / "memory" / "c1-worker-w1" / name).write_text("")
+    (root / "pids" / "c1-worker-w1").mkdir()
+    (root / "pids" / "c1-worker-w1" / "pids.max").write_text("")
+    backend = PerUserAccountBackend(
+        clusters_directory=str(tmp_path / "clusters"), cgroup_root=str(root), process_cap=300
+    )
+    config = SimpleNamespace(worker_memory=2**29, worker_cores=1)
+    group = backend._group_for(SimpleNamespace(name="c1", config=config), "worker-w1")
+    assert group is not None and group.version == 1
+    assert (root / "memory" / "c1-worker-w1" / "memory.limit_in_bytes").read_text() == str(2**29)
+    # Memory and swap together: no swap beyond the memory cap.
+    assert (root / "memory" / "c1-worker-w1" / "memory.memsw.limit_in_bytes").read_text() == str(
+        2**29
+    )
+    assert (root / "pids" / "c1-worker-w1" / "pids.max").read_text() == "300"
+
+
+def test_docker_gateway_caps_clusters(docker_runtime):
+    c = Config()
+    configure_gateway(c, docker_runtime)
+    assert c.PerUserAccountBackend.cgroup_root == "/run/statbox/cgroup"
+    assert c.PerUserAccountBackend.process_cap == 512

@@ -36,7 +36,9 @@ def test_local_mode_spawner(runtime):
     assert c.JupyterHub.spawner_class == "statbox.spawners.local.StatboxLocalSpawner"
     assert c.Spawner.cmd == ["/opt/venv/bin/python", "-m", "statbox.spawners.singleuser"]
     assert c.StatboxLocalSpawner.home_root == f"{runtime.paths.state_dir}/homes"
-    assert c.StatboxLocalSpawner.run_as == "nobody"
+    assert c.StatboxLocalSpawner.state_dir == str(runtime.paths.state_dir)
+    # one tree per stack: two stacks on one machine never share a user's control group
+    assert c.StatboxLocalSpawner.cgroup_tree == f"statbox-servers-{runtime.ports.public}"
     assert c.StatboxSpawnerMixin.catalog_path == str(runtime.paths.catalog)
 
 

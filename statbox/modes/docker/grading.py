@@ -33,7 +33,14 @@ import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
-from statbox.certify.isolation import LAUNCHER, IsolationBackend, Job, LeasedUids
+from statbox.certify.isolation import (
+    LAUNCHER,
+    IsolationBackend,
+    Job,
+    LeasedUids,
+    mount_tmpfs,
+    unmount,
+)
 from statbox.contract import CATALOG_ENV, GRADING_LABEL, IMAGE_INTERPRETER, PROJECT_LABEL
 from statbox.errors import EnvironmentProblem
 from statbox.modes.docker.engine import docker_client
@@ -61,20 +68,20 @@ def container_config(
 ) -> dict[str, Any]:
     """``containers.create`` arguments for ``job``'s kernel (see the module docstring)."""
     limits = job.limits
+    # An allow-list, as the sandbox backend's: the connection file and inputs read-only,
+    # the IPC folder read-write, each declared and entitled dataset read-only on its own
+    # (never the whole data root), the catalog listing only those.
     volumes: dict[str, dict[str, str]] = {
-        str(job.root): {"bind": str(job.root), "mode": "rw"},
+        str(job.connection_file.parent): {"bind": str(job.connection_file.parent), "mode": "ro"},
+        str(job.root / "inputs"): {"bind": str(job.root / "inputs"), "mode": "ro"},
+        str(job.root / "ipc"): {"bind": str(job.root / "ipc"), "mode": "rw"},
         str(LAUNCHER): {"bind": SANDBOX_IN_CONTAINER, "mode": "ro"},
     }
-    if job.data_root is not None and job.data_root.is_dir():
-        volumes[str(job.data_root)] = {"bind": str(job.data_root), "mode": "ro"}
+    for folder in job.datasets:
+        volumes[str(folder)] = {"bind": str(folder), "mode": "ro"}
     catalog = job.env.get(CATALOG_ENV)
-    if catalog and Path(catalog).is_file():
-        folder = Path(catalog).parent
-        # The catalog's folder, unless something hidden (grader files, submissions) is in it.
-        if any(folder == h or folder in h.parents for h in job.hidden):
-            volumes[catalog] = {"bind": catalog, "mode": "ro"}
-        else:
-            volumes[str(folder)] = {"bind": str(folder), "mode": "ro"}
+    if catalog and catalog == str(job.catalog) and job.catalog.is_file():
+        volumes[catalog] = {"bind": catalog, "mode": "ro"}
     return {
         "image": image,
         "command": command,
@@ -146,6 +153,9 @@ class DockerIsolation(LeasedUids, IsolationBackend):
         return (os.getuid(), os.getgid()) if uid is None else (uid, uid)
 
     def prepare(self, job: Job) -> None:
+        uid = self.uid(job)
+        if uid is not None:  # root: the IPC folder gets a size cap of its own
+            mount_tmpfs(job.root / "ipc", job.limits.ipc, uid)
         super().prepare(job)
         inputs = job.root / "inputs"
         for path in inputs.iterdir():
@@ -158,10 +168,8 @@ class DockerIsolation(LeasedUids, IsolationBackend):
         kernel = [IMAGE_INTERPRETER, *argv[1:]]  # the image's interpreter, not this host's
         env = {**job.env, "PATH": IMAGE_PATH}
         limits = in_container_limits(job.limits.rlimits())
-        spec = self._spec(job, kernel, namespaces=False, limits=limits, env=env)
-        # The launcher in the container reads it as the kernel's uid.
-        self.own_for_kernel(job, spec, 0o400)
-        command = [IMAGE_INTERPRETER, "-I", "-S", SANDBOX_IN_CONTAINER, str(spec)]
+        spec = self._spec(job, kernel, limits=limits, env=env)
+        command = [IMAGE_INTERPRETER, "-I", "-S", SANDBOX_IN_CONTAINER, spec]
         config = container_config(job, self.image, uid, gid, command, self.labels)
         container_id = str(self.client.containers.create(**config).id)
         with self._lock:
@@ -231,6 +239,7 @@ class DockerIsolation(LeasedUids, IsolationBackend):
         if container_id is not None:
             self._remove(container_id)
             self._stopped.discard(container_id)
+        unmount(job.root / "ipc")
 
     def close(self) -> None:
         with self._lock:

@@ -7,11 +7,17 @@ fills in its variables from the settings and secrets, and then:
 * checks everything first (engine reachable, images built, folders present, passwords
   valid, no container of the project already running); a problem raises with what to do and
   nothing is created;
-* creates what is missing (networks, volumes) and starts db, gateway, hub in dependency
-  order, waiting for each to answer; on any failure it stops what it started;
-* on stop, stops and removes the stack's containers and every user container of the project
-  (found by label), and the networks it created. Named volumes (homes, database, gateway)
-  stay: starting again takes users, servers' homes and the database back.
+* creates what is missing (networks, volumes, the cgroup folder of the users' Dask
+  clusters) and starts db, gateway, hub in dependency order, waiting for each to answer; on
+  any failure it stops what it started;
+* then supervises: a hub, gateway or database that stops (``docker kill`` is a manual stop
+  to Docker, whose restart policy then does nothing) is started again, in its own container
+  so it keeps its networks; user containers are never touched because a service stopped;
+* on stop (Ctrl-C, SIGTERM), stops and removes the stack's containers and every user
+  container and user network of the project (found by label), and the networks it created.
+  Named volumes (homes, database, gateway) stay: starting again takes users, servers' homes
+  and the database back. If a service cannot be brought back, the stack's services are
+  stopped but user containers are left running (the next start takes them back).
 
 Only the compose keys in :data:`SUPPORTED_SERVICE_KEYS` are understood; any other key is an
 error naming it, so the file and this interpreter cannot silently disagree.
@@ -26,7 +32,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +55,7 @@ from statbox.contract import (
 from statbox.errors import BadInput, EnvironmentProblem, StatboxError
 from statbox.modes.docker.engine import docker_client
 from statbox.resources import COMPOSE, resource
+from statbox.sandbox.cgroups import Cgroup, CgroupTree
 from statbox.settings.model import LoadedSettings, Settings
 
 COMPOSE_FILE = resource(COMPOSE)
@@ -66,11 +73,23 @@ SUPPORTED_SERVICE_KEYS = frozenset(
     {
         "container_name", "image", "environment", "volumes", "networks", "ports", "restart",
         "cap_drop", "cap_add", "group_add", "depends_on", "security_opt", "command", "user",
+        "mem_limit", "memswap_limit", "pids_limit", "cpus", "tmpfs", "cgroup",
     }
 )  # fmt: skip
 
 START_TIMEOUT = 120.0
 """Seconds each service has to become ready."""
+
+RESTART_TRIES = 5
+"""Times in a row the supervisor starts a stopped service again before it gives up."""
+
+DASK_CGROUP_VARIABLES = {
+    "memory": "STATBOX_DASK_CGROUP_MEMORY",
+    "pids": "STATBOX_DASK_CGROUP_PIDS",
+    "cpu": "STATBOX_DASK_CGROUP_CPU",
+}
+"""compose.yaml's variables for the host folders (per controller) of the cgroups that cap
+each user's Dask scheduler and workers, bound into the gateway (statbox.configure.gateway)."""
 
 _VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)\}")
 
@@ -186,6 +205,12 @@ def parse_compose(text: str, variables: dict[str, str], publish: bool) -> Stack:
             "security_opt": spec.get("security_opt"),
             "group_add": spec.get("group_add"),
             "restart_policy": {"Name": spec["restart"]} if spec.get("restart") else None,
+            "mem_limit": spec.get("mem_limit"),
+            "memswap_limit": spec.get("memswap_limit"),
+            "pids_limit": spec.get("pids_limit"),
+            "nano_cpus": int(float(spec["cpus"]) * 1e9) if spec.get("cpus") else None,
+            "tmpfs": _tmpfs(spec.get("tmpfs", [])),
+            "cgroupns": spec.get("cgroup"),
         }
         services.append(
             Service(
@@ -205,6 +230,12 @@ def parse_compose(text: str, variables: dict[str, str], publish: bool) -> Stack:
             )
         )
     return Stack(_start_order(services), networks, volumes)
+
+
+def _tmpfs(entries: list[str]) -> dict[str, str] | None:
+    """compose's ``tmpfs: ["/path:options"]`` as the Docker API's ``{path: options}``."""
+    pairs = (entry.partition(":") for entry in entries)
+    return {path: options for path, _, options in pairs} or None
 
 
 def _start_order(services: list[Service]) -> list[Service]:
@@ -243,6 +274,11 @@ class DockerStack:
     stack: Stack | None = None
     started: list[str] = field(default_factory=list)
     created_networks: list[str] = field(default_factory=list)
+    dask_cgroups: CgroupTree | None = None
+    keep_user_containers: bool = False
+    """Set when the supervisor gives up: the stop that follows leaves users' servers running."""
+    say: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
+    """Where the supervisor reports what it restarts."""
 
     @property
     def names(self) -> DockerNames:
@@ -316,6 +352,13 @@ class DockerStack:
                     f"{hub_dir} must belong to uid {HUB_UID} (the hub container's account): "
                     f"run `chown {HUB_UID}:{HUB_UID} {hub_dir}` as root, or start statbox as root"
                 ) from None
+        self.dask_cgroups = CgroupTree.detect(f"statbox-{self.names.project}-dask")
+        if self.dask_cgroups is None or not {"memory", "pids"} <= set(self.dask_cgroups.bases):
+            raise EnvironmentProblem(
+                "docker mode caps each user's Dask scheduler and workers in a cgroup of their "
+                "own, and cannot make cgroups here: run `statbox up` as root (cgroup v1, or v2 "
+                "with the memory and pids controllers available)"
+            )
         self.credentials = resolve_credentials(settings, self.state_dir)
         self.runtime = Runtime(
             settings=settings,
@@ -354,7 +397,17 @@ class DockerStack:
             "STATBOX_DOCKER_GID": str(os.stat(socket_path).st_gid),
             "STATBOX_HUB_IP": settings.hub.ip,
             "STATBOX_HUB_PORT": str(settings.hub.port),
+            **self._dask_cgroup_variables(),
             **{name: env[name] for name in sorted(env)},
+        }
+
+    def _dask_cgroup_variables(self) -> dict[str, str]:
+        assert self.dask_cgroups is not None
+        bases = self.dask_cgroups.bases
+        # Without a cpu controller (rare) the pids folder stands in: no CPU cap, nothing else.
+        return {
+            variable: str(bases.get(controller, bases["pids"]))
+            for controller, variable in DASK_CGROUP_VARIABLES.items()
         }
 
     def write_compose_env(self) -> Path:
@@ -401,7 +454,7 @@ class DockerStack:
     def _ensure_networks(self) -> None:
         assert self.stack is not None
         subnet = self.loaded.settings.docker.subnet
-        for spec in self.stack.networks.values():
+        for key, spec in self.stack.networks.items():
             name = spec["name"]
             existing = self.client.networks.list(names=[name])
             existing = [net for net in existing if net.name == name]
@@ -416,7 +469,7 @@ class DockerStack:
             import docker
 
             ipam = None
-            if spec.get("internal") and subnet:
+            if key == "private" and subnet:
                 ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
             self.client.networks.create(
                 name, driver="bridge", internal=bool(spec.get("internal")), labels=self._labels(),
@@ -456,9 +509,35 @@ class DockerStack:
         self.started.append(service.name)
         self._wait_ready(service)
 
+    def _bring_back(self, service: Service) -> None:
+        """Start a stopped service again, in its own container (which keeps the users'
+        networks the hub and gateway joined); create it again if it is gone."""
+        import docker
+
+        try:
+            container = self.client.containers.get(service.name)
+        except docker.errors.NotFound:
+            self._start_service(service)
+            self._rejoin_user_networks(service)
+            return
+        restarts = container.attrs["RestartCount"]
+        container.start()
+        self._wait_ready(service, restarts)
+
+    def _rejoin_user_networks(self, service: Service) -> None:
+        if service.key not in ("hub", "gateway"):
+            return
+        import docker
+
+        for network in self.user_networks():
+            with contextlib.suppress(docker.errors.APIError):
+                network.connect(service.name)
+
     def container_ip(self, name: str) -> str:
-        container = self.client.containers.get(name)
-        return str(container.attrs["NetworkSettings"]["Networks"][self.names.network]["IPAddress"])
+        """The container's address on the private network (the database's: on its own)."""
+        networks = self.client.containers.get(name).attrs["NetworkSettings"]["Networks"]
+        network = networks.get(self.names.network) or networks[self.names.db_network]
+        return str(network["IPAddress"])
 
     @property
     def url(self) -> str:
@@ -473,12 +552,12 @@ class DockerStack:
             return f"http://{host}:{settings.hub.port}"
         return f"http://{self.container_ip(self.names.hub)}:{DOCKER_PORTS.public}"
 
-    def _wait_ready(self, service: Service) -> None:
+    def _wait_ready(self, service: Service, restarts: int = 0) -> None:
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             container = self.client.containers.get(service.name)
             # A restart policy would hide a crash at start: one restart counts as a failure.
-            if container.status in ("exited", "dead") or container.attrs["RestartCount"] > 0:
+            if container.status in ("exited", "dead") or container.attrs["RestartCount"] > restarts:
                 raise StatboxError(
                     f"the {service.key} container exited with code "
                     f"{container.attrs['State']['ExitCode']} while starting. Its last lines:",
@@ -532,8 +611,19 @@ class DockerStack:
             if USER_LABEL in c.labels
         ]
 
+    def user_networks(self) -> list[Any]:
+        """Every user's network of this project (statbox.spawners.docker makes them)."""
+        return [
+            n
+            for n in self.client.networks.list(
+                filters={"label": f"{PROJECT_LABEL}={self.names.project}"}
+            )
+            if USER_LABEL in (n.attrs.get("Labels") or {})
+        ]
+
     def stop(self, timeout: int = 20) -> None:
-        """Stop hub, gateway, db and every user container; remove them and created networks."""
+        """Stop hub, gateway, db and (unless :attr:`keep_user_containers`) every user
+        container and user network; remove them and the networks this run created."""
         import docker
 
         if self.client is None:
@@ -546,43 +636,73 @@ class DockerStack:
                 container.stop(timeout=timeout)
                 self._save_log(name, container)
                 container.remove(force=True)
-        for container in self.user_containers():
-            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                container.remove(force=True)
+        self._remove_dask_cgroups()
+        if self.keep_user_containers:
+            self.say("User containers are left running: the next `statbox up` takes them back.")
+        else:
+            for container in self.user_containers():
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                    container.remove(force=True)
+            for network in self.user_networks():
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                    network.remove()
         for name in self.created_networks:
-            with contextlib.suppress(docker.errors.NotFound):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 self.client.networks.get(name).remove()
         self.created_networks.clear()
         self.started.clear()
+
+    def _remove_dask_cgroups(self) -> None:
+        """Remove the clusters' groups (their processes ended with the gateway's container)
+        and the folder holding them."""
+        tree = self.dask_cgroups
+        if tree is None:
+            return
+        names: set[str] = set()
+        for base in set(tree.bases.values()):
+            with contextlib.suppress(OSError):
+                names.update(child.name for child in base.iterdir() if child.is_dir())
+        for name in sorted(names):
+            directories = {c: base / name for c, base in tree.bases.items()}
+            Cgroup(tree.version, {c: d for c, d in directories.items() if d.is_dir()}).remove()
+        tree.remove()
 
     def _save_log(self, name: str, container: Any) -> None:
         with contextlib.suppress(Exception):
             log = self.state_dir / "logs" / f"{name}.log"
             log.write_bytes(container.logs())
 
-    def wait(self, grace: float = 60.0) -> str:
-        """Block until a stack container has stayed down for ``grace`` seconds; its name.
+    def wait(self, poll: float = 1.0) -> str:
+        """Supervise the stack: start again any service that stopped, until one cannot be
+        brought back :data:`RESTART_TRIES` times in a row; return its name.
 
-        A container that is restarted (``docker restart``, or its restart policy after a
-        crash) is down for a moment: that is not the end of the stack.
+        Docker's restart policy restarts a crashed container, but not one stopped by
+        ``docker kill`` or ``docker stop`` (a manual stop to Docker): this does. User
+        containers are never touched here; if the supervisor gives up, the stop that follows
+        leaves them running.
         """
         import docker
 
         assert self.stack is not None
-        down_since: dict[str, float] = {}
+        failures = {service.key: 0 for service in self.stack.services}
         while True:
             for service in self.stack.services:
-                try:
+                with contextlib.suppress(docker.errors.NotFound):
                     status = self.client.containers.get(service.name).status
-                except docker.errors.NotFound:
-                    return service.name
-                if status in ("running", "restarting"):
-                    down_since.pop(service.name, None)
-                elif (
-                    time.monotonic() - down_since.setdefault(service.name, time.monotonic()) > grace
-                ):
-                    return service.name
-            time.sleep(1)
+                    if status in ("running", "restarting"):  # restarting: Docker's own policy
+                        continue
+                self.say(f"The {service.key} stopped; starting it again.")
+                try:
+                    self._bring_back(service)
+                    failures[service.key] = 0
+                    self.say(f"The {service.key} is back.")
+                except (StatboxError, docker.errors.APIError) as exc:
+                    failures[service.key] += 1
+                    self.say(f"The {service.key} did not come back: {exc}")
+                    if failures[service.key] >= RESTART_TRIES:
+                        self.keep_user_containers = True
+                        return service.name
+            time.sleep(poll)
 
     @contextlib.contextmanager
     def running(self) -> Iterator[DockerStack]:

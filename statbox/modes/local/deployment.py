@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from statbox.errors import EnvironmentProblem
 from statbox.modes.base import Deployment, FolderHomes, Homes, Stack
-from statbox.modes.local.stack import LocalStack, hub_running, unprivileged_account
+from statbox.modes.local.stack import LocalStack, hub_running
 from statbox.settings.model import LoadedSettings
 
 T = TypeVar("T")
@@ -20,7 +20,8 @@ class LocalDeployment(Deployment):
         return LocalStack(loaded)
 
     def homes(self, loaded: LoadedSettings, state_dir: Path) -> Homes:
-        return FolderHomes(state_dir, unprivileged_account(loaded.settings.local.run_as))
+        # No one account: each home's files go to the uid owning the home (its user's).
+        return FolderHomes(state_dir, None)
 
     def check_restore(self, state_dir: Path) -> None:
         pid = hub_running(state_dir)

@@ -8,8 +8,10 @@ Invariants:
   hub; both in their own sessions, so a Ctrl-C reaches only this supervisor, which stops them
   in order: hub (which stops its proxy, servers and cullers), then gateway (which stops its
   clusters). Anything of theirs still alive after that is killed: nothing is left behind.
-* When started as root, the gateway, user servers and Dask clusters run as the unprivileged
-  ``local.run_as`` account; the hub keeps root only to start servers as that account.
+* When started as root, each user's server and Dask clusters run in their sandbox under a
+  uid of that user's own (statbox.spawners.local, statbox.spawners.local_dask); the hub and
+  the gateway stay root to start them, the proxy runs as the unprivileged ``local.run_as``.
+  Secrets reach the hub and the gateway as files only root may read, never by environment.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,9 +37,11 @@ from statbox import resources
 from statbox.configure.credentials import Credentials, resolve_credentials, secret_problems
 from statbox.configure.hub import GATEWAY_PREFIX
 from statbox.configure.runtime import RUNTIME_ENV, Ports, Runtime, write_runtime
+from statbox.contract import SECRET_ENV, SECRETS_DIR_ENV
 from statbox.dashboards.firewall import LoopbackFirewall, dashboards_firewall
 from statbox.errors import BadInput, EnvironmentProblem, StatboxError
 from statbox.resources import resource
+from statbox.sandbox import CgroupTree
 from statbox.settings.model import LoadedSettings
 
 HUB_CONFIG = resource(resources.HUB_CONFIG)
@@ -97,47 +101,6 @@ def unprivileged_account(name: str) -> pwd.struct_passwd | None:
         ) from None
 
 
-ACCOUNT_PROBE = """
-import os, sys
-try:
-    import statbox, jupyterhub
-except ImportError:
-    sys.exit(10)
-sys.exit(0 if all(os.access(p, os.R_OK | os.X_OK) for p in sys.argv[1:]) else 11)
-"""
-
-
-def check_account_can_run(
-    account: pwd.struct_passwd | None, python: str, reachable: Sequence[Path] = ()
-) -> None:
-    """Fail early when the servers' account cannot run the interpreter or reach ``reachable``."""
-    if account is None:
-        return
-    probe = subprocess.run(
-        [python, "-c", ACCOUNT_PROBE, *map(str, reachable)],
-        user=account.pw_uid,
-        group=account.pw_gid,
-        extra_groups=[],
-        capture_output=True,
-        cwd="/",
-        timeout=60,
-    )
-    if probe.returncode == 11:
-        raise EnvironmentProblem(
-            f"the account {account.pw_name!r} cannot reach "
-            f"{', '.join(map(str, reachable))}: a directory on the way is private. "
-            "Choose locations every account can traverse (e.g. --state-dir /var/lib/statbox), "
-            "or start statbox up as a normal user."
-        )
-    if probe.returncode != 0:
-        raise EnvironmentProblem(
-            f"the account {account.pw_name!r} cannot run {python} (and import statbox): "
-            "its interpreter or this checkout is not readable by other accounts. "
-            "Make the environment with a Python every account can read "
-            "(make up PYTHON=/usr/bin/python3), or start statbox up as a normal user."
-        )
-
-
 class LocalStack:
     """The processes of one local-mode run; use as a context manager or start()/stop()."""
 
@@ -189,29 +152,20 @@ class LocalStack:
                 raise BadInput(
                     f"paths.{name}: {path} does not exist: create it, or set paths.{name}"
                 )
-        account = unprivileged_account(settings.local.run_as)
-        # The state directory may not exist yet: what will hold it must be reachable.
-        state_holder = next(p for p in (paths.state_dir, *paths.state_dir.parents) if p.exists())
-        check_account_can_run(
-            account, sys.executable, [state_holder, paths.catalog.parent, paths.curriculum]
-        )
-
         run_dir = self.state_dir / "run"
         gateway_dir = self.state_dir / "gateway"
-        # run_as reaches homes/<user> and run/runtime.json, and owns gateway/; the rest
-        # (hub database, secrets, logs) is the operator's alone.
+        # Users reach only what their sandbox binds (statbox.spawners.local): their home and
+        # their catalog. The hub database, secrets, logs, the gateway's state and the uid
+        # registry are root's alone; run/runtime.json holds no secret.
         for directory, mode in (
-            (self.state_dir, 0o755),
+            (self.state_dir, 0o711),
             (run_dir, 0o755),
-            (self.state_dir / "homes", 0o755),
+            (self.state_dir / "homes", 0o711),
             (self.state_dir / "logs", 0o700),
             (gateway_dir, 0o700),
         ):
             directory.mkdir(parents=True, exist_ok=True)
             directory.chmod(mode)
-        if account is not None:
-            for path in (gateway_dir, *gateway_dir.rglob("*")):
-                os.chown(path, account.pw_uid, account.pw_gid)
 
         self.credentials = resolve_credentials(settings, self.state_dir)
         ports = Ports(
@@ -227,20 +181,43 @@ class LocalStack:
             settings=settings,
             paths=self.loaded.paths,
             ports=ports,
-            proxy_command=proxy,
+            proxy_command=self._as_service_account(proxy),
             python=sys.executable,
-            run_as=account.pw_name if account else None,
+            run_as=None,
             secrets=dict(self.credentials.values),
         )
         write_runtime(run_dir / "runtime.json", self.runtime)
         return self.runtime
 
+    def _as_service_account(self, command: list[str]) -> list[str]:
+        """``command`` under ``local.run_as`` with no capability, as root; else as is.
+
+        The proxy: it needs no privilege (its ports are unprivileged) and runs no user code,
+        but faces the network. The hub and the gateway stay root: they start every user's
+        sandbox under that user's uid and manage control groups, which needs root."""
+        account = unprivileged_account(self.loaded.settings.local.run_as)
+        if account is None:
+            return command
+        return [
+            shutil.which("setpriv") or "setpriv",
+            f"--reuid={account.pw_uid}",
+            f"--regid={account.pw_gid}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--no-new-privs",
+            "--",
+            *command,
+        ]
+
     def environment(self) -> dict[str, str]:
         """Environment of the hub and gateway: ours, the runtime, the secrets, the tools."""
         assert self.runtime is not None and self.credentials is not None
-        env = dict(os.environ)
+        # No secret in it: children the hub starts (the proxy, services) inherit it. The hub
+        # and gateway read theirs from files only root may read.
+        env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV.values()}
         env[RUNTIME_ENV] = str(self.state_dir / "run" / "runtime.json")
-        env.update(self.credentials.environment())
+        env[SECRETS_DIR_ENV] = str(self.credentials.write_files(self.state_dir / "run" / "secrets"))
         env["PATH"] = os.pathsep.join([str(self.runtime.bin_dir), env.get("PATH", "")])
         # Debian's configurable-http-proxy finds its modules only with this.
         env.setdefault("NODE_PATH", "/usr/share/nodejs")
@@ -287,14 +264,13 @@ class LocalStack:
 
     def _start_gateway(self) -> None:
         assert self.runtime is not None
-        account = unprivileged_account(self.loaded.settings.local.run_as)
-        kwargs: dict[str, Any] = {"cwd": str(self.state_dir / "gateway")}
-        if account is not None:
-            kwargs.update(user=account.pw_uid, group=account.pw_gid, extra_groups=[])
+        # As root: it starts each user's clusters under their uid, in their sandbox, and
+        # caps itself in a control group of its own (statbox.spawners.local_dask).
         proc = self._spawn(
             "gateway",
             [self.runtime.python, "-m", "dask_gateway_server", "-f", str(GATEWAY_CONFIG)],
-            **kwargs,
+            cwd=str(self.state_dir / "gateway"),
+            umask=0o077,
         )
         url = f"{self.runtime.gateway_url}{GATEWAY_PREFIX}/api/health"
         self._wait_for(url, proc, "gateway")
@@ -365,13 +341,29 @@ class LocalStack:
             with contextlib.suppress(psutil.NoSuchProcess):
                 survivor.kill()
         psutil.wait_procs(leftovers, timeout=5)
+        self.clear_control_groups()
         if self._firewall is not None:
             self._firewall.remove()
             self._firewall = None
+        shutil.rmtree(self.state_dir / "run" / "secrets", ignore_errors=True)
         for log in self._logs:
             log.close()
         self._logs.clear()
         self.processes.clear()
+
+    def clear_control_groups(self) -> None:
+        """Kill what is left in the stack's control groups (servers', clusters', the
+        gateway's): a process a user detached, reparented away from the hub, is still in
+        one of them."""
+        if self.runtime is None or os.geteuid() != 0:
+            return
+        for tree_name in (
+            f"statbox-servers-{self.runtime.ports.public}",
+            f"statbox-dask-{self.runtime.ports.public}",
+        ):
+            tree = CgroupTree.detect(tree_name)
+            if tree is not None:
+                tree.clear()
 
     def wait(self) -> str:
         """Block until the hub or gateway exits; return the name of the one that did."""

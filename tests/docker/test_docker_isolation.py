@@ -1,0 +1,212 @@
+"""Docker mode attacked as a hostile trainee would, and as an operator's bad day would.
+
+Each test is a finding of the production probe (issue 18) written as the attack itself, run
+against the real stack on a private engine (tests/docker/conftest.py):
+
+- a user's container opens TCP to PostgreSQL and to another user's server (network level);
+- a trainee's Dask worker starts more processes, or holds more memory, than their caps;
+- ``docker kill`` of the hub, then of the gateway, with stale pid files planted: the stack
+  must be whole again within 30 s and the same user containers keep running and serving.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+
+from statbox.configure.hub import GATEWAY_PREFIX
+from tests.docker.conftest import RunningStack
+from tests.docker.test_docker_stack import in_container, logged_in
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1500)]
+
+PROBE = """
+import json, socket, sys
+results = {}
+for name, host, port in json.loads(sys.argv[1]):
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        results[name] = "open"
+    except OSError as exc:
+        results[name] = type(exc).__name__
+print(json.dumps(results))
+"""
+
+
+def _ip(stack: RunningStack, container: str, network: str) -> str:
+    attrs = stack.client.containers.get(container).attrs
+    return str(attrs["NetworkSettings"]["Networks"][network]["IPAddress"])
+
+
+def _probe(container, targets: list[tuple[str, str, int]]) -> dict[str, str]:
+    code, out = in_container(container, "python", "-c", PROBE, json.dumps(targets))
+    assert code == 0, out
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def test_a_users_container_reaches_the_hub_and_gateway_and_nothing_else(stack):
+    logged_in(stack, "alice")
+    logged_in(stack, "bob")
+    names = stack.names
+    alice, bob = stack.user_container("alice"), stack.user_container("bob")
+    bob_network = next(iter(bob.attrs["NetworkSettings"]["Networks"]))
+    db_ips = [
+        net["IPAddress"]
+        for net in stack.client.containers.get(names.db)
+        .attrs["NetworkSettings"]["Networks"]
+        .values()
+    ]
+    targets = [
+        ("hub proxy", names.hub, 8000),
+        ("hub api", names.hub, 8081),
+        ("gateway proxy", names.gateway, 8000),
+        ("gateway scheduler proxy", names.gateway, 8786),
+        ("db by name", names.db, 5432),
+        *[(f"db at {ip}", ip, 5432) for ip in db_ips],
+        ("bob's server", _ip(stack, bob.name, bob_network), 8888),
+    ]
+    reached = _probe(alice, targets)
+    print(reached)
+    for allowed in ("hub proxy", "hub api", "gateway proxy", "gateway scheduler proxy"):
+        assert reached[allowed] == "open", reached
+    refused = {name: state for name, state in reached.items() if name.startswith(("db", "bob"))}
+    assert "open" not in refused.values(), refused
+    # Each user alone on an internal network of their own, shared only with hub and gateway.
+    own = names.user_network("alice")
+    assert set(alice.attrs["NetworkSettings"]["Networks"]) == {own}
+    network = stack.client.networks.get(own)
+    assert network.attrs["Internal"] is True
+    members = {c.name for c in network.containers}
+    assert members == {alice.name, names.hub, names.gateway}
+
+
+def test_swap_is_no_more_than_the_memory_limit_and_the_gateway_is_capped(stack):
+    logged_in(stack, "alice")
+    host = stack.user_container("alice").attrs["HostConfig"]
+    assert host["Memory"] > 0 and host["MemorySwap"] == host["Memory"]
+    gateway = stack.client.containers.get(stack.names.gateway).attrs["HostConfig"]
+    assert gateway["Memory"] == gateway["MemorySwap"] == 1024**3
+    assert gateway["PidsLimit"] == 512 and gateway["NanoCpus"] == 10**9
+
+
+DASK_ATTACK = """
+import json, os, subprocess, sys
+from dask_gateway import Gateway
+
+def processes(n):
+    started, error = [], None
+    for _ in range(n):
+        try:
+            started.append(subprocess.Popen(["sleep", "60"]))
+        except OSError as exc:
+            error = type(exc).__name__
+            break
+    for proc in started:
+        proc.kill()
+        proc.wait()
+    return len(started), error
+
+def memory(mib):
+    # In a child process, where Dask's nanny (which watches the worker only) cannot see it.
+    code = f"data = b'x' * ({mib} * 2**20); print('held', len(data))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return done.returncode, done.stdout.strip()
+
+def where():
+    return os.getpid(), open("/proc/self/cgroup").read()
+
+gateway = Gateway()
+cluster = gateway.new_cluster(worker_cores=1, worker_memory=0.5)
+try:
+    cluster.scale(1)
+    client = cluster.get_client()
+    client.wait_for_workers(1, timeout=180)
+    outcome = {
+        "processes": client.submit(processes, 400, pure=False).result(timeout=120),
+        "memory": client.submit(memory, 900, pure=False).result(timeout=120),
+        "cgroup": client.submit(where, pure=False).result(timeout=60),
+    }
+finally:
+    cluster.shutdown()
+print(json.dumps(outcome))
+"""
+
+
+def test_a_trainees_dask_worker_cannot_pass_their_process_and_memory_caps(stack):
+    alice = logged_in(stack, "alice")
+    result = alice.run(DASK_ATTACK, timeout=500)
+    assert result.error is None, result.stderr
+    outcome = result.json()
+    print(outcome)
+    started, error = outcome["processes"]
+    # docker.pids_limit is 300 in the tests: the worker, its nanny and threads count too.
+    assert started < 300 and error is not None, outcome["processes"]
+    code, out = outcome["memory"]
+    assert code == -9 and "held" not in out, outcome["memory"]  # killed by the OS at 512 MiB
+    _, cgroups = outcome["cgroup"]
+    assert "-worker-" in cgroups, cgroups  # a group of the worker's own, not the gateway's
+
+
+def _wait(check, timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            if check():
+                return time.monotonic() - start
+        except (requests.RequestException, KeyError):
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"not back within {timeout} s")
+
+
+def test_killed_hub_and_gateway_come_back_and_user_servers_keep_serving(stack):
+    alice = logged_in(stack, "alice")
+    logged_in(stack, "ana")
+    names = stack.names
+    before = {name: stack.user_container(name).id for name in ("alice", "ana")}
+    hub = stack.client.containers.get(names.hub)
+    # Stale pid files naming pid 1 (the container's init) wherever the hub keeps them, now
+    # (its tmpfs) and before (its state folder): a hub that trusted one would signal it.
+    hub.exec_run(
+        ["sh", "-c", "echo 1 > /run/statbox/proxy.pid; echo 1 > /run/statbox/jupyterhub.pid"]
+    )
+    hub_state = stack.root / "state" / "hub"
+    for name in ("proxy.pid", "jupyterhub.pid"):
+        (hub_state / name).write_text("1")
+
+    hub.kill()
+    back = _wait(lambda: requests.get(f"{stack.url}/hub/health", timeout=2).status_code == 200, 30)
+    print(f"hub back in {back:.1f} s")
+    hub.reload()
+    assert hub.status == "running" and hub.attrs["RestartCount"] == 0
+    gateway = stack.client.containers.get(names.gateway)
+    gateway.kill()
+    health = f"{GATEWAY_PREFIX}/api/health"
+    back = _wait(
+        lambda: (
+            requests.get(
+                f"http://{_ip(stack, names.gateway, names.network)}:8000{health}", timeout=2
+            ).status_code
+            == 200
+        ),
+        30,
+    )
+    print(f"gateway back in {back:.1f} s")
+
+    assert stack.proc.poll() is None, "statbox up stopped supervising"
+    for name, container_id in before.items():
+        container = stack.user_container(name)
+        assert container.id == container_id and container.status == "running", name
+    # alice's server still serves, through the restarted hub's proxy.
+    _wait(lambda: alice.api("GET", "/user/alice/api/status").status_code == 200, 30)
+    # The restarted gateway is still on the users' networks.
+    gateway.reload()
+    assert names.user_network("ana") in gateway.attrs["NetworkSettings"]["Networks"]
+    # Nothing signalled the hub's init: it started once and stays up.
+    time.sleep(3)
+    hub.reload()
+    assert hub.status == "running" and hub.attrs["RestartCount"] == 0
+    assert "Proxy still running" not in hub.logs(tail=200).decode(errors="replace")
