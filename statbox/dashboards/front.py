@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
@@ -87,6 +87,18 @@ def _forwarded_headers(headers: HTTPHeaders, drop: Iterable[str] = ()) -> HTTPHe
     return out
 
 
+def _refuse_unclean_path(path: str) -> None:
+    """400 for a path with ``.`` or ``..`` segments (escaped or not) or backslashes.
+
+    The check is made on the path as routed here; a proxy behind that cleaned the path
+    would then serve another page than the one checked (``clusters/mine/../../clusters/
+    theirs/status``, or ``api/../clusters/theirs/status``). Browsers never send these.
+    """
+    decoded = unquote(path)
+    if "\\" in decoded or any(segment in (".", "..") for segment in decoded.split("/")):
+        raise web.HTTPError(400, "a path with dot segments")
+
+
 def _without_token_argument(uri: str) -> str:
     parts = urlsplit(uri)
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "token"]
@@ -137,6 +149,7 @@ class GatewayApiHandler(web.RequestHandler):
         """Token-authenticated API calls from clients, not forms: no XSRF cookie to check."""
 
     async def _pass(self, *_: Any) -> None:
+        _refuse_unclean_path(self.request.path)
         headers = _forwarded_headers(self.request.headers)
         await _relay(self, f"{self.front.gateway_url}{self.request.uri}", headers, True)
 
@@ -185,6 +198,7 @@ class ClusterPagesHandler(HubOAuthenticated, WebSocketHandler):
         return self.request.headers.get("Upgrade", "").lower() == "websocket"
 
     async def _authorize(self, cluster: str) -> None:
+        _refuse_unclean_path(self.request.path)
         if self.current_user is None:
             if self._is_websocket() or self.request.method != "GET":
                 raise web.HTTPError(403)

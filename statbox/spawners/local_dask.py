@@ -125,6 +125,13 @@ class SandboxedLocalBackend(LocalBackend):
     def make_preexec_fn(self, cluster: Any) -> None:
         return None  # the sandbox sets uid, groups and folder
 
+    def get_env(self, cluster: Any) -> dict[str, str]:
+        # The user's uid has no account here: without HOME, Path.home() raises, and the
+        # scheduler's dashboard (Bokeh reads ~/.bokeh at import) takes the scheduler down.
+        env: dict[str, str] = super().get_env(cluster)
+        env["HOME"] = cluster.state["workdir"]
+        return env
+
     def _cluster_group(self, cluster: Any) -> Cgroup | None:
         if self._tree is None:
             return None

@@ -9,6 +9,7 @@ uid on this machine then try every way in. Tests run in file order and share one
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -123,6 +124,41 @@ def test_another_user_is_refused_by_session_and_by_token(local_stack, bob, clust
             ws_url, header=[f"Authorization: token {bob.token}"], timeout=30
         )
     assert refused.value.status_code == 403
+
+
+def raw_get(base_url: str, path: str, headers: dict[str, str] | None = None) -> int:
+    """GET ``path`` exactly as written (no client-side clean-up of dot segments)."""
+    host, port = base_url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_dot_segments_do_not_lead_around_the_check(local_stack, runtime, bob, cluster):
+    """bob asks for alice's pages through the API's pass-through, or through a cluster of
+    his own, with ``..`` (plain or escaped) in the path: a proxy that cleans paths would
+    otherwise serve alice's dashboard to a request checked as something else. Through the
+    hub's port (whose proxy cleans paths first) and at the front's own address, which user
+    servers use for the API."""
+    bobs = bob.api("POST", f"{PREFIX}/api/v1/clusters/", scheme="jupyterhub", json={})
+    assert bobs.status_code == 201, bobs.text
+    try:
+        alice_status = f"clusters/{cluster['name']}/status"
+        for path in (
+            f"{PREFIX}/api/../{alice_status}",
+            f"{PREFIX}/api/%2e%2e/{alice_status}",
+            f"{PREFIX}/clusters/{bobs.json()['name']}/../../{alice_status}",
+            f"{PREFIX}/clusters/{bobs.json()['name']}/%2E%2E/%2E%2E/{alice_status}",
+        ):
+            for base in (local_stack.base_url, f"http://127.0.0.1:{runtime.ports.dashboards}"):
+                for headers in ({}, {"Authorization": f"token {bob.token}"}):
+                    status = raw_get(base, path, headers)
+                    assert status in (302, 400, 403, 404), (base, path, headers, status)
+    finally:
+        bob.api("DELETE", f"{PREFIX}/api/v1/clusters/{bobs.json()['name']}", scheme="jupyterhub")
 
 
 def test_the_owner_sees_her_dashboard_and_its_websocket(local_stack, alice, cluster):
@@ -279,6 +315,26 @@ def test_a_user_uid_cannot_reach_the_gateway_or_dashboards_directly(runtime, clu
     assert connect_as(user_uid, [runtime.ports.public, runtime.ports.gateway_tcp]) == {
         str(runtime.ports.public): "open",
         str(runtime.ports.gateway_tcp): "open",
+    }
+
+
+def test_from_alices_kernel_the_gateway_and_dashboards_are_closed(alice, runtime, cluster):
+    """The same attack from where a user's code really runs. Before local mode ran servers
+    under per-user uids (issue 13), they ran as the one account the gateway also runs as,
+    which no rule can tell apart: then there is nothing to check here, and it says so."""
+    dashboard = scheduler_dashboard_port(cluster)
+    ports = [runtime.ports.gateway_http, dashboard, runtime.ports.dashboards]
+    probe = PROBE.replace("sys.argv[1:]", repr(ports)) + "\nimport os; print(os.getuid())"
+    result = alice.run(probe)
+    assert result.error is None, result.stderr
+    uid = int(result.stdout.split()[-1])
+    if uid < FIRST_UID:
+        pytest.skip(f"alice's kernel runs as uid {uid}, shared with the gateway: no per-user uid")
+    reached = json.loads(result.stdout.strip().splitlines()[-2])
+    assert reached == {
+        str(runtime.ports.gateway_http): "ConnectionRefusedError",
+        str(dashboard): "ConnectionRefusedError",
+        str(runtime.ports.dashboards): "open",  # the front, which checks who asks
     }
 
 
