@@ -229,8 +229,7 @@ c.Spawner.default_url = "/lab"
 @contextlib.contextmanager
 def docker_hubs(base: Path) -> Iterator[tuple[list[Hub], dict[str, int]]]:
     """Statbox's docker stack and a stock DockerSpawner hub on a private engine; image sizes."""
-    from statbox.modes.docker.names import PROJECT_LABEL, DockerNames
-
+    from statbox.contract import PROJECT_LABEL, DockerNames
     from statbox.modes.docker.images import (
         BY_NAME,
         DEFAULT_CACHE,

@@ -7,8 +7,9 @@ against the real stack on a private engine (tests/docker/conftest.py):
   HTTP side (network level; that is reached through the hub's proxy, where the dashboards'
   authentication sits);
 - a trainee's Dask worker starts more processes, or holds more memory, than their caps;
-- ``docker kill`` of the hub, then of the gateway, with stale pid files planted: the stack
-  must be whole again within 30 s and the same user containers keep running and serving.
+- ``docker kill`` of the hub, then of the gateway, with stale pid files planted, then of the
+  database: the stack must be whole again (hub and gateway within 30 s each) and the same
+  user containers keep running and serving.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 
+import docker
 import pytest
 import requests
 
@@ -164,7 +166,7 @@ def _wait(check, timeout: float) -> float:
         try:
             if check():
                 return time.monotonic() - start
-        except (requests.RequestException, KeyError):
+        except (requests.RequestException, KeyError, docker.errors.APIError):
             pass
         time.sleep(0.5)
     raise TimeoutError(f"not back within {timeout} s")
@@ -173,6 +175,7 @@ def _wait(check, timeout: float) -> float:
 def test_killed_hub_and_gateway_come_back_and_user_servers_keep_serving(stack):
     alice = logged_in(stack, "alice")
     logged_in(stack, "ana")
+    admin = {"Authorization": f"token {logged_in(stack, 'admin', started=False).token}"}
     names = stack.names
     before = {name: stack.user_container(name).id for name in ("alice", "ana")}
     hub = stack.client.containers.get(names.hub)
@@ -218,3 +221,19 @@ def test_killed_hub_and_gateway_come_back_and_user_servers_keep_serving(stack):
     hub.reload()
     assert hub.status == "running" and hub.attrs["RestartCount"] == 0
     assert "Proxy still running" not in hub.logs(tail=200).decode(errors="replace")
+    # The database too: the hub must answer again (reconnecting, or restarted by its policy).
+    db = stack.client.containers.get(names.db)
+    db.kill()
+    time.sleep(2)  # the supervisor's poll and the hub's next request see it down
+    back = _wait(
+        lambda: (
+            db.exec_run(["pg_isready", "--quiet", "--host=127.0.0.1"]).exit_code == 0
+            and requests.get(f"{stack.url}/hub/api/users", timeout=5, headers=admin).status_code
+            == 200
+        ),
+        60,
+    )
+    print(f"database and hub answering again {back + 2:.1f} s after the database was killed")
+    for name, container_id in before.items():
+        container = stack.user_container(name)
+        assert container.id == container_id and container.status == "running", name

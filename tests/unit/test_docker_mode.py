@@ -20,7 +20,7 @@ from statbox.configure.hub import configure_hub
 from statbox.configure.runtime import Hosts
 from statbox.contract import DockerNames, escape_username
 from statbox.errors import BadInput
-from statbox.modes.docker.stack import COMPOSE_FILE, DOCKER_PORTS, parse_compose
+from statbox.modes.docker.stack import COMPOSE_FILE, DOCKER_PORTS, DockerStack, parse_compose
 from statbox.settings.model import parse_settings
 from statbox.spawners.docker import MountRefused, StatboxDockerSpawner, refuse_unexpected_binds
 
@@ -378,3 +378,65 @@ def test_docker_gateway_caps_clusters(docker_runtime):
     configure_gateway(c, docker_runtime)
     assert c.PerUserAccountBackend.cgroup_root == "/run/statbox/cgroup"
     assert c.PerUserAccountBackend.process_cap == 512
+
+
+class NeverStartingContainer:
+    """A stopped stack container whose start always fails (a broken image, a full disk)."""
+
+    status = "exited"
+    attrs = {"RestartCount": 0, "State": {"ExitCode": 1}}
+    labels: dict[str, str] = {}
+
+    def __init__(self, name: str, log: list[str]):
+        self.name, self.log = name, log
+
+    def start(self) -> None:
+        import docker
+
+        self.log.append(f"start {self.name}")
+        raise docker.errors.APIError("no space left on device")
+
+    def stop(self, timeout: int = 0) -> None:
+        self.log.append(f"stop {self.name}")
+
+    def logs(self, **_: object) -> bytes:
+        return b""
+
+    def remove(self, force: bool = False) -> None:
+        self.log.append(f"remove {self.name}")
+
+
+def test_the_supervisor_gives_up_without_touching_user_containers():
+    import docker
+
+    log: list[str] = []
+    containers = {
+        name: NeverStartingContainer(name, log) for name in ("kigali-hub", "kigali-gateway")
+    }
+    user = NeverStartingContainer("kigali-user-alice", log)
+    user.labels = {"org.statbox.project": "kigali", "org.statbox.user": "alice"}
+
+    def get(name: str) -> NeverStartingContainer:
+        if name not in containers:
+            raise docker.errors.NotFound(name)
+        return containers[name]
+
+    client = SimpleNamespace(
+        containers=SimpleNamespace(get=get, list=lambda **_: [user]),
+        networks=SimpleNamespace(list=lambda **_: [], get=get),
+    )
+    stack = parse_compose(COMPOSE_FILE.read_text(), VARIABLES, publish=False)
+    hub = next(s for s in stack.services if s.key == "hub")
+    loaded = SimpleNamespace(
+        settings=SimpleNamespace(docker=SimpleNamespace(project="kigali")),
+        paths=SimpleNamespace(state_dir=Path("/nonexistent")),
+    )
+    said: list[str] = []
+    supervisor = DockerStack(loaded, client=client, say=said.append)  # type: ignore[arg-type]
+    supervisor.stack = dataclasses.replace(stack, services=[hub])
+    assert supervisor.wait(poll=0) == "kigali-hub"
+    assert log == ["start kigali-hub"] * 5  # five tries, then it gives up
+    assert supervisor.keep_user_containers is True
+    supervisor.stop()
+    assert "remove kigali-user-alice" not in log and "stop kigali-user-alice" not in log
+    assert any("left running" in line for line in said)
