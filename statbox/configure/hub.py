@@ -328,6 +328,9 @@ def _gateway_service(rt: Runtime) -> dict[str, Any]:
         # Statbox's own front: no "authorize this application?" page on the way to a dashboard
         "oauth_no_confirm": True,
         "display": False,
+        # No `user`: the front runs as the hub's account. The hub hands a managed service its
+        # token in the environment, which any process of the same uid may read; local.run_as
+        # (often `nobody`) is shared with the proxy and with other daemons.
     }
 
 

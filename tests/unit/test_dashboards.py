@@ -8,7 +8,9 @@ import socket
 import pytest
 
 from statbox.dashboards import __main__ as front_main
+from statbox.dashboards.firewall import dashboards_firewall
 from statbox.dashboards.scheduler import free_port_in_range, with_dashboard_port
+from statbox.errors import EnvironmentProblem
 
 
 def test_the_dashboard_moves_onto_a_free_port_of_the_range():
@@ -36,3 +38,18 @@ def test_the_front_started_by_hand_says_what_is_missing(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "STATBOX_DASHBOARDS_GATEWAY" in err and "the hub starts this service" in err
+
+
+def test_without_iptables_local_mode_as_root_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no iptables on it
+    firewall = dashboards_firewall(tmp_path, 8000)
+    with pytest.raises(EnvironmentProblem, match=r"iptables was not found.*apt-get install"):
+        firewall.install()
+    firewall.remove()  # nothing to remove, and no error
+
+
+def test_each_stack_has_a_chain_of_its_own(tmp_path):
+    one = dashboards_firewall(tmp_path / "a", 8000)
+    other = dashboards_firewall(tmp_path / "b", 8000)
+    assert one.chain != other.chain and len(one.chain) <= 28  # iptables' limit on names
+    assert one.rule()[one.rule().index("--dports") + 1] == "8000,29000:29999"
