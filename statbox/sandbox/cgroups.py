@@ -103,7 +103,25 @@ class CgroupTree:
             directory.mkdir(exist_ok=True)
         group = Cgroup(self.version, directories)
         group.set_caps(caps)
+        self.reweigh()
         return group
+
+    def reweigh(self) -> None:
+        """Give the tree the CPU weight of as many processes as it holds groups.
+
+        The scheduler shares CPU between sibling groups by weight, and a group weighs as much
+        as one process by default: without this, a class of 30 sandboxed servers would get,
+        together, the share of one process on a busy machine (measured: 8 servers starting
+        at once took as long as without Statbox's start-up work)."""
+        directory = self.bases.get("cpu")
+        if directory is None:
+            return
+        with contextlib.suppress(OSError):
+            groups = sum(1 for p in directory.iterdir() if p.is_dir())
+            if self.version == 2:
+                (directory / "cpu.weight").write_text(str(min(10_000, 100 * max(1, groups))))
+            else:
+                (directory / "cpu.shares").write_text(str(min(262_144, 1024 * max(1, groups))))
 
     def existing(self, name: str) -> Cgroup | None:
         directories = {c: base / name for c, base in self.bases.items()}

@@ -335,3 +335,15 @@ def test_a_group_inside_a_group_is_capped_by_both_and_cleared_with_the_tree(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@needs_root
+def test_a_tree_weighs_as_many_processes_as_it_holds_groups(tree: CgroupTree) -> None:
+    """Not one process's CPU share for a whole class of servers on a busy machine."""
+    if "cpu" not in tree.bases:
+        pytest.skip("no cpu controller here")
+    for name in ("a", "b", "c"):
+        tree.group(name, ResourceCaps(cpu=1))
+    weight = "cpu.weight" if tree.version == 2 else "cpu.shares"
+    per_group = 100 if tree.version == 2 else 1024
+    assert int((tree.bases["cpu"] / weight).read_text()) == 3 * per_group
