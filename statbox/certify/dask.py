@@ -61,7 +61,8 @@ def execute_on_worker(
                 data_root=Path(data_root),
                 catalog=Path(catalog) if catalog else None,
                 datasets=[Path(d) for d in datasets or ()],
-                catalog_text=catalog_text if backend.isolates_files else None,
+                # the declared entries only; without file isolation a guide, not a wall
+                catalog_text=catalog_text,
             )
             _executors[key] = executor
     nb = nbformat.reads(notebook_json, as_version=4)

@@ -456,13 +456,14 @@ def grader_memory_cap(memory: int | None) -> Iterator[bool]:
 
 @functools.cache
 def unprivileged_namespaces() -> bool:
-    """Whether bubblewrap can make a user namespace for this (unprivileged) user."""
+    """Whether bubblewrap can make, for this (unprivileged) user, a sandbox of the shape a
+    graded kernel gets: a user namespace, and new PID and network namespaces with a /proc of
+    their own. The whole shape is tried, not the user namespace alone: inside another
+    sandbox (an instructor's Dask worker in local mode) a user namespace can be made but a
+    new /proc cannot be mounted over the outer sandbox's partly covered one."""
+    probe = Sandbox(["true"], tmpfs={Path("/tmp"): 1024**2})
     try:
-        done = subprocess.run(
-            ["bwrap", "--unshare-user", "--ro-bind", "/", "/", "true"],
-            capture_output=True,
-            timeout=30,
-        )
+        done = subprocess.run(probe.command(), capture_output=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0

@@ -258,7 +258,8 @@ def run(
                 catalog=setup.catalog,
                 inputs=exercise.inputs(),
                 datasets=data.datasets,
-                catalog_text=data.catalog_text if backend.isolates_files else None,
+                # the declared entries only; without file isolation a guide, not a wall
+                catalog_text=data.catalog_text,
             )
     pipeline = Pipeline(
         exercise,

@@ -14,14 +14,16 @@ import json
 import dask.config
 import pytest
 
-from tests.certify.conftest import SAMPLE, Grading, write_secret
+from tests.certify.conftest import Grading, write_secret
+from tests.conftest import REPO
 from tests.integration.conftest import local_stack, passwords, stack_settings  # noqa: F401
 from tests.integration.hubclient import HubUser
 
 pytestmark = [pytest.mark.certify, pytest.mark.integration, pytest.mark.slow]
 
-SOLUTION = SAMPLE / "grader" / "solution.ipynb"
-TEMPLATE = SAMPLE / "exercise" / "exercise.ipynb"
+COURSE = "ais-port-calls"
+COURSE_SOLUTION = REPO / "curriculum" / COURSE / "grader" / "solution.ipynb"
+COURSE_TEMPLATE = REPO / "curriculum" / COURSE / "exercise" / "port-calls-exercise.ipynb"
 
 
 @pytest.fixture
@@ -46,20 +48,27 @@ def instructor_gateway(local_stack, passwords, monkeypatch):  # noqa: F811
     dask.config.refresh()
 
 
-def test_dask_grading_gives_the_same_scores_as_local_grading(
-    instructor_gateway, tmp_path, data_root
-):
+def test_dask_grading_gives_the_same_scores_as_local_grading(instructor_gateway, tmp_path):
+    """A course of the stack's own curriculum, on the stack's data: the instructor's cluster
+    runs in her sandbox, which holds the datasets her role is entitled to and nothing else
+    (a data root elsewhere on disk is not there for it, by design)."""
     write_secret(tmp_path / "state")
-    grading = Grading(tmp_path, data_root)
+    grading = Grading(
+        tmp_path,
+        REPO / "data",
+        curriculum=REPO / "curriculum",
+        catalog=REPO / "catalogs" / "statbox.yaml",
+    )
     notebooks = {
-        "alice": SOLUTION.read_bytes(),
-        "bob": SOLUTION.read_bytes(),
-        "dave": TEMPLATE.read_bytes(),
+        "alice": COURSE_SOLUTION.read_bytes(),
+        "bob": COURSE_SOLUTION.read_bytes(),
+        "dave": COURSE_TEMPLATE.read_bytes(),
     }
-    remote = grading.run(notebooks, out="remote", dask=True)
-    local = grading.run(notebooks, out="local", workers=3)
+    remote = grading.run(notebooks, course=COURSE, out="remote", dask=True)
+    local = grading.run(notebooks, course=COURSE, out="local", workers=3)
     scores = {a.trainee: (a.total, a.passed) for a in remote.attempts}
-    assert scores == {"alice": (10, True), "bob": (10, True), "dave": (0, False)}
+    assert scores["alice"] == scores["bob"] == (100, True), remote.attempts[0].reason
+    assert scores["dave"][1] is False
     assert scores == {a.trainee: (a.total, a.passed) for a in local.attempts}
     assert [a.variant for a in remote.attempts] == [a.variant for a in local.attempts]
     assert (remote.out / "graded" / "alice.ipynb").is_file()
