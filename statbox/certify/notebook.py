@@ -34,6 +34,9 @@ GRADER_TAGS = {PROTECTED_TAG, PARAMETERS_TAG, INJECTED_TAG}
 ANSWERS_MIME = "application/vnd.statbox.answers+json"
 MAX_SUBMISSION_BYTES = 20 * 1024**2
 ANSWERS_LIMIT = 1024**2
+MAX_NOTEBOOK_DEPTH = 100
+"""Nesting of a submission's JSON kept (a notebook is about 10 deep; widget state a few more):
+deeper, deep-copying or writing it would exhaust the grader's stack."""
 """Bytes of answers read back from a kernel."""
 
 
@@ -58,6 +61,12 @@ def read_submission(content: bytes) -> NotebookNode:
         line = getattr(exc, "lineno", None)
         where = f" at line {line}" if line else ""
         raise SubmissionProblem(f"not a notebook: invalid JSON{where}") from None
+    except (ValueError, RecursionError, MemoryError) as exc:
+        # valid JSON Python will not read: an integer of 4,300 digits, nesting 1,000 deep
+        raise SubmissionProblem(f"not a notebook: {_unreadable(exc)}") from None
+    _, depth = bounded.measure(data)  # iterative: grading deep-copies and writes it, recursing
+    if depth > MAX_NOTEBOOK_DEPTH:
+        raise SubmissionProblem(f"not a notebook: nested deeper than {MAX_NOTEBOOK_DEPTH} levels")
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         raise SubmissionProblem("not a notebook: no list of cells")
     if data.get("nbformat") != 4:
@@ -69,6 +78,14 @@ def read_submission(content: bytes) -> NotebookNode:
         message = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise SubmissionProblem(f"not a valid notebook: {message}") from None
     return nb
+
+
+def _unreadable(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deep to read"
+    if isinstance(exc, MemoryError):
+        return "too large to read"
+    return "it holds a number too long to read"
 
 
 def papermill_ready(nb: NotebookNode) -> NotebookNode:

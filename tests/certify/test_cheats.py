@@ -1,0 +1,106 @@
+"""A cheating trainee's submissions, graded for real in the sandbox: each must score nothing
+it did not earn, and none may make the grader fail (a grader error makes
+``statbox certify run`` exit 1 for the whole cohort) or hold what the kernel sent.
+
+One cohort is graded once (module fixture), beside an honest trainee whose full marks must
+survive every cheat in the same run. Attacks from inside the kernel are the template plus
+one trainee cell; attacks on the grader's reading of the file are crafted notebook bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.certify.conftest import SAMPLE, Grading, with_cell, write_secret
+
+pytestmark = [pytest.mark.certify, pytest.mark.usefixtures("sandbox")]
+
+SOLUTION = SAMPLE / "grader" / "solution.ipynb"
+TEMPLATE = SAMPLE / "exercise" / "exercise.ipynb"
+MiB = 1024**2
+WIDGET_BYTES = 48 * MiB
+"""Binary widget buffers a kernel sends (12 of 4 MiB), far over the tests' 256 KiB cap."""
+
+
+def _with_metadata(notebook: Path, raw: bytes) -> bytes:
+    """The notebook with ``"x": <raw JSON text>`` in its metadata (text json.dumps cannot
+    make: that is the point)."""
+    text = notebook.read_bytes().rstrip()
+    nb = json.loads(text)
+    nb["metadata"]["x"] = "@@X@@"
+    return json.dumps(nb).encode().replace(b'"@@X@@"', raw)
+
+
+CELLS = {
+    # comm messages whose binary buffers the output cap did not count: nbclient kept them
+    # (base64) in the grader's memory and wrote them into the graded notebook
+    "widget-buffers": f"""
+import comm
+for index in range({WIDGET_BYTES // (4 * MiB)}):
+    channel = comm.create_comm(target_name='statbox-cheat', data={{'state': {{}}}})
+    channel.send(data={{'state': {{'x': index}}, 'buffer_paths': [['x']]}},
+                 buffers=[b'b' * {4 * MiB}])
+total = sum(values)
+""",
+}
+
+FILES = {
+    # valid JSON that Python's json module will not read: the grader failed on these
+    "deep-json": lambda: _with_metadata(TEMPLATE, b"[" * 100_000 + b"]" * 100_000),
+    "long-integer": lambda: _with_metadata(TEMPLATE, b"9" * 5000),
+    # readable, but deep enough that grading's deep copies would exhaust the stack
+    "deep-metadata": lambda: _with_metadata(TEMPLATE, b"[" * 900 + b"]" * 900),
+}
+
+
+@pytest.fixture(scope="module")
+def cheated(data_root) -> Iterator[dict]:
+    root = Path(tempfile.mkdtemp(prefix="statbox-cheats-", dir="/var/tmp"))
+    try:
+        write_secret(root / "state")
+        grading = Grading(root, data_root, time_limit=90, cell_time_limit=40)
+        notebooks = {name: with_cell(TEMPLATE, code) for name, code in CELLS.items()}
+        notebooks.update({name: make() for name, make in FILES.items()})
+        notebooks["honest"] = SOLUTION.read_bytes()
+        summary = grading.run(notebooks, workers=4)
+        yield {"attempts": {a.trainee: a for a in summary.attempts}, "summary": summary}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_honest_trainee_keeps_full_marks_beside_the_cheats(cheated):
+    honest = cheated["attempts"]["honest"]
+    assert honest.total == honest.max_score, honest.reason
+    assert not cheated["summary"].grader_errors, [a.reason for a in cheated["summary"].attempts]
+
+
+def test_widget_buffers_count_against_the_output_cap_and_are_not_kept(cheated):
+    attempt = cheated["attempts"]["widget-buffers"]
+    assert attempt.total == 4, attempt.reason  # the one task it did answer
+    assert "beyond the cap was dropped" in attempt.reason
+    graded = cheated["summary"].out / "graded" / "widget-buffers.ipynb"
+    assert graded.stat().st_size < 2 * MiB
+    assert "widgets" not in json.loads(graded.read_text())["metadata"]
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("deep-json", "nested too deep to read"),
+        ("long-integer", "a number too long to read"),
+        ("deep-metadata", "nested deeper than 100 levels"),
+    ],
+)
+def test_a_notebook_python_cannot_read_is_the_trainees_reason_not_a_grader_error(
+    cheated, name, reason
+):
+    attempt = cheated["attempts"][name]
+    assert not attempt.grader_error, attempt.reason
+    assert attempt.total == 0
+    assert reason in attempt.reason
