@@ -164,10 +164,11 @@ def restore_protected(
         same = template_ids.get(cell.get("id"))
         if same is not None and same not in placed:
             placed[same] = len(cells)  # the trainee's version of an answer cell
-        tags = cell_tags(own)
-        if GRADER_TAGS & set(tags):
-            own.metadata["tags"] = [t for t in tags if t not in GRADER_TAGS]
-        own.metadata.pop(ROLE_KEY, None)
+        # A trainee cell keeps only its own tags: the grader and papermill write their keys
+        # (papermill, execution, statbox) into cell metadata and must find them as they left
+        # them; none of the trainee's metadata means anything to grading.
+        tags = [t for t in cell_tags(own) if t not in GRADER_TAGS]
+        own.metadata = NotebookNode({"tags": tags})
         cells.append(own)
     for index in sorted(unmatched):  # deleted by the trainee: back after their predecessor
         before = [placed[i] for i in placed if i < index]
@@ -176,9 +177,17 @@ def restore_protected(
         placed = {i: (p + 1 if p >= position else p) for i, p in placed.items()}
         placed[index] = position
         notes.append(f"{_describe(template.cells[index], index)} was missing: it was put back")
-    result = copy.deepcopy(submission)
+    # Built anew (an allow-list): the template's notebook metadata (its kernel, no papermill
+    # record or widget state of the trainee's shaping) and the cells above.
+    result = nbformat.from_dict(
+        {
+            "nbformat": submission.nbformat,
+            "nbformat_minor": submission.nbformat_minor,
+            "metadata": copy.deepcopy(template.metadata),
+            "cells": [],
+        }
+    )
     result.cells = cells
-    result.metadata["kernelspec"] = copy.deepcopy(template.metadata.get("kernelspec", {}))
     return result, notes
 
 

@@ -50,12 +50,25 @@ total = sum(values)
 """,
 }
 
+def _solution_with(metadata: dict, cell_metadata: dict) -> bytes:
+    """The reference solution with notebook and trainee-cell metadata of the trainee's
+    shaping (keys the grader and papermill write themselves)."""
+    nb = json.loads(SOLUTION.read_bytes())
+    nb["metadata"].update(metadata)
+    for cell in nb["cells"]:
+        if not {"protected", "parameters"} & set(cell["metadata"].get("tags", [])):
+            cell["metadata"].update(cell_metadata)
+    return json.dumps(nb).encode()
+
+
 FILES = {
     # valid JSON that Python's json module will not read: the grader failed on these
     "deep-json": lambda: _with_metadata(TEMPLATE, b"[" * 100_000 + b"]" * 100_000),
     "long-integer": lambda: _with_metadata(TEMPLATE, b"9" * 5000),
     # readable, but deep enough that grading's deep copies would exhaust the stack
     "deep-metadata": lambda: _with_metadata(TEMPLATE, b"[" * 900 + b"]" * 900),
+    # papermill's own keys as text: its injection and its cell records failed on them
+    "papermill-metadata": lambda: _solution_with({"papermill": "x"}, {"papermill": 5}),
 }
 
 
@@ -104,3 +117,9 @@ def test_a_notebook_python_cannot_read_is_the_trainees_reason_not_a_grader_error
     assert not attempt.grader_error, attempt.reason
     assert attempt.total == 0
     assert reason in attempt.reason
+
+
+def test_metadata_the_grader_writes_is_never_taken_from_the_submission(cheated):
+    attempt = cheated["attempts"]["papermill-metadata"]
+    assert not attempt.grader_error, attempt.reason
+    assert attempt.total == attempt.max_score, attempt.reason  # the code is right
