@@ -50,6 +50,7 @@ total = sum(values)
 """,
 }
 
+
 def _solution_with(metadata: dict, cell_metadata: dict) -> bytes:
     """The reference solution with notebook and trainee-cell metadata of the trainee's
     shaping (keys the grader and papermill write themselves)."""
