@@ -77,7 +77,7 @@ def read_submission(content: bytes) -> NotebookNode:
     except Exception as exc:
         message = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise SubmissionProblem(f"not a valid notebook: {message}") from None
-    return nb
+    return bounded.scrub(nb)
 
 
 def _unreadable(exc: BaseException) -> str:

@@ -48,6 +48,9 @@ for index in range({WIDGET_BYTES // (4 * MiB)}):
                  buffers=[b'b' * {4 * MiB}])
 total = sum(values)
 """,
+    # text no UTF-8 file can hold (a lone surrogate): writing the graded notebook raised
+    # UnicodeEncodeError in the runner and ended the whole cohort's run with a traceback
+    "surrogate-answer": "total = 'x\\ud800y'\nmean_price = {'\\udfff': 1}",
 }
 
 
@@ -70,6 +73,7 @@ FILES = {
     "deep-metadata": lambda: _with_metadata(TEMPLATE, b"[" * 900 + b"]" * 900),
     # papermill's own keys as text: its injection and its cell records failed on them
     "papermill-metadata": lambda: _solution_with({"papermill": "x"}, {"papermill": 5}),
+    "surrogate-source": lambda: with_cell(TEMPLATE, "# \ufffd").replace(b"\\ufffd", b"\\ud800"),
 }
 
 
@@ -124,3 +128,12 @@ def test_metadata_the_grader_writes_is_never_taken_from_the_submission(cheated):
     attempt = cheated["attempts"]["papermill-metadata"]
     assert not attempt.grader_error, attempt.reason
     assert attempt.total == attempt.max_score, attempt.reason  # the code is right
+
+
+@pytest.mark.parametrize("name", ["surrogate-answer", "surrogate-source"])
+def test_text_utf8_cannot_hold_is_replaced_and_the_run_completes(cheated, name):
+    attempt = cheated["attempts"][name]
+    assert not attempt.grader_error, attempt.reason
+    assert attempt.total == 0
+    graded = cheated["summary"].out / "graded" / f"{name}.ipynb"
+    assert "\ufffd" in graded.read_text(encoding="utf-8")
