@@ -53,6 +53,39 @@ total = sum(values)
     "surrogate-answer": "total = 'x\\ud800y'\nmean_price = {'\\udfff': 1}",
 }
 
+LIES = {
+    # answers that claim to equal anything: the grader only ever sees their JSON
+    "equal-to-everything": """
+class Anything(float):
+    def __eq__(self, other):
+        return True
+    __hash__ = float.__hash__
+    def __repr__(self):
+        return 'the right answer'
+total, mean_price, peak_week = Anything(0), Anything(0), Anything(0)
+""",
+    "nan-and-infinity": "total, mean_price, peak_week = float('nan'), float('inf'), float('-inf')",
+    # what the checks call, patched in the kernel: the checks run in the grader
+    "patched-helpers": """
+import builtins, math, numpy, pandas
+# (not isinstance: the kernel itself stops working)
+math.isfinite = lambda value: True
+builtins.abs = lambda value: 0
+numpy.isclose = numpy.allclose = lambda *args, **kwargs: True
+pandas.Series.__eq__ = lambda self, other: True
+total, mean_price, peak_week = 'right', [], {}
+""",
+    # the answers' JSON forged: a json module of its own, then a clean exit
+    "fake-json-module": """
+import sys, types
+fake = types.ModuleType('json')
+fake.dumps = lambda *args, **kwargs: '{"total": 1e999, "mean_price": NaN, "peak_week": true}'
+fake.loads = lambda text, **kwargs: {'total': 1e999, 'mean_price': float('nan'), 'peak_week': True}
+sys.modules['json'] = fake
+""",
+}
+CELLS.update(LIES)
+
 
 def _solution_with(metadata: dict, cell_metadata: dict) -> bytes:
     """The reference solution with notebook and trainee-cell metadata of the trainee's
@@ -137,3 +170,10 @@ def test_text_utf8_cannot_hold_is_replaced_and_the_run_completes(cheated, name):
     assert attempt.total == 0
     graded = cheated["summary"].out / "graded" / f"{name}.ipynb"
     assert "\ufffd" in graded.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("name", sorted(LIES))
+def test_answers_that_lie_score_nothing(cheated, name):
+    attempt = cheated["attempts"][name]
+    assert not attempt.grader_error, attempt.reason
+    assert attempt.total == 0, (attempt.answers, attempt.reason)
