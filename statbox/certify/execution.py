@@ -249,7 +249,13 @@ class GradingClient(PapermillNotebookClient):
             text = value.get("data", {}).get("text/plain", "") if isinstance(value, dict) else ""
             if isinstance(text, str) and len(text) <= self.answers_limit:
                 try:
-                    answers = bounded.loads(ast.literal_eval(text), self.answers_limit)
+                    literal = ast.literal_eval(text)
+                    # the repr of JSON text; anything else (a kernel's json.dumps replaced) is not
+                    answers = (
+                        bounded.loads(literal, self.answers_limit)
+                        if isinstance(literal, str)
+                        else None
+                    )
                 except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
                     answers = None
                 if isinstance(answers, dict) and not bounded.problem(answers, self.answers_limit):

@@ -83,6 +83,14 @@ fake.dumps = lambda *args, **kwargs: '{"total": 1e999, "mean_price": NaN, "peak_
 fake.loads = lambda text, **kwargs: {'total': 1e999, 'mean_price': float('nan'), 'peak_week': True}
 sys.modules['json'] = fake
 """,
+    # the snapshot (JSON text) replaced by an object: reading it ended the run
+    "snapshot-not-text": """
+def forge(lines):
+    if any('__statbox_snapshot__' in line for line in lines):
+        return ['__statbox_snapshot__ = {"total": 1}\\n']
+    return lines
+get_ipython().input_transformers_post.append(forge)
+""",
 }
 CELLS.update(LIES)
 
@@ -177,3 +185,4 @@ def test_answers_that_lie_score_nothing(cheated, name):
     attempt = cheated["attempts"][name]
     assert not attempt.grader_error, attempt.reason
     assert attempt.total == 0, (attempt.answers, attempt.reason)
+    assert "the kernel failed" not in attempt.reason
