@@ -114,3 +114,39 @@ def loads(text: str | bytes, limit: int) -> Any:
         raise
     except (ValueError, RecursionError, MemoryError) as exc:
         raise BadValue(f"not valid JSON ({type(exc).__name__})") from None
+
+
+def _text(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: JSON can carry them, UTF-8 cannot
+        return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+    return text
+
+
+def scrub(value: Any) -> Any:
+    """``value`` with every text in it (keys too) made writable as UTF-8, in place where it
+    is a mapping or list: a lone surrogate (``"\\ud800"`` in JSON, which a kernel or a
+    submission can send) becomes U+FFFD. Writing it would raise ``UnicodeEncodeError``
+    wherever the grader writes (the graded notebook, the results store), for the cohort."""
+    if isinstance(value, str):
+        return _text(value)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key in list(item):
+                inner = item[key]
+                if isinstance(inner, str):
+                    item[key] = _text(inner)
+                else:
+                    stack.append(inner)
+                if isinstance(key, str) and _text(key) != key:
+                    item[_text(key)] = item.pop(key)
+        elif isinstance(item, list):
+            for index, inner in enumerate(item):
+                if isinstance(inner, str):
+                    item[index] = _text(inner)
+                else:
+                    stack.append(inner)
+    return value

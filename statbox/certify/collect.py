@@ -59,6 +59,18 @@ def _read_no_symlinks(base: Path, parts: tuple[str, ...], limit: int) -> bytes:
         return content
 
 
+def write_private(target: Path, content: bytes) -> None:
+    """``content`` into ``target`` (replaced whole), readable by the operator only: a
+    trainee's working code must not reach other accounts through the collected folder
+    (its code solves every variant)."""
+    temporary = target.with_suffix(".ipynb.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    with os.fdopen(os.open(temporary, flags, 0o600), "wb") as handle:
+        os.fchmod(handle.fileno(), 0o600)  # an older file of the same name kept its mode
+        handle.write(content)
+    os.replace(temporary, target)
+
+
 class LocalHomes:
     """Submissions in local mode's home directories."""
 
@@ -69,7 +81,7 @@ class LocalHomes:
     def collect(self, course_id: str, notebook: str, out: Path) -> Collected:
         if not self.homes.is_dir():
             raise BadInput(f"{self.homes}: no home directories (has anyone logged in yet?)")
-        out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
         parts = ("courses", course_id, *PurePosixPath(notebook).parts)
         result = Collected()
         for home in sorted(self.homes.iterdir()):
@@ -87,9 +99,6 @@ class LocalHomes:
                     reason = "a symbolic link (not followed)"
                 result.refused.append(f"{trainee}: {'/'.join(parts)}: {reason}")
                 continue
-            target = out / f"{trainee}.ipynb"
-            temporary = target.with_suffix(".ipynb.tmp")
-            temporary.write_bytes(content)
-            os.replace(temporary, target)
+            write_private(out / f"{trainee}.ipynb", content)
             result.copied.append(trainee)
         return result

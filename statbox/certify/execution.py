@@ -163,7 +163,12 @@ class GradingClient(PapermillNotebookClient):
     snapshot_code = Unicode("", help="Code storing the answers' JSON in __statbox_snapshot__.")
 
     def __init__(self, nb_man: Any, **kw: Any):
+        # Widget state is for a front end: the grader keeps none of it (nbclient would keep
+        # every comm's state and buffers in memory and write them into the graded notebook).
+        kw.setdefault("store_widget_state", False)
         super().__init__(nb_man, **kw)
+        # no widget is emulated: an Output widget would reroute a cell's output
+        self.comm_open_handlers: dict[str, Any] = {}
         self.output_used = 0
         self.answers_used = 0
         self.output_dropped = 0
@@ -176,6 +181,8 @@ class GradingClient(PapermillNotebookClient):
     def process_message(self, msg: dict[str, Any], cell: NotebookNode, cell_index: int) -> Any:
         if msg["msg_type"] not in UNCOUNTED_TYPES:
             size, depth = bounded.measure([msg.get("content"), msg.get("metadata")])
+            # binary frames (a widget's buffers) ride beside the content: they count too
+            size += sum(len(b) for b in msg.get("buffers") or () if hasattr(b, "__len__"))
             if depth > bounded.MAX_DEPTH:  # could not be written into the graded notebook
                 size = self.output_limit + self.answers_limit + 1
             if cell.get("metadata", {}).get(ROLE_KEY, {}).get("role") == "answers":
@@ -242,7 +249,13 @@ class GradingClient(PapermillNotebookClient):
             text = value.get("data", {}).get("text/plain", "") if isinstance(value, dict) else ""
             if isinstance(text, str) and len(text) <= self.answers_limit:
                 try:
-                    answers = bounded.loads(ast.literal_eval(text), self.answers_limit)
+                    literal = ast.literal_eval(text)
+                    # the repr of JSON text; anything else (a kernel's json.dumps replaced) is not
+                    answers = (
+                        bounded.loads(literal, self.answers_limit)
+                        if isinstance(literal, str)
+                        else None
+                    )
                 except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
                     answers = None
                 if isinstance(answers, dict) and not bounded.problem(answers, self.answers_limit):

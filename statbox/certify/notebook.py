@@ -34,6 +34,9 @@ GRADER_TAGS = {PROTECTED_TAG, PARAMETERS_TAG, INJECTED_TAG}
 ANSWERS_MIME = "application/vnd.statbox.answers+json"
 MAX_SUBMISSION_BYTES = 20 * 1024**2
 ANSWERS_LIMIT = 1024**2
+MAX_NOTEBOOK_DEPTH = 100
+"""Nesting of a submission's JSON kept (a notebook is about 10 deep; widget state a few more):
+deeper, deep-copying or writing it would exhaust the grader's stack."""
 """Bytes of answers read back from a kernel."""
 
 
@@ -58,6 +61,12 @@ def read_submission(content: bytes) -> NotebookNode:
         line = getattr(exc, "lineno", None)
         where = f" at line {line}" if line else ""
         raise SubmissionProblem(f"not a notebook: invalid JSON{where}") from None
+    except (ValueError, RecursionError, MemoryError) as exc:
+        # valid JSON Python will not read: an integer of 4,300 digits, nesting 1,000 deep
+        raise SubmissionProblem(f"not a notebook: {_unreadable(exc)}") from None
+    _, depth = bounded.measure(data)  # iterative: grading deep-copies and writes it, recursing
+    if depth > MAX_NOTEBOOK_DEPTH:
+        raise SubmissionProblem(f"not a notebook: nested deeper than {MAX_NOTEBOOK_DEPTH} levels")
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         raise SubmissionProblem("not a notebook: no list of cells")
     if data.get("nbformat") != 4:
@@ -68,7 +77,15 @@ def read_submission(content: bytes) -> NotebookNode:
     except Exception as exc:
         message = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise SubmissionProblem(f"not a valid notebook: {message}") from None
-    return nb
+    return bounded.scrub(nb)
+
+
+def _unreadable(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deep to read"
+    if isinstance(exc, MemoryError):
+        return "too large to read"
+    return "it holds a number too long to read"
 
 
 def papermill_ready(nb: NotebookNode) -> NotebookNode:
@@ -147,10 +164,11 @@ def restore_protected(
         same = template_ids.get(cell.get("id"))
         if same is not None and same not in placed:
             placed[same] = len(cells)  # the trainee's version of an answer cell
-        tags = cell_tags(own)
-        if GRADER_TAGS & set(tags):
-            own.metadata["tags"] = [t for t in tags if t not in GRADER_TAGS]
-        own.metadata.pop(ROLE_KEY, None)
+        # A trainee cell keeps only its own tags: the grader and papermill write their keys
+        # (papermill, execution, statbox) into cell metadata and must find them as they left
+        # them; none of the trainee's metadata means anything to grading.
+        tags = [t for t in cell_tags(own) if t not in GRADER_TAGS]
+        own.metadata = NotebookNode({"tags": tags})
         cells.append(own)
     for index in sorted(unmatched):  # deleted by the trainee: back after their predecessor
         before = [placed[i] for i in placed if i < index]
@@ -159,9 +177,17 @@ def restore_protected(
         placed = {i: (p + 1 if p >= position else p) for i, p in placed.items()}
         placed[index] = position
         notes.append(f"{_describe(template.cells[index], index)} was missing: it was put back")
-    result = copy.deepcopy(submission)
+    # Built anew (an allow-list): the template's notebook metadata (its kernel, no papermill
+    # record or widget state of the trainee's shaping) and the cells above.
+    result = nbformat.from_dict(
+        {
+            "nbformat": submission.nbformat,
+            "nbformat_minor": submission.nbformat_minor,
+            "metadata": copy.deepcopy(template.metadata),
+            "cells": [],
+        }
+    )
     result.cells = cells
-    result.metadata["kernelspec"] = copy.deepcopy(template.metadata.get("kernelspec", {}))
     return result, notes
 
 

@@ -175,6 +175,10 @@ class Execute(Step):
         prepared = nbops.add_answers_cell(nbops.papermill_ready(state.notebook), variables)
         snapshot = nbops.answers_code(variables, snapshot=True)
         execution = self.executor(prepared, state.submission, snapshot)
+        # what the kernel sent, made writable before anything keeps it (see bounded.scrub)
+        bounded.scrub(execution.notebook)
+        execution.snapshot = bounded.scrub(execution.snapshot)
+        execution.stopped = bounded.scrub(execution.stopped)
         state.execution = execution
         state.notebook = execution.notebook
         try:

@@ -278,9 +278,18 @@ def run(
 
     def finished(attempt: Attempt) -> None:
         with lock:
-            store.record(attempt)
             if attempt.graded_notebook is not None:
-                _write_notebook(graded_dir / f"{attempt.trainee}.ipynb", attempt.graded_notebook)
+                try:
+                    _write_notebook(
+                        graded_dir / f"{attempt.trainee}.ipynb", attempt.graded_notebook
+                    )
+                except (OSError, ValueError, RecursionError) as exc:
+                    # one trainee's notebook must not end the cohort's run; the operator is
+                    # told (exit 1) as for any grader error
+                    attempt.grader_error = True
+                    note = f"grader error: the graded notebook was not written ({exc!r:.100})"
+                    attempt.reason = f"{attempt.reason}; {note}" if attempt.reason else note
+            store.record(attempt)
             bar.update(attempt)
 
     try:

@@ -7,6 +7,7 @@ import csv
 import hashlib
 import json
 import os
+import stat
 
 import pytest
 
@@ -58,6 +59,9 @@ def test_collect_run_report_verify_and_revoke(config, tmp_path, capsys, sandbox)
     assert "Collected 2 submissions" in printed.out and "1 homes without" in printed.out
     assert "mallory" in printed.err and "symbolic link" in printed.err
     assert sorted(p.name for p in submissions.iterdir()) == ["alice.ipynb", "dave.ipynb"]
+    # a trainee's code solves every variant: no other account may read the copies
+    assert stat.S_IMODE(submissions.stat().st_mode) == 0o700
+    assert stat.S_IMODE((submissions / "alice.ipynb").stat().st_mode) == 0o600
 
     run = [*common, "--submissions", str(submissions), "--out", str(out), "--cohort", "cohort-a"]
     assert certify(config, "run", *run, "--workers", "2", "--quiet") == 0

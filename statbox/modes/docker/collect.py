@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 import tarfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from statbox.certify.collect import Collected, LocalHomes, default_limit
+from statbox.certify.collect import Collected, LocalHomes, default_limit, write_private
 from statbox.contract import PROJECT_LABEL, USER_LABEL, DockerNames
 from statbox.errors import BadInput, EnvironmentProblem
 from statbox.modes.docker.volumes import (
@@ -68,10 +67,7 @@ def take_copies(archive: bytes, trainees: set[str], limit: int, out: Path) -> li
             content = handle.read(limit + 1)
             if len(content) > limit:
                 continue
-            target = out / f"{trainee}.ipynb"
-            temporary = target.with_suffix(".ipynb.tmp")
-            temporary.write_bytes(content)
-            os.replace(temporary, target)
+            write_private(out / f"{trainee}.ipynb", content)
             taken.append(trainee)
     return sorted(taken)
 
@@ -112,7 +108,7 @@ class VolumeHomes:
             raise BadInput(
                 f"no home volumes of project {self.names.project!r} (has anyone logged in yet?)"
             )
-        out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
         plan = {"course": course_id, "notebook": notebook, "limit": self.limit}
         entries = [*package_sources(), ("plan.json", json.dumps(plan).encode())]
         config = helper_container_config(
