@@ -51,7 +51,7 @@ from tests.docker.conftest import (
     remove_project,
     stack_env,
 )
-from tests.docker.engine import PrivateEngine
+from tests.docker.engine import PrivateEngine, forwarding_dropped, free_subnet
 from tests.integration.hubclient import HubUser
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -83,6 +83,8 @@ class OfflineRoot:
     config: Path
     project: str
     env: dict[str, str]
+    subnets: tuple[str, str]
+    """The private and database networks' subnets (users' are cut from another)."""
 
     @property
     def names(self) -> DockerNames:
@@ -98,11 +100,15 @@ def offline_root(engine, images) -> Iterator[OfflineRoot]:
     project = f"sbxo{secrets.token_hex(3)}"
     root = Path(tempfile.mkdtemp(prefix="statbox-offline-"))
     make_test_data(root)
+    private = free_subnet()
+    db = free_subnet(exclude=(private,))
+    users = free_subnet(exclude=(private, db))
     config = root / "statbox.yaml"
-    config.write_text(SETTINGS.format(project=project, root=root, repo=REPO))
+    config.write_text(SETTINGS.format(project=project, root=root, repo=REPO, user_subnets=users))
     env = stack_env(engine)
     try:
-        yield OfflineRoot(root, config, project, env)
+        with forwarding_dropped(users):
+            yield OfflineRoot(root, config, project, env, (private, db))
     finally:
         remove_project(engine, project)
         shutil.rmtree(root, ignore_errors=True)
@@ -112,7 +118,7 @@ def offline_root(engine, images) -> Iterator[OfflineRoot]:
 def running(engine: PrivateEngine, where: OfflineRoot, log: str) -> Iterator[RunningStack]:
     stack = contextlib.contextmanager(_run_stack)(
         engine, where.project, where.names, where.root, where.config, where.env,
-        where.root / log,
+        where.root / log, where.subnets,
     )  # fmt: skip
     with stack as running_stack:
         yield running_stack

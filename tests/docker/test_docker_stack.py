@@ -239,13 +239,14 @@ def _read(user: HubUser, path: str) -> str:
 
 
 def test_unlisted_image_is_refused_and_nothing_is_created(stack):
-    bob = logged_in(stack, "bob", started=False)
+    # a user no other test of the session starts (their servers may still run)
+    erin = logged_in(stack, "erin", started=False)
     for image in ("statbox/hub:latest", "busybox", stack.names.hub):
-        response = bob.api("POST", "/hub/api/users/bob/server", json={"image": image})
+        response = erin.api("POST", "/hub/api/users/erin/server", json={"image": image})
         assert response.status_code == 400, response.text
         assert "not in allowed list" in response.json()["message"]
     named = stack.client.containers.list(
-        all=True, filters={"name": stack.names.user_container("bob")}
+        all=True, filters={"name": stack.names.user_container("erin")}
     )
     assert named == []
     model = bob.api("GET", "/hub/api/users/bob").json()
