@@ -249,7 +249,7 @@ def test_unlisted_image_is_refused_and_nothing_is_created(stack):
         all=True, filters={"name": stack.names.user_container("erin")}
     )
     assert named == []
-    model = bob.api("GET", "/hub/api/users/bob").json()
+    model = erin.api("GET", "/hub/api/users/erin").json()
     assert model["servers"] == {}
 
 
