@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import statistics
 import sys
@@ -84,6 +85,7 @@ def main() -> None:
         times = json.loads(result.stdout.strip().splitlines()[-1])
     finally:
         stack.stop(signal.SIGTERM)
+        shutil.rmtree(folder, ignore_errors=True)
     gateway, local = (statistics.median(times[k]) for k in ("gateway", "local"))
     print(f"rounds: {args.rounds} (interleaved, one analyst's kernel, one worker)")
     for name in ("gateway", "local"):
