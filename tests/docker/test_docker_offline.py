@@ -99,14 +99,16 @@ class OfflineRoot:
 def offline_root(engine, images) -> Iterator[OfflineRoot]:
     project = f"sbxo{secrets.token_hex(3)}"
     root = Path(tempfile.mkdtemp(prefix="statbox-offline-"))
-    make_test_data(root)
-    private = free_subnet()
-    db = free_subnet(exclude=(private,))
-    users = free_subnet(exclude=(private, db))
-    config = root / "statbox.yaml"
-    config.write_text(SETTINGS.format(project=project, root=root, repo=REPO, user_subnets=users))
-    env = stack_env(engine)
-    try:
+    try:  # the folder goes whatever fails after it is made
+        make_test_data(root)
+        private = free_subnet()
+        db = free_subnet(exclude=(private,))
+        users = free_subnet(exclude=(private, db))
+        config = root / "statbox.yaml"
+        config.write_text(
+            SETTINGS.format(project=project, root=root, repo=REPO, user_subnets=users)
+        )
+        env = stack_env(engine)
         with forwarding_dropped(users):
             yield OfflineRoot(root, config, project, env, (private, db))
     finally:
