@@ -32,3 +32,17 @@ def require_tool(name: str, found: bool) -> None:
     if IN_CI:
         pytest.fail(f"{name} is required under CI=true but is missing")
     pytest.skip(f"{name} is not available here")
+
+
+CHROMIUM = Path(os.environ.get("STATBOX_CHROMIUM", "/usr/bin/chromium"))
+"""Debian's Chromium, which the browser tiers drive through Playwright."""
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]

@@ -192,22 +192,15 @@ def isolated_network(
         ["-i", bridge, "!", "-o", bridge, "-j", "DROP"],
         ["-o", bridge, "!", "-i", bridge, "-j", "DROP"],
     ]
-    added = []
     try:
-        for rule in rules:
-            done = _run("iptables", "-I", "FORWARD", *rule)
-            if done.returncode != 0:
-                raise RuntimeError(f"iptables refused to drop forwarding: {done.stderr}")
-            added.append(rule)
-        yield IsolatedNetwork(name, bridge, subnet, network)
+        with forward_rules(rules):
+            yield IsolatedNetwork(name, bridge, subnet, network)
     finally:
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
             network.reload()
             for container in network.containers:
                 network.disconnect(container, force=True)
             network.remove()
-        for rule in added:
-            _run("iptables", "-D", "FORWARD", *rule)
 
 
 @contextlib.contextmanager
@@ -217,7 +210,13 @@ def forwarding_dropped(subnet: str) -> Iterator[None]:
     engine's naming, cut from ``subnet``. What an engine with its own iptables rules does for
     internal networks (this one runs without). Rules removed after."""
     routed = ["-m", "physdev", "!", "--physdev-is-bridged", "-j", "DROP"]
-    rules = [["-s", subnet, *routed], ["-d", subnet, *routed]]
+    with forward_rules([["-s", subnet, *routed], ["-d", subnet, *routed]]):
+        yield
+
+
+@contextlib.contextmanager
+def forward_rules(rules: list[list[str]]) -> Iterator[None]:
+    """``rules`` inserted into the host's FORWARD chain, each one added removed after."""
     added = []
     try:
         for rule in rules:

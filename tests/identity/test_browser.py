@@ -8,31 +8,18 @@ login page behind the hub's "Sign in with ..." button.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, require_tool
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, REPO, require_tool
 
 pytestmark = [pytest.mark.identity, pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path(os.environ.get("STATBOX_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = REPO / "tests" / "artifacts"
 NOTEBOOK = "courses/getting-started/01-welcome.ipynb"
 # the first lesson's cell that lists what the catalog holds
 CATALOG_CELL = "for name in catalog.entries"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import psutil
 import pytest
@@ -28,7 +27,7 @@ import websocket
 from statbox.contract.runtime import RuntimeDocument
 from statbox.dashboards.firewall import LoopbackFirewall, dashboards_firewall
 from statbox.sandbox.accounts import FIRST_UID
-from tests.conftest import require_tool
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, require_tool
 from tests.integration.hubclient import HubUser
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -190,19 +189,6 @@ def test_an_admin_sees_any_dashboard(local_stack, passwords, cluster):
     page = ada.session.get(url, timeout=60)
     assert page.status_code == 200, page.url
     assert ada.api("GET", status_path(cluster)).status_code == 200
-
-
-CHROMIUM = Path(os.environ.get("STATBOX_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def browser_login(context, base_url: str, name: str, password: str):
