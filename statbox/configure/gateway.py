@@ -130,17 +130,26 @@ def configure_gateway(c: Any, rt: Runtime) -> None:
 
     dask = str(rt.bin_dir / "dask")
     c.ClusterConfig.scheduler_cmd = [dask, "scheduler"]
-    c.ClusterConfig.worker_cmd = [dask, "worker"]
+    # No worker serves a dashboard: none is proxied to its owner, and on a shared network
+    # namespace it would answer anyone (upstream gives each a random port).
+    c.ClusterConfig.worker_cmd = [dask, "worker", "--no-dashboard"]
     c.ClusterConfig.idle_timeout = float(
         rt.settings.role(rt.settings.default_role).dask.idle_timeout
     )
     c.Backend.cluster_options = cluster_options_for(rt.settings)
-    if rt.settings.mode is Mode.local:
-        _configure_local_gateway_addresses(c, rt)
+    if rt.settings.mode in SHARED_NETWORK_MODES:
+        _configure_shared_network_addresses(c, rt)
     if rt.settings.mode is Mode.docker:
         _configure_docker_gateway(c, rt)
     if rt.settings.mode is Mode.local:
         _configure_local_gateway(c, rt)
+
+
+SHARED_NETWORK_MODES = (Mode.local, Mode.docker)
+"""Modes where every user's clusters share the gateway's network namespace (the host's, the
+gateway container's): there a firewall keyed on uids keeps users off the dashboards
+(:mod:`statbox.dashboards.firewall`). On Kubernetes each scheduler and worker is a pod,
+and network policies do that (the chart)."""
 
 
 def _configure_local_gateway(c: Any, rt: Runtime) -> None:
@@ -163,11 +172,11 @@ def _configure_local_gateway(c: Any, rt: Runtime) -> None:
     c.Backend.cluster_options = cluster_options_for(settings, per_user=data_paths)
 
 
-def _configure_local_gateway_addresses(c: Any, rt: Runtime) -> None:
-    """Local mode: users' uids may not reach the gateway's HTTP proxy nor the schedulers'
-    dashboards (:mod:`statbox.dashboards.firewall`); so schedulers serve their dashboards
-    on the reserved ports (:mod:`statbox.dashboards.scheduler`), and report to the gateway's
-    internal API directly, which works whatever uid a cluster runs under."""
+def _configure_shared_network_addresses(c: Any, rt: Runtime) -> None:
+    """Users' uids may not reach the gateway's HTTP proxy nor the schedulers' dashboards
+    (:mod:`statbox.dashboards.firewall`); so schedulers serve their dashboards on the
+    reserved ports (:mod:`statbox.dashboards.scheduler`), and report to the gateway's
+    internal API on loopback, which works whatever uid a cluster runs under."""
     c.ClusterConfig.scheduler_cmd = [rt.python, "-m", "statbox.dashboards.scheduler"]
     c.DBBackendBase.api_url = f"http://127.0.0.1:{rt.ports.gateway_api}/api"
 
@@ -189,9 +198,8 @@ def _configure_docker_gateway(c: Any, rt: Runtime) -> None:
     # there alone (compose.yaml): users' networks reach only the scheduler proxy.
     http = f"{DockerNames(rt.settings.docker.project).gateway_http}:{rt.ports.gateway_http}"
     c.Proxy.address = http
-    # Schedulers and workers run beside the gateway in its container.
-    c.DBBackendBase.api_url = f"http://{http}{GATEWAY_PREFIX}/api"
-    # ... each in a cgroup of its own, capped by the OS (not only by Dask's nanny).
+    # Schedulers and workers run beside the gateway in its container, each in a cgroup
+    # of its own, capped by the OS (not only by Dask's nanny).
     c.PerUserAccountBackend.cgroup_root = DOCKER_CLUSTER_CGROUPS
     c.PerUserAccountBackend.process_cap = rt.settings.docker.pids_limit
 

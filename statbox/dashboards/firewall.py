@@ -1,14 +1,26 @@
-"""Local mode: keep users' uids off the gateway's HTTP proxy and the schedulers' dashboards.
+"""Keep users' uids off the gateway's HTTP proxy and the schedulers' dashboards.
 
-Users' servers and kernels run under uids from :data:`statbox.sandbox.accounts.FIRST_UID`
-on, on the same host as the gateway, and share its loopback. An ``iptables`` chain of this
-stack's own, jumped to from ``OUTPUT`` for loopback traffic, rejects (TCP reset) their
-connections to the gateway's HTTP port and to :data:`statbox.contract.LOCAL_DASHBOARD_PORTS`,
-so the dashboards' front (the hub's service, running as the hub's account) is the only way
-in. Everything else they need stays open (the hub, the gateway's TLS entrypoint).
+Wherever users' code shares a network namespace with the gateway and other users' clusters,
+a connection's only mark of who made it is the uid of the socket's owner:
 
-Installed when the stack starts and removed when it stops; a chain left by a crash is
-replaced at the next start. Needs root (as does running users under their own uids).
+- local mode: users' servers, kernels and clusters run under uids from
+  :data:`statbox.sandbox.accounts.FIRST_UID` on, on the host, and share its loopback;
+- docker mode: every user's schedulers and workers run in the gateway's container, each
+  user under a uid from :attr:`statbox.configure.gateway.PerUserAccountBackend.first_uid`
+  on, and share its loopback and its private-network address.
+
+An ``iptables`` chain, jumped to first thing from ``OUTPUT``, rejects (TCP reset) those
+uids' connections to the gateway's HTTP port and to
+:data:`statbox.contract.LOCAL_DASHBOARD_PORTS` (where every scheduler serves its dashboard,
+:mod:`statbox.dashboards.scheduler`; workers serve none), so the dashboards' front (the
+hub's service, which checks who asks) is the only way in. Everything else they need stays
+open (the hub, the gateway's TLS entrypoint and internal API).
+
+Local mode installs its chain when the stack starts and removes it when it stops (a chain
+left by a crash is replaced at the next start); the gateway's container installs its own
+(:func:`gateway_container_firewall`) each time the gateway starts there, before any cluster
+can run (``statbox/resources/gateway_config.py``). Needs root (with ``CAP_NET_ADMIN`` in a
+container).
 """
 
 from __future__ import annotations
@@ -23,29 +35,38 @@ from statbox.contract import LOCAL_DASHBOARD_PORTS
 from statbox.errors import EnvironmentProblem
 from statbox.sandbox.accounts import FIRST_UID
 
+SYSTEM_BIN = "/usr/sbin:/sbin"
+"""Where iptables lives, also when PATH has no sbin folder (as in Statbox's images)."""
+
 LAST_UID = 2**32 - 2
 """The largest uid (``(uid_t)-1`` means "no uid")."""
 
 
-@dataclass(frozen=True)
-class LoopbackFirewall:
-    """Rejects TCP connections over loopback from ``uids`` (first, last) to ``ports``.
+def iptables() -> str | None:
+    """The iptables command: on PATH, else in the system's sbin folders; None if absent."""
+    return shutil.which("iptables") or shutil.which("iptables", path=SYSTEM_BIN)
 
-    ``ports``: single ports and ``(first, last)`` ranges.
-    """
+
+@dataclass(frozen=True)
+class UidFirewall:
+    """Rejects TCP connections from ``uids`` (first, last) to ``ports`` (single ports and
+    ``(first, last)`` ranges), over ``interface`` only (None: over every interface)."""
 
     chain: str
     uids: tuple[int, int]
     ports: tuple[int | tuple[int, int], ...]
+    interface: str | None = "lo"
 
     def _iptables(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         # -w: wait for the xtables lock rather than fail when another tool holds it
         return subprocess.run(
-            ["iptables", "-w", *args], capture_output=True, text=True, check=check, timeout=60
-        )
+            [iptables() or "iptables", "-w", *args],
+            capture_output=True, text=True, check=check, timeout=60,
+        )  # fmt: skip
 
-    def _jump(self) -> list[str]:
-        return ["OUTPUT", "-o", "lo", "-j", self.chain]
+    def jump(self) -> list[str]:
+        through = ["-o", self.interface] if self.interface else []
+        return ["OUTPUT", *through, "-j", self.chain]
 
     def rule(self) -> list[str]:
         ports = ",".join(str(p) if isinstance(p, int) else f"{p[0]}:{p[1]}" for p in self.ports)
@@ -58,39 +79,55 @@ class LoopbackFirewall:
 
     def install(self) -> None:
         """(Re)create the chain with the rule and jump to it first thing in OUTPUT."""
-        if shutil.which("iptables") is None:
+        if iptables() is None:
             raise EnvironmentProblem(
-                "iptables was not found: local mode needs it, as root, to keep users away from "
-                "Dask dashboards (apt-get install iptables)"
+                "iptables was not found: it keeps users away from each other's Dask "
+                "dashboards; as root: apt-get install iptables"
             )
         self.remove()
         try:
             self._iptables("-N", self.chain)
             self._iptables("-A", self.chain, *self.rule())
-            self._iptables("-I", *self._jump()[:1], "1", *self._jump()[1:])
+            self._iptables("-I", *self.jump()[:1], "1", *self.jump()[1:])
         except subprocess.CalledProcessError as exc:
             self.remove()
             raise EnvironmentProblem(
                 f"iptables refused the dashboards' rule ({exc.stderr.strip()}): "
-                "local mode needs the owner and multiport matches (xt_owner, xt_multiport)"
+                "it needs CAP_NET_ADMIN and the owner and multiport matches (xt_owner, "
+                "xt_multiport)"
             ) from None
 
     def remove(self) -> None:
         """Remove the jump(s) and the chain; nothing when they are not there."""
-        if shutil.which("iptables") is None:
+        if iptables() is None:
             return
-        while self._iptables("-D", *self._jump(), check=False).returncode == 0:
+        while self._iptables("-D", *self.jump(), check=False).returncode == 0:
             pass
         self._iptables("-F", self.chain, check=False)
         self._iptables("-X", self.chain, check=False)
 
 
-def dashboards_firewall(state_dir: Path, gateway_http: int) -> LoopbackFirewall:
-    """The rule of the stack whose state is in ``state_dir`` (its chain is named after it,
-    so that two stacks on one machine keep their own)."""
+def dashboards_firewall(state_dir: Path, gateway_http: int) -> UidFirewall:
+    """Local mode: the loopback rule of the stack whose state is in ``state_dir`` (its chain
+    is named after it, so that two stacks on one machine keep their own)."""
     digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:10]
-    return LoopbackFirewall(
+    return UidFirewall(
         chain=f"STATBOX-DASH-{digest}",
         uids=(FIRST_UID, LAST_UID),
         ports=(gateway_http, LOCAL_DASHBOARD_PORTS),
+    )
+
+
+GATEWAY_CONTAINER_CHAIN = "STATBOX-DASH"
+"""The chain's name in the gateway's container (a network namespace of its own)."""
+
+
+def gateway_container_firewall(first_uid: int, gateway_http: int) -> UidFirewall:
+    """Docker mode: the rule in the gateway's container, over every interface (its HTTP
+    side listens on the private network's address, not on loopback)."""
+    return UidFirewall(
+        chain=GATEWAY_CONTAINER_CHAIN,
+        uids=(first_uid, LAST_UID),
+        ports=(gateway_http, LOCAL_DASHBOARD_PORTS),
+        interface=None,
     )

@@ -25,9 +25,10 @@ import requests
 import websocket
 
 from statbox.contract.runtime import RuntimeDocument
-from statbox.dashboards.firewall import LoopbackFirewall, dashboards_firewall
+from statbox.dashboards.firewall import UidFirewall, dashboards_firewall
 from statbox.sandbox.accounts import FIRST_UID
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, require_tool
+from tests.integration.dashscan import probe
 from tests.integration.hubclient import HubUser
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -324,6 +325,30 @@ def test_from_alices_kernel_the_gateway_and_dashboards_are_closed(alice, runtime
     }
 
 
+SCALE_TO_ONE = textwrap.dedent(
+    """
+    from dask_gateway import Gateway
+    client = Gateway().connect(NAME).get_client()
+    client.cluster.scale(1)
+    client.wait_for_workers(1, timeout=180)
+    print(len(client.scheduler_info()["workers"]))
+    """
+)
+
+
+def test_from_bobs_kernel_no_page_of_alices_cluster_answers(alice, bob, cluster):
+    """Not only the scheduler's dashboard: every listening socket on the machine is asked
+    for Dask pages (a worker serves its own on a random port unless told not to)."""
+    scaled = alice.run(SCALE_TO_ONE.replace("NAME", repr(cluster["name"])), timeout=300)
+    assert scaled.error is None, scaled.stderr
+    assert scaled.stdout.split()[-1] == "1"
+    bob.start_server()
+    scan = probe([cluster["name"]], [PREFIX]) + "\nimport json; print(json.dumps(answered))"
+    result = bob.run(scan, timeout=300)
+    assert result.error is None, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
 def chain_exists(chain: str) -> bool:
     listed = subprocess.run(["iptables", "-w", "-S", chain], capture_output=True, timeout=60)
     return listed.returncode == 0
@@ -337,7 +362,7 @@ def test_the_rule_rejects_only_the_given_uids_and_ports_and_goes_away():
         server.listen(8)
         port = server.getsockname()[1]
         first = FIRST_UID + 10
-        firewall = LoopbackFirewall(f"STATBOX-TEST-{os.getpid()}", (first, first + 9), (port,))
+        firewall = UidFirewall(f"STATBOX-TEST-{os.getpid()}", (first, first + 9), (port,))
         try:
             firewall.install()
             firewall.install()  # again, as after a crash: replaced, not doubled

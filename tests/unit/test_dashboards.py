@@ -4,11 +4,13 @@ start-up checks. The front itself is attacked for real in tests/integration/test
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
 from statbox.dashboards import __main__ as front_main
-from statbox.dashboards.firewall import dashboards_firewall
+from statbox.dashboards import firewall as firewall_module
+from statbox.dashboards.firewall import dashboards_firewall, gateway_container_firewall
 from statbox.dashboards.scheduler import free_port_in_range, with_dashboard_port
 from statbox.errors import EnvironmentProblem
 
@@ -42,6 +44,7 @@ def test_the_front_started_by_hand_says_what_is_missing(monkeypatch, capsys):
 
 def test_without_iptables_local_mode_as_root_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # no iptables on it
+    monkeypatch.setattr(firewall_module, "SYSTEM_BIN", str(tmp_path))  # nor there
     firewall = dashboards_firewall(tmp_path, 8000)
     with pytest.raises(EnvironmentProblem, match=r"iptables was not found.*apt-get install"):
         firewall.install()
@@ -53,3 +56,15 @@ def test_each_stack_has_a_chain_of_its_own(tmp_path):
     other = dashboards_firewall(tmp_path / "b", 8000)
     assert one.chain != other.chain and len(one.chain) <= 28  # iptables' limit on names
     assert one.rule()[one.rule().index("--dports") + 1] == "8000,29000:29999"
+
+
+def test_the_gateway_containers_rule_covers_every_interface():
+    """Its HTTP side listens on the private network's address: a rule on loopback alone
+    would leave it open to the users' workers beside it."""
+    local = dashboards_firewall(Path("/srv/statbox"), 8000)
+    container = gateway_container_firewall(20000, 8000)
+    assert local.jump() == ["OUTPUT", "-o", "lo", "-j", local.chain]
+    assert container.jump() == ["OUTPUT", "-j", "STATBOX-DASH"]
+    rule = container.rule()
+    assert rule[rule.index("--uid-owner") + 1] == "20000-4294967294"
+    assert rule[rule.index("--dports") + 1] == "8000,29000:29999"

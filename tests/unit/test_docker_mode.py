@@ -113,7 +113,12 @@ def test_docker_gateway_config(docker_runtime):
     assert c.Proxy.address == "kigali-gateway-http:8000"  # the private network only
     assert c.Proxy.tcp_address == "0.0.0.0:8786"
     assert c.JupyterHubAuthenticator.jupyterhub_api_url == "http://kigali-hub:8081/hub/api"
-    assert c.DBBackendBase.api_url == "http://kigali-gateway-http:8000/services/dask-gateway/api"
+    # as in local mode: users' uids share the gateway's network and are kept off its HTTP
+    # side and the dashboards (statbox.dashboards.firewall), so schedulers report on loopback
+    # and serve their dashboards on the reserved ports
+    assert c.DBBackendBase.api_url == "http://127.0.0.1:8010/api"
+    assert c.ClusterConfig.scheduler_cmd[1:] == ["-m", "statbox.dashboards.scheduler"]
+    assert "--no-dashboard" in c.ClusterConfig.worker_cmd
     assert c.DBBackendBase.db_url == "sqlite:////var/lib/dask-gateway/db/gateway.sqlite"
 
 

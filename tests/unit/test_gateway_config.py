@@ -33,7 +33,8 @@ def test_addresses_auth_and_backend(runtime):
         "statbox.dashboards.scheduler",
     ]
     assert c.DBBackendBase.api_url == "http://127.0.0.1:9003/api"
-    assert c.ClusterConfig.worker_cmd == ["/opt/venv/bin/dask", "worker"]
+    # workers serve no dashboard (nothing would ask for it but a stranger)
+    assert c.ClusterConfig.worker_cmd == ["/opt/venv/bin/dask", "worker", "--no-dashboard"]
     # the default role's idle timeout applies to any cluster by default
     assert c.ClusterConfig.idle_timeout == 20 * 60
     state = runtime.paths.state_dir / "gateway"

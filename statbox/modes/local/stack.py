@@ -38,7 +38,7 @@ from statbox.configure.credentials import Credentials, resolve_credentials, secr
 from statbox.configure.hub import GATEWAY_PREFIX
 from statbox.configure.runtime import RUNTIME_ENV, Ports, Runtime, write_runtime
 from statbox.contract import SECRET_ENV, SECRETS_DIR_ENV
-from statbox.dashboards.firewall import LoopbackFirewall, dashboards_firewall
+from statbox.dashboards.firewall import UidFirewall, dashboards_firewall
 from statbox.errors import BadInput, EnvironmentProblem, StatboxError
 from statbox.resources import resource
 from statbox.sandbox import CgroupTree
@@ -111,7 +111,7 @@ class LocalStack:
         self._logs: list[IO[bytes]] = []
         self.runtime: Runtime | None = None
         self.credentials: Credentials | None = None
-        self._firewall: LoopbackFirewall | None = None
+        self._firewall: UidFirewall | None = None
 
     # ---------------------------------------------------------------- preparation
 

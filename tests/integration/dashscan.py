@@ -1,0 +1,67 @@
+"""An attack run from inside a user's code: every Dask page this network namespace serves
+to whoever asks.
+
+A cluster's pages (the scheduler's dashboard, a worker's ``/info`` pages, the gateway's
+``/clusters/<name>/...`` routes) must reach only their owner, through the hub. The probe
+does not guess where they might be: it lists every listening TCP socket of its network
+namespace from ``/proc/net/tcp`` and ``tcp6`` (readable by anyone), asks each for those
+pages without credentials, and reports each that answers with a Dask page. Used from a
+user's kernel in local mode and from a user's Dask worker in the docker gateway's container.
+"""
+
+from __future__ import annotations
+
+PROBE = r"""
+import http.client, ipaddress, socket
+
+def listening():
+    found = set()
+    for table, family in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 6)):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            if state != "0A":  # LISTEN
+                continue
+            address, port = local.split(":")
+            raw = bytes.fromhex(address)
+            if family == 4:
+                host = str(ipaddress.IPv4Address(raw[::-1]))
+            else:
+                words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                ip = ipaddress.IPv6Address(words)
+                host = str(ip.ipv4_mapped or ip)
+            if host in ("0.0.0.0", "::"):
+                host = "127.0.0.1"
+            found.add((host, int(port, 16)))
+    return sorted(found)
+
+def dask_page(host, port, path):
+    try:
+        conn = http.client.HTTPConnection(host, port, timeout=3)
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read(200000).decode(errors="replace").lower()
+    except (OSError, http.client.HTTPException):
+        return None
+    if response.status == 200 and ("bokeh" in body or "dask" in body):
+        return response.status
+    return None
+
+PATHS = ["/status", "/info/main/workers.html", "/info/main/logs.html"]
+PATHS += [f"/clusters/{name}/status" for name in CLUSTERS]
+PATHS += [f"{prefix}/clusters/{name}/status" for name in CLUSTERS for prefix in PREFIXES]
+answered = []
+for host, port in listening():
+    for path in PATHS:
+        if dask_page(host, port, path):
+            answered.append(f"{host}:{port}{path}")
+"""
+
+
+def probe(clusters: list[str], prefixes: list[str]) -> str:
+    """The probe's code, asking also for these clusters' gateway routes (under each of
+    ``prefixes``): it leaves the list of what answered in ``answered``."""
+    return f"CLUSTERS = {clusters!r}\nPREFIXES = {prefixes!r}\n" + PROBE
