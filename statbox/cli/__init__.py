@@ -88,11 +88,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
+    for line in getattr(stack, "leftovers", []):
+        print(line, flush=True)
     try:
         stack.start()
         _print_welcome(stack)
         ended = stack.wait()
-        print(f"The {ended} stopped; stopping the rest. Its log:", file=sys.stderr)
+        print(
+            f"The {ended} could not be kept running; stopping the rest. Its log:", file=sys.stderr
+        )
         print("\n".join(stack.log_tail(ended)), file=sys.stderr)
         return ExitCode.FAILED
     except KeyboardInterrupt:

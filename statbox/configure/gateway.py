@@ -126,7 +126,9 @@ def configure_gateway(c: Any, rt: Runtime) -> None:
     c.LocalBackend.clusters_directory = str(state / "clusters")
     c.DBBackendBase.db_url = f"sqlite:///{state / 'gateway.sqlite'}"
     c.DBBackendBase.db_encrypt_keys = [rt.secret("gateway_encrypt_key")]
-    c.DBBackendBase.stop_clusters_on_shutdown = True
+    # Clusters outlive the gateway: a restarted gateway takes them back from its database
+    # (on disk, encrypted with a kept key). The stack's final stop stops them itself.
+    c.DBBackendBase.stop_clusters_on_shutdown = False
 
     dask = str(rt.bin_dir / "dask")
     c.ClusterConfig.scheduler_cmd = [dask, "scheduler"]

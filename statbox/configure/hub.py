@@ -282,7 +282,20 @@ def _docker_traits(rt: Runtime) -> dict[str, dict[str, Any]]:
     }
 
 
+def _local_traits(rt: Runtime) -> dict[str, dict[str, Any]]:
+    """What local mode changes: ``statbox up`` starts and supervises the proxy itself
+    (statbox.modes.local.stack), so a hub that dies and comes back never takes the proxy,
+    and the users' open notebooks, with it; the token between them is a kept secret."""
+    return {
+        "ConfigurableHTTPProxy": {
+            "should_start": False,
+            "auth_token": rt.secret("proxy_auth_token"),
+        },
+    }
+
+
 MODE_TRAITS: dict[Mode, Callable[[Runtime], dict[str, dict[str, Any]]]] = {
+    Mode.local: _local_traits,
     Mode.docker: _docker_traits,
 }
 """Traitlets a mode sets over the shared ones, by config section (applied last)."""

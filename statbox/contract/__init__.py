@@ -38,6 +38,7 @@ SECRET_ENV = {
     "gateway_encrypt_key": "STATBOX_GATEWAY_ENCRYPT_KEY",
     "oauth_client_secret": "STATBOX_OAUTH_CLIENT_SECRET",
     "db_password": "STATBOX_DB_PASSWORD",
+    "proxy_auth_token": "STATBOX_PROXY_AUTH_TOKEN",
 }
 """Secrets travel by environment (docker, kubernetes) or by file (local: SECRETS_DIR_ENV) to
 the hub and gateway, never in the runtime document."""

@@ -17,6 +17,7 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import shutil
@@ -24,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -40,6 +42,12 @@ from statbox.configure.runtime import RUNTIME_ENV, Ports, Runtime, write_runtime
 from statbox.contract import SECRET_ENV, SECRETS_DIR_ENV
 from statbox.dashboards.firewall import UidFirewall, dashboards_firewall
 from statbox.errors import BadInput, EnvironmentProblem, StatboxError
+from statbox.modes.local.supervisor import (
+    RECORD_FILE,
+    RecordBook,
+    RestartPolicy,
+    cgroup_of,
+)
 from statbox.resources import resource
 from statbox.sandbox import CgroupTree
 from statbox.settings.model import LoadedSettings
@@ -47,6 +55,24 @@ from statbox.settings.model import LoadedSettings
 HUB_CONFIG = resource(resources.HUB_CONFIG)
 GATEWAY_CONFIG = resource(resources.GATEWAY_CONFIG)
 PROXY_NAME = "configurable-http-proxy"
+
+PARTS = ("gateway", "proxy", "hub")
+"""The supervised processes, in the order they start (the hub needs the other two up)."""
+SUPERVISOR = "supervisor"
+"""The record of ``statbox up`` itself."""
+INTERNAL_PORTS = (
+    "hub_api",
+    "proxy_api",
+    "gateway_api",
+    "gateway_http",
+    "gateway_tcp",
+    "dashboards",
+)
+"""Ports on loopback, kept from run to run (run/ports.json)."""
+SANDBOXES = frozenset({"bwrap", "setpriv"})
+"""How a user's server or cluster process starts (statbox.sandbox) without control groups."""
+LOOK_EVERY = 2.0
+"""Seconds between the supervisor's notes of the parts' children and the proxy's routes."""
 
 
 START_TIMEOUT = 90.0
@@ -112,6 +138,13 @@ class LocalStack:
         self.runtime: Runtime | None = None
         self.credentials: Credentials | None = None
         self._firewall: UidFirewall | None = None
+        self.book = RecordBook(self.state_dir / "run" / RECORD_FILE)
+        self.policies = {name: RestartPolicy() for name in PARTS}
+        self.leftovers: list[str] = []
+        """What a crashed run left and this one stopped (one line each, for the operator)."""
+        self._seen: dict[int, tuple[str, float]] = {}
+        """pid -> (part that started it, its start time): processes the stack started."""
+        self._routes: dict[str, dict[str, Any]] = {}
 
     # ---------------------------------------------------------------- preparation
 
@@ -126,22 +159,19 @@ class LocalStack:
         host = "127.0.0.1" if host in ("0.0.0.0", "") else host
         return f"http://{host}:{self.runtime.ports.public}/"
 
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
     def prepare(self) -> Runtime:
-        """Check everything and write the run's files; start nothing."""
+        """Check everything and write the run's files; start nothing (but stop what a
+        crashed run of this state left running, saying so)."""
         settings = self.loaded.settings
         proxy = find_proxy()
         if proxy is None:
             raise EnvironmentProblem(
                 f"{PROXY_NAME} was not found: `make up` installs it; or install it with "
                 f"`npm install -g {PROXY_NAME}`, or point STATBOX_PROXY at it"
-            )
-        ip, port = settings.hub.ip, settings.hub.port
-        if port == 0:
-            port = free_port(ip)
-        elif not port_is_free(ip, port):
-            raise EnvironmentProblem(
-                f"port {port} on {ip} is in use: stop what uses it, or choose another port "
-                "with --port (or hub.port in the settings)"
             )
         problems = secret_problems(settings, self.loaded.paths.state_dir)
         if problems:
@@ -152,7 +182,7 @@ class LocalStack:
                 raise BadInput(
                     f"paths.{name}: {path} does not exist: create it, or set paths.{name}"
                 )
-        run_dir = self.state_dir / "run"
+        run_dir = self.run_dir
         gateway_dir = self.state_dir / "gateway"
         # Users reach only what their sandbox binds (statbox.spawners.local): their home and
         # their catalog. The hub database, secrets, logs, the gateway's state and the uid
@@ -166,17 +196,10 @@ class LocalStack:
         ):
             directory.mkdir(parents=True, exist_ok=True)
             directory.chmod(mode)
+        self.leftovers = self._stop_leftovers()
+        ports = self._ports(settings.hub.ip, settings.hub.port)
 
         self.credentials = resolve_credentials(settings, self.state_dir)
-        ports = Ports(
-            public=port,
-            hub_api=free_port(),
-            proxy_api=free_port(),
-            gateway_api=free_port(),
-            gateway_http=free_port(),
-            gateway_tcp=free_port(),
-            dashboards=free_port(),
-        )
         self.runtime = Runtime(
             settings=settings,
             paths=self.loaded.paths,
@@ -188,6 +211,69 @@ class LocalStack:
         )
         write_runtime(run_dir / "runtime.json", self.runtime)
         return self.runtime
+
+    def _stop_leftovers(self) -> list[str]:
+        """Stop what a crashed run of this state left running; one line per part stopped.
+
+        Only processes that match their record in every respect are signalled. The hub and
+        the gateway are killed outright, never asked to stop: asked, they would stop the
+        users' servers and clusters, which the new run takes back instead."""
+        book = RecordBook.load(self.run_dir / RECORD_FILE)
+        living = book.living()
+        supervisor = living.pop(SUPERVISOR, None)
+        if supervisor is not None:
+            raise EnvironmentProblem(
+                f"Statbox is already running with {self.state_dir} "
+                f"(statbox up, pid {supervisor.pid}): stop it first (Ctrl-C, or SIGTERM to it)"
+            )
+        stopped = []
+        for name, proc in living.items():
+            helpers = helpers_of(proc, book.records[name].cgroup)
+            for victim in [*helpers, proc]:
+                with contextlib.suppress(psutil.Error):
+                    victim.kill()
+            psutil.wait_procs([*helpers, proc], timeout=5)
+            stopped.append(
+                f"The previous run ended without stopping its {name} "
+                f"({book.records[name].describe()}): stopped it; a new one takes its place."
+            )
+        book.clear()
+        return stopped
+
+    def _ports(self, ip: str, public: int) -> Ports:
+        """The ports of the last run where they are free, else new ones, kept in
+        ``run/ports.json``: servers and clusters that outlive a run keep the hub's and the
+        gateway's addresses they were given, and reach them again after a restart."""
+        ports_file = self.run_dir / "ports.json"
+        kept: Ports | None = None
+        with contextlib.suppress(OSError, ValueError):
+            kept = Ports.model_validate_json(ports_file.read_text())
+        if public == 0:
+            public = kept.public if kept and port_is_free(ip, kept.public) else free_port(ip)
+        elif not port_is_free(ip, public):
+            raise EnvironmentProblem(
+                f"port {public} on {ip} is in use{port_holder(public)}: stop what uses it, "
+                "or choose another port with --port (or hub.port in the settings)"
+            )
+        chosen: dict[str, int] = {"public": public}
+        for name in INTERNAL_PORTS:
+            port = getattr(kept, name) if kept is not None else 0
+            if port and port != public and port not in chosen.values():
+                if not port_is_free("127.0.0.1", port):
+                    raise EnvironmentProblem(
+                        f"port {port} on 127.0.0.1 ({name}, kept in {ports_file} so that "
+                        f"running servers and clusters find it again) is in use"
+                        f"{port_holder(port)}: stop what uses it, or remove {ports_file} "
+                        "(servers and clusters of the last run then lose the hub and gateway)"
+                    )
+            else:
+                port = free_port()
+                while port in chosen.values():
+                    port = free_port()
+            chosen[name] = port
+        ports = Ports(**chosen)
+        ports_file.write_text(ports.model_dump_json(indent=2))
+        return ports
 
     def _as_service_account(self, command: list[str]) -> list[str]:
         """``command`` under ``local.run_as`` with no capability, as root; else as is.
@@ -226,17 +312,30 @@ class LocalStack:
     # ---------------------------------------------------------------- processes
 
     def start(self) -> None:
-        """Start gateway then hub; on any failure stop what started and raise."""
+        """Start gateway, proxy, then hub; on any failure stop what started and raise."""
         if self.runtime is None:
             self.prepare()
         assert self.runtime is not None
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        ):
+            # Launched in the background (`setsid statbox up &`): SIGINT is ignored, and the
+            # hub's services would inherit that and each hold its stop up for 10 s.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.book = RecordBook(self.run_dir / RECORD_FILE)
+        self.book.add(SUPERVISOR, os.getpid())
         try:
             self._guard_dashboards()
-            self._start_gateway()
-            self._start_hub()
+            for name in PARTS:
+                self._start_part(name)
         except BaseException:
             self.stop()
             raise
+
+    def _start_part(self, name: str) -> None:
+        {"gateway": self._start_gateway, "proxy": self._start_proxy, "hub": self._start_hub}[name]()
+        self.book.add(name, self.processes[name].pid)
 
     def _guard_dashboards(self) -> None:
         """Root runs users under their own uids: keep those off the gateway's HTTP side and
@@ -247,12 +346,14 @@ class LocalStack:
             self._firewall = dashboards_firewall(self.state_dir, self.runtime.ports.gateway_http)
             self._firewall.install()
 
-    def _spawn(self, name: str, cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, cmd: list[str], env: dict[str, str] | None = None, **kwargs: Any
+    ) -> subprocess.Popen[bytes]:
         log = open(self.state_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 (closed in stop)
         self._logs.append(log)
         proc = subprocess.Popen(
             cmd,
-            env=self.environment(),
+            env=env or self.environment(),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -275,6 +376,55 @@ class LocalStack:
         url = f"{self.runtime.gateway_url}{GATEWAY_PREFIX}/api/health"
         self._wait_for(url, proc, "gateway")
 
+    def _start_proxy(self) -> None:
+        """configurable-http-proxy, as the hub would start it, but the stack's own child:
+        it outlives the hub, so open notebooks keep working while a dead hub comes back."""
+        assert self.runtime is not None and self.credentials is not None
+        ports = self.runtime.ports
+        hub = f"http://127.0.0.1:{ports.hub_api}"
+        env = {k: v for k, v in self.environment().items() if k != SECRETS_DIR_ENV}
+        # The only way the proxy takes its token; it runs as local.run_as, which no user
+        # code runs as, so no user can read it from /proc.
+        env["CONFIGPROXY_AUTH_TOKEN"] = self.credentials.values["proxy_auth_token"]
+        proc = self._spawn(
+            "proxy",
+            [
+                *self.runtime.proxy_command,
+                *("--ip", self.loaded.settings.hub.ip, "--port", str(ports.public)),
+                *("--api-ip", "127.0.0.1", "--api-port", str(ports.proxy_api)),
+                *("--default-target", hub, "--error-target", f"{hub}/hub/error"),
+                *("--log-level", "warn"),
+            ],
+            env=env,
+        )
+        self._wait_for(self._proxy_api("/api/routes"), proc, "proxy")
+        self._replay_routes()
+
+    def _proxy_api(self, path: str, data: bytes | None = None) -> urllib.request.Request:
+        assert self.runtime is not None and self.credentials is not None
+        token = self.credentials.values["proxy_auth_token"]
+        return urllib.request.Request(
+            f"http://127.0.0.1:{self.runtime.ports.proxy_api}{path}",
+            data=data,
+            headers={"Authorization": f"token {token}"},
+        )
+
+    def _snapshot_routes(self) -> None:
+        """Remember the proxy's routes, to give a restarted proxy at once (the hub checks
+        its routes only every few minutes)."""
+        with (
+            contextlib.suppress(OSError, ValueError),
+            urllib.request.urlopen(self._proxy_api("/api/routes"), timeout=2) as response,
+        ):
+            self._routes = json.loads(response.read())
+
+    def _replay_routes(self) -> None:
+        for path, route in self._routes.items():
+            body = {k: v for k, v in route.items() if k != "last_activity"}
+            request = self._proxy_api(f"/api/routes{path}", json.dumps(body).encode())
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(request, timeout=2).close()
+
     def _start_hub(self) -> None:
         assert self.runtime is not None
         proc = self._spawn(
@@ -283,9 +433,12 @@ class LocalStack:
             cwd=str(self.state_dir),
             umask=0o077,  # the hub's database and cookie secret: not for user servers' eyes
         )
-        self._wait_for(f"http://127.0.0.1:{self.runtime.ports.public}/hub/health", proc, "hub")
+        self._wait_for(f"http://127.0.0.1:{self.runtime.ports.hub_api}/hub/health", proc, "hub")
 
-    def _wait_for(self, url: str, proc: subprocess.Popen[bytes], name: str) -> None:
+    def _wait_for(
+        self, url: str | urllib.request.Request, proc: subprocess.Popen[bytes], name: str
+    ) -> None:
+        shown = url if isinstance(url, str) else url.full_url
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -301,8 +454,9 @@ class LocalStack:
                 if response.status == 200:
                     return
             time.sleep(0.1)
+        proc.kill()  # a part that does not answer is dead to the supervisor
         raise StatboxError(
-            f"the {name} did not answer {url} within {self.start_timeout:.0f} s. "
+            f"the {name} did not answer {shown} within {self.start_timeout:.0f} s. "
             f"Last lines of its log:",
             *self.log_tail(name),
         )
@@ -315,41 +469,68 @@ class LocalStack:
             return []
 
     def descendants(self) -> list[psutil.Process]:
-        """Every live process this stack started, directly or through the hub or gateway."""
+        """Every live process this stack started, directly or through the hub or gateway,
+        including those a dead part left behind."""
+        self._track_descendants()
         found: list[psutil.Process] = []
-        for proc in self.processes.values():
-            with contextlib.suppress(psutil.NoSuchProcess):
-                parent = psutil.Process(proc.pid)
-                found.append(parent)
-                found.extend(parent.children(recursive=True))
+        for pid, (_, created) in self._seen.items():
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)
+                if proc.create_time() == created:
+                    found.append(proc)
         return found
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """Stop hub then gateway gracefully; kill whatever of theirs is left."""
+    def _track_descendants(self) -> None:
+        """Note every process each part has started, with its start time: when the part
+        dies, they are orphaned (no longer its children) but still the stack's."""
+        for name, proc in self.processes.items():
+            with contextlib.suppress(psutil.Error):
+                part = psutil.Process(proc.pid)
+                for child in [part, *part.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        self._seen.setdefault(child.pid, (name, child.create_time()))
+
+    def _orphans_of(self, name: str) -> list[psutil.Process]:
+        """What the dead part ``name`` started to help it (the hub's services, the
+        gateway's proxy), not the users' servers and clusters, which outlive it."""
+        record = self.book.records.get(name)
+        if record is None:
+            return []
+        orphans = []
+        for proc in self.descendants():
+            if self._seen[proc.pid][0] == name and proc.pid != record.pid:
+                orphans.append(proc)
+        return [p for p in orphans if is_helper(p, record.cgroup)]
+
+    def stop(self, timeout: float = 6.0) -> None:
+        """Stop hub, proxy, gateway gracefully (the hub within ``timeout`` seconds, the
+        others within 2); kill whatever of theirs is left, clusters included."""
         leftovers = self.descendants()
-        for name in ("hub", "gateway"):
+        for name, limit in (("hub", timeout), ("proxy", 2.0), ("gateway", 2.0)):
             proc = self.processes.get(name)
             if proc is None or proc.poll() is not None:
                 continue
             proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout)
+                proc.wait(limit)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        for survivor in leftovers:
+        for survivor in [*leftovers, *self.descendants()]:
             with contextlib.suppress(psutil.NoSuchProcess):
                 survivor.kill()
-        psutil.wait_procs(leftovers, timeout=5)
+        psutil.wait_procs(leftovers, timeout=3)
         self.clear_control_groups()
         if self._firewall is not None:
             self._firewall.remove()
             self._firewall = None
-        shutil.rmtree(self.state_dir / "run" / "secrets", ignore_errors=True)
+        shutil.rmtree(self.run_dir / "secrets", ignore_errors=True)
+        self.book.clear()
         for log in self._logs:
             log.close()
         self._logs.clear()
         self.processes.clear()
+        self._seen.clear()
 
     def clear_control_groups(self) -> None:
         """Kill what is left in the stack's control groups (servers', clusters', the
@@ -366,12 +547,52 @@ class LocalStack:
                 tree.clear()
 
     def wait(self) -> str:
-        """Block until the hub or gateway exits; return the name of the one that did."""
+        """Keep every part running, each restarted on its own when it dies; return the
+        name of one that died too often (the run then gives up, and the caller stops it)."""
+        last_look = 0.0
         while True:
-            for name, proc in self.processes.items():
-                if proc.poll() is not None:
+            for name in PARTS:
+                proc = self.processes[name]
+                if proc.poll() is None:
+                    continue
+                if not self._restart(name, proc.returncode):
                     return name
-            time.sleep(0.5)
+            if time.monotonic() - last_look > LOOK_EVERY:
+                self._track_descendants()
+                self._snapshot_routes()
+                last_look = time.monotonic()
+            time.sleep(0.2)
+
+    def _restart(self, name: str, code: int) -> bool:
+        """Start the dead part ``name`` again after its back-off; False: gave up on it."""
+        delay = self.policies[name].death()
+        if delay is None:
+            print(
+                f"The {name} died {self.policies[name].limit + 1} times within "
+                f"{self.policies[name].window:.0f} s; giving up and stopping Statbox.",
+                file=sys.stderr,
+                flush=True,
+            )
+            return False
+        orphans = self._orphans_of(name)
+        for orphan in orphans:
+            with contextlib.suppress(psutil.Error):
+                orphan.kill()
+        psutil.wait_procs(orphans, timeout=3)
+        print(
+            f"The {name} stopped (exit code {code}); starting it again in {delay:.1f} s "
+            f"(log: {self.state_dir / 'logs' / (name + '.log')}).",
+            file=sys.stderr,
+            flush=True,
+        )
+        time.sleep(delay)
+        try:
+            self._start_part(name)
+        except StatboxError as problem:
+            print(str(problem).splitlines()[0], file=sys.stderr, flush=True)
+        else:
+            print(f"The {name} is back.", file=sys.stderr, flush=True)
+        return True
 
     @contextlib.contextmanager
     def running(self) -> Iterator[LocalStack]:
@@ -380,6 +601,53 @@ class LocalStack:
             yield self
         finally:
             self.stop()
+
+
+def helpers_of(part: psutil.Process, cgroup: str) -> list[psutil.Process]:
+    """The living processes ``part`` started to help it (services, proxies)."""
+    try:
+        children = part.children(recursive=True)
+    except psutil.Error:
+        return []
+    return [child for child in children if is_helper(child, cgroup)]
+
+
+def is_helper(proc: psutil.Process, cgroup: str) -> bool:
+    """Whether ``proc``, started by a part whose control groups are ``cgroup``, is a
+    helper of that part rather than a user's server or cluster. As root, those run in
+    control groups of their own; without root, in a sandbox (bwrap) all the same."""
+    try:
+        return cgroup_of(proc.pid) == cgroup and not in_sandbox(proc)
+    except (psutil.Error, IndexError):
+        return False
+
+
+def in_sandbox(proc: psutil.Process) -> bool:
+    """Whether ``proc`` runs in a sandbox (statbox.sandbox): it or an ancestor is one."""
+    found: psutil.Process | None = proc
+    while found is not None and found.pid > 1:
+        if found.name() in SANDBOXES:
+            return True
+        found = found.parent()
+    return False
+
+
+def port_holder(port: int) -> str:
+    """Who listens on ``port`` (for a message), e.g. " by configurable-http-proxy (pid 7)"."""
+    with contextlib.suppress(psutil.Error):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                if conn.pid is None:
+                    return ""
+                proc = psutil.Process(conn.pid)
+                text = f" by {proc.name()} (pid {conn.pid}, `{' '.join(proc.cmdline())[:80]}`)"
+                if PROXY_NAME in " ".join(proc.cmdline()):
+                    text += (
+                        ", a proxy of JupyterHub or of a Statbox that is not this state's "
+                        "(Statbox stops its own leftovers itself, and this one is not recorded)"
+                    )
+                return text
+    return ""
 
 
 def hub_running(state_dir: Path) -> int | None:

@@ -1,0 +1,139 @@
+"""What local mode's supervisor needs beyond starting processes: records and restart policy.
+
+Invariants:
+
+* A process is Statbox's own only if its pid, its start time, its command line and its
+  control groups all match what was recorded when it started (:class:`ProcessRecord`): a pid
+  alone is reused by the system after a crash or a reboot, and whatever has it now is never
+  signalled.
+* The record of a run (``<state>/run/processes.json``) is written when each part is up and
+  removed only by a clean stop: when it is still there at the next start, the previous run
+  crashed, and what of it still runs is recognised by the record.
+* A part that dies is restarted after a back-off that grows with each death; too many deaths
+  in a short time (:class:`RestartPolicy`) and the supervisor gives up on the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+RECORD_FILE = "processes.json"
+"""In ``<state>/run``: the record of the running stack's own processes."""
+
+
+def cgroup_of(pid: int) -> str:
+    """The process's control groups as the kernel lists them ('' where it cannot say)."""
+    try:
+        return Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return ""
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """Who one of the stack's processes is, beyond its pid."""
+
+    pid: int
+    create_time: float
+    cmdline: list[str]
+    cgroup: str
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessRecord:
+        proc = psutil.Process(pid)
+        return cls(pid, proc.create_time(), proc.cmdline(), cgroup_of(pid))
+
+    def find(self) -> psutil.Process | None:
+        """The recorded process if it still runs and is still the same one; else None."""
+        try:
+            proc = psutil.Process(self.pid)
+            same = (
+                proc.create_time() == self.create_time
+                and proc.cmdline() == self.cmdline
+                and cgroup_of(self.pid) == self.cgroup
+                and proc.status() != psutil.STATUS_ZOMBIE
+            )
+        except psutil.Error:
+            return None
+        return proc if same else None
+
+    def describe(self) -> str:
+        return f"pid {self.pid}, `{' '.join(self.cmdline)[:100]}`"
+
+
+@dataclass
+class RecordBook:
+    """``<state>/run/processes.json``: name -> :class:`ProcessRecord` (root's only)."""
+
+    path: Path
+    records: dict[str, ProcessRecord] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> RecordBook:
+        """The book at ``path``; empty when there is none or it cannot be read (a record
+        that cannot be read names nothing, so nothing is signalled on its account)."""
+        book = cls(path)
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+            for name, entry in json.loads(path.read_text()).items():
+                book.records[name] = ProcessRecord(
+                    int(entry["pid"]),
+                    float(entry["create_time"]),
+                    [str(a) for a in entry["cmdline"]],
+                    str(entry["cgroup"]),
+                )
+        return book
+
+    def add(self, name: str, pid: int) -> None:
+        with contextlib.suppress(psutil.Error):
+            self.records[name] = ProcessRecord.of(pid)
+            self.save()
+
+    def save(self) -> None:
+        partial = self.path.with_suffix(".partial")
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump({name: asdict(r) for name, r in self.records.items()}, handle, indent=2)
+        partial.replace(self.path)
+
+    def living(self) -> dict[str, psutil.Process]:
+        """The recorded processes that still run and are still the ones recorded."""
+        found = {name: record.find() for name, record in self.records.items()}
+        return {name: proc for name, proc in found.items() if proc is not None}
+
+    def clear(self) -> None:
+        self.records.clear()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+@dataclass
+class RestartPolicy:
+    """When a dead part may be started again.
+
+    Back-off doubles from ``first_delay`` to ``max_delay`` with each death within
+    ``window`` seconds; more than ``limit`` deaths within ``window`` and the run gives up
+    (a part that dies that often is broken, and restarting it hides that)."""
+
+    limit: int = 5
+    window: float = 300.0
+    first_delay: float = 0.5
+    max_delay: float = 8.0
+    deaths: deque[float] = field(default_factory=deque)
+
+    def death(self, now: float | None = None) -> float | None:
+        """Note a death; the seconds to wait before the restart, or None: give up."""
+        now = time.monotonic() if now is None else now
+        self.deaths.append(now)
+        while self.deaths and now - self.deaths[0] > self.window:
+            self.deaths.popleft()
+        if len(self.deaths) > self.limit:
+            return None
+        return float(min(self.max_delay, self.first_delay * 2 ** (len(self.deaths) - 1)))
