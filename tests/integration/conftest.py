@@ -3,12 +3,17 @@
 - ``stack_settings``: a statbox.yaml for the tests (ana is an analyst, ines an instructor;
   trainees capped at 2 workers of 1 core and 1 GiB).
 - ``local_stack``: ``statbox up`` running with those settings, for a whole test module;
-  stopped at the end by SIGTERM, and every process it started is checked gone.
+  stopped at the end by SIGTERM, and every process it started is checked gone; whatever
+  happens (a failure, a timeout), what is left of its run is killed by its record
+  (``stopped_whatever_happens``).
 - ``passwords``: the class and admin passwords the stack was started with.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import functools
 import shutil
 import signal
 import tempfile
@@ -18,7 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from statbox.modes.local.stack import find_proxy, free_port
+from statbox.modes.local.stack import find_proxy, free_port, kill_recorded_run
 from tests.conftest import REPO, require_tool
 from tests.integration.hubclient import StatboxProcess
 
@@ -83,12 +88,32 @@ def assert_all_gone(processes: list[psutil.Process]) -> None:
     assert [(p.pid, " ".join(p.cmdline())[:120]) for p in alive] == []
 
 
+@contextlib.contextmanager
+def stopped_whatever_happens(stack: StatboxProcess) -> Iterator[StatboxProcess]:
+    """``stack``, and at the end, even when a test failed or timed out (pytest-timeout
+    raises in the test) or the interpreter exits: whatever of its run still runs is
+    killed by its record (pids with their start times, command lines and control groups)
+    and its control groups, so that nothing outlives the test session."""
+    stop = functools.partial(kill_recorded_run, stack.state_dir)
+    atexit.register(stop)
+    try:
+        yield stack
+    finally:
+        try:
+            if stack.proc is not None and stack.proc.poll() is None:
+                stack.stop(signal.SIGTERM, timeout=20)
+        finally:
+            stop()
+            atexit.unregister(stop)
+
+
 @pytest.fixture(scope="module")
 def local_stack(stack_settings):
     stack = make_stack(stack_settings)
-    stack.start()
-    yield stack
-    if stack.proc is not None and stack.proc.poll() is None:
-        tree = stack.process_tree()
-        stack.stop(signal.SIGTERM)
-        assert_all_gone(tree)
+    with stopped_whatever_happens(stack):
+        stack.start()
+        yield stack
+        if stack.proc is not None and stack.proc.poll() is None:
+            tree = stack.process_tree()
+            stack.stop(signal.SIGTERM)
+            assert_all_gone(tree)

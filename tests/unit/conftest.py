@@ -21,6 +21,7 @@ SECRETS = {
     "admin_password": "a" * 40,
     "gateway_token": "f" * 64,
     "gateway_encrypt_key": "k" * 44,
+    "proxy_auth_token": "t" * 64,
 }
 
 

@@ -29,6 +29,10 @@ def test_network_and_state(runtime):
     assert c.JupyterHub.cookie_secret_file == f"{state}/jupyterhub_cookie_secret"
     assert c.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:9002"
     assert c.ConfigurableHTTPProxy.command == ["/opt/chp"]
+    # statbox up starts the proxy and keeps it through hub restarts; the hub never reads a
+    # proxy pid file (a stale one made it kill whatever had that pid after a crash).
+    assert c.ConfigurableHTTPProxy.should_start is False
+    assert c.ConfigurableHTTPProxy.auth_token == "t" * 64
 
 
 def test_local_mode_spawner(runtime):

@@ -182,6 +182,10 @@ class LocalStack:
                 raise BadInput(
                     f"paths.{name}: {path} does not exist: create it, or set paths.{name}"
                 )
+        # A crashed run of this state may hold the ports: its own processes go first.
+        self.leftovers = self._stop_leftovers()
+        if settings.hub.port and not port_is_free(settings.hub.ip, settings.hub.port):
+            self._ports(settings.hub.ip, settings.hub.port)  # raises, naming the holder
         run_dir = self.run_dir
         gateway_dir = self.state_dir / "gateway"
         # Users reach only what their sandbox binds (statbox.spawners.local): their home and
@@ -196,7 +200,6 @@ class LocalStack:
         ):
             directory.mkdir(parents=True, exist_ok=True)
             directory.chmod(mode)
-        self.leftovers = self._stop_leftovers()
         ports = self._ports(settings.hub.ip, settings.hub.port)
 
         self.credentials = resolve_credentials(settings, self.state_dir)
@@ -664,3 +667,32 @@ def hub_running(state_dir: Path) -> int | None:
     except PermissionError:
         return pid
     return pid
+
+
+def kill_recorded_run(state_dir: Path) -> list[str]:
+    """Kill everything a run of ``state_dir`` recorded and still runs (``statbox up``, hub,
+    proxy, gateway, and whatever they started), its control groups and its firewall chain;
+    one line per part killed. For a supervisor that cannot stop the run itself (a test's
+    fixture after a timeout): only processes matching their record are signalled."""
+    run_dir = state_dir / "run"
+    book = RecordBook.load(run_dir / RECORD_FILE)
+    killed = []
+    for name, proc in book.living().items():
+        with contextlib.suppress(psutil.Error):
+            victims = [proc, *proc.children(recursive=True)]
+            for victim in victims:
+                with contextlib.suppress(psutil.Error):
+                    victim.kill()
+            psutil.wait_procs(victims, timeout=5)
+            killed.append(f"{name}: {book.records[name].describe()}")
+    book.clear()
+    with contextlib.suppress(OSError, ValueError):
+        ports = Ports.model_validate_json((run_dir / "ports.json").read_text())
+        if os.geteuid() == 0:
+            for tree_name in (f"statbox-servers-{ports.public}", f"statbox-dask-{ports.public}"):
+                tree = CgroupTree.detect(tree_name)
+                if tree is not None:
+                    tree.clear()
+            dashboards_firewall(state_dir, ports.gateway_http).remove()
+    shutil.rmtree(run_dir / "secrets", ignore_errors=True)
+    return killed
