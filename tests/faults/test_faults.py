@@ -140,8 +140,19 @@ def decoy():
 @pytest.fixture(scope="module")
 def stack(stack_settings):
     with stopped_whatever_happens(make_stack(stack_settings)) as started:
-        started.start()
+        start_in_background(started)
         yield started
+
+
+def start_in_background(stack: StatboxProcess) -> None:
+    """Start ``statbox up`` as ``setsid statbox up &`` from a script does: with SIGINT
+    ignored, which its children inherit (JupyterHub stops its services with SIGINT and
+    waits 10 s for each that ignores it: a stop took 20 s and was cut short)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        stack.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +247,7 @@ def test_a_killed_supervisor_is_replaced_by_one_statbox_up(stack, classroom, dec
     again.log = stack.state_dir.parent / "statbox-up-again.log"  # its own "is running" line
     stack.proc = None
     killed = time.monotonic()
-    again.start()
+    start_in_background(again)
     stack.proc = again.proc  # the module's fixture stops this one
     serves_within(stack.base_url, RECOVERY, killed)
     output = again.output()

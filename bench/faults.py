@@ -1,0 +1,250 @@
+"""Benchmark: how long a class waits after a part of the stack dies, Statbox against stock.
+
+For each fault (``kill -9`` of the hub, of the proxy, of Dask Gateway), ``--rounds`` times
+on one running Statbox local stack with a user's server and a kernel started before the
+fault: seconds from the kill to the first successful request through the public port
+(the hub's login page; for the gateway, its health through the hub's proxy) and to the
+kernel started before the fault answering again (over the proxy, a fresh request each
+time). Printed as p50 and max.
+
+Beside it, stock JupyterHub, started by hand with its own proxy (``should_start``, the
+default), a DummyAuthenticator and the SimpleLocalProcessSpawner, faced with the same
+faults: nothing restarts a killed hub (its proxy is left running, orphaned, and the login
+page gives 503 until someone restarts it); a killed proxy is restarted by the hub itself
+(it checks every ``check_running_interval``, 5 s). Stock has no gateway.
+
+Usage: ``python bench/faults.py [--rounds N] [--give-up SECONDS]`` (as root or not; needs
+configurable-http-proxy, as ``make install`` installs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from statbox.modes.local.stack import find_proxy, free_port, kill_recorded_run  # noqa: E402
+from statbox.modes.local.supervisor import RECORD_FILE, RecordBook  # noqa: E402
+from tests.integration.conftest import PASSWORDS, SETTINGS  # noqa: E402
+from tests.integration.hubclient import HubUser, StatboxProcess  # noqa: E402
+
+
+def wait_until(check, give_up: float, since: float) -> float | None:
+    """Seconds from ``since`` until ``check()`` is true; None after ``give_up`` seconds."""
+    while time.monotonic() - since < give_up:
+        with contextlib.suppress(Exception):
+            if check():
+                return time.monotonic() - since
+        time.sleep(0.05)
+    return None
+
+
+def page_answers(url: str) -> bool:
+    return requests.get(url, timeout=2).status_code == 200
+
+
+def kernel_answers(user: HubUser, kernel: str) -> bool:
+    return user._execute(kernel, "print(6 * 7)", 3).stdout.strip() == "42"
+
+
+def start_kernel(user: HubUser) -> str:
+    response = user.api("POST", f"/user/{user.name}/api/kernels", json={"name": "python3"})
+    response.raise_for_status()
+    return str(response.json()["id"])
+
+
+def summary(times: list[float | None], give_up: float) -> str:
+    done = [t for t in times if t is not None]
+    if not done:
+        return f"never (> {give_up:.0f} s, {len(times)} of {len(times)})"
+    text = f"p50 {statistics.median(done):5.2f} s  max {max(done):5.2f} s"
+    if len(done) < len(times):
+        text += f"  ({len(times) - len(done)} never within {give_up:.0f} s)"
+    return text
+
+
+def statbox_rounds(rounds: int, give_up: float) -> dict[str, tuple[list, list]]:
+    folder = Path(tempfile.mkdtemp(prefix="statbox-bench-faults-"))
+    folder.chmod(0o755)
+    config = folder / "statbox.yaml"
+    config.write_text(SETTINGS.format(repo=REPO))
+    stack = StatboxProcess(
+        config,
+        free_port(),
+        folder / "state",
+        env={
+            "STATBOX_USER_PASSWORD": PASSWORDS["user"],
+            "STATBOX_ADMIN_PASSWORD": PASSWORDS["admin"],
+        },
+    )
+    results: dict[str, tuple[list, list]] = {}
+    try:
+        stack.start()
+        user = HubUser(stack.base_url, "alice")
+        user.login(PASSWORDS["user"])
+        user.create_token()
+        user.start_server()
+        kernel = start_kernel(user)
+        records = stack.state_dir / "run" / RECORD_FILE
+        pages = {
+            "hub": f"{stack.base_url}/hub/login",
+            "proxy": f"{stack.base_url}/hub/login",
+            "gateway": f"{stack.base_url}/services/dask-gateway/api/health",
+        }
+        for part, page in pages.items():
+            to_page: list[float | None] = []
+            to_kernel: list[float | None] = []
+            for _ in range(rounds):
+                victim = RecordBook.load(records).living()[part]
+                killed = time.monotonic()
+                victim.kill()
+                to_page.append(wait_until(lambda p=page: page_answers(p), give_up, killed))
+                to_kernel.append(wait_until(lambda: kernel_answers(user, kernel), give_up, killed))
+                # the part back and recorded before the next round
+                wait_until(
+                    lambda v=victim, p=part: RecordBook.load(records).living()[p].pid != v.pid,
+                    give_up,
+                    killed,
+                )
+            results[part] = (to_page, to_kernel)
+    finally:
+        if stack.proc is not None:
+            stack.stop(signal.SIGTERM)
+        kill_recorded_run(stack.state_dir)
+    return results
+
+
+STOCK_CONFIG = """
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = {port}
+c.JupyterHub.hub_port = {hub_port}
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_port}"
+c.ConfigurableHTTPProxy.command = {proxy!r}
+c.ConfigurableHTTPProxy.pid_file = "{folder}/proxy.pid"
+c.JupyterHub.pid_file = "{folder}/jupyterhub.pid"
+c.JupyterHub.db_url = "sqlite:///{folder}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = "{folder}/cookie_secret"
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.allow_all = True
+c.JupyterHub.spawner_class = "simple"
+c.Spawner.cmd = ["{bin}/jupyterhub-singleuser"]
+c.Spawner.args = ["--allow-root"] if {root} else []
+c.Spawner.notebook_dir = "{folder}/home"
+"""
+
+
+def stock_rounds(rounds: int, give_up: float) -> dict[str, tuple[list, list]]:
+    folder = Path(tempfile.mkdtemp(prefix="stock-hub-faults-"))
+    (folder / "home").mkdir()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    (folder / "jupyterhub_config.py").write_text(
+        textwrap.dedent(
+            STOCK_CONFIG.format(
+                port=port,
+                hub_port=free_port(),
+                proxy_port=free_port(),
+                proxy=find_proxy(),
+                folder=folder,
+                bin=Path(sys.executable).parent,
+                root=os.geteuid() == 0,
+            )
+        )
+    )
+    env = {**os.environ, "NODE_PATH": "/usr/share/nodejs"}
+
+    def start_hub() -> subprocess.Popen[bytes]:
+        log = open(folder / "hub.log", "ab")  # noqa: SIM115 (the child holds it)
+        return subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(folder / "jupyterhub_config.py")],
+            cwd=folder,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    hub = start_hub()
+    results: dict[str, tuple[list, list]] = {}
+    seen: list[psutil.Process] = []
+    try:
+        assert wait_until(lambda: page_answers(f"{base}/hub/login"), 60, time.monotonic())
+        user = HubUser(base, "alice")
+        user.login("anything")
+        user.create_token()
+        user.start_server()
+        kernel = start_kernel(user)
+        for part in ("hub", "proxy"):
+            to_page: list[float | None] = []
+            to_kernel: list[float | None] = []
+            for _ in range(rounds):
+                tree = psutil.Process(hub.pid)
+                seen.extend([tree, *tree.children(recursive=True)])
+                proxy = next(
+                    p for p in tree.children() if "configurable-http-proxy" in " ".join(p.cmdline())
+                )
+                victim = tree if part == "hub" else proxy
+                killed = time.monotonic()
+                victim.kill()
+                to_page.append(
+                    wait_until(lambda: page_answers(f"{base}/hub/login"), give_up, killed)
+                )
+                to_kernel.append(wait_until(lambda: kernel_answers(user, kernel), give_up, killed))
+                if part == "hub":
+                    # What an operator does by hand: stop the orphaned proxy, start the hub.
+                    proxy.kill()
+                    psutil.wait_procs([proxy], timeout=5)
+                    hub = start_hub()
+                    wait_until(lambda: page_answers(f"{base}/hub/login"), 60, time.monotonic())
+            results[part] = (to_page, to_kernel)
+    finally:
+        with contextlib.suppress(psutil.Error):
+            tree = psutil.Process(hub.pid)
+            seen.extend([tree, *tree.children(recursive=True)])
+        hub.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            hub.wait(20)
+        for proc in seen:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--give-up", type=float, default=30.0, help="seconds per round")
+    args = parser.parse_args()
+    statbox = statbox_rounds(args.rounds, args.give_up)
+    stock = stock_rounds(args.rounds, args.give_up)
+    print(f"\nRecovery after kill -9, {args.rounds} rounds each (p50, max)")
+    for part in ("hub", "proxy", "gateway"):
+        for index, what in enumerate(("request through the proxy", "kernel started before")):
+            print(f"{part:8} {what:26} Statbox: {summary(statbox[part][index], args.give_up)}")
+            if part in stock:
+                print(f"{'':8} {'':26} stock:   {summary(stock[part][index], args.give_up)}")
+            else:
+                print(f"{'':8} {'':26} stock:   no gateway in stock JupyterHub")
+    print(
+        "stock, hub killed: nothing restarts it; its proxy runs on, orphaned, holding the port "
+        "(the bench stops that proxy and starts the hub by hand between rounds)."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Local mode's supervisor without a stack: process records, restart policy, leftovers.
+
+The attacks: a record of a crashed run whose pid the system has since given to another
+process (a power loss, a reboot) must never make ``statbox up`` signal it; a port held by
+something else is named in the message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from statbox.errors import EnvironmentProblem
+from statbox.modes.local.stack import LocalStack
+from statbox.modes.local.supervisor import RECORD_FILE, ProcessRecord, RecordBook, RestartPolicy
+from statbox.settings.model import load_settings
+
+
+@pytest.fixture
+def decoy() -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def stack(tmp_path, monkeypatch) -> LocalStack:
+    (tmp_path / "catalogs").mkdir()
+    (tmp_path / "catalogs" / "statbox.yaml").write_text("version: 2\n")
+    (tmp_path / "curriculum").mkdir()
+    settings = tmp_path / "statbox.yaml"
+    settings.write_text("paths:\n  state_dir: state\n")
+    monkeypatch.setenv("STATBOX_PROXY", sys.executable)  # any executable: found
+    return LocalStack(load_settings(settings))
+
+
+def test_a_record_names_a_process_only_while_it_is_the_same_one(decoy):
+    record = ProcessRecord.of(decoy.pid)
+    assert record.find() is not None
+    for changed in (
+        {"create_time": record.create_time + 1},  # the pid reused by a later process
+        {"cmdline": ["sleep", "601"]},
+        {"cgroup": record.cgroup + "x"},
+    ):
+        assert dataclasses.replace(record, **changed).find() is None
+    decoy.kill()
+    decoy.wait()
+    assert record.find() is None
+
+
+def test_a_reused_pid_in_a_crashed_runs_record_is_never_signalled(stack, decoy):
+    """A power loss: the record says the hub had a pid that another process has now."""
+    run = stack.state_dir / "run"
+    run.mkdir(parents=True)
+    book = RecordBook(run / RECORD_FILE)
+    book.records["hub"] = dataclasses.replace(
+        ProcessRecord.of(decoy.pid), create_time=ProcessRecord.of(decoy.pid).create_time - 60
+    )
+    book.save()
+    stack.prepare()
+    assert decoy.poll() is None
+    assert stack.leftovers == []
+    assert not (run / RECORD_FILE).exists()  # read once, and done with
+
+
+def test_a_crashed_runs_own_process_is_stopped_and_named(stack, decoy):
+    run = stack.state_dir / "run"
+    run.mkdir(parents=True)
+    book = RecordBook(run / RECORD_FILE)
+    book.add("proxy", decoy.pid)
+    stack.prepare()
+    assert decoy.poll() is not None  # killed (and reaped by the stack)
+    assert stack.leftovers == [
+        f"The previous run ended without stopping its proxy (pid {decoy.pid}, `sleep 600`): "
+        "stopped it; a new one takes its place."
+    ]
+
+
+def test_a_running_statbox_up_of_the_same_state_is_not_touched(stack, decoy):
+    run = stack.state_dir / "run"
+    run.mkdir(parents=True)
+    RecordBook(run / RECORD_FILE).add("supervisor", decoy.pid)
+    with pytest.raises(EnvironmentProblem, match=f"already running .* pid {decoy.pid}"):
+        stack.prepare()
+    assert decoy.poll() is None
+
+
+def test_internal_ports_are_kept_from_run_to_run(stack):
+    first = stack.prepare()
+    again = LocalStack(stack.loaded).prepare()
+    assert again.ports == first.ports
+
+
+def test_a_kept_port_taken_by_another_program_is_named(stack):
+    first = stack.prepare()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", first.ports.hub_api))
+        busy.listen()
+        with pytest.raises(EnvironmentProblem) as raised:
+            LocalStack(stack.loaded).prepare()
+    message = str(raised.value)
+    assert f"port {first.ports.hub_api} on 127.0.0.1 (hub_api, kept in" in message
+    assert "python" in message  # who holds it: this test's interpreter
+    assert "ports.json" in message
+
+
+def test_restarts_back_off_then_give_up():
+    policy = RestartPolicy(limit=3, window=60, first_delay=0.5, max_delay=1.5)
+    assert [policy.death(now=t) for t in (0, 1, 2, 3)] == [0.5, 1.0, 1.5, None]
+    # Deaths far apart are each a first one.
+    spaced = RestartPolicy(limit=3, window=60, first_delay=0.5)
+    assert [spaced.death(now=t) for t in (0, 100, 200, 300, 400)] == [0.5] * 5
