@@ -11,12 +11,14 @@ import dataclasses
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
+import psutil
 import pytest
 
 from statbox.errors import EnvironmentProblem
-from statbox.modes.local.stack import LocalStack
+from statbox.modes.local.stack import LocalStack, kill_recorded_run
 from statbox.modes.local.supervisor import RECORD_FILE, ProcessRecord, RecordBook, RestartPolicy
 from statbox.settings.model import load_settings
 
@@ -116,3 +118,30 @@ def test_restarts_back_off_then_give_up():
     # Deaths far apart are each a first one.
     spaced = RestartPolicy(limit=3, window=60, first_delay=0.5)
     assert [spaced.death(now=t) for t in (0, 100, 200, 300, 400)] == [0.5] * 5
+
+
+def test_a_fixture_kills_what_its_run_recorded_and_nothing_else(tmp_path, decoy):
+    """What a test fixture calls when a test failed or timed out: the recorded process and
+    everything it started go; a recorded pid that is now another process stays."""
+    parent = subprocess.Popen(
+        ["sh", "-c", "sleep 601 & wait"], start_new_session=True, stdout=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while not psutil.Process(parent.pid).children() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        child = psutil.Process(parent.pid).children()[0]
+        run = tmp_path / "run"
+        run.mkdir()
+        book = RecordBook(run / RECORD_FILE)
+        book.add("hub", parent.pid)
+        book.records["gateway"] = dataclasses.replace(ProcessRecord.of(decoy.pid), create_time=0.0)
+        book.save()
+        killed = kill_recorded_run(tmp_path)
+        assert killed == [f"hub: pid {parent.pid}, `sh -c sleep 601 & wait`"]
+        assert parent.wait(5) is not None
+        assert not child.is_running()
+        assert decoy.poll() is None
+    finally:
+        parent.kill()
+        parent.wait()
