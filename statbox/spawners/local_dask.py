@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from dask_gateway_server.backends.local import LocalBackend, LocalClusterConfig
+from dask_gateway_server.backends.local import LocalBackend, LocalClusterConfig, is_running
 from dask_gateway_server.traitlets import Type
 from traitlets import Integer, List, Unicode
 
@@ -195,10 +195,38 @@ class SandboxedLocalBackend(LocalBackend):
             self._members[proc.pid] = box.cgroup
         return int(proc.pid)
 
+    def is_ours(self, pid: int) -> bool:
+        """Whether ``pid`` is a scheduler or worker of one of this gateway's clusters.
+
+        Clusters outlive a gateway restart (statbox.configure.gateway), so a new gateway
+        knows them only by the pids in its database; after a stop or a reboot such a pid may
+        be another process's. As root a cluster's processes are in the cluster's control
+        group: the group, not the pid, says whose a process is. Without control groups,
+        upstream's check (the pid is alive)."""
+        if self._tree is None:
+            return bool(is_running(pid))
+        try:
+            lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        except OSError:
+            return False
+        marker = f"/{self.cgroup_tree}/"
+        for line in lines:
+            _, _, path = line.split(":", 2)
+            if marker in path + "/":
+                member = (path + "/").split(marker, 1)[1].split("/", 1)[0]
+                return member not in ("", "gateway")
+        return False
+
+    def _check_status(self, o: Any) -> bool:
+        pid = o.state.get("pid")
+        return pid is not None and self.is_ours(int(pid))
+
     async def stop_process(self, pid: int) -> None:
         """SIGTERM to all of the process's group, then kill and remove the group."""
         group = self._members.pop(pid, None)
         if group is None:
+            if not self.is_ours(pid):
+                return  # gone, or the pid is another process's now: never signalled
             await super().stop_process(pid)
             return
         group.signal_all(signal.SIGTERM)
