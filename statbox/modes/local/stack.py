@@ -486,6 +486,8 @@ class LocalStack:
     def _track_descendants(self) -> None:
         """Note every process each part has started, with its start time: when the part
         dies, they are orphaned (no longer its children) but still the stack's."""
+        for pid in [pid for pid in self._seen if not psutil.pid_exists(pid)]:
+            del self._seen[pid]
         for name, proc in self.processes.items():
             with contextlib.suppress(psutil.Error):
                 part = psutil.Process(proc.pid)
