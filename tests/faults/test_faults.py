@@ -178,6 +178,7 @@ def classroom(stack):
         "cluster": name,
         "started": {u.name: u.api("GET", f"/hub/api/users/{u.name}").json() for u in (alice, ana)},
         "tokens": {u.name: u.token for u in (alice, ana)},
+        "users": {u.name: u for u in (alice, ana)},
     }
 
 
@@ -216,6 +217,15 @@ def test_a_killed_part_comes_back_and_the_class_keeps_working(stack, classroom, 
     }
     killed = time.monotonic()
     victim.kill()
+    if part == "hub":
+        # The notebook open in alice's browser works on while the hub is away: the proxy
+        # did not go with it.
+        victim.wait(5)
+        alice = classroom["users"]["alice"]
+        assert classroom["kernels"]["alice"].run(alice, "print(answer)", timeout=5) == "41"
+        hub_health = f"{stack.base_url}/hub/health"
+        with contextlib.suppress(requests.RequestException):
+            assert requests.get(hub_health, timeout=2).status_code != 200, "hub back already"
     serves_within(stack.base_url, RECOVERY, killed)
     # The others kept running: a dead part is restarted alone.
     assert {name: recorded(stack.state_dir, name).pid for name in others} == others
