@@ -127,6 +127,11 @@ def test_the_hub_gateway_and_proxy_hold_no_secret_in_their_environment(local_sta
                 assert proc.uids().real == 0 and not proc.children()
                 for name in ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"):  # JPY_: its old name
                     environ.pop(name, None)
+            if "configurable-http-proxy" in " ".join(proc.cmdline()):
+                # The proxy's own API token, the one way it takes it (as JupyterHub gives it
+                # too), in a process of the service account, which no user's code runs as.
+                assert not ROOT or proc.uids().real != 0
+                environ.pop("CONFIGPROXY_AUTH_TOKEN", None)
             if any(secret in value for secret in secrets for value in environ.values()):
                 holding.append(" ".join(proc.cmdline())[:100])
     assert holding == []

@@ -1,17 +1,26 @@
-"""Local mode: run Dask Gateway and JupyterHub (with its proxy) as processes on this machine.
+"""Local mode: run Dask Gateway, the proxy and JupyterHub as processes on this machine, and
+keep them running.
 
 Invariants:
 
 * Preparation (settings, proxy, ports, accounts) is checked before anything starts; a problem
   raises with a message saying what to do, and no process is left running.
 * The gateway starts first (the hub waits up to 30 s for a service that is not up), then the
-  hub; both in their own sessions, so a Ctrl-C reaches only this supervisor, which stops them
-  in order: hub (which stops its proxy, servers and cullers), then gateway (which stops its
-  clusters). Anything of theirs still alive after that is killed: nothing is left behind.
+  proxy, then the hub; each in its own session. The stack starts the proxy, never the hub:
+  a hub that dies and comes back leaves the proxy, and the users' open notebooks, alone.
+* ``wait()`` supervises: a part that dies is started again after a back-off, on the same
+  ports (kept in ``run/ports.json``), the others untouched; what a dead part started to help
+  it (the hub's services, the gateway's proxy) goes with it, users' servers and clusters
+  stay. Too many deaths and the run gives up.
+* A Ctrl-C or SIGTERM stops hub (which stops its servers and services), proxy, gateway, in
+  that order, within seconds; anything of theirs still alive after that is killed, clusters
+  included: nothing is left behind. ``run/processes.json`` records the run's processes
+  (statbox.modes.local.supervisor) until then, so that a crashed run's are recognised.
 * When started as root, each user's server and Dask clusters run in their sandbox under a
   uid of that user's own (statbox.spawners.local, statbox.spawners.local_dask); the hub and
   the gateway stay root to start them, the proxy runs as the unprivileged ``local.run_as``.
-  Secrets reach the hub and the gateway as files only root may read, never by environment.
+  Secrets reach the hub and the gateway as files only root may read, never by environment;
+  the proxy takes its one token by environment (its only way), as that account.
 """
 
 from __future__ import annotations
