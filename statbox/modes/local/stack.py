@@ -520,16 +520,20 @@ class LocalStack:
         """Stop hub, proxy, gateway gracefully (the hub within ``timeout`` seconds, the
         others within 2); kill whatever of theirs is left, clusters included."""
         leftovers = self.descendants()
-        for name, limit in (("hub", timeout), ("proxy", 2.0), ("gateway", 2.0)):
-            proc = self.processes.get(name)
-            if proc is None or proc.poll() is not None:
-                continue
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(limit)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        # The hub first (it stops servers and services, and needs the proxy and gateway up
+        # to do so), then the other two together.
+        for names, limit in ((("hub",), timeout), (("proxy", "gateway"), 2.0)):
+            procs = [self.processes[n] for n in names if n in self.processes]
+            running = [proc for proc in procs if proc.poll() is None]
+            for proc in running:
+                proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + limit
+            for proc in running:
+                try:
+                    proc.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
         for survivor in [*leftovers, *self.descendants()]:
             with contextlib.suppress(psutil.NoSuchProcess):
                 survivor.kill()
