@@ -37,6 +37,7 @@ from tests.integration.conftest import (  # noqa: F401  (a fixture reused by thi
     assert_all_gone,
     make_stack,
     passwords,
+    stopped_whatever_happens,
 )
 from tests.integration.hubclient import StatboxProcess
 
@@ -215,9 +216,10 @@ def oidc_stack(identity_dir, hub_port, oidc_provider) -> Iterator[StatboxProcess
         identity_dir / "state",
         env={"STATBOX_OAUTH_CLIENT_SECRET": CLIENT_SECRET},
     )
-    stack.start()
-    yield stack
-    stop_and_check(stack)
+    with stopped_whatever_happens(stack):
+        stack.start()
+        yield stack
+        stop_and_check(stack)
 
 
 def stop_and_check(stack: StatboxProcess) -> None:
@@ -234,9 +236,10 @@ def password_stack(identity_dir) -> Iterator[StatboxProcess]:
     config = directory / "statbox.yaml"
     config.write_text(PASSWORD_SETTINGS.format(repo=REPO))
     stack = make_stack(config)
-    stack.start()
-    yield stack
-    stop_and_check(stack)
+    with stopped_whatever_happens(stack):
+        stack.start()
+        yield stack
+        stop_and_check(stack)
 
 
 @pytest.fixture
