@@ -166,13 +166,14 @@ def stock_rounds(rounds: int, give_up: float) -> dict[str, tuple[list, list]]:
     folder = Path(tempfile.mkdtemp(prefix="stock-hub-faults-"))
     (folder / "home").mkdir()
     port = free_port()
+    proxy_port = free_port()
     base = f"http://127.0.0.1:{port}"
     (folder / "jupyterhub_config.py").write_text(
         textwrap.dedent(
             STOCK_CONFIG.format(
                 port=port,
                 hub_port=free_port(),
-                proxy_port=free_port(),
+                proxy_port=proxy_port,
                 proxy=find_proxy(),
                 folder=folder,
                 bin=Path(sys.executable).parent,
@@ -239,6 +240,11 @@ def stock_rounds(rounds: int, give_up: float) -> dict[str, tuple[list, list]]:
         hub.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             hub.wait(20)
+        # and any proxy of this hub's left orphaned (the one a killed hub leaves, or one a
+        # hub restarted after the last look): its API port is this run's own.
+        for proc in psutil.process_iter(["cmdline"]):
+            if f"--api-port {proxy_port}" in " ".join(proc.info["cmdline"] or []):
+                seen.append(proc)
         for proc in seen:
             with contextlib.suppress(psutil.Error):
                 proc.kill()

@@ -88,6 +88,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # as under nohup
+        # The terminal it ran in closed: stop as on Ctrl-C (by default the process would
+        # just die, leaving its hub, proxy and gateway running).
+        signal.signal(signal.SIGHUP, _terminate)
     for line in getattr(stack, "leftovers", []):
         print(line, flush=True)
     try:
@@ -104,8 +108,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         return ExitCode.OK
     finally:
         # A second Ctrl-C or SIGTERM must not cut the orderly stop short and strand processes.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         stack.stop()
 
 
