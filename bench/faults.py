@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -140,6 +141,7 @@ def statbox_rounds(rounds: int, give_up: float) -> dict[str, tuple[list, list]]:
         if stack.proc is not None:
             stack.stop(signal.SIGTERM)
         kill_recorded_run(stack.state_dir)
+        shutil.rmtree(folder, ignore_errors=True)
     return results
 
 
@@ -248,6 +250,7 @@ def stock_rounds(rounds: int, give_up: float) -> dict[str, tuple[list, list]]:
         for proc in seen:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
+        shutil.rmtree(folder, ignore_errors=True)
     return results
 
 
