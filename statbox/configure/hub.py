@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from statbox.configure.runtime import Runtime
 from statbox.contract import DASHBOARDS_GATEWAY_ENV, DASHBOARDS_LISTEN_ENV, DockerNames
-from statbox.identity.hubapi import MAX_TOKEN_LIFETIME_SECONDS, BoundedErrors
+from statbox.identity.limits import MAX_TOKEN_LIFETIME_SECONDS, BoundedErrors
 from statbox.identity.roles import GATEWAY_ACCESS_SCOPE, cohort_roles, token_roles, users_with_role
 from statbox.settings.model import ROLE_NAMES, GitHubAuth, Mode, OIDCAuth
 from statbox.settings.names import GATEWAY_SERVICE, USERNAME_PATTERN, role_group

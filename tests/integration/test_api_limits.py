@@ -15,7 +15,8 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from statbox.contract import RuntimeDocument
-from statbox.identity.hubapi import MAX_API_TOKENS, MAX_BODY_BYTES, MAX_MESSAGE_CHARS
+from statbox.identity.hubapi import MAX_API_TOKENS
+from statbox.identity.limits import MAX_BODY_BYTES, MAX_MESSAGE_CHARS
 from statbox.identity.throttle import ThrottlePolicy
 from tests.integration.hubclient import HubUser
 
