@@ -285,3 +285,23 @@ def test_a_forged_forwarded_for_does_not_escape_the_throttle(local_stack, runtim
         )
         statuses.append(response.status_code)
     assert statuses[-1] == 429, statuses
+
+
+def test_guessing_through_the_token_api_counts_too(local_stack, passwords, trainee):
+    """``POST /hub/api/users/:name/tokens`` takes a username and password in its body (of a
+    user the hub knows: tina, signed in by the fixture)."""
+    session = requests.Session()
+    session.mount("http://", FromAddress("127.0.0.7"))
+    url = f"{local_stack.base_url}/hub/api/users/tina/tokens"
+
+    def attempt(password: str) -> int:
+        body = {"auth": {"username": "tina", "password": password}, "expires_in": 60}
+        return session.post(url, json=body, timeout=30).status_code
+
+    assert attempt(passwords["user"]) == 201
+    statuses = [attempt("wrong-guess") for _ in range(POLICY.free_failures + 1)]
+    assert statuses == [403] * (POLICY.free_failures + 1)
+    # the pair now waits: the right password is refused unread, like a wrong one
+    assert attempt(passwords["user"]) == 403
+    # and the sign-in form from the same address says why
+    assert sign_in(local_stack.base_url, "tina", passwords["user"], "127.0.0.7").status_code == 429
