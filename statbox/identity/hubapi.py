@@ -159,17 +159,27 @@ class CheckedTokenListHandler(CheckedBody, UserTokenListAPIHandler):
 
     body_shapes = {"POST": _shape(NewToken)}
 
-    async def post(self, user_name: str) -> None:
-        self.get_json_body()  # the shape first: upstream turns errors of `auth` into 403
-        user = self.find_user(user_name)
-        now = datetime.now(UTC).replace(tzinfo=None)  # the hub stores naive UTC
-        if user is not None and live_api_tokens(user, now) >= MAX_API_TOKENS:
-            raise web.HTTPError(
-                400,
-                f"This user already has {MAX_API_TOKENS} API tokens: revoke some "
-                "(on the hub's token page) before making another.",
-            )
-        await super().post(user_name)  # type: ignore[misc]  # upstream is a coroutine
+    def get_scope_filter(self, req_scope: str) -> Any:
+        # Upstream's POST asks this filter whether the requester (signed in, or named by the
+        # body's `auth`) may make tokens for the user, just before making one: the count is
+        # checked there, so nobody learns anything of a user they have no access to.
+        allowed = super().get_scope_filter(req_scope)
+        if req_scope != "tokens" or self.request.method != "POST":
+            return allowed
+
+        def allowed_within_the_cap(orm_resource: Any, kind: str) -> bool:
+            if not allowed(orm_resource, kind=kind):
+                return False
+            now = datetime.now(UTC).replace(tzinfo=None)  # the hub stores naive UTC
+            if live_api_tokens(orm_resource, now) >= MAX_API_TOKENS:
+                raise web.HTTPError(
+                    400,
+                    f"This user already has {MAX_API_TOKENS} API tokens: revoke some "
+                    "(on the hub's token page) before making another.",
+                )
+            return True
+
+        return allowed_within_the_cap
 
 
 class CheckedGroupListHandler(CheckedBody, GroupListAPIHandler):

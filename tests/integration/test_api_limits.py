@@ -226,6 +226,15 @@ def test_errors_quote_only_a_short_prefix_of_the_input(trainee):
         assert len(response.content) < SMALL_ERROR, response.text[:300]
 
 
+def test_an_invalid_username_is_not_echoed_whole(admin_token):
+    for name in ("A" * (900 * 1024), "A" * 250 + "!"):
+        response = admin_token.api("POST", "/hub/api/users", json={"usernames": [name]})
+        assert response.status_code == 400, response.text[:300]
+        assert len(response.content) < SMALL_ERROR, response.text[:300]
+    huge = admin_token.api("POST", "/hub/api/users", json={"usernames": ["A" * (10 * MiB)]})
+    assert huge.status_code == 413 and len(huge.content) < SMALL_ERROR
+
+
 def test_a_long_url_is_refused_short(trainee):
     # 12 KiB: the proxy itself refuses more than 16 KiB of headers (431)
     response = trainee.api("GET", "/hub/api/users/" + "a" * (12 * 1024))
