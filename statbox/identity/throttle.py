@@ -160,8 +160,12 @@ def socket_owner(
     ``/proc/net/tcp`` tables; None when it is not in them (another network namespace)."""
     want_peer = (normal_ip(peer[0]), peer[1])
     want_local = (normal_ip(local[0]), local[1])
+    # Parse only the lines holding both ports: a busy hub has thousands of sockets.
+    ports = (f":{peer[1]:04X} ", f":{local[1]:04X} ")
     for table in tables:
         for line in table.splitlines()[1:]:
+            if not all(port in line for port in ports):
+                continue
             fields = line.split()
             if len(fields) < 8:
                 continue

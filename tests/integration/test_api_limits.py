@@ -154,6 +154,22 @@ def test_bodies_up_to_the_limit_still_reach_the_api(trainee):
     assert "note" in response.json()["message"]
 
 
+def test_a_notebook_of_some_mib_still_uploads_to_the_users_server(trainee):
+    """Uploads go to the user's own server, which the hub's limit does not stand before."""
+    trainee.start_server()
+    try:
+        big = {"cells": [], "metadata": {"blob": "b" * (6 * MiB)}, "nbformat": 4}
+        put = trainee.api(
+            "PUT",
+            f"/user/{trainee.name}/api/contents/upload.ipynb",
+            json={"type": "notebook", "format": "json", "content": big},
+        )
+        assert put.status_code in (200, 201), put.text[:300]
+        assert put.json()["size"] > 6 * MiB
+    finally:
+        trainee.api("DELETE", f"/hub/api/users/{trainee.name}/server")
+
+
 def test_tokens_per_user_are_bounded(trainee):
     path = f"/hub/api/users/{trainee.name}/tokens"
     held = len(trainee.api("GET", path).json()["api_tokens"])
