@@ -330,3 +330,21 @@ def test_guessing_through_the_token_api_counts_too(local_stack, passwords, train
     assert attempt(passwords["user"]) == 403
     # and the sign-in form from the same address says why
     assert sign_in(local_stack.base_url, "tina", passwords["user"], "127.0.0.7").status_code == 429
+
+
+@pytest.mark.parametrize(
+    "form",
+    [{}, {"username": "tina"}, {"password": "x"}, {"username": "t" * 10_000, "password": "x"}],
+    ids=["empty", "no-password", "no-username", "long-username"],
+)
+def test_odd_sign_in_forms_are_refused_not_500(local_stack, form):
+    user = user_from(local_stack.base_url, "x", "127.0.0.8")
+    user.session.get(f"{local_stack.base_url}/hub/login", timeout=30)
+    response = user.session.post(
+        f"{local_stack.base_url}/hub/login",
+        data={**form, "_xsrf": user.session.cookies["_xsrf"]},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert response.status_code in (400, 403), response.text[:300]
+    assert "t" * 100 not in response.text
