@@ -354,7 +354,10 @@ class StatboxSharedPasswordAuthenticator(StatboxAuthMixin, SharedPasswordAuthent
         return os.geteuid()
 
     def client_address(self, handler: Any) -> str:
-        """The address a sign-in comes from (see :mod:`statbox.identity.throttle`)."""
+        """The address a sign-in comes from (see :mod:`statbox.identity.throttle`); "unknown"
+        without a request (a call from the hub's own code)."""
+        if handler is None:
+            return "unknown"
         request = handler.request
         peer = request.connection.context.address
         forwarded = request.headers.get("X-Forwarded-For")
