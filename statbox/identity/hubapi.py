@@ -26,16 +26,8 @@ from jupyterhub.apihandlers.users import (
     UserListAPIHandler,
     UserTokenListAPIHandler,
 )
-from pydantic import (
-    ConfigDict,
-    Field,
-    StringConstraints,
-    TypeAdapter,
-    ValidationError,
-    with_config,
-)
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 from tornado import web
-from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 from statbox.identity.limits import MAX_TOKEN_LIFETIME_SECONDS, RequestLimits
 
@@ -59,52 +51,53 @@ MAX_API_TOKENS = 100
 
 Name = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)]
 Names = Annotated[list[Name], Field(max_length=MAX_NAMES)]
-STRICT = ConfigDict(strict=True)
 
 
-@with_config(STRICT)
-class NewUsers(TypedDict, total=False):
+class _Body(BaseModel):
+    """A JSON body's known fields, strictly typed (``1`` is not a string, ``true`` not a
+    number); fields it does not name are left to upstream."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+
+class NewUsers(_Body):
     """``POST /api/users``."""
 
-    usernames: Names
-    admin: bool
+    usernames: Names = []
+    admin: bool = False
 
 
-@with_config(STRICT)
-class UserChange(TypedDict, total=False):
+class UserChange(_Body):
     """``POST`` and ``PATCH /api/users/:name``."""
 
-    name: Name
-    admin: bool
+    name: Name = ""
+    admin: bool = False
 
 
-@with_config(STRICT)
-class NewToken(TypedDict, total=False):
+class NewToken(_Body):
     """``POST /api/users/:name/tokens``."""
 
-    note: Annotated[str, StringConstraints(max_length=MAX_NOTE_CHARS)] | None
-    expires_in: Annotated[int, Field(gt=0, le=MAX_TOKEN_LIFETIME_SECONDS)] | None
-    scopes: Annotated[list[Name], Field(max_length=MAX_TOKEN_SCOPES)] | None
-    roles: Annotated[list[Name], Field(max_length=MAX_TOKEN_SCOPES)] | None
-    auth: dict[str, Any] | None
+    note: Annotated[str, StringConstraints(max_length=MAX_NOTE_CHARS)] | None = None
+    expires_in: Annotated[int, Field(gt=0, le=MAX_TOKEN_LIFETIME_SECONDS)] | None = None
+    scopes: Annotated[list[Name], Field(max_length=MAX_TOKEN_SCOPES)] | None = None
+    roles: Annotated[list[Name], Field(max_length=MAX_TOKEN_SCOPES)] | None = None
+    auth: dict[str, Any] | None = None
 
 
-@with_config(STRICT)
-class NewGroups(TypedDict, total=False):
+class NewGroups(_Body):
     """``POST /api/groups``."""
 
-    groups: Names
-    users: Names
+    groups: Names = []
+    users: Names = []
 
 
-@with_config(STRICT)
-class GroupMembers(TypedDict, total=False):
+class GroupMembers(_Body):
     """``POST /api/groups/:name`` and ``POST``/``DELETE /api/groups/:name/users``."""
 
-    users: Names
+    users: Names = []
 
 
-def _shape(kind: type) -> TypeAdapter[Any]:
+def _shape(kind: type[_Body]) -> TypeAdapter[Any]:
     return TypeAdapter(kind)
 
 
