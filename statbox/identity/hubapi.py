@@ -26,7 +26,7 @@ from jupyterhub.apihandlers.users import (
     UserListAPIHandler,
     UserTokenListAPIHandler,
 )
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from tornado import web
 
 from statbox.identity.limits import MAX_TOKEN_LIFETIME_SECONDS, RequestLimits
@@ -97,10 +97,6 @@ class GroupMembers(_Body):
     users: Names = []
 
 
-def _shape(kind: type[_Body]) -> TypeAdapter[Any]:
-    return TypeAdapter(kind)
-
-
 def shape_error(error: ValidationError) -> str:
     """One line naming each wrong field and what it must be; never the value itself."""
     problems = []
@@ -114,7 +110,7 @@ class CheckedBody(web.RequestHandler):
     """Mixed in before an upstream API handler: its JSON body must be an object of the shape
     ``body_shapes`` gives for the request's method, or the request is a 400."""
 
-    body_shapes: dict[str, TypeAdapter[Any]] = {}
+    body_shapes: dict[str, type[_Body]] = {}
 
     def get_json_body(self) -> Any:
         body = super().get_json_body()  # type: ignore[misc]  # upstream: 400 on bad JSON
@@ -124,18 +120,18 @@ class CheckedBody(web.RequestHandler):
         if not isinstance(body, dict):
             raise web.HTTPError(400, "Invalid request body: a JSON object is required")
         try:
-            shape.validate_python(body)
+            shape.model_validate(body)
         except ValidationError as error:
             raise web.HTTPError(400, shape_error(error)) from None
         return body
 
 
 class CheckedUserListHandler(CheckedBody, UserListAPIHandler):
-    body_shapes = {"POST": _shape(NewUsers)}
+    body_shapes = {"POST": NewUsers}
 
 
 class CheckedUserHandler(CheckedBody, UserAPIHandler):
-    body_shapes = {"POST": _shape(UserChange), "PATCH": _shape(UserChange)}
+    body_shapes = {"POST": UserChange, "PATCH": UserChange}
 
 
 def live_api_tokens(user: Any, now: datetime) -> int:
@@ -150,7 +146,7 @@ def live_api_tokens(user: Any, now: datetime) -> int:
 class CheckedTokenListHandler(CheckedBody, UserTokenListAPIHandler):
     """Token notes, lifetimes and scope lists bounded; at most :data:`MAX_API_TOKENS` each."""
 
-    body_shapes = {"POST": _shape(NewToken)}
+    body_shapes = {"POST": NewToken}
 
     def get_scope_filter(self, req_scope: str) -> Any:
         # Upstream's POST asks this filter whether the requester (signed in, or named by the
@@ -176,15 +172,15 @@ class CheckedTokenListHandler(CheckedBody, UserTokenListAPIHandler):
 
 
 class CheckedGroupListHandler(CheckedBody, GroupListAPIHandler):
-    body_shapes = {"POST": _shape(NewGroups)}
+    body_shapes = {"POST": NewGroups}
 
 
 class CheckedGroupHandler(CheckedBody, GroupAPIHandler):
-    body_shapes = {"POST": _shape(GroupMembers)}
+    body_shapes = {"POST": GroupMembers}
 
 
 class CheckedGroupUsersHandler(CheckedBody, GroupUsersAPIHandler):
-    body_shapes = {"POST": _shape(GroupMembers), "DELETE": _shape(GroupMembers)}
+    body_shapes = {"POST": GroupMembers, "DELETE": GroupMembers}
 
 
 CHECKED_HANDLERS: list[tuple[str, Any]] = [

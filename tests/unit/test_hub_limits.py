@@ -23,7 +23,7 @@ from traitlets.config import Config
 
 from statbox.configure.hub import configure_hub
 from statbox.identity.auth import StatboxOIDCAuthenticator, StatboxSharedPasswordAuthenticator
-from statbox.identity.hubapi import CHECKED_HANDLERS, NewToken, NewUsers, _shape, shape_error
+from statbox.identity.hubapi import CHECKED_HANDLERS, NewToken, NewUsers, shape_error
 from statbox.identity.limits import (
     MAX_MESSAGE_CHARS,
     MAX_TOKEN_LIFETIME_SECONDS,
@@ -183,7 +183,7 @@ def test_bounded_message():
 )
 def test_ill_typed_bodies_name_the_field_never_the_value(shape, body, field):
     with pytest.raises(ValidationError) as refused:
-        _shape(shape).validate_python(body)
+        shape.model_validate(body)
     message = shape_error(refused.value)
     assert message.startswith(f"Invalid request body: {field}: ")
     assert "SECRET" not in message and len(message) < 200
@@ -199,7 +199,7 @@ def test_ill_typed_bodies_name_the_field_never_the_value(shape, body, field):
     ],
 )
 def test_well_formed_bodies_pass(shape, body):
-    _shape(shape).validate_python(body)
+    shape.model_validate(body)
 
 
 # --------------------------------------------------------------------------- throttle
