@@ -69,7 +69,9 @@ class RequestLimits(Router):
         if len(request.uri or "") > self.max_uri:
             return Refusal(connection, 414, f"The URL is longer than {self.max_uri} bytes.")
         declared = request.headers.get("Content-Length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
+        if declared is not None and not declared.isdigit():
+            return Refusal(connection, 400, "The Content-Length header is not a number.")
+        if declared is not None and int(declared) > self.max_body:
             return Refusal(
                 connection,
                 413,

@@ -130,6 +130,11 @@ def test_an_over_large_declared_body_is_refused_before_any_of_it_is_sent(server)
     assert b"Connection: close" in answer and b"1000 bytes" in answer
 
 
+def test_a_content_length_that_is_no_number_is_a_400(server):
+    answer = exchange(server, b"POST /loud HTTP/1.1\r\nHost: x\r\nContent-Length: 1e9\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"not a number" in answer
+
+
 def test_a_chunked_body_is_cut_at_the_limit(server):
     chunk = b"x" * 800
     body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(3)) + b"0\r\n\r\n"
