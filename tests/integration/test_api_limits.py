@@ -293,12 +293,17 @@ def test_spraying_usernames_exhausts_only_the_sprayers_address(local_stack, pass
     assert sign_in(base, "alice", passwords["user"], "127.0.0.5").status_code == 302
 
 
-def test_a_forged_forwarded_for_does_not_escape_the_throttle(local_stack, runtime):
-    """A kernel reaches the hub's own port on loopback: its X-Forwarded-For is not believed."""
-    hub = f"http://127.0.0.1:{runtime.ports.hub_api}"
+@pytest.mark.parametrize("through", ["proxy", "hub-port"])
+def test_a_forged_forwarded_for_does_not_escape_the_throttle(local_stack, runtime, through):
+    """Through the proxy, the address it appends is the one believed; straight to the hub's
+    own port (a kernel reaches it on loopback), X-Forwarded-For is not believed at all."""
+    if through == "proxy":
+        hub, address = local_stack.base_url, "127.0.0.12"
+    else:
+        hub, address = f"http://127.0.0.1:{runtime.ports.hub_api}", "127.0.0.6"
     statuses = []
     for n in range(POLICY.free_failures + 2):
-        user = user_from(hub, "ines", "127.0.0.6")
+        user = user_from(hub, "ines", address)
         forged = {"X-Forwarded-For": f"10.9.{n}.1", "X-Real-Ip": f"10.8.{n}.1"}
         user.session.headers.update(forged)
         user.session.get(f"{hub}/hub/login", timeout=30)
