@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from statbox.configure.hubdb import sqlite_database
 from statbox.configure.runtime import Runtime
 from statbox.contract import DASHBOARDS_GATEWAY_ENV, DASHBOARDS_LISTEN_ENV, DockerNames
 from statbox.identity.roles import GATEWAY_ACCESS_SCOPE, cohort_roles, token_roles, users_with_role
@@ -63,7 +64,7 @@ def _configure_network(c: Any, rt: Runtime) -> None:
     c.JupyterHub.port = rt.ports.public
     c.JupyterHub.hub_ip = "127.0.0.1"
     c.JupyterHub.hub_port = rt.ports.hub_api
-    c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    c.JupyterHub.db_url = f"sqlite:///{sqlite_database(state)}"
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(state / "run" / "jupyterhub.pid")
 
