@@ -12,12 +12,15 @@ everything recorded matches; a pid recorded with nothing else to check it by mat
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psutil
 
@@ -132,3 +135,93 @@ def _members(folder: Path) -> set[int]:
     with contextlib.suppress(OSError, ValueError):
         return {int(line) for line in (folder / "cgroup.procs").read_text().split()}
     return set()
+
+
+class RecordedProcessesBackend:
+    """For Dask Gateway's ``LocalBackend`` (put first among the bases): schedulers and
+    workers are stored as :class:`ProcessRecord`, and only a process matching its record is
+    ever checked alive or signalled.
+
+    Upstream stores a bare pid in each cluster's and worker's state, in the gateway's
+    database on disk, and after a restart polls it with signal 0 and stops it with SIGINT,
+    SIGTERM then SIGKILL: a reused pid would be taken for a live scheduler, then signalled.
+    Here a pid whose holder does not match its record is a process gone (the gateway then
+    marks the cluster or worker failed), and nothing is sent to it. ``group_of(pid)``: the
+    control group a process was just started in (subclasses that start them in one)."""
+
+    sigint_timeout: float
+    sigterm_timeout: float
+    sigkill_timeout: float
+    log: Any
+    _stopping: dict[int, ProcessRecord]
+
+    def group_of(self, pid: int) -> Cgroup | None:
+        return None
+
+    def _recorded(self) -> dict[int, ProcessRecord]:
+        """Records of the processes being stopped, by pid (for :meth:`stop_process`)."""
+        found: dict[int, ProcessRecord] | None = getattr(self, "_stopping", None)
+        if found is None:
+            found = {}
+            self._stopping = found
+        return found
+
+    def _with_record(self, state: dict[str, Any]) -> dict[str, Any]:
+        pid = state.get(PID_KEY)
+        if not isinstance(pid, int):
+            return state
+        return {**state, **ProcessRecord.of(pid, self.group_of(pid)).state()}
+
+    async def do_start_cluster(self, cluster: Any) -> AsyncIterator[dict[str, Any]]:
+        async for state in cast(Any, super()).do_start_cluster(cluster):
+            yield self._with_record(state)
+
+    async def do_start_worker(self, worker: Any) -> AsyncIterator[dict[str, Any]]:
+        async for state in cast(Any, super()).do_start_worker(worker):
+            yield self._with_record(state)
+
+    def _check_status(self, o: Any) -> bool:
+        record = ProcessRecord.from_state(o.state)
+        return record is not None and record.is_running()
+
+    async def _stop_recorded(self, state: dict[str, Any], what: str) -> None:
+        record = ProcessRecord.from_state(state)
+        if record is None:
+            return
+        why = record.mismatch()
+        if why is not None:
+            self.log.warning("%s (pid %d) is gone: %s; not signalled", what, record.pid, why)
+            return
+        self._recorded()[record.pid] = record
+        await cast(Any, self).stop_process(record.pid)
+
+    async def do_stop_cluster(self, cluster: Any) -> None:
+        """Upstream's, stopping the scheduler only if it is still the recorded process."""
+        await self._stop_recorded(cluster.state, f"cluster {cluster.name}'s scheduler")
+        workdir = cluster.state.get("workdir")
+        if workdir is not None:
+            cast(Any, self).cleanup_working_directory(workdir)
+
+    async def do_stop_worker(self, worker: Any) -> None:
+        await self._stop_recorded(worker.state, f"worker {worker.name}")
+
+    async def stop_process(self, pid: int) -> None:
+        """SIGINT, SIGTERM then SIGKILL, each sent only while the pid's holder is still the
+        recorded process (upstream's sends them to the pid, whoever holds it by then)."""
+        record = self._recorded().pop(pid, None)
+        if record is None:
+            self.log.warning("pid %d: no record of the process; not signalled", pid)
+            return
+        for signum, timeout in (
+            (signal.SIGINT, self.sigint_timeout),
+            (signal.SIGTERM, self.sigterm_timeout),
+            (signal.SIGKILL, self.sigkill_timeout),
+        ):
+            if not record.signal(signum):
+                return
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if not record.is_running():
+                    return
+                await asyncio.sleep(0.1)
+        self.log.warning("pid %d did not stop", pid)

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from types import SimpleNamespace
+from typing import Any
 
 import psutil
 import pytest
@@ -171,3 +172,49 @@ def test_the_spawner_keeps_a_server_it_can_recognise(tmp_path, decoy) -> None:
         tree = CgroupTree.detect(name) if ROOT else None
         if tree is not None:
             tree.remove()
+
+
+# Dask Gateway's local backends: the same attack on the gateway's stored schedulers and workers.
+BACKENDS = [
+    "statbox.configure.gateway.PerUserAccountBackend",
+    "statbox.spawners.local_dask.SandboxedLocalBackend",
+]
+
+
+def _backend(path: str) -> object:
+    module, name = path.rsplit(".", 1)
+    backend = getattr(__import__(module, fromlist=[name]), name)()
+    backend.sigint_timeout = backend.sigterm_timeout = backend.sigkill_timeout = 1
+    if not hasattr(backend, "_members"):
+        backend._members = {}  # set by setup(), which starts the gateway's own group
+    return backend
+
+
+@pytest.mark.parametrize("path", BACKENDS)
+def test_the_gateway_takes_a_reused_pid_for_a_stopped_scheduler(path, decoy) -> None:
+    """The gateway restarts with a worker's and a cluster's stored pids now the decoy's:
+    neither is counted alive nor stopped by a signal (upstream: alive, then SIGINT)."""
+    backend: Any = _backend(path)
+    reused = {"pid": decoy.pid, "pid_started": _earlier(decoy)}
+    legacy = {"pid": decoy.pid}  # stored by upstream's backend, before this one
+    for state in (reused, legacy):
+        assert backend._check_status(SimpleNamespace(state=state)) is False
+        asyncio.run(backend.do_stop_worker(SimpleNamespace(state=state, name="w")))
+        asyncio.run(backend.do_stop_cluster(SimpleNamespace(state=state, name="c")))
+    assert decoy.poll() is None
+
+
+@pytest.mark.parametrize("path", BACKENDS)
+def test_the_gateway_stops_a_worker_it_recorded(path) -> None:
+    backend: Any = _backend(path)
+    proc = subprocess.Popen(["sleep", "600"])
+    try:
+        state = backend._with_record({"pid": proc.pid})
+        assert state["pid_started"] == psutil.Process(proc.pid).create_time()
+        worker = SimpleNamespace(state=state, name="w")
+        assert backend._check_status(worker) is True
+        asyncio.run(backend.do_stop_worker(worker))
+        assert proc.wait(5) == -signal.SIGINT
+    finally:
+        proc.kill()
+        proc.wait()

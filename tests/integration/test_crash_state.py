@@ -1,12 +1,17 @@
-"""After a crash the hub reads its servers' pids from its database: a pid the kernel has given
-to an unrelated process in the meantime must never be signalled (issue 14: a reused pid made
-the hub kill an unrelated root process 60 s after start).
+"""What a crash leaves in the state, met by the next start (issue 14).
 
-The attack, on the real stack: bob's server runs; everything is killed at once (a power loss:
-the server's control group is gone too); an unrelated root process (the decoy) now holds
-the pid the hub stored, which is written into the hub's database as the kernel would have
-reused it; the stack starts again on the same state. The hub must take bob's server for
-stopped, say why, and leave the decoy alone.
+Stored pids: after a crash the hub reads its servers' pids from its database, and a pid the
+kernel has given to an unrelated process in the meantime must never be signalled (a reused
+pid made the hub kill an unrelated root process 60 s after start). The attack, on the real
+stack: bob's server runs; everything is killed at once (a power loss: the server's control
+group is gone too); an unrelated root process (the decoy) now holds the pid the hub stored,
+which is written into the hub's database as the kernel would have reused it; the stack starts
+again on the same state. The hub must take bob's server for stopped, say why, and leave the
+decoy alone.
+
+The hub's database: truncated to 0 bytes it made the hub start silently empty (16 users
+gone). ``statbox up`` must refuse it with the way out, change nothing, and the way out
+(``statbox backup restore``) must bring the users back.
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
+from statbox.configure.hubdb import MARKER
+from statbox.modes.local.stack import free_port
 from tests.integration.conftest import assert_all_gone, make_stack
 from tests.integration.hubclient import HubUser
 
@@ -141,3 +149,78 @@ def test_a_reused_pid_is_never_signalled_after_a_crash(local_stack, passwords):
             for process in tree:
                 with contextlib.suppress(psutil.Error):
                     process.kill()
+
+
+def statbox(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "statbox.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def users(database: Path) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        return db.execute("SELECT name, created FROM users ORDER BY name").fetchall()
+
+
+def test_an_emptied_hub_database_is_refused_and_a_backup_brings_it_back(
+    local_stack, passwords, tmp_path
+):
+    if local_stack.proc.poll() is None:  # run alone: bob has not been here yet
+        bob = HubUser(local_stack.base_url, "bob")
+        bob.login(passwords["user"])
+        assert local_stack.stop(signal.SIGTERM) == 0
+    state, config = local_stack.state_dir, str(local_stack.config)
+    database = state / "jupyterhub.sqlite"
+    assert (state / MARKER).exists(), "the hub ran, and its tables were not marked"
+    known = users(database)
+    assert "bob" in [name for name, _ in known]
+    made = statbox(
+        "backup", "create", "--config", config, "--state-dir", str(state),
+        "--out", str(tmp_path / "backup"),
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+
+    os.truncate(database, 0)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "statbox.cli", "up", "--config", config,
+         "--port", str(free_port()), "--state-dir", str(state)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, err = up.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        # It started on the emptied database (45db982): stop all of it, then fail.
+        tree = [psutil.Process(up.pid), *psutil.Process(up.pid).children(recursive=True)]
+        up.send_signal(signal.SIGTERM)
+        out, err = up.communicate(timeout=60)
+        assert_all_gone(tree)
+        pytest.fail(f"statbox up started on an emptied hub database:\n{out[-2000:]}")
+    said = out + err
+    assert up.returncode == 4, said
+    assert f"the hub database {database} is empty (0 bytes)" in said
+    assert "statbox backup restore" in said
+    assert "Traceback" not in said
+    assert database.stat().st_size == 0, "the refused start wrote to the database"
+
+    restored = statbox(
+        "backup", "restore", str(tmp_path / "backup"), "--config", config,
+        "--state-dir", str(state),
+    )  # fmt: skip
+    assert restored.returncode == 0, restored.stderr
+    assert users(database) == known
+    again = make_stack(local_stack.config, state)
+    again.start()
+    try:
+        bob = HubUser(again.base_url, "bob")
+        bob.login(passwords["user"])
+        bob.create_token()
+        assert bob.api("GET", "/hub/api/users/bob").status_code == 200
+        assert set(known) <= set(users(database))  # every user, created when they were
+        tree = again.process_tree()
+    finally:
+        code = again.stop(signal.SIGTERM)
+    assert code == 0
+    assert_all_gone(tree)
