@@ -188,6 +188,8 @@ def test_an_emptied_hub_database_is_refused_and_a_backup_brings_it_back(
         [sys.executable, "-m", "statbox.cli", "up", "--config", config,
          "--port", str(free_port()), "--state-dir", str(state)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "STATBOX_USER_PASSWORD": passwords["user"],
+             "STATBOX_ADMIN_PASSWORD": passwords["admin"]},
     )  # fmt: skip
     try:
         out, err = up.communicate(timeout=60)

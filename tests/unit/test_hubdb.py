@@ -10,21 +10,28 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
+import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from jupyterhub import orm
 
 from statbox.configure.hubdb import (
     MARKER,
+    _psql,
+    check_docker,
     check_local,
     check_postgres,
     check_sqlite,
     sqlite_database,
 )
-from statbox.errors import DamagedState, ExitCode
+from statbox.errors import DamagedState, ExitCode, StatboxError
 
 
 def hub_database(path: Path, users: int = 16) -> Path:
@@ -152,3 +159,84 @@ def test_postgres_emptied_after_the_hub_has_run_is_refused(tmp_path: Path) -> No
 def test_postgres_at_a_first_start_goes_on(tmp_path: Path) -> None:
     check_postgres(tmp_path, lambda sql: "", "jupyterhub in statbox-db")
     assert not (tmp_path / MARKER).exists()
+
+
+# Docker mode's own query, run by a real psql against a real PostgreSQL (this machine's,
+# on a Unix socket in a temporary folder, under the postgres account); the Docker API's
+# exec_run is what is stood in for, by running the same command here.
+POSTGRES_BIN = Path("/usr/lib/postgresql")
+
+
+class LocalExec:
+    """A container's ``exec_run`` (command and user as docker mode passes them), run here."""
+
+    name = "statbox-db"
+
+    def __init__(self, socket_dir: Path):
+        self.socket_dir = socket_dir
+
+    def exec_run(self, command: list[str], user: str) -> SimpleNamespace:
+        done = subprocess.run(
+            ["runuser", "-u", user, "--", *command],
+            capture_output=True,
+            env={**os.environ, "PGHOST": str(self.socket_dir)},
+            timeout=30,
+        )
+        return SimpleNamespace(exit_code=done.returncode, output=done.stdout + done.stderr)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[LocalExec]:
+    versions = sorted(POSTGRES_BIN.glob("*/bin/initdb"))
+    if os.geteuid() != 0 or not versions or shutil.which("runuser") is None:
+        pytest.skip("needs root, runuser and a PostgreSQL server here")
+    bin_dir = versions[-1].parent
+    # Not under pytest's folder: root's alone, the postgres account could not enter it.
+    folder = Path(tempfile.mkdtemp(prefix="statbox-test-pg-"))
+    folder.chmod(0o755)
+    data = folder / "data"
+    shutil.chown(folder, "postgres")
+
+    def as_postgres(*command: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, timeout=60,
+                       capture_output=True)  # fmt: skip
+
+    options = f"-c listen_addresses='' -c unix_socket_directories={folder}"
+    try:
+        as_postgres(str(bin_dir / "initdb"), f"--pgdata={data}", "--username=postgres",
+                    "--auth-local=peer")  # fmt: skip
+        # --log: the server must not hold this test's pipes (run() would wait for it).
+        as_postgres(str(bin_dir / "pg_ctl"), f"--pgdata={data}", f"--options={options}",
+                    f"--log={folder / 'server.log'}", "--wait", "start")  # fmt: skip
+        as_postgres("psql", f"--host={folder}", "--username=postgres",
+                    "--command=CREATE DATABASE jupyterhub")  # fmt: skip
+        yield LocalExec(folder)
+    finally:
+        subprocess.run(["runuser", "-u", "postgres", "--", str(bin_dir / "pg_ctl"),
+                        f"--pgdata={data}", "--mode=immediate", "stop"],
+                       capture_output=True, timeout=60)  # fmt: skip
+        shutil.rmtree(folder)
+
+
+def test_docker_mode_reads_the_hubs_tables_with_psql(postgres, tmp_path: Path) -> None:
+    check_docker("db", tmp_path, lambda: postgres)  # a first start: nothing yet
+    assert not (tmp_path / MARKER).exists()
+    create = "CREATE TABLE users (id int); CREATE TABLE spawners (id int); " + (
+        "CREATE TABLE api_tokens (id int)"
+    )
+    _psql(postgres, create)  # what the hub does at its first start
+    check_docker("hub", tmp_path, lambda: postgres)  # the hub answers: marked
+    assert (tmp_path / MARKER).exists()
+    check_docker("db", tmp_path, lambda: postgres)
+    _psql(postgres, "DROP TABLE users, spawners, api_tokens")  # the volume emptied
+    with pytest.raises(DamagedState) as caught:
+        check_docker("db", tmp_path, lambda: postgres)
+    assert "jupyterhub in the container statbox-db" in str(caught.value)
+    assert "statbox backup restore" in str(caught.value)
+
+
+def test_docker_mode_says_when_psql_fails(postgres) -> None:
+    with pytest.raises(StatboxError) as caught:
+        _psql(postgres, "SELECT nonsense FROM nowhere")
+    assert "could not be read (psql exited 1)" in str(caught.value)
+    assert "nowhere" in str(caught.value)
