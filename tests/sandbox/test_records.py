@@ -218,3 +218,28 @@ def test_the_gateway_stops_a_worker_it_recorded(path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_bare_pid_in_the_users_group_is_taken_back(tmp_path) -> None:
+    """A state stored by a hub before records (the pid alone): the server is known again if
+    the pid is in the user's control group, and stored with a full record from then on."""
+    if not ROOT:
+        pytest.skip("cgroups need root")
+    name = f"statbox-test-{uuid.uuid4().hex[:8]}"
+    spawner: Any = _spawner(tmp_path, name)
+    tree = CgroupTree.detect(name)
+    assert tree is not None
+    group = tree.group("bob", ResourceCaps(processes=16))
+    proc = subprocess.Popen(group.entering(["sleep", "600"]))
+    try:
+        deadline = time.monotonic() + 5
+        while proc.pid not in group.pids() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        spawner.load_state({"pid": proc.pid})
+        assert asyncio.run(spawner.poll()) is None
+        assert spawner.get_state()["pid_started"] == psutil.Process(proc.pid).create_time()
+    finally:
+        proc.kill()
+        proc.wait()
+        group.remove()
+        tree.remove()
