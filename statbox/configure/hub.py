@@ -71,6 +71,8 @@ def _configure_network(c: Any, rt: Runtime) -> None:
     c.ConfigurableHTTPProxy.command = list(rt.proxy_command)
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{rt.ports.proxy_api}"
     c.ConfigurableHTTPProxy.pid_file = str(state / "run" / "proxy.pid")
+    # Its leftover known by pid and start time, never by the pid file alone.
+    c.JupyterHub.proxy_class = "statbox.spawners.proxy.RecordedProxy"
 
 
 AUTHENTICATOR_CLASSES = {

@@ -97,6 +97,17 @@ def power_loss(stack, server_pid: int) -> None:
             assert not folder.is_dir(), f"{folder} still holds processes"
 
 
+def reuse_proxy_pid(run: Path, pid: int) -> None:
+    """The proxy's pid file (and its record, where there is one) left by the crash, its pid
+    now held by ``pid``, as the kernel would have reused it."""
+    pid_file = run / "proxy.pid"
+    assert pid_file.exists(), "the crash left no proxy pid file"
+    pid_file.write_text(str(pid))
+    record = run / "proxy.pid.record"
+    if record.exists():
+        record.write_text(json.dumps({**json.loads(record.read_text()), "pid": pid}))
+
+
 def test_a_reused_pid_is_never_signalled_after_a_crash(local_stack, passwords):
     bob = HubUser(local_stack.base_url, "bob")
     bob.login(passwords["user"])
@@ -111,11 +122,15 @@ def test_a_reused_pid_is_never_signalled_after_a_crash(local_stack, passwords):
     assert state.get("pid_cgroup") in {str(f) for f in cgroup_folders(server_pid)}
 
     power_loss(local_stack, server_pid)
-    # An unrelated root process, killed by any of SIGINT, SIGTERM or SIGKILL.
+    # Unrelated root processes, killed by any of SIGINT, SIGTERM or SIGKILL: one holds the
+    # server's pid now, the other the proxy's (its pid file outlives a crash; the hub sends
+    # SIGTERM to whatever holds that pid, taking it for a proxy left behind).
     decoy = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    proxy_decoy = subprocess.Popen(["sleep", "600"], start_new_session=True)
     again = None
     try:
         store_state(database, "bob", {**state, "pid": decoy.pid})
+        reuse_proxy_pid(local_stack.state_dir / "run", proxy_decoy.pid)
         again = make_stack(local_stack.config, local_stack.state_dir)
         again.start()
         bob = HubUser(again.base_url, "bob")
@@ -131,8 +146,10 @@ def test_a_reused_pid_is_never_signalled_after_a_crash(local_stack, passwords):
         else:
             pytest.fail("the hub still counts bob's server as running")
         assert decoy.poll() is None, f"the decoy got signal {-decoy.returncode}"
+        assert proxy_decoy.poll() is None, f"the proxy's got signal {-proxy_decoy.returncode}"
         hub_log = (local_stack.state_dir / "logs" / "hub.log").read_text(errors="replace")
         assert f"bob's server (pid {decoy.pid}) is gone: it started at" in hub_log
+        assert "left by an earlier run: it started at" in hub_log  # the proxy's pid file
         # bob is not locked out: a new server starts.
         bob.start_server()
         assert decoy.poll() is None
@@ -140,8 +157,9 @@ def test_a_reused_pid_is_never_signalled_after_a_crash(local_stack, passwords):
         assert again.stop(signal.SIGTERM) == 0
         assert_all_gone(tree)
     finally:
-        decoy.kill()
-        decoy.wait()
+        for process in (decoy, proxy_decoy):
+            process.kill()
+            process.wait()
         if again is not None and again.proc is not None and again.proc.poll() is None:
             tree = again.process_tree()
             with contextlib.suppress(Exception):
