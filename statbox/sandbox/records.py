@@ -225,3 +225,20 @@ class RecordedProcessesBackend:
                     return
                 await asyncio.sleep(0.1)
         self.log.warning("pid %d did not stop", pid)
+
+
+def pid_file_process(pid_file: Path, command_word: str) -> int | None:
+    """The live process a pid file names, if it is still the one that wrote it: started no
+    later than the file was written, ``command_word`` in its command line; else None (no
+    file, or its pid reused since by a process that started after it)."""
+    try:
+        written = pid_file.stat().st_mtime
+        pid = int(pid_file.read_text().strip())
+        process = psutil.Process(pid)
+        started = process.create_time()
+        command = " ".join(process.cmdline())
+    except (OSError, ValueError, psutil.Error):
+        return None
+    if started > written + START_TOLERANCE or command_word not in command:
+        return None
+    return pid

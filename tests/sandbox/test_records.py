@@ -280,3 +280,32 @@ def test_a_proxy_left_running_is_stopped(tmp_path) -> None:
     finally:
         left.kill()
         left.wait()
+
+
+# `statbox backup restore` refuses while a hub uses the state: after a crash, the hub's pid
+# file names a pid a stranger may hold now, which must not block the way back.
+def test_a_stale_hub_pid_file_does_not_block_a_restore(tmp_path, decoy) -> None:
+    from statbox.modes.local.deployment import LocalDeployment
+
+    pid_file = tmp_path / "run" / "jupyterhub.pid"
+    pid_file.parent.mkdir()
+    pid_file.write_text(str(decoy.pid))
+    before = _earlier(decoy)  # written by the hub that crashed, before the decoy started
+    os.utime(pid_file, (before, before))
+    LocalDeployment().check_restore(tmp_path)  # upstream's check: "a hub (pid ...) is using"
+
+
+def test_a_running_hub_blocks_a_restore(tmp_path) -> None:
+    from statbox.errors import EnvironmentProblem
+    from statbox.modes.local.deployment import LocalDeployment
+
+    hub = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "jupyterhub"])
+    try:
+        pid_file = tmp_path / "run" / "jupyterhub.pid"
+        pid_file.parent.mkdir()
+        pid_file.write_text(str(hub.pid))
+        with pytest.raises(EnvironmentProblem, match=f"a hub \\(pid {hub.pid}\\)"):
+            LocalDeployment().check_restore(tmp_path)
+    finally:
+        hub.kill()
+        hub.wait()
