@@ -87,6 +87,8 @@ def _refuse(problem: str, fresh: str) -> DamagedState:
 
 
 def _fresh_sqlite(database: Path, marker: Path) -> str:
+    if not marker.exists():
+        return f"move {database} aside"
     return f"move {database} aside and remove {marker}"
 
 
