@@ -310,13 +310,14 @@ class StatboxLocalSpawner(StatboxSpawnerMixin, SimpleLocalProcessSpawner):
         server is then gone: :meth:`poll` says it stopped, nothing is signalled)."""
         super().load_state(state)
         self._record = ProcessRecord.from_state(state)
-        if self._record is not None and self._record.started is None is self._record.cgroup:
+        record = self._record
+        if record is not None and record.started is None and record.cgroup is None:
             # Stored by a hub before records (a bare pid): the server if it is in the user's
             # group (only processes started in a group are in it), else nothing to go by.
             tree = self._tree()
             group = tree.existing(self.user.name) if tree is not None else None
-            if group is not None and self._record.pid in group.pids():
-                self._record = ProcessRecord.of(self._record.pid, group)
+            if group is not None and record.pid in group.pids():
+                self._record = ProcessRecord.of(record.pid, group)
         if self._record is not None:
             why = self._record.mismatch()
             if why is not None:
