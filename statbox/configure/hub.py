@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from statbox.configure.hubdb import sqlite_database
 from statbox.configure.runtime import Runtime
 from statbox.contract import DASHBOARDS_GATEWAY_ENV, DASHBOARDS_LISTEN_ENV, DockerNames
 from statbox.identity.limits import MAX_TOKEN_LIFETIME_SECONDS, BoundedErrors
@@ -65,13 +66,15 @@ def _configure_network(c: Any, rt: Runtime) -> None:
     c.JupyterHub.port = rt.ports.public
     c.JupyterHub.hub_ip = "127.0.0.1"
     c.JupyterHub.hub_port = rt.ports.hub_api
-    c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    c.JupyterHub.db_url = f"sqlite:///{sqlite_database(state)}"
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(state / "run" / "jupyterhub.pid")
 
     c.ConfigurableHTTPProxy.command = list(rt.proxy_command)
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{rt.ports.proxy_api}"
     c.ConfigurableHTTPProxy.pid_file = str(state / "run" / "proxy.pid")
+    # Its leftover known by pid and start time, never by the pid file alone.
+    c.JupyterHub.proxy_class = "statbox.spawners.proxy.RecordedProxy"
 
 
 FORWARDED_FOR_FROM = {

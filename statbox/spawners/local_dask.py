@@ -14,6 +14,9 @@ Invariants:
   role (workers x (worker memory + nanny), cores, processes); each worker and the scheduler
   in a group of its own inside it, so stopping one kills exactly it, and stopping the cluster
   kills everything it started.
+* Schedulers and workers are stored with their start time and control group
+  (:class:`~statbox.sandbox.records.RecordedProcessesBackend`): after a restart of the gateway,
+  a stored pid now held by another process is never signalled.
 * The gateway itself (and its proxy) runs in a capped group of its own (:meth:`setup`), beside
   the clusters' groups, not above them: a cluster's memory is never counted against it.
 """
@@ -34,6 +37,7 @@ from traitlets import Integer, List, Unicode
 
 from statbox.sandbox import Cgroup, CgroupTree, ResourceCaps, Sandbox, interpreter_paths
 from statbox.sandbox.accounts import UidRegistry
+from statbox.sandbox.records import RecordedProcessesBackend
 
 MiB = 1024**2
 TMP_SIZE = 256 * MiB
@@ -48,7 +52,7 @@ class SandboxedClusterConfig(LocalClusterConfig):
     )
 
 
-class SandboxedLocalBackend(LocalBackend):
+class SandboxedLocalBackend(RecordedProcessesBackend, LocalBackend):
     """Local processes, each user's in their own sandbox under their own uid."""
 
     cluster_config_class = Type(
@@ -91,6 +95,9 @@ class SandboxedLocalBackend(LocalBackend):
                 for procs in own.procs_files:
                     procs.write_text(str(pid))
         await super().setup(app)
+
+    def group_of(self, pid: int) -> Cgroup | None:
+        return self._members.get(pid)
 
     def uid_for(self, username: str) -> int | None:
         if os.geteuid() != 0:
@@ -198,9 +205,10 @@ class SandboxedLocalBackend(LocalBackend):
     async def stop_process(self, pid: int) -> None:
         """SIGTERM to all of the process's group, then kill and remove the group."""
         group = self._members.pop(pid, None)
-        if group is None:
+        if group is None:  # started by an earlier gateway: by its record
             await super().stop_process(pid)
             return
+        self._recorded().pop(pid, None)
         group.signal_all(signal.SIGTERM)
         deadline = time.monotonic() + self.sigterm_timeout
         while time.monotonic() < deadline and group.pids():
