@@ -18,7 +18,7 @@ from statbox.configure.hub import GATEWAY_PREFIX
 from tests.docker.test_docker_stack import logged_in
 from tests.integration.dashscan import probe
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 PREFIX = "/services/dask-gateway"
 
