@@ -45,6 +45,11 @@ EXIT_CODES = (
         "this machine lacks something (a tool, a free port, a permission): "
         "`statbox doctor` says how to fix it",
     ),
+    (
+        "4",
+        "damaged state: the hub's database is damaged or was emptied; nothing was changed: "
+        "`statbox backup restore DIR` brings back the latest backup",
+    ),
     ("130", "interrupted (Ctrl-C)"),
 )
 

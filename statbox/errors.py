@@ -7,6 +7,7 @@ Exit codes (documented in the README and in ``statbox --help``):
 1     an operation failed while running (a process died, a check failed)
 2     bad input: invalid settings, arguments or files; nothing was changed
 3     this machine lacks something: a tool, a free port, a permission (see statbox doctor)
+4     damaged state: a database is damaged or was emptied; restore a backup (nothing changed)
 130   interrupted (Ctrl-C) before the operation finished
 ====  ==================================================================================
 """
@@ -21,6 +22,7 @@ class ExitCode(enum.IntEnum):
     FAILED = 1
     BAD_INPUT = 2
     ENVIRONMENT = 3
+    DAMAGED_STATE = 4
     INTERRUPTED = 130
 
 
@@ -44,3 +46,10 @@ class EnvironmentProblem(StatboxError):
     """The machine lacks something the operation needs."""
 
     exit_code = ExitCode.ENVIRONMENT
+
+
+class DamagedState(StatboxError):
+    """Stored state (the hub's database) is damaged or was emptied; nothing was changed.
+    Distinct from bad input: restarting does not help, restoring a backup does."""
+
+    exit_code = ExitCode.DAMAGED_STATE

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 EPILOG = (
     "exit codes: 0 success; 1 failed while running; 2 bad input (nothing changed); "
-    "3 this machine lacks something (see `statbox doctor`); 130 interrupted."
+    "3 this machine lacks something (see `statbox doctor`); 4 damaged state (a database "
+    "damaged or emptied: restore a backup, nothing changed); 130 interrupted."
 )
 
 CONFIG_HELP = "settings file (default: $STATBOX_CONFIG, ./statbox.yaml, else built-in defaults)"

@@ -30,6 +30,7 @@ from statbox.contract import DockerNames, is_data_url
 from statbox.identity.roles import role_settings
 from statbox.sandbox.accounts import registry_path
 from statbox.sandbox.cgroups import Cgroup, CgroupTree, ResourceCaps
+from statbox.sandbox.records import RecordedProcessesBackend
 from statbox.settings.model import Mode, Role, Settings
 
 GIB = 1024**3
@@ -206,7 +207,7 @@ def _configure_docker_gateway(c: Any, rt: Runtime) -> None:
     c.PerUserAccountBackend.process_cap = rt.settings.docker.pids_limit
 
 
-class PerUserAccountBackend(LocalBackend):
+class PerUserAccountBackend(RecordedProcessesBackend, LocalBackend):
     """The local backend, running each user's clusters under a uid of that user's own.
 
     Upstream's ``LocalBackend`` needs a system account per user; ``UnsafeLocalBackend`` runs
@@ -305,6 +306,9 @@ class PerUserAccountBackend(LocalBackend):
         group = self._groups.pop(pid, None)
         if group is not None:
             group.remove()
+
+    def group_of(self, pid: int) -> Cgroup | None:
+        return self._groups.get(pid)
 
     def _accounts_file(self) -> Path:
         return Path(self.clusters_directory).parent / "accounts.json"

@@ -11,8 +11,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from statbox.configure.hubdb import sqlite_database
 from statbox.configure.runtime import Runtime
 from statbox.contract import DASHBOARDS_GATEWAY_ENV, DASHBOARDS_LISTEN_ENV, DockerNames
+from statbox.identity.limits import MAX_TOKEN_LIFETIME_SECONDS, BoundedErrors
 from statbox.identity.roles import GATEWAY_ACCESS_SCOPE, cohort_roles, token_roles, users_with_role
 from statbox.settings.model import ROLE_NAMES, GitHubAuth, Mode, OIDCAuth
 from statbox.settings.names import GATEWAY_SERVICE, USERNAME_PATTERN, role_group
@@ -49,6 +51,7 @@ def configure_hub(c: Any, rt: Runtime) -> None:
     c.JupyterHub.template_vars = {"statbox_hub": s.hub.name, "statbox_region": s.hub.region}
 
     _configure_auth(c, rt)
+    _configure_limits(c, rt)
     _configure_spawner(c, rt)
     for section, values in MODE_TRAITS.get(s.mode, _no_traits)(rt).items():
         for name, value in values.items():
@@ -63,13 +66,41 @@ def _configure_network(c: Any, rt: Runtime) -> None:
     c.JupyterHub.port = rt.ports.public
     c.JupyterHub.hub_ip = "127.0.0.1"
     c.JupyterHub.hub_port = rt.ports.hub_api
-    c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    c.JupyterHub.db_url = f"sqlite:///{sqlite_database(state)}"
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(state / "run" / "jupyterhub.pid")
 
     c.ConfigurableHTTPProxy.command = list(rt.proxy_command)
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{rt.ports.proxy_api}"
     c.ConfigurableHTTPProxy.pid_file = str(state / "run" / "proxy.pid")
+    # Its leftover known by pid and start time, never by the pid file alone.
+    c.JupyterHub.proxy_class = "statbox.spawners.proxy.RecordedProxy"
+
+
+FORWARDED_FOR_FROM = {
+    # The hub starts the proxy beside itself: its socket's owner is known (local.run_as as
+    # root; in docker mode, the hub container's own account).
+    Mode.local: "proxy-socket",
+    Mode.docker: "proxy-socket",
+    # zero-to-jupyterhub's proxy runs in a pod of its own, another network namespace.
+    Mode.kubernetes: "any-peer",
+}
+"""Per mode: whose X-Forwarded-For names the client of a sign-in (statbox.identity.auth)."""
+
+
+def _configure_limits(c: Any, rt: Runtime) -> None:
+    """Sizes of requests, errors and sign-in attempts (statbox.identity.hubapi, .throttle).
+
+    The request limits and the checked API handlers come with Statbox's authenticators (their
+    handlers stand first); error messages are cut by an output transform of the hub's app."""
+    # `transforms` is web.Application's own argument, which JupyterHub passes tornado_settings to
+    c.JupyterHub.tornado_settings.update({"transforms": [BoundedErrors]})
+    c.StatboxSharedPasswordAuthenticator.forwarded_for_from = FORWARDED_FOR_FROM[rt.settings.mode]
+    c.StatboxSharedPasswordAuthenticator.proxy_account = (
+        rt.settings.local.run_as if rt.settings.mode is Mode.local else ""
+    )
+    # Upstream's own bound on token lifetimes (a longer `expires_in` is a 400 there too)
+    c.JupyterHub.token_expires_in_max_seconds = MAX_TOKEN_LIFETIME_SECONDS
 
 
 AUTHENTICATOR_CLASSES = {

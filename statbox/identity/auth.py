@@ -20,6 +20,9 @@ Invariants:
 
 from __future__ import annotations
 
+import math
+import os
+import pwd
 from dataclasses import dataclass
 from secrets import compare_digest
 from typing import TYPE_CHECKING, Any
@@ -35,10 +38,18 @@ from oauthenticator.oauth2 import STATE_COOKIE_NAME, OAuthCallbackHandler, OAuth
 from tornado import web
 from tornado.httpclient import HTTPClientError
 from tornado.httputil import url_concat
-from traitlets import Instance, Set, Unicode
+from traitlets import Enum, Instance, Set, Unicode, default
 from traitlets.config import Configurable
 
+from statbox.identity.hubapi import limit_handlers
 from statbox.identity.roles import groups_for, resolve_role, sign_in
+from statbox.identity.throttle import (
+    SignInThrottle,
+    forwarded_client,
+    normal_ip,
+    read_socket_tables,
+    socket_owner,
+)
 from statbox.settings.model import Settings
 from statbox.settings.names import describe, is_valid_group, is_valid_username
 
@@ -113,6 +124,18 @@ class SignInRefused(web.HTTPError):
         self.key = key
         self.detail = detail
         self.jupyterhub_message = refusal.message
+
+
+class SignInThrottled(web.HTTPError):
+    """Too many failed sign-ins of this name from this address, or from this address: 429,
+    with how long to wait (the password was not looked at)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = max(1, math.ceil(seconds))
+        super().__init__(429, "sign-in throttled for %d s", self.seconds)
+        self.jupyterhub_message = (
+            f"Too many failed sign-ins: please wait {self.seconds} seconds and try again."
+        )
 
 
 def checked_username(name: object) -> str:
@@ -207,6 +230,14 @@ class StatboxLoginHandler(OnHostRedirects, LoginHandler):
             username = ""
         return super()._render(login_error=login_error, username=username, **kwargs)
 
+    async def post(self) -> None:
+        try:
+            await super().post()
+        except SignInThrottled as throttled:
+            self.set_status(429)
+            self.set_header("Retry-After", str(throttled.seconds))
+            self.finish(await self._render(login_error=throttled.jupyterhub_message))
+
 
 def refusal_url(handler: BaseHandler, key: str) -> str:
     """The login page that explains refusal ``key``."""
@@ -264,8 +295,10 @@ class StatboxAuthMixin(_AuthenticatorBase):
     settings = Instance(Settings, config=True, help="Statbox settings (set by hub_config.py).")
 
     def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
+        # The authenticator's handlers stand first among the hub's: the request limits and the
+        # checked API handlers (statbox.identity.hubapi) take precedence over upstream's.
         upstream = [(path, h) for path, h in super().get_handlers(app) if path != "/login"]
-        return [("/login", StatboxLoginHandler), *upstream]
+        return [*limit_handlers(), ("/login", StatboxLoginHandler), *upstream]
 
     def statbox_auth_model(self, auth_model: dict[str, Any]) -> dict[str, Any]:
         """Set ``groups`` and ``admin`` from the settings and the provider's groups."""
@@ -293,10 +326,68 @@ class StatboxSharedPasswordAuthenticator(StatboxAuthMixin, SharedPasswordAuthent
         config=True,
         help="Users who must log in with admin_password (instructors and admins).",
     )
+    forwarded_for_from = Enum(
+        ["proxy-socket", "any-peer"],
+        "proxy-socket",
+        config=True,
+        help="Whose X-Forwarded-For gives the client address of a sign-in: only the hub's own "
+        "proxy's, known by the account owning the connecting socket in the hub's network "
+        "namespace (proxy-socket); or any peer's (any-peer: the proxy runs elsewhere and "
+        "nothing but it reaches the hub).",
+    )
+    proxy_account = Unicode(
+        "",
+        config=True,
+        help="Account the hub's proxy runs as when the hub is root; empty: the hub's own.",
+    )
+    throttle = Instance(SignInThrottle, help="Failed sign-ins, per name and address.")
+
+    @default("throttle")
+    def _default_throttle(self) -> SignInThrottle:
+        return SignInThrottle()
+
+    def proxy_uid(self) -> int:
+        """The uid of the hub's proxy: ``proxy_account``'s when the hub is root (local mode
+        then starts the proxy under it), else the hub's own."""
+        if self.proxy_account and os.geteuid() == 0:
+            return pwd.getpwnam(self.proxy_account).pw_uid
+        return os.geteuid()
+
+    def client_address(self, handler: Any) -> str:
+        """The address a sign-in comes from (see :mod:`statbox.identity.throttle`); "unknown"
+        without a request (a call from the hub's own code)."""
+        if handler is None:
+            return "unknown"
+        request = handler.request
+        peer = request.connection.context.address
+        forwarded = request.headers.get("X-Forwarded-For")
+        if not isinstance(peer, tuple):  # a Unix socket: only the proxy is given one
+            return forwarded_client(forwarded, "unix")
+        if self.forwarded_for_from == "any-peer":
+            return forwarded_client(forwarded, peer[0])
+        stream = request.connection.stream
+        local = stream.socket.getsockname() if stream and stream.socket else None
+        if local and socket_owner(read_socket_tables(), peer, local) == self.proxy_uid():
+            return forwarded_client(forwarded, peer[0])
+        return normal_ip(peer[0])
 
     async def authenticate(self, handler: Any, data: dict[str, str]) -> dict[str, Any] | None:
         username = checked_username(data.get("username", ""))
-        password = data.get("password", "")
+        address = self.client_address(handler)
+        wait = self.throttle.wait(username, address)
+        if wait > 0:
+            self.log.warning("Sign-in of %s from %s throttled", describe(username), address)
+            raise SignInThrottled(wait)
+        result = self.check_password(username, data.get("password", ""))
+        if result is None:
+            self.throttle.failed(username, address)
+        else:
+            self.throttle.succeeded(username, address)
+        return result
+
+    def check_password(self, username: str, password: str) -> dict[str, Any] | None:
+        if not isinstance(password, str):
+            return None
         if username in self.staff_users or username in self.admin_users:
             expected = self.admin_password
         else:

@@ -16,6 +16,10 @@ Invariants:
   a command line, so only its own uid (inside its own PID namespace) and root can read it.
 * Stopping or culling a server kills its whole control group: nothing it started, detached
   or not, survives it.
+* The hub stores a server's pid with its start time and control group
+  (:class:`~statbox.sandbox.records.ProcessRecord`); after a restart, a stored pid whose
+  holder does not match them is the server gone, and is never signalled (a reused pid
+  once made the hub kill an unrelated root process).
 * Not root, the sandbox still gives a private root and namespaces, but every server runs
   under the hub's own account and without caps (``statbox doctor`` says so).
 
@@ -47,6 +51,7 @@ from statbox.catalog.access import entitled_entries
 from statbox.contract import CATALOG_ENV, is_data_url
 from statbox.sandbox import CgroupTree, ResourceCaps, Sandbox, interpreter_paths
 from statbox.sandbox.accounts import UidRegistry, registry_path
+from statbox.sandbox.records import ProcessRecord
 from statbox.settings.model import Settings
 from statbox.spawners.base import StatboxSpawnerMixin, wait_until_listening
 
@@ -152,6 +157,9 @@ class StatboxLocalSpawner(StatboxSpawnerMixin, SimpleLocalProcessSpawner):
         config=True,
         help="Servers starting at once; more wait their turn (default: CPU cores + 1).",
     )
+
+    _record: ProcessRecord | None = None
+    """The server's process as started: pid, start time, control group."""
 
     @default("concurrent_starts")
     def _default_concurrent_starts(self) -> int:
@@ -264,6 +272,7 @@ class StatboxLocalSpawner(StatboxSpawnerMixin, SimpleLocalProcessSpawner):
                 box.command(), env=env, start_new_session=True, stdin=subprocess.DEVNULL
             )
             self.pid = self.proc.pid
+            self._record = ProcessRecord.of(self.proc.pid, box.cgroup)
             ip = self.ip or "127.0.0.1"
             await wait_until_listening(
                 ip,
@@ -289,3 +298,44 @@ class StatboxLocalSpawner(StatboxSpawnerMixin, SimpleLocalProcessSpawner):
         await asyncio.get_running_loop().run_in_executor(None, group.remove)
         if self.proc is not None:
             self.proc.wait()
+
+    def get_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = super().get_state()
+        if self.pid and self._record is not None and self._record.pid == self.pid:
+            state.update(self._record.state())
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Take back a stored server; if its pid is now held by anything else, say so (the
+        server is then gone: :meth:`poll` says it stopped, nothing is signalled)."""
+        super().load_state(state)
+        self._record = ProcessRecord.from_state(state)
+        record = self._record
+        if record is not None and record.started is None and record.cgroup is None:
+            # Stored by a hub before records (a bare pid): the server if it is in the user's
+            # group (only processes started in a group are in it), else nothing to go by.
+            tree = self._tree()
+            group = tree.existing(self.user.name) if tree is not None else None
+            if group is not None and record.pid in group.pids():
+                self._record = ProcessRecord.of(record.pid, group)
+        if self._record is not None:
+            why = self._record.mismatch()
+            if why is not None:
+                self.log.warning(
+                    "%s's server (pid %d) is gone: %s; that pid is never signalled",
+                    self.user.name,
+                    self._record.pid,
+                    why,
+                )
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self._record = None
+
+    async def _signal(self, sig: int) -> bool:
+        """Upstream's (used by poll and stop), sending only to the recorded process: a pid
+        whose holder's start time or control group is not the server's is gone."""
+        record = self._record
+        if record is None or record.pid != self.pid:
+            record = ProcessRecord(int(self.pid))  # unknown: matches nothing
+        return record.signal(sig)

@@ -14,6 +14,9 @@ Invariants:
   role (workers x (worker memory + nanny), cores, processes); each worker and the scheduler
   in a group of its own inside it, so stopping one kills exactly it, and stopping the cluster
   kills everything it started.
+* Schedulers and workers are stored with their start time and control group
+  (:class:`~statbox.sandbox.records.RecordedProcessesBackend`): after a restart of the gateway,
+  a stored pid now held by another process is never signalled.
 * The gateway itself (and its proxy) runs in a capped group of its own (:meth:`setup`), beside
   the clusters' groups, not above them: a cluster's memory is never counted against it.
 """
@@ -28,12 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from dask_gateway_server.backends.local import LocalBackend, LocalClusterConfig, is_running
+from dask_gateway_server.backends.local import LocalBackend, LocalClusterConfig
 from dask_gateway_server.traitlets import Type
 from traitlets import Integer, List, Unicode
 
 from statbox.sandbox import Cgroup, CgroupTree, ResourceCaps, Sandbox, interpreter_paths
 from statbox.sandbox.accounts import UidRegistry
+from statbox.sandbox.records import RecordedProcessesBackend
 
 MiB = 1024**2
 TMP_SIZE = 256 * MiB
@@ -48,7 +52,7 @@ class SandboxedClusterConfig(LocalClusterConfig):
     )
 
 
-class SandboxedLocalBackend(LocalBackend):
+class SandboxedLocalBackend(RecordedProcessesBackend, LocalBackend):
     """Local processes, each user's in their own sandbox under their own uid."""
 
     cluster_config_class = Type(
@@ -91,6 +95,9 @@ class SandboxedLocalBackend(LocalBackend):
                 for procs in own.procs_files:
                     procs.write_text(str(pid))
         await super().setup(app)
+
+    def group_of(self, pid: int) -> Cgroup | None:
+        return self._members.get(pid)
 
     def uid_for(self, username: str) -> int | None:
         if os.geteuid() != 0:
@@ -195,40 +202,13 @@ class SandboxedLocalBackend(LocalBackend):
             self._members[proc.pid] = box.cgroup
         return int(proc.pid)
 
-    def is_ours(self, pid: int) -> bool:
-        """Whether ``pid`` is a scheduler or worker of one of this gateway's clusters.
-
-        Clusters outlive a gateway restart (statbox.configure.gateway), so a new gateway
-        knows them only by the pids in its database; after a stop or a reboot such a pid may
-        be another process's. As root a cluster's processes are in the cluster's control
-        group: the group, not the pid, says whose a process is. Without control groups,
-        upstream's check (the pid is alive)."""
-        if self._tree is None:
-            return bool(is_running(pid))
-        try:
-            lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-        except OSError:
-            return False
-        marker = f"/{self.cgroup_tree}/"
-        for line in lines:
-            _, _, path = line.split(":", 2)
-            if marker in path + "/":
-                member = (path + "/").split(marker, 1)[1].split("/", 1)[0]
-                return member not in ("", "gateway")
-        return False
-
-    def _check_status(self, o: Any) -> bool:
-        pid = o.state.get("pid")
-        return pid is not None and self.is_ours(int(pid))
-
     async def stop_process(self, pid: int) -> None:
         """SIGTERM to all of the process's group, then kill and remove the group."""
         group = self._members.pop(pid, None)
-        if group is None:
-            if not self.is_ours(pid):
-                return  # gone, or the pid is another process's now: never signalled
+        if group is None:  # started by an earlier gateway: by its record
             await super().stop_process(pid)
             return
+        self._recorded().pop(pid, None)
         group.signal_all(signal.SIGTERM)
         deadline = time.monotonic() + self.sigterm_timeout
         while time.monotonic() < deadline and group.pids():

@@ -282,7 +282,9 @@ def test_password_form_refuses_a_megabyte_username_briefly(password_stack, passw
     response = person.session.post(
         f"{password_stack.base_url}/hub/login",
         data={
-            "username": "h" * 1024 * 1024,
+            # just under the hub's body limit (a whole MiB is refused unread with 413:
+            # tests/integration/test_api_limits.py)
+            "username": "h" * 1000 * 1024,
             "password": passwords["user"],
             "_xsrf": person.session.cookies.get("_xsrf"),
         },

@@ -20,6 +20,7 @@ from statbox.contract import kube_user_label_value as user_label_value
 from statbox.settings.model import parse_settings
 from statbox.spawners.kubernetes import dask_network_policy
 from tests.conftest import REPO
+from tests.unit.test_hub_config import plain
 
 kubespawner = pytest.importorskip("kubespawner")
 
@@ -176,7 +177,7 @@ def test_kubernetes_configuration_is_pure(kube_runtime):
     configure_hub(twice, kube_runtime)
     configure_hub(twice, kube_runtime)
     for section in once:
-        a, b = dict(once[section]), dict(twice[section])
+        a, b = plain(once[section]), plain(twice[section])
         a.pop("post_auth_hook", None), b.pop("post_auth_hook", None)
         assert a == b, section
 

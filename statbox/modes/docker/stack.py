@@ -42,6 +42,7 @@ import yaml
 from statbox.catalog.loader import read_catalog
 from statbox.configure.credentials import Credentials, resolve_credentials, secret_problems
 from statbox.configure.hub import GATEWAY_PREFIX
+from statbox.configure.hubdb import check_docker as check_hub_database
 from statbox.configure.runtime import Hosts, Ports, Runtime, write_runtime
 from statbox.contract import (
     CURRICULUM_ENV,
@@ -525,6 +526,9 @@ class DockerStack:
         container.start()
         self.started.append(service.name)
         self._wait_ready(service)
+        check_hub_database(
+            service.key, self.state_dir, lambda: self.client.containers.get(self.names.db)
+        )
 
     def _bring_back(self, service: Service) -> None:
         """Start a stopped service again, in its own container (which keeps the users'

@@ -7,7 +7,8 @@ from typing import TypeVar
 
 from statbox.errors import EnvironmentProblem
 from statbox.modes.base import Deployment, FolderHomes, Homes, Stack
-from statbox.modes.local.stack import LocalStack, hub_running
+from statbox.modes.local.stack import LocalStack
+from statbox.sandbox.records import pid_file_process
 from statbox.settings.model import LoadedSettings
 
 T = TypeVar("T")
@@ -24,7 +25,9 @@ class LocalDeployment(Deployment):
         return FolderHomes(state_dir, None)
 
     def check_restore(self, state_dir: Path) -> None:
-        pid = hub_running(state_dir)
+        # Known by its pid file and start time: after a crash the file names a pid the
+        # kernel may have given to anything since, which must not block the restore.
+        pid = pid_file_process(state_dir / "run" / "jupyterhub.pid", "jupyterhub")
         if pid is not None:
             raise EnvironmentProblem(
                 f"a hub (pid {pid}) is using {state_dir}: stop it (Ctrl-C on `statbox up`) "

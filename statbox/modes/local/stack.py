@@ -47,6 +47,7 @@ import psutil
 from statbox import resources
 from statbox.configure.credentials import Credentials, resolve_credentials, secret_problems
 from statbox.configure.hub import GATEWAY_PREFIX
+from statbox.configure.hubdb import check_local as check_hub_database
 from statbox.configure.runtime import RUNTIME_ENV, Ports, Runtime, write_runtime
 from statbox.contract import SECRET_ENV, SECRETS_DIR_ENV
 from statbox.dashboards.firewall import UidFirewall, dashboards_firewall
@@ -191,6 +192,7 @@ class LocalStack:
                 raise BadInput(
                     f"paths.{name}: {path} does not exist: create it, or set paths.{name}"
                 )
+        check_hub_database(self.state_dir)  # damaged or emptied: refused, nothing changed
         # A crashed run of this state may hold the ports: its own processes go first.
         self.leftovers = self._stop_leftovers()
         if settings.hub.port and not port_is_free(settings.hub.ip, settings.hub.port):
