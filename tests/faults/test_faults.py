@@ -1,5 +1,5 @@
 """Faults on the real local stack: kill -9 the hub, the proxy, the gateway, then ``statbox up``
-itself, in turn, with a class working; then a clean stop.
+itself, in turn, with a class working; then a power loss; then a clean stop.
 
 One stack for the module, faults in sequence (each test leaves the stack serving for the
 next). After each fault: the hub serves again through the proxy on its own (or after one
@@ -15,6 +15,7 @@ the whole stack down with it (gateway, clusters, servers), leaving the proxy on 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -268,10 +269,54 @@ def test_a_killed_supervisor_is_replaced_by_one_statbox_up(stack, classroom, dec
     assert decoy.poll() is None
 
 
+def test_after_a_power_loss_one_statbox_up_serves_again(stack, classroom, decoy):
+    """Everything of the run killed at once (statbox up first, so nothing restarts): the
+    records of the run, the hub's and the gateway's databases name processes that are gone.
+    One ``statbox up`` serves again; users, files and tokens are kept; servers and clusters
+    start anew; nothing else is signalled."""
+    ports = Ports.model_validate_json((stack.state_dir / "run" / "ports.json").read_text())
+    assert stack.proc is not None
+    everything = [*stack.process_tree(), *in_trees(ports.public)]
+    for proc in everything:  # the supervisor first
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    _, alive = psutil.wait_procs(everything, timeout=10)
+    assert alive == []
+    stack.proc.wait()
+    stack.proc = None
+    # After the reboot the system gave the hub's pid to another process: the decoy.
+    book = RecordBook.load(stack.state_dir / "run" / RECORD_FILE)
+    book.records["hub"] = dataclasses.replace(book.records["hub"], pid=decoy.pid)
+    book.save()
+
+    again = StatboxProcess(stack.config, stack.port, stack.state_dir, env=stack.env)
+    again.log = stack.state_dir.parent / "statbox-up-after-power-loss.log"
+    powered = time.monotonic()
+    start_in_background(again)
+    stack.proc = again.proc
+    serves_within(stack.base_url, RECOVERY, powered)
+    alice = fresh_login(stack.base_url, "alice")
+    alice.start_server()
+    note = alice.api("GET", "/user/alice/api/contents/notes.txt").json()
+    assert note["content"] == "port calls, week 12"
+    old_token = requests.get(
+        f"{stack.base_url}/hub/api/user",
+        headers={"Authorization": f"token {classroom['tokens']['alice']}"},
+        timeout=30,
+    )
+    assert old_token.status_code == 200, old_token.text
+    ana = fresh_login(stack.base_url, "ana")
+    ana.start_server()
+    _, total = Kernel(ana).run(ana, CLUSTER).split()
+    assert total == "45"
+    assert decoy.poll() is None
+    assert "previous run" not in again.output()  # nothing of it was running
+
+
 def test_clean_stop_is_quick_and_leaves_nothing(stack, classroom, decoy):
     ports = Ports.model_validate_json((stack.state_dir / "run" / "ports.json").read_text())
-    # The servers and clusters of the crashed run are orphans now, not the new run's
-    # descendants: their control groups name them.
+    # Servers and clusters of an earlier run may be orphans, not the new run's descendants:
+    # their control groups name them.
     tree = [*stack.process_tree(), *in_trees(ports.public)]
     assert any("singleuser" in " ".join(p.cmdline()) for p in tree)
     assert any("scheduler" in " ".join(p.cmdline()) for p in tree)
