@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from statbox.errors import EnvironmentProblem
-from statbox.modes.local.stack import LocalStack, kill_recorded_run
+from statbox.modes.local.stack import LocalStack, free_port, kill_recorded_run, port_is_free
 from statbox.modes.local.supervisor import RECORD_FILE, ProcessRecord, RecordBook, RestartPolicy
 from statbox.settings.model import load_settings
 
@@ -145,3 +145,40 @@ def test_a_fixture_kills_what_its_run_recorded_and_nothing_else(tmp_path, decoy)
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_a_proxy_of_this_state_without_a_record_is_named_and_left_alone(stack, tmp_path):
+    """The record is lost (run/processes.json deleted) while a proxy of this state still
+    holds the port: the message says whose it is; nothing is signalled without a record."""
+    kept = stack.prepare().ports
+    public = free_port()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import socket, sys, time\n"
+            "s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen()\n"
+            "time.sleep(60)",
+            str(public),
+            "configurable-http-proxy",
+            "--api-port",
+            str(kept.proxy_api),
+        ],
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while port_is_free("127.0.0.1", public) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        settings = tmp_path / "statbox.yaml"
+        settings.write_text(f"hub:\n  port: {public}\npaths:\n  state_dir: state\n")
+        with pytest.raises(EnvironmentProblem) as raised:
+            LocalStack(load_settings(settings)).prepare()
+        message = str(raised.value)
+        assert f"port {public} on 127.0.0.1 is in use by" in message
+        assert f"pid {holder.pid}" in message
+        assert "the proxy of an earlier run of this state whose record" in message
+        assert holder.poll() is None
+    finally:
+        holder.kill()
+        holder.wait()

@@ -266,7 +266,7 @@ class LocalStack:
             public = kept.public if kept and port_is_free(ip, kept.public) else free_port(ip)
         elif not port_is_free(ip, public):
             raise EnvironmentProblem(
-                f"port {public} on {ip} is in use{port_holder(public)}: stop what uses it, "
+                f"port {public} on {ip} is in use{port_holder(public, kept)}: stop what uses it, "
                 "or choose another port with --port (or hub.port in the settings)"
             )
         chosen: dict[str, int] = {"public": public}
@@ -652,21 +652,28 @@ def in_sandbox(proc: psutil.Process) -> bool:
     return False
 
 
-def port_holder(port: int) -> str:
-    """Who listens on ``port`` (for a message), e.g. " by configurable-http-proxy (pid 7)"."""
+def port_holder(port: int, kept: Ports | None = None) -> str:
+    """Who listens on ``port`` (for a message), e.g. " by configurable-http-proxy (pid 7)";
+    ``kept``: this state's ports, to recognise a proxy of its own whose record is lost."""
     with contextlib.suppress(psutil.Error):
         for conn in psutil.net_connections(kind="tcp"):
             if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
                 if conn.pid is None:
                     return ""
                 proc = psutil.Process(conn.pid)
-                text = f" by {proc.name()} (pid {conn.pid}, `{' '.join(proc.cmdline())[:80]}`)"
-                if PROXY_NAME in " ".join(proc.cmdline()):
-                    text += (
-                        ", a proxy of JupyterHub or of a Statbox that is not this state's "
-                        "(Statbox stops its own leftovers itself, and this one is not recorded)"
+                command = " ".join(proc.cmdline())
+                text = f" by {proc.name()} (pid {conn.pid}, `{command[:80]}`)"
+                if PROXY_NAME not in command:
+                    return text
+                if kept is not None and f"--api-port {kept.proxy_api}" in command:
+                    return text + (
+                        ", the proxy of an earlier run of this state whose record "
+                        "(run/processes.json) is gone: without it Statbox does not signal it"
                     )
-                return text
+                return text + (
+                    ", a proxy of JupyterHub or of a Statbox that is not this state's "
+                    "(Statbox stops its own leftovers itself, and this one is not recorded)"
+                )
     return ""
 
 
