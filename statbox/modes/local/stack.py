@@ -504,7 +504,9 @@ class LocalStack:
                 part = psutil.Process(proc.pid)
                 for child in [part, *part.children(recursive=True)]:
                     with contextlib.suppress(psutil.Error):
-                        self._seen.setdefault(child.pid, (name, child.create_time()))
+                        created = child.create_time()
+                        if self._seen.get(child.pid, ("", 0.0))[1] != created:  # new, or reused
+                            self._seen[child.pid] = (name, created)
 
     def _orphans_of(self, name: str) -> list[psutil.Process]:
         """What the dead part ``name`` started to help it (the hub's services, the
