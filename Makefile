@@ -24,6 +24,9 @@ SYSTEM_PACKAGES := 'python3-venv=$(PYTHON) -m ensurepip --version' 'nodejs=comma
 	'npm=command -v npm' 'chromium=test -x /usr/bin/chromium' 'docker.io=command -v dockerd' \
 	'mmdebstrap=command -v mmdebstrap' 'iptables=command -v iptables' \
 	'bubblewrap=command -v bwrap' 'util-linux=command -v setpriv'
+# ... and those only the tests need: a PostgreSQL server for the hub database checks of
+# docker mode (tests/unit/test_hubdb.py starts its own on a private socket).
+TEST_SYSTEM_PACKAGES := 'postgresql=test -d /usr/lib/postgresql'
 
 # statbox with the notebook extra: in local mode user servers, kernels and Dask clusters run
 # from this environment (`make up`). Versions as requirements/constraints.txt pins them.
@@ -37,6 +40,7 @@ $(BIN)/statbox: pyproject.toml requirements/constraints.txt
 
 # The test extra adds the kubernetes extra and the tools of `make test` and `make lint`.
 $(BIN)/pytest: $(BIN)/statbox
+	bash scripts/system-packages.sh $(TEST_SYSTEM_PACKAGES)
 	$(BIN)/pip install --quiet -c requirements/constraints.txt -e '.[test]'
 	touch $@
 

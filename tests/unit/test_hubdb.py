@@ -32,6 +32,7 @@ from statbox.configure.hubdb import (
     sqlite_database,
 )
 from statbox.errors import DamagedState, ExitCode, StatboxError
+from tests.conftest import require_tool
 
 
 def hub_database(path: Path, users: int = 16) -> Path:
@@ -187,9 +188,11 @@ class LocalExec:
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[LocalExec]:
+    if os.geteuid() != 0:
+        pytest.skip("starting PostgreSQL under its own account needs root")
     versions = sorted(POSTGRES_BIN.glob("*/bin/initdb"))
-    if os.geteuid() != 0 or not versions or shutil.which("runuser") is None:
-        pytest.skip("needs root, runuser and a PostgreSQL server here")
+    require_tool("a PostgreSQL server (make install: postgresql)", bool(versions))
+    require_tool("runuser", shutil.which("runuser") is not None)
     bin_dir = versions[-1].parent
     # Not under pytest's folder: root's alone, the postgres account could not enter it.
     folder = Path(tempfile.mkdtemp(prefix="statbox-test-pg-"))
