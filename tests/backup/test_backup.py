@@ -178,9 +178,22 @@ def test_archive_escaping_the_state_directory_is_refused(state, tmp_path):
 
 def test_restore_refuses_while_a_hub_uses_the_state(state, tmp_path):
     backup = create_backup(state, tmp_path / "backup").directory
+    # a process that is a hub by its command line, started before its pid file was written
+    hub = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "jupyterhub"])
+    try:
+        (state / "run" / "jupyterhub.pid").write_text(str(hub.pid))
+        with pytest.raises(EnvironmentProblem, match="stop it"):
+            restore_backup(backup, state)
+    finally:
+        hub.kill()
+        hub.wait()
+
+
+def test_restore_goes_on_when_the_pid_file_names_another_process(state, tmp_path):
+    """A stale pid file whose pid now belongs to something else (here: this test) is no hub."""
+    backup = create_backup(state, tmp_path / "backup").directory
     (state / "run" / "jupyterhub.pid").write_text(str(os.getpid()))
-    with pytest.raises(EnvironmentProblem, match="stop it"):
-        restore_backup(backup, state)
+    restore_backup(backup, state)
 
 
 def test_cli_reports_damage_with_exit_code_2_and_no_traceback(state, tmp_path):
