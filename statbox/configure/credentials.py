@@ -34,6 +34,7 @@ GENERATORS = {
     "gateway_token": lambda: secrets.token_hex(32),
     "gateway_encrypt_key": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
     "db_password": lambda: secrets.token_hex(24),
+    "proxy_token": lambda: secrets.token_hex(32),
 }
 """Secrets Statbox can make itself. The OAuth client secret is not among them: the identity
 provider issues it."""
@@ -47,8 +48,10 @@ SECRETS_BY_AUTH = {
 
 GATEWAY_SECRETS = ("gateway_token", "gateway_encrypt_key")
 
-SECRETS_BY_MODE = {"docker": ("db_password",)}
-"""The secrets a mode needs of its own: docker mode's PostgreSQL password."""
+SECRETS_BY_MODE = {"docker": ("db_password", "proxy_token")}
+"""The secrets a mode needs of its own: docker mode's PostgreSQL password, and the token of
+its proxy's API (the proxy is a container of its own there, started before the hub: both are
+given the same token, kept so that a restarted hub still speaks to the running proxy)."""
 
 SETTINGS_KEYS = {
     "user_password": "user_password",

@@ -9,7 +9,10 @@ against the real stack on a private engine (tests/docker/conftest.py):
 - a trainee's Dask worker starts more processes, or holds more memory, than their caps;
 - ``docker kill`` of the hub, then of the gateway, with stale pid files planted, then of the
   database: the stack must be whole again (hub and gateway within 30 s each) and the same
-  user containers keep running and serving.
+  user containers keep running and serving;
+- ``docker kill`` of the hub with a notebook open (issue 14): its kernel keeps answering
+  through the proxy while the hub is down, as under zero-to-jupyterhub; then of the proxy:
+  it is back, routes and all, within 30 s, and the same kernel answers.
 """
 
 from __future__ import annotations
@@ -64,8 +67,12 @@ def test_a_users_container_reaches_the_hub_and_gateway_and_nothing_else(stack):
         .values()
     ]
     targets = [
-        ("hub proxy", names.hub, 8000),
+        ("proxy", names.proxy, 8000),
+        # Its API (routes, with the token) on the private network's name only.
+        ("proxy api", names.proxy, 8001),
+        ("proxy api by its private name", names.proxy_api, 8001),
         ("hub api", names.hub, 8081),
+        ("hub api by its private name", names.hub_private, 8081),
         ("gateway scheduler proxy", names.gateway, 8786),
         # The gateway's HTTP side (API, dashboards): through the hub's proxy only.
         ("gateway http", names.gateway, 8000),
@@ -76,21 +83,22 @@ def test_a_users_container_reaches_the_hub_and_gateway_and_nothing_else(stack):
     ]
     reached = _probe(alice, targets)
     print(reached)
-    for allowed in ("hub proxy", "hub api", "gateway scheduler proxy"):
+    for allowed in ("proxy", "hub api", "gateway scheduler proxy"):
         assert reached[allowed] == "open", reached
     refused = {
         name: state
         for name, state in reached.items()
-        if name.startswith(("db", "bob", "gateway http"))
+        if name.startswith(("db", "bob", "gateway http", "proxy api", "hub api by"))
     }
     assert "open" not in refused.values(), refused
-    # Each user alone on an internal network of their own, shared only with hub and gateway.
+    # Each user alone on an internal network of their own, shared only with proxy, hub and
+    # gateway.
     own = names.user_network("alice")
     assert set(alice.attrs["NetworkSettings"]["Networks"]) == {own}
     network = stack.client.networks.get(own)
     assert network.attrs["Internal"] is True
     members = {c.name for c in network.containers}
-    assert members == {alice.name, names.hub, names.gateway}
+    assert members == {alice.name, names.proxy, names.hub, names.gateway}
 
 
 def test_swap_is_no_more_than_the_memory_limit_and_the_gateway_is_capped(stack):
@@ -237,3 +245,59 @@ def test_killed_hub_and_gateway_come_back_and_user_servers_keep_serving(stack):
     for name, container_id in before.items():
         container = stack.user_container(name)
         assert container.id == container_id and container.status == "running", name
+
+
+def _hub_down(stack: RunningStack) -> bool:
+    """The hub's own server does not answer (asked directly, not through the proxy)."""
+    try:
+        hub = f"http://{_ip(stack, stack.names.hub, stack.names.network)}:8081/hub/health"
+        return requests.get(hub, timeout=1).status_code != 200
+    except (requests.RequestException, KeyError, docker.errors.APIError):
+        return True
+
+
+def test_open_notebooks_keep_working_while_the_hub_restarts_and_the_proxy_comes_back(stack):
+    alice = logged_in(stack, "alice")
+    names = stack.names
+    before = stack.user_container("alice").id
+    kernel = alice.api("POST", "/user/alice/api/kernels", json={"name": "python3"})
+    assert kernel.status_code == 201, kernel.text
+    kernel_id = kernel.json()["id"]
+    try:
+        assert alice._execute(kernel_id, "x = 41; print(x + 1)", 60).stdout.strip() == "42"
+        proxy_id = stack.client.containers.get(names.proxy).id
+
+        stack.client.containers.get(names.hub).kill()
+        down = _hub_down(stack)
+        # The same kernel, through the proxy, over a new websocket, while the hub is down.
+        during = alice._execute(kernel_id, "x += 1; print(x + 1)", 20)
+        assert down and _hub_down(stack), "the hub came back too soon to tell"
+        assert during.stdout.strip() == "43", during
+        assert stack.client.containers.get(names.proxy).id == proxy_id
+        back = _wait(lambda: not _hub_down(stack), 30)
+        print(f"hub back in {back:.1f} s; the kernel answered meanwhile")
+
+        proxy = stack.client.containers.get(names.proxy)
+        proxy.kill()
+        token = {"Authorization": f"token {alice.token}"}
+
+        def served() -> bool:
+            # A restarted proxy may have another address; no redirects: the hub's answer
+            # for a route it has not given back yet is one.
+            url = f"{stack.url}/user/alice/api/status"
+            return requests.get(url, headers=token, timeout=2, allow_redirects=False).ok
+
+        back = _wait(served, 30)
+        print(f"proxy back, routes and all, in {back:.1f} s")
+        alice.base_url = stack.url
+        after = alice._execute(kernel_id, "x += 1; print(x + 1)", 60)
+        assert after.stdout.strip() == "44", after  # the same kernel: nothing was lost
+        container = stack.user_container("alice")
+        assert container.id == before and container.status == "running"
+        assert stack.proc.poll() is None, "statbox up stopped supervising"
+        # The proxy started again is on alice's network again (she reached it above).
+        proxy.reload()
+        assert names.user_network("alice") in proxy.attrs["NetworkSettings"]["Networks"]
+    finally:
+        alice.base_url = stack.url
+        alice.api("DELETE", f"/user/alice/api/kernels/{kernel_id}")
