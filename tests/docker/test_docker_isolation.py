@@ -308,6 +308,17 @@ def test_open_notebooks_keep_working_while_the_hub_restarts_and_the_proxy_comes_
         # The proxy started again is on alice's network again (she reached it above).
         proxy.reload()
         assert names.user_network("alice") in proxy.attrs["NetworkSettings"]["Networks"]
+
+        # Gone altogether: created again, joined to alice's network again, serving her.
+        proxy.remove(force=True)
+        back = _wait(served, 30)
+        print(f"proxy created again and serving in {back:.1f} s")
+        created = stack.client.containers.get(names.proxy)
+        assert created.id != proxy.id
+        assert names.user_network("alice") in created.attrs["NetworkSettings"]["Networks"]
+        alice.base_url = stack.url
+        assert alice._execute(kernel_id, "print(x + 1)", 60).stdout.strip() == "44"
+        assert stack.user_container("alice").id == before
     finally:
         alice.base_url = stack.url
         alice.api("DELETE", f"/user/alice/api/kernels/{kernel_id}")

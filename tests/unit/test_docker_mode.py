@@ -18,7 +18,7 @@ from statbox.catalog.access import entitled_data_paths
 from statbox.configure.gateway import PerUserAccountBackend, configure_gateway
 from statbox.configure.hub import configure_hub
 from statbox.configure.runtime import Hosts
-from statbox.contract import DockerNames, escape_username
+from statbox.contract import USER_LABEL, DockerNames, escape_username
 from statbox.errors import BadInput
 from statbox.modes.docker.stack import COMPOSE_FILE, DOCKER_PORTS, DockerStack, parse_compose
 from statbox.settings.model import parse_settings
@@ -474,3 +474,26 @@ def test_the_supervisor_gives_up_without_touching_user_containers():
     supervisor.stop()
     assert "remove kigali-user-alice" not in log and "stop kigali-user-alice" not in log
     assert any("left running" in line for line in said)
+
+
+def test_a_proxy_hub_or_gateway_created_again_joins_every_users_network_again():
+    joined: list[tuple[str, str]] = []
+
+    def network(name: str) -> SimpleNamespace:
+        def connect(container: str) -> None:
+            joined.append((name, container))
+
+        return SimpleNamespace(connect=connect, attrs={"Labels": {USER_LABEL: name}})
+
+    networks = [network("kigali-net-alice"), network("kigali-net-bob")]
+    client = SimpleNamespace(networks=SimpleNamespace(list=lambda **_: networks))
+    loaded = SimpleNamespace(settings=SimpleNamespace(docker=SimpleNamespace(project="kigali")))
+    supervisor = DockerStack(loaded, client=client)  # type: ignore[arg-type]
+    supervisor.stack = parse_compose(COMPOSE_FILE.read_text(), VARIABLES, publish=False)
+    for service in supervisor.stack.services:
+        supervisor._rejoin_user_networks(service)
+    assert sorted(joined) == sorted(
+        (net, f"kigali-{key}")
+        for net in ("kigali-net-alice", "kigali-net-bob")
+        for key in ("proxy", "hub", "gateway")
+    )
