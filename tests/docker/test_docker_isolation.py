@@ -17,6 +17,7 @@ against the real stack on a private engine (tests/docker/conftest.py):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -320,5 +321,7 @@ def test_open_notebooks_keep_working_while_the_hub_restarts_and_the_proxy_comes_
         assert alice._execute(kernel_id, "print(x + 1)", 60).stdout.strip() == "44"
         assert stack.user_container("alice").id == before
     finally:
-        alice.base_url = stack.url
-        alice.api("DELETE", f"/user/alice/api/kernels/{kernel_id}")
+        # Best effort: the kernel ends with alice's container at the stack's stop anyway.
+        with contextlib.suppress(requests.RequestException, docker.errors.APIError):
+            alice.base_url = stack.url
+            alice.api("DELETE", f"/user/alice/api/kernels/{kernel_id}")
