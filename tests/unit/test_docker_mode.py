@@ -296,6 +296,8 @@ def test_compose_file_as_statbox_runs_it():
     assert proxy.host_config["security_opt"] == ["no-new-privileges"]
     assert proxy.host_config["restart_policy"] == {"Name": "unless-stopped"}
     assert "--api-ip=kigali-proxy-api" in (proxy.command or [])
+    # Only the hub gives the proxy its route: through it, the hub's answer means "started".
+    assert not any(arg.startswith("--default-target") for arg in proxy.command or [])
     assert proxy.environment == {"CONFIGPROXY_AUTH_TOKEN": "<statbox_proxy_token>"}
     assert by_key["hub"].environment["STATBOX_PROXY_TOKEN"] == "<statbox_proxy_token>"
     assert proxy.binds == []  # no socket, no state: only its routes, in memory

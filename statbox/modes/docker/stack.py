@@ -613,10 +613,13 @@ class DockerStack:
             ):
                 return True
             return False
+        if service.key == "hub":
+            # Through the proxy: the hub adds its route there (compose.yaml gives the proxy
+            # no default) with its services' once they are up, the end of its start.
+            ip = self.container_ip(self.names.proxy)
         url = {
             "gateway": f"http://{ip}:{DOCKER_PORTS.gateway_http}{GATEWAY_PREFIX}/api/health",
-            # The hub's own server (the proxy may still hold the routes of the hub before).
-            "hub": f"http://{ip}:{DOCKER_PORTS.hub_api}/hub/health",
+            "hub": f"http://{ip}:{DOCKER_PORTS.public}/hub/health",
         }[service.key]
         with (
             contextlib.suppress(OSError, urllib.error.URLError),
