@@ -18,6 +18,7 @@ against the real stack on a private engine (tests/docker/conftest.py):
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import time
 
@@ -325,3 +326,42 @@ def test_open_notebooks_keep_working_while_the_hub_restarts_and_the_proxy_comes_
         with contextlib.suppress(requests.RequestException, docker.errors.APIError):
             alice.base_url = stack.url
             alice.api("DELETE", f"/user/alice/api/kernels/{kernel_id}")
+
+
+GUESSES = """
+import json, sys, requests
+base, forged, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+session = requests.Session()
+session.get(f"{base}/hub/login", timeout=10)
+xsrf = session.cookies.get("_xsrf")
+codes = []
+for i in range(count):
+    response = session.post(
+        f"{base}/hub/login",
+        data={"username": f"guess{i}", "password": "not-the-password", "_xsrf": xsrf},
+        headers={"X-Forwarded-For": forged},
+        allow_redirects=False,
+        timeout=10,
+    )
+    codes.append(response.status_code)
+print(json.dumps(codes))
+"""
+
+
+def test_a_trainee_cannot_spend_the_class_addresss_sign_in_budget(stack):
+    """70 failed sign-ins from alice's container naming the class's address (the host's, as
+    the proxy sees it) in X-Forwarded-For, straight to the hub's API and then through the
+    proxy: each time her own address runs out, and the class still signs in."""
+    logged_in(stack, "alice")
+    alice = stack.user_container("alice")
+    private = stack.network.network.attrs["IPAM"]["Config"][0]
+    # Where the host's requests come from on the private network: its bridge's address.
+    host = private.get("Gateway") or str(next(ipaddress.ip_network(private["Subnet"]).hosts()))
+    names = stack.names
+    for way_in in (f"http://{names.hub}:8081", f"http://{names.proxy}:8000"):
+        code, out = in_container(alice, "python", "-c", GUESSES, way_in, host, "70")
+        assert code == 0, out
+        codes = json.loads(out.strip().splitlines()[-1])
+        assert codes[-1] == 429, (way_in, codes)  # her own address's budget is spent
+        # The class, behind the address she named, is not locked out.
+        logged_in(stack, "bob", started=False)
