@@ -332,6 +332,8 @@ GUESSES = """
 import json, sys, requests
 base, forged, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 session = requests.Session()
+# On every request: the hub ties an anonymous form's xsrf token to the address it believes.
+session.headers["X-Forwarded-For"] = forged
 session.get(f"{base}/hub/login", timeout=10)
 xsrf = session.cookies.get("_xsrf")
 codes = []
@@ -339,7 +341,6 @@ for i in range(count):
     response = session.post(
         f"{base}/hub/login",
         data={"username": f"guess{i}", "password": "not-the-password", "_xsrf": xsrf},
-        headers={"X-Forwarded-For": forged},
         allow_redirects=False,
         timeout=10,
     )
