@@ -48,10 +48,11 @@ SECRETS_BY_AUTH = {
 
 GATEWAY_SECRETS = ("gateway_token", "gateway_encrypt_key")
 
-SECRETS_BY_MODE = {"docker": ("db_password",), "local": ("proxy_auth_token",)}
-"""The secrets a mode needs of its own: docker mode's PostgreSQL password; local mode's
-token between the hub and the proxy the stack supervises (kept, so that a restarted hub
-still speaks to the proxy that outlived it)."""
+SECRETS_BY_MODE = {"docker": ("db_password", "proxy_auth_token"), "local": ("proxy_auth_token",)}
+"""The secrets a mode needs of its own: docker mode's PostgreSQL password; in both, the token
+of the proxy's API (the proxy outlives the hub there: started by the stack, or a container of
+its own, before the hub; both are given the same token, kept so that a restarted hub still
+speaks to the running proxy)."""
 
 SETTINGS_KEYS = {
     "user_password": "user_password",

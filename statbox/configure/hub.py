@@ -81,7 +81,8 @@ FORWARDED_FOR_FROM = {
     # The hub starts the proxy beside itself: its socket's owner is known (local.run_as as
     # root; in docker mode, the hub container's own account).
     Mode.local: "proxy-socket",
-    Mode.docker: "proxy-socket",
+    # The proxy is a container of its own: known by its address on the private network.
+    Mode.docker: "proxy-host",
     # zero-to-jupyterhub's proxy runs in a pod of its own, another network namespace.
     Mode.kubernetes: "any-peer",
 }
@@ -99,6 +100,9 @@ def _configure_limits(c: Any, rt: Runtime) -> None:
     c.StatboxSharedPasswordAuthenticator.proxy_account = (
         rt.settings.local.run_as if rt.settings.mode is Mode.local else ""
     )
+    if rt.settings.mode is Mode.docker:
+        proxy_host = DockerNames(rt.settings.docker.project).proxy_api
+        c.StatboxSharedPasswordAuthenticator.proxy_host = proxy_host
     # Upstream's own bound on token lifetimes (a longer `expires_in` is a 400 there too)
     c.JupyterHub.token_expires_in_max_seconds = MAX_TOKEN_LIFETIME_SECONDS
 
@@ -266,6 +270,9 @@ def _no_traits(rt: Runtime) -> dict[str, dict[str, Any]]:
     return {}
 
 
+PROXY_ROUTES_CHECK_SECONDS = 10
+"""Docker mode: how often the hub gives a proxy that was started again its routes back."""
+
 DOCKER_HUB_RUN = "/run/statbox"
 """A tmpfs in the hub's container (compose.yaml) for its pid files."""
 
@@ -284,23 +291,37 @@ def _docker_traits(rt: Runtime) -> dict[str, dict[str, Any]]:
             # private network (and, when published, the host's port) reaches them.
             "ip": "0.0.0.0",
             "hub_ip": "0.0.0.0",
-            "hub_connect_ip": names.hub,
+            # The proxy's route to the hub, by its private-network-only name (compose.yaml):
+            # the hub sees the proxy come from the proxy's private address alone.
+            "hub_connect_ip": names.hub_private,
             "db_url": f"postgresql+psycopg2://jupyterhub:{password}@{rt.hosts.db}:5432/jupyterhub",
             "cookie_secret_file": str(hub_state / "jupyterhub_cookie_secret"),
             # On the container's tmpfs (compose.yaml), new at every start: a pid file left by
             # a killed hub can never make the next one signal whatever has that pid now.
             "pid_file": f"{DOCKER_HUB_RUN}/jupyterhub.pid",
             "cleanup_servers": False,
+            # The proxy's routes are compared with the servers' this often (seconds): a
+            # proxy started again has none but its default, to the hub, until then.
+            "last_activity_interval": PROXY_ROUTES_CHECK_SECONDS,
         },
-        "ConfigurableHTTPProxy": {"pid_file": f"{DOCKER_HUB_RUN}/proxy.pid"},
-        # The image's own command (statbox.spawners.singleuser in Statbox's images).
-        "Spawner": {"cmd": None},
+        # The proxy is a container of its own (compose.yaml), started before the hub and
+        # outliving it: a restarted hub finds its routes there and adds any missing. Stopping
+        # the hub (cleanup_proxy) therefore never touches it.
+        "ConfigurableHTTPProxy": {
+            "should_start": False,
+            "api_url": f"http://{names.proxy_api}:{rt.ports.proxy_api}",
+            "auth_token": rt.secret("proxy_auth_token"),
+            "pid_file": f"{DOCKER_HUB_RUN}/proxy.pid",
+        },
+        # The image's own command (statbox.spawners.singleuser in Statbox's images). Servers
+        # reach the hub's API by the hub's name on their own network.
+        "Spawner": {"cmd": None, "hub_connect_url": f"http://{names.hub}:{rt.ports.hub_api}"},
         "StatboxDockerSpawner": {
             # Each user's container alone on its own internal network with the hub and the
             # gateway: not the database's network, not another user's.
             "user_network_prefix": names.user_network_prefix,
             "user_subnets": rt.settings.docker.user_subnets or "",
-            "shared_containers": [names.hub, names.gateway],
+            "shared_containers": [names.proxy, names.hub, names.gateway],
             "prefix": names.project,
             "name_template": "{prefix}-user-{username}",
             "home_volume_prefix": names.home_volume_prefix,

@@ -147,7 +147,7 @@ class DockerNames:
 
     @property
     def public_network(self) -> str:
-        """The network only the hub joins, to publish its port on the host."""
+        """The network the proxy publishes the public port on (and the hub's way out)."""
         return f"{self.project}-public"
 
     @property
@@ -166,6 +166,23 @@ class DockerNames:
     @property
     def hub(self) -> str:
         return f"{self.project}-hub"
+
+    @property
+    def hub_private(self) -> str:
+        """The hub's name on the private network only: the proxy sends requests for the hub
+        there, so the hub sees them come from the proxy's one private address."""
+        return f"{self.project}-hub-private"
+
+    @property
+    def proxy(self) -> str:
+        """configurable-http-proxy's own container: it outlives a restart of the hub."""
+        return f"{self.project}-proxy"
+
+    @property
+    def proxy_api(self) -> str:
+        """The proxy's name on the private network only, where its API listens: the hub
+        reaches it there, users' containers (on their own networks) cannot."""
+        return f"{self.project}-proxy-api"
 
     @property
     def gateway(self) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import pwd
+import socket
 from dataclasses import dataclass
 from secrets import compare_digest
 from typing import TYPE_CHECKING, Any
@@ -327,13 +328,21 @@ class StatboxSharedPasswordAuthenticator(StatboxAuthMixin, SharedPasswordAuthent
         help="Users who must log in with admin_password (instructors and admins).",
     )
     forwarded_for_from = Enum(
-        ["proxy-socket", "any-peer"],
+        ["proxy-socket", "proxy-host", "any-peer"],
         "proxy-socket",
         config=True,
         help="Whose X-Forwarded-For gives the client address of a sign-in: only the hub's own "
         "proxy's, known by the account owning the connecting socket in the hub's network "
-        "namespace (proxy-socket); or any peer's (any-peer: the proxy runs elsewhere and "
-        "nothing but it reaches the hub).",
+        "namespace (proxy-socket); or by the address proxy_host resolves to (proxy-host: the "
+        "proxy is a container of its own, and others, users' servers among them, reach the "
+        "hub too); or any peer's (any-peer: the proxy runs elsewhere and nothing but it "
+        "reaches the hub).",
+    )
+    proxy_host = Unicode(
+        "",
+        config=True,
+        help="With forwarded_for_from = proxy-host: a name of the proxy that resolves to its "
+        "address on the network where it reaches the hub, and to nobody else's.",
     )
     proxy_account = Unicode(
         "",
@@ -353,6 +362,15 @@ class StatboxSharedPasswordAuthenticator(StatboxAuthMixin, SharedPasswordAuthent
             return pwd.getpwnam(self.proxy_account).pw_uid
         return os.geteuid()
 
+    def proxy_addresses(self) -> set[str]:
+        """Where proxy_host is now: looked up at each sign-in, as a proxy created again may
+        have another address; none (nobody trusted) if it does not resolve."""
+        try:
+            _, _, addresses = socket.gethostbyname_ex(self.proxy_host)
+        except OSError:
+            return set()
+        return {normal_ip(address) for address in addresses}
+
     def client_address(self, handler: Any) -> str:
         """The address a sign-in comes from (see :mod:`statbox.identity.throttle`); "unknown"
         without a request (a call from the hub's own code)."""
@@ -365,6 +383,9 @@ class StatboxSharedPasswordAuthenticator(StatboxAuthMixin, SharedPasswordAuthent
             return forwarded_client(forwarded, "unix")
         if self.forwarded_for_from == "any-peer":
             return forwarded_client(forwarded, peer[0])
+        if self.forwarded_for_from == "proxy-host":
+            trusted = normal_ip(peer[0]) in self.proxy_addresses()
+            return forwarded_client(forwarded, peer[0]) if trusted else normal_ip(peer[0])
         stream = request.connection.stream
         local = stream.socket.getsockname() if stream and stream.socket else None
         if local and socket_owner(read_socket_tables(), peer, local) == self.proxy_uid():

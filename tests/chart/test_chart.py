@@ -210,10 +210,12 @@ def test_secret_and_config_names_match_what_the_subcharts_are_told(render):
         "STATBOX_ADMIN_PASSWORD": "admin-password",
         "STATBOX_OAUTH_CLIENT_SECRET": "oauth-client-secret",
     }
-    # not the gateway encryption key (the chart's gateway keeps no database) nor docker mode's
+    # not the gateway encryption key (the chart's gateway keeps no database), docker mode's
+    # database password, nor the proxy's token (zero-to-jupyterhub makes its own)
     assert set(refs) == set(SECRET_ENV.values()) - {
         "STATBOX_GATEWAY_ENCRYPT_KEY",
         "STATBOX_DB_PASSWORD",
+        "STATBOX_PROXY_AUTH_TOKEN",
     }
     for variable, ref in refs.items():
         assert ref["name"] == "statbox-secrets" and ref["key"] in keys

@@ -118,13 +118,14 @@ class RunningStack:
     env: dict[str, str]
 
     @property
-    def hub_ip(self) -> str:
-        hub = self.client.containers.get(self.names.hub)
-        return str(hub.attrs["NetworkSettings"]["Networks"][self.names.network]["IPAddress"])
+    def proxy_ip(self) -> str:
+        """The proxy's private address: users' browsers' way in (docker.publish is false)."""
+        proxy = self.client.containers.get(self.names.proxy)
+        return str(proxy.attrs["NetworkSettings"]["Networks"][self.names.network]["IPAddress"])
 
     @property
     def url(self) -> str:
-        return f"http://{self.hub_ip}:8000"
+        return f"http://{self.proxy_ip}:8000"
 
     def user_container(self, username: str) -> Any:
         return self.client.containers.get(self.names.user_container(username))

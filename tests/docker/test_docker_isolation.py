@@ -9,11 +9,16 @@ against the real stack on a private engine (tests/docker/conftest.py):
 - a trainee's Dask worker starts more processes, or holds more memory, than their caps;
 - ``docker kill`` of the hub, then of the gateway, with stale pid files planted, then of the
   database: the stack must be whole again (hub and gateway within 30 s each) and the same
-  user containers keep running and serving.
+  user containers keep running and serving;
+- ``docker kill`` of the hub with a notebook open (issue 14): its kernel keeps answering
+  through the proxy while the hub is down, as under zero-to-jupyterhub; then of the proxy:
+  it is back, routes and all, within 30 s, and the same kernel answers.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import time
 
@@ -64,8 +69,12 @@ def test_a_users_container_reaches_the_hub_and_gateway_and_nothing_else(stack):
         .values()
     ]
     targets = [
-        ("hub proxy", names.hub, 8000),
+        ("proxy", names.proxy, 8000),
+        # Its API (routes, with the token) on the private network's name only.
+        ("proxy api", names.proxy, 8001),
+        ("proxy api by its private name", names.proxy_api, 8001),
         ("hub api", names.hub, 8081),
+        ("hub api by its private name", names.hub_private, 8081),
         ("gateway scheduler proxy", names.gateway, 8786),
         # The gateway's HTTP side (API, dashboards): through the hub's proxy only.
         ("gateway http", names.gateway, 8000),
@@ -76,21 +85,22 @@ def test_a_users_container_reaches_the_hub_and_gateway_and_nothing_else(stack):
     ]
     reached = _probe(alice, targets)
     print(reached)
-    for allowed in ("hub proxy", "hub api", "gateway scheduler proxy"):
+    for allowed in ("proxy", "hub api", "gateway scheduler proxy"):
         assert reached[allowed] == "open", reached
     refused = {
         name: state
         for name, state in reached.items()
-        if name.startswith(("db", "bob", "gateway http"))
+        if name.startswith(("db", "bob", "gateway http", "proxy api", "hub api by"))
     }
     assert "open" not in refused.values(), refused
-    # Each user alone on an internal network of their own, shared only with hub and gateway.
+    # Each user alone on an internal network of their own, shared only with proxy, hub and
+    # gateway.
     own = names.user_network("alice")
     assert set(alice.attrs["NetworkSettings"]["Networks"]) == {own}
     network = stack.client.networks.get(own)
     assert network.attrs["Internal"] is True
     members = {c.name for c in network.containers}
-    assert members == {alice.name, names.hub, names.gateway}
+    assert members == {alice.name, names.proxy, names.hub, names.gateway}
 
 
 def test_swap_is_no_more_than_the_memory_limit_and_the_gateway_is_capped(stack):
@@ -237,3 +247,122 @@ def test_killed_hub_and_gateway_come_back_and_user_servers_keep_serving(stack):
     for name, container_id in before.items():
         container = stack.user_container(name)
         assert container.id == container_id and container.status == "running", name
+
+
+def _hub_down(stack: RunningStack) -> bool:
+    """The hub's own server does not answer (asked directly, not through the proxy)."""
+    try:
+        hub = f"http://{_ip(stack, stack.names.hub, stack.names.network)}:8081/hub/health"
+        return requests.get(hub, timeout=1).status_code != 200
+    except (requests.RequestException, KeyError, docker.errors.APIError):
+        return True
+
+
+def _started(stack: RunningStack, name: str) -> str | None:
+    """When the container last started; None if there is no such container."""
+    try:
+        return str(stack.client.containers.get(name).attrs["State"]["StartedAt"])
+    except docker.errors.NotFound:
+        return None
+
+
+def test_open_notebooks_keep_working_while_the_hub_restarts_and_the_proxy_comes_back(stack):
+    alice = logged_in(stack, "alice")
+    names = stack.names
+    before = stack.user_container("alice").id
+    kernel = alice.api("POST", "/user/alice/api/kernels", json={"name": "python3"})
+    assert kernel.status_code == 201, kernel.text
+    kernel_id = kernel.json()["id"]
+    try:
+        assert alice._execute(kernel_id, "x = 41; print(x + 1)", 60).stdout.strip() == "42"
+        proxy_started = _started(stack, names.proxy)
+
+        stack.client.containers.get(names.hub).kill()
+        down = _hub_down(stack)
+        # The same kernel, through the proxy, over a new websocket, while the hub is down.
+        during = alice._execute(kernel_id, "x += 1; print(x + 1)", 20)
+        assert down and _hub_down(stack), "the hub came back too soon to tell"
+        assert during.stdout.strip() == "43", during
+        # The proxy was not restarted because the hub was.
+        assert proxy_started is not None and _started(stack, names.proxy) == proxy_started
+        back = _wait(lambda: not _hub_down(stack), 30)
+        print(f"hub back in {back:.1f} s; the kernel answered meanwhile")
+
+        proxy = stack.client.containers.get(names.proxy)
+        proxy.kill()
+        token = {"Authorization": f"token {alice.token}"}
+
+        def served() -> bool:
+            # A restarted proxy may have another address; no redirects: the hub's answer
+            # for a route it has not given back yet is one.
+            url = f"{stack.url}/user/alice/api/status"
+            response = requests.get(url, headers=token, timeout=2, allow_redirects=False)
+            return response.status_code == 200 and "kernels" in response.json()
+
+        back = _wait(served, 30)
+        print(f"proxy back, routes and all, in {back:.1f} s")
+        alice.base_url = stack.url
+        after = alice._execute(kernel_id, "x += 1; print(x + 1)", 60)
+        assert after.stdout.strip() == "44", after  # the same kernel: nothing was lost
+        container = stack.user_container("alice")
+        assert container.id == before and container.status == "running"
+        assert stack.proc.poll() is None, "statbox up stopped supervising"
+        # The proxy started again is on alice's network again (she reached it above).
+        proxy.reload()
+        assert names.user_network("alice") in proxy.attrs["NetworkSettings"]["Networks"]
+
+        # Gone altogether: created again, joined to alice's network again, serving her.
+        proxy.remove(force=True)
+        back = _wait(served, 30)
+        print(f"proxy created again and serving in {back:.1f} s")
+        created = stack.client.containers.get(names.proxy)
+        assert created.id != proxy.id
+        assert names.user_network("alice") in created.attrs["NetworkSettings"]["Networks"]
+        alice.base_url = stack.url
+        assert alice._execute(kernel_id, "print(x + 1)", 60).stdout.strip() == "44"
+        assert stack.user_container("alice").id == before
+    finally:
+        # Best effort: the kernel ends with alice's container at the stack's stop anyway.
+        with contextlib.suppress(requests.RequestException, docker.errors.APIError):
+            alice.base_url = stack.url
+            alice.api("DELETE", f"/user/alice/api/kernels/{kernel_id}")
+
+
+GUESSES = """
+import json, sys, requests
+base, forged, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+session = requests.Session()
+# On every request: the hub ties an anonymous form's xsrf token to the address it believes.
+session.headers["X-Forwarded-For"] = forged
+session.get(f"{base}/hub/login", timeout=10)
+xsrf = session.cookies.get("_xsrf")
+codes = []
+for i in range(count):
+    response = session.post(
+        f"{base}/hub/login",
+        data={"username": f"guess{i}", "password": "not-the-password", "_xsrf": xsrf},
+        allow_redirects=False,
+        timeout=10,
+    )
+    codes.append(response.status_code)
+print(json.dumps(codes))
+"""
+
+
+def test_a_trainee_cannot_spend_the_class_addresss_sign_in_budget(stack):
+    """70 failed sign-ins from alice's container naming the class's address (the host's, as
+    the proxy sees it) in X-Forwarded-For, straight to the hub's API and then through the
+    proxy: each time her own address runs out, and the class still signs in."""
+    logged_in(stack, "alice")
+    alice = stack.user_container("alice")
+    private = stack.network.network.attrs["IPAM"]["Config"][0]
+    # Where the host's requests come from on the private network: its bridge's address.
+    host = private.get("Gateway") or str(next(ipaddress.ip_network(private["Subnet"]).hosts()))
+    names = stack.names
+    for way_in in (f"http://{names.hub}:8081", f"http://{names.proxy}:8000"):
+        code, out = in_container(alice, "python", "-c", GUESSES, way_in, host, "70")
+        assert code == 0, out
+        codes = json.loads(out.strip().splitlines()[-1])
+        assert codes[-1] == 429, (way_in, codes)  # her own address's budget is spent
+        # The class, behind the address she named, is not locked out.
+        logged_in(stack, "bob", started=False)

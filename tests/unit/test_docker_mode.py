@@ -18,7 +18,7 @@ from statbox.catalog.access import entitled_data_paths
 from statbox.configure.gateway import PerUserAccountBackend, configure_gateway
 from statbox.configure.hub import configure_hub
 from statbox.configure.runtime import Hosts
-from statbox.contract import DockerNames, escape_username
+from statbox.contract import USER_LABEL, DockerNames, escape_username
 from statbox.errors import BadInput
 from statbox.modes.docker.stack import COMPOSE_FILE, DOCKER_PORTS, DockerStack, parse_compose
 from statbox.settings.model import parse_settings
@@ -47,7 +47,7 @@ def docker_runtime(runtime):
         runtime,
         settings=settings,
         ports=DOCKER_PORTS,
-        secrets={**runtime.secrets, "db_password": "p@ss/word"},
+        secrets={**runtime.secrets, "db_password": "p@ss/word", "proxy_auth_token": "t" * 64},
         hosts=Hosts(listen="0.0.0.0", hub="kigali-hub", gateway="kigali-gateway", db="kigali-db"),
     )
 
@@ -63,7 +63,19 @@ def test_docker_hub_config(docker_runtime):
     assert c.JupyterHub.spawner_class == "statbox.spawners.docker.StatboxDockerSpawner"
     assert c.JupyterHub.cleanup_servers is False
     assert c.JupyterHub.hub_ip == "0.0.0.0"
-    assert c.JupyterHub.hub_connect_ip == "kigali-hub"
+    # The proxy's route to the hub: its private-network-only name; servers: its plain name.
+    assert c.JupyterHub.hub_connect_ip == "kigali-hub-private"
+    assert c.Spawner.hub_connect_url == "http://kigali-hub:8081"
+    # The proxy is a container of its own: the hub neither starts nor stops it, reaches its
+    # API by a private-network-only name with the stack's kept token, and gives a restarted
+    # proxy its routes back within seconds.
+    proxy = c.ConfigurableHTTPProxy
+    assert proxy.should_start is False
+    assert proxy.api_url == "http://kigali-proxy-api:8001"
+    assert proxy.auth_token == "t" * 64
+    assert c.JupyterHub.last_activity_interval <= 10
+    auth = c.StatboxSharedPasswordAuthenticator
+    assert auth.forwarded_for_from == "proxy-host" and auth.proxy_host == "kigali-proxy-api"
     assert (
         c.JupyterHub.db_url
         == "postgresql+psycopg2://jupyterhub:p%40ss%2Fword@kigali-db:5432/jupyterhub"
@@ -73,7 +85,7 @@ def test_docker_hub_config(docker_runtime):
     # Each user alone on a network of their own, with the hub and the gateway only.
     assert "network_name" not in spawner
     assert spawner.user_network_prefix == "kigali-net-"
-    assert spawner.shared_containers == ["kigali-hub", "kigali-gateway"]
+    assert spawner.shared_containers == ["kigali-proxy", "kigali-hub", "kigali-gateway"]
     # Pid files on the hub container's tmpfs: none survives into the next start.
     assert c.ConfigurableHTTPProxy.pid_file == "/run/statbox/proxy.pid"
     assert c.JupyterHub.pid_file == "/run/statbox/jupyterhub.pid"
@@ -259,6 +271,7 @@ TOKEN_VARIABLES = [
     "STATBOX_GATEWAY_TOKEN",
     "STATBOX_GATEWAY_ENCRYPT_KEY",
     "STATBOX_DB_PASSWORD",
+    "STATBOX_PROXY_AUTH_TOKEN",
 ]
 VARIABLES = (
     {name: f"/srv/{name.lower()}" for name in PATH_VARIABLES}
@@ -269,9 +282,25 @@ VARIABLES = (
 
 def test_compose_file_as_statbox_runs_it():
     stack = parse_compose(COMPOSE_FILE.read_text(), VARIABLES, publish=True)
-    assert [s.key for s in stack.services] == ["db", "gateway", "hub"]
+    assert [s.key for s in stack.services] == ["db", "gateway", "proxy", "hub"]
     by_key = {s.key: s for s in stack.services}
-    assert by_key["hub"].ports == {"8000/tcp": ("127.0.0.1", 8000)}
+    # The proxy, a container of its own, publishes the port; the hub publishes nothing.
+    assert by_key["proxy"].ports == {"8000/tcp": ("127.0.0.1", 8000)}
+    assert by_key["hub"].ports == {}
+    assert by_key["proxy"].networks == ["kigali-private", "kigali-public"]
+    assert by_key["proxy"].aliases == {"kigali-private": ["kigali-proxy-api"]}
+    assert by_key["hub"].aliases == {"kigali-private": ["kigali-hub-private"]}
+    proxy = by_key["proxy"]
+    assert proxy.image == "<statbox_hub_image>" and proxy.user is None  # the image's jupyterhub
+    assert proxy.host_config["cap_drop"] == ["ALL"]
+    assert proxy.host_config["security_opt"] == ["no-new-privileges"]
+    assert proxy.host_config["restart_policy"] == {"Name": "unless-stopped"}
+    assert "--api-ip=kigali-proxy-api" in (proxy.command or [])
+    # Only the hub gives the proxy its route: through it, the hub's answer means "started".
+    assert not any(arg.startswith("--default-target") for arg in proxy.command or [])
+    assert proxy.environment == {"CONFIGPROXY_AUTH_TOKEN": "<statbox_proxy_auth_token>"}
+    assert by_key["hub"].environment["STATBOX_PROXY_AUTH_TOKEN"] == "<statbox_proxy_auth_token>"
+    assert proxy.binds == []  # no socket, no state: only its routes, in memory
     # The database on a network of its own with the hub: user networks never reach it.
     assert by_key["hub"].networks == ["kigali-private", "kigali-db", "kigali-public"]
     assert by_key["db"].networks == ["kigali-db"]
@@ -298,8 +327,9 @@ def test_compose_file_as_statbox_runs_it():
 def test_compose_file_unpublished_has_no_public_network_or_ports():
     stack = parse_compose(COMPOSE_FILE.read_text(), VARIABLES, publish=False)
     assert set(stack.networks) == {"private", "db"}
-    hub = next(s for s in stack.services if s.key == "hub")
-    assert hub.ports == {} and hub.networks == ["kigali-private", "kigali-db"]
+    by_key = {s.key: s for s in stack.services}
+    assert by_key["hub"].ports == {} and by_key["hub"].networks == ["kigali-private", "kigali-db"]
+    assert by_key["proxy"].ports == {} and by_key["proxy"].networks == ["kigali-private"]
 
 
 @pytest.mark.parametrize("path", COMPOSE_INVALID, ids=[p.stem for p in COMPOSE_INVALID])
@@ -446,3 +476,26 @@ def test_the_supervisor_gives_up_without_touching_user_containers():
     supervisor.stop()
     assert "remove kigali-user-alice" not in log and "stop kigali-user-alice" not in log
     assert any("left running" in line for line in said)
+
+
+def test_a_proxy_hub_or_gateway_created_again_joins_every_users_network_again():
+    joined: list[tuple[str, str]] = []
+
+    def network(name: str) -> SimpleNamespace:
+        def connect(container: str) -> None:
+            joined.append((name, container))
+
+        return SimpleNamespace(connect=connect, attrs={"Labels": {USER_LABEL: name}})
+
+    networks = [network("kigali-net-alice"), network("kigali-net-bob")]
+    client = SimpleNamespace(networks=SimpleNamespace(list=lambda **_: networks))
+    loaded = SimpleNamespace(settings=SimpleNamespace(docker=SimpleNamespace(project="kigali")))
+    supervisor = DockerStack(loaded, client=client)  # type: ignore[arg-type]
+    supervisor.stack = parse_compose(COMPOSE_FILE.read_text(), VARIABLES, publish=False)
+    for service in supervisor.stack.services:
+        supervisor._rejoin_user_networks(service)
+    assert sorted(joined) == sorted(
+        (net, f"kigali-{key}")
+        for net in ("kigali-net-alice", "kigali-net-bob")
+        for key in ("proxy", "hub", "gateway")
+    )

@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 from pydantic import ValidationError
@@ -47,7 +48,9 @@ from statbox.settings.model import parse_settings
 def mode_config(request, runtime) -> tuple[str, Config]:
     settings = parse_settings({"mode": request.param})
     rt = dataclasses.replace(
-        runtime, settings=settings, secrets={**runtime.secrets, "db_password": "p"}
+        runtime,
+        settings=settings,
+        secrets={**runtime.secrets, "db_password": "p", "proxy_auth_token": "t"},
     )
     c = Config()
     configure_hub(c, rt)
@@ -60,9 +63,36 @@ def test_every_mode_bounds_errors_tokens_and_sign_ins(mode_config):
     assert settings == {"xsrf_cookies": True, "transforms": [BoundedErrors]}
     assert c.JupyterHub.token_expires_in_max_seconds == MAX_TOKEN_LIFETIME_SECONDS
     auth = c.StatboxSharedPasswordAuthenticator
-    # only where the hub starts the proxy beside itself can it tell the proxy's socket
-    assert auth.forwarded_for_from == ("any-peer" if mode == "kubernetes" else "proxy-socket")
+    # only where the hub starts the proxy beside itself can it tell the proxy's socket; docker
+    # mode's proxy is a container of its own, known by its private-network-only name
+    expected = {"local": "proxy-socket", "docker": "proxy-host", "kubernetes": "any-peer"}
+    assert auth.forwarded_for_from == expected[mode]
     assert auth.proxy_account == ("nobody" if mode == "local" else "")
+    assert auth.get("proxy_host", "") == ("statbox-proxy-api" if mode == "docker" else "")
+
+
+def _sign_in_from(peer: str, forwarded: str) -> SimpleNamespace:
+    """A sign-in request as the hub's handler sees it, from ``peer`` over TCP."""
+    connection = SimpleNamespace(context=SimpleNamespace(address=(peer, 40000)), stream=None)
+    request = SimpleNamespace(connection=connection, headers={"X-Forwarded-For": forwarded})
+    return SimpleNamespace(request=request)
+
+
+def test_only_the_proxy_hosts_address_may_name_the_client():
+    auth = StatboxSharedPasswordAuthenticator(
+        forwarded_for_from="proxy-host", proxy_host="localhost"
+    )
+    # the proxy (here: what localhost resolves to) appends the address it saw
+    assert auth.client_address(_sign_in_from("127.0.0.1", "1.2.3.4, 203.0.113.9")) == (
+        "203.0.113.9"
+    )
+    # a user's server reaching the hub's API directly cannot name another address
+    assert auth.client_address(_sign_in_from("172.30.0.5", "203.0.113.9")) == "172.30.0.5"
+    # a proxy name that does not resolve (its container gone): nobody is trusted
+    gone = StatboxSharedPasswordAuthenticator(
+        forwarded_for_from="proxy-host", proxy_host="statbox-no-such-host.invalid"
+    )
+    assert gone.client_address(_sign_in_from("127.0.0.1", "203.0.113.9")) == "127.0.0.1"
 
 
 @pytest.mark.parametrize("kind", [StatboxSharedPasswordAuthenticator, StatboxOIDCAuthenticator])

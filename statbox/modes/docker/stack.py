@@ -1,4 +1,4 @@
-"""Docker mode: run ``compose.yaml`` (hub, PostgreSQL, Dask Gateway) on one Docker engine.
+"""Docker mode: run ``compose.yaml`` (proxy, hub, PostgreSQL, Dask Gateway) on one Docker engine.
 
 ``statbox up --mode docker`` is a small supervisor over the Docker API. It reads
 ``compose.yaml`` (the one description of the stack, also usable with ``docker compose``),
@@ -8,11 +8,14 @@ fills in its variables from the settings and secrets, and then:
   valid, no container of the project already running); a problem raises with what to do and
   nothing is created;
 * creates what is missing (networks, volumes, the cgroup folder of the users' Dask
-  clusters) and starts db, gateway, hub in dependency order, waiting for each to answer; on
-  any failure it stops what it started;
-* then supervises: a hub, gateway or database that stops (``docker kill`` is a manual stop
-  to Docker, whose restart policy then does nothing) is started again, in its own container
-  so it keeps its networks; user containers are never touched because a service stopped;
+  clusters) and starts db, gateway, proxy, hub in dependency order, waiting for each to
+  answer; on any failure it stops what it started;
+* then supervises: a proxy, hub, gateway or database that stops (``docker kill`` is a manual
+  stop to Docker, whose restart policy then does nothing) is started again, in its own
+  container so it keeps its networks (one created anew joins the users' networks again);
+  user containers are never touched because a service stopped. The proxy is a container of
+  its own, never restarted because the hub was: open notebooks keep working through it
+  while the hub comes back;
 * on stop (Ctrl-C, SIGTERM), stops and removes the stack's containers and every user
   container and user network of the project (found by label), and the networks it created.
   Named volumes (homes, database, gateway) stay: starting again takes users, servers' homes
@@ -80,6 +83,9 @@ SUPPORTED_SERVICE_KEYS = frozenset(
 
 START_TIMEOUT = 120.0
 """Seconds each service has to become ready."""
+
+SHARED_SERVICES = ("proxy", "hub", "gateway")
+"""Services that join every user's network (statbox.spawners.docker's shared_containers)."""
 
 RESTART_TRIES = 5
 """Times in a row the supervisor starts a stopped service again before it gives up."""
@@ -341,7 +347,7 @@ class DockerStack:
         running = self.client.containers.list(
             filters={"label": f"{PROJECT_LABEL}={self.names.project}"}
         )
-        stack_names = {self.names.hub, self.names.gateway, self.names.db}
+        stack_names = {self.names.hub, self.names.proxy, self.names.gateway, self.names.db}
         if any(c.name in stack_names for c in running):
             raise EnvironmentProblem(
                 f"a stack of project {self.names.project!r} is already running: stop it first, "
@@ -546,7 +552,7 @@ class DockerStack:
         self._wait_ready(service, restarts)
 
     def _rejoin_user_networks(self, service: Service) -> None:
-        if service.key not in ("hub", "gateway"):
+        if service.key not in SHARED_SERVICES:
             return
         import docker
 
@@ -566,12 +572,13 @@ class DockerStack:
 
     @property
     def hub_url(self) -> str:
-        """The hub as this host reaches it: the published port, else its private address."""
+        """The hub as this host reaches it: the proxy's published port, else the proxy's
+        private address."""
         settings = self.loaded.settings
         if settings.docker.publish:
             host = "127.0.0.1" if settings.hub.ip in ("0.0.0.0", "") else settings.hub.ip
             return f"http://{host}:{settings.hub.port}"
-        return f"http://{self.container_ip(self.names.hub)}:{DOCKER_PORTS.public}"
+        return f"http://{self.container_ip(self.names.proxy)}:{DOCKER_PORTS.public}"
 
     def _wait_ready(self, service: Service, restarts: int = 0) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -602,6 +609,18 @@ class DockerStack:
                 )
                 return bool(result.exit_code == 0)
             return False
+        if service.key == "proxy":
+            # Listening is ready: its routes are the hub's to add.
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((ip, DOCKER_PORTS.public), timeout=1),
+            ):
+                return True
+            return False
+        if service.key == "hub":
+            # Through the proxy: the hub adds its route there (compose.yaml gives the proxy
+            # no default) with its services' once they are up, the end of its start.
+            ip = self.container_ip(self.names.proxy)
         url = {
             "gateway": f"http://{ip}:{DOCKER_PORTS.gateway_http}{GATEWAY_PREFIX}/api/health",
             "hub": f"http://{ip}:{DOCKER_PORTS.public}/hub/health",
@@ -649,7 +668,7 @@ class DockerStack:
 
         if self.client is None:
             return
-        order = [self.names.hub, self.names.gateway, self.names.db]
+        order = [self.names.hub, self.names.proxy, self.names.gateway, self.names.db]
         for name in order:
             # 409: the engine is already removing it (a stop racing a failed start).
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
