@@ -310,6 +310,22 @@ class PerUserAccountBackend(RecordedProcessesBackend, LocalBackend):
     def group_of(self, pid: int) -> Cgroup | None:
         return self._groups.get(pid)
 
+    async def do_stop_cluster(self, cluster: Any) -> None:
+        """Upstream's; then the scheduler's group, found by its name if it was started by an
+        earlier gateway (whose groups this one never held), emptied and removed."""
+        await super().do_stop_cluster(cluster)
+        self._remove_group(f"{cluster.name}-scheduler")
+
+    async def do_stop_worker(self, worker: Any) -> None:
+        await super().do_stop_worker(worker)
+        self._remove_group(f"{worker.cluster.name}-worker-{worker.name}")
+
+    def _remove_group(self, name: str) -> None:
+        tree = self.cgroup_tree()
+        group = tree.existing(name) if tree is not None else None
+        if group is not None:
+            group.remove()
+
     def _accounts_file(self) -> Path:
         return Path(self.clusters_directory).parent / "accounts.json"
 

@@ -19,7 +19,8 @@ import pytest
 
 from statbox.errors import EnvironmentProblem
 from statbox.modes.local.stack import LocalStack, free_port, kill_recorded_run, port_is_free
-from statbox.modes.local.supervisor import RECORD_FILE, ProcessRecord, RecordBook, RestartPolicy
+from statbox.modes.local.supervisor import RECORD_FILE, ProcessRecord, RecordBook
+from statbox.sandbox.restarts import RestartPolicy
 from statbox.settings.model import load_settings
 
 

@@ -52,14 +52,10 @@ from statbox.configure.runtime import RUNTIME_ENV, Ports, Runtime, write_runtime
 from statbox.contract import SECRET_ENV, SECRETS_DIR_ENV
 from statbox.dashboards.firewall import UidFirewall, dashboards_firewall
 from statbox.errors import BadInput, EnvironmentProblem, StatboxError
-from statbox.modes.local.supervisor import (
-    RECORD_FILE,
-    RecordBook,
-    RestartPolicy,
-    cgroup_of,
-)
+from statbox.modes.local.supervisor import RECORD_FILE, RecordBook, cgroup_of
 from statbox.resources import resource
 from statbox.sandbox import CgroupTree
+from statbox.sandbox.restarts import RestartPolicy
 from statbox.settings.model import LoadedSettings
 
 HUB_CONFIG = resource(resources.HUB_CONFIG)

@@ -10,7 +10,8 @@ Invariants:
   removed only by a clean stop: when it is still there at the next start, the previous run
   crashed, and what of it still runs is recognised by the record.
 * A part that dies is restarted after a back-off that grows with each death; too many deaths
-  in a short time (:class:`RestartPolicy`) and the supervisor gives up on the run.
+  in a short time (:class:`statbox.sandbox.restarts.RestartPolicy`) and the supervisor gives
+  up on the run.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import time
-from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -112,28 +111,3 @@ class RecordBook:
         self.records.clear()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-
-
-@dataclass
-class RestartPolicy:
-    """When a dead part may be started again.
-
-    Back-off doubles from ``first_delay`` to ``max_delay`` with each death within
-    ``window`` seconds; more than ``limit`` deaths within ``window`` and the run gives up
-    (a part that dies that often is broken, and restarting it hides that)."""
-
-    limit: int = 5
-    window: float = 300.0
-    first_delay: float = 0.5
-    max_delay: float = 8.0
-    deaths: deque[float] = field(default_factory=deque)
-
-    def death(self, now: float | None = None) -> float | None:
-        """Note a death; the seconds to wait before the restart, or None: give up."""
-        now = time.monotonic() if now is None else now
-        self.deaths.append(now)
-        while self.deaths and now - self.deaths[0] > self.window:
-            self.deaths.popleft()
-        if len(self.deaths) > self.limit:
-            return None
-        return float(min(self.max_delay, self.first_delay * 2 ** (len(self.deaths) - 1)))
