@@ -106,6 +106,30 @@ class ProcessRecord:
     def is_running(self) -> bool:
         return self.mismatch() is None
 
+    def stop_tree(self, timeout: float) -> None:
+        """Stop the recorded process and everything it runs: SIGTERM to all, then SIGKILL to
+        what is left after ``timeout`` seconds. Nothing if the pid's holder is not the
+        recorded process.
+
+        For a sandbox with no control group (Statbox run without root): a signal to bwrap's
+        own process ends it alone, and what it runs, reparented away, would live on. The
+        tree is taken before any signal; psutil never signals a pid reused since."""
+        if self.mismatch() is not None:
+            return
+        try:
+            top = psutil.Process(self.pid)
+            tree = [top, *top.children(recursive=True)]
+        except psutil.Error:
+            return
+        for process in reversed(tree):  # the command first, then bwrap around it
+            with contextlib.suppress(psutil.Error):
+                process.terminate()
+        _, alive = psutil.wait_procs(tree, timeout=timeout)
+        for process in alive:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        psutil.wait_procs(alive, timeout=5)
+
     def signal(self, signum: int) -> bool:
         """Send ``signum`` to the recorded process if it is still the one holding the pid;
         whether it was (a pid now held by another process is never signalled)."""

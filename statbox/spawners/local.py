@@ -287,6 +287,15 @@ class StatboxLocalSpawner(StatboxSpawnerMixin, SimpleLocalProcessSpawner):
         """Stop the server gracefully (SIGTERM to all of it), then kill its whole group."""
         tree = self._tree()
         group = tree.existing(self.user.name) if tree is not None else None
+        record = self._record
+        if group is None and tree is None and record is not None and record.pid == self.pid:
+            # No control group (not root): the sandbox's whole tree, not bwrap's process
+            # alone (whose end would leave the server running).
+            timeout = 0.0 if now else float(self.term_timeout)
+            await asyncio.get_running_loop().run_in_executor(None, record.stop_tree, timeout)
+            if self.proc is not None:
+                self.proc.wait()
+            return
         if group is None:
             await super().stop(now)
             return

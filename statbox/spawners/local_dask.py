@@ -205,8 +205,17 @@ class SandboxedLocalBackend(RecordedProcessesBackend, LocalBackend):
     async def stop_process(self, pid: int) -> None:
         """SIGTERM to all of the process's group, then kill and remove the group."""
         group = self._members.pop(pid, None)
-        if group is None:  # started by an earlier gateway: by its record
-            await super().stop_process(pid)
+        if group is None:
+            record = self._recorded().pop(pid, None)
+            if record is not None and record.cgroup is None:
+                # No control group (not root): the sandbox's whole tree, not bwrap's process
+                # alone (whose end would leave the scheduler or worker running).
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, record.stop_tree, self.sigterm_timeout)
+                return
+            if record is not None:
+                self._recorded()[pid] = record
+            await super().stop_process(pid)  # started by an earlier gateway: by its record
             return
         self._recorded().pop(pid, None)
         group.signal_all(signal.SIGTERM)
