@@ -14,7 +14,6 @@ from urllib.parse import quote
 from statbox.configure.hubdb import sqlite_database
 from statbox.configure.runtime import Runtime
 from statbox.contract import DASHBOARDS_GATEWAY_ENV, DASHBOARDS_LISTEN_ENV, DockerNames
-from statbox.identity.limits import MAX_TOKEN_LIFETIME_SECONDS, BoundedErrors
 from statbox.identity.roles import GATEWAY_ACCESS_SCOPE, cohort_roles, token_roles, users_with_role
 from statbox.settings.model import ROLE_NAMES, GitHubAuth, Mode, OIDCAuth
 from statbox.settings.names import GATEWAY_SERVICE, USERNAME_PATTERN, role_group
@@ -94,6 +93,9 @@ def _configure_limits(c: Any, rt: Runtime) -> None:
 
     The request limits and the checked API handlers come with Statbox's authenticators (their
     handlers stand first); error messages are cut by an output transform of the hub's app."""
+    # Here, not at the top: the command line imports this module, and Tornado is heavy.
+    from statbox.identity.limits import MAX_TOKEN_LIFETIME_SECONDS, BoundedErrors
+
     # `transforms` is web.Application's own argument, which JupyterHub passes tornado_settings to
     c.JupyterHub.tornado_settings.update({"transforms": [BoundedErrors]})
     c.StatboxSharedPasswordAuthenticator.forwarded_for_from = FORWARDED_FOR_FROM[rt.settings.mode]
