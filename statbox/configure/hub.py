@@ -13,7 +13,12 @@ from urllib.parse import quote
 
 from statbox.configure.hubdb import sqlite_database
 from statbox.configure.runtime import Runtime
-from statbox.contract import DASHBOARDS_GATEWAY_ENV, DASHBOARDS_LISTEN_ENV, DockerNames
+from statbox.contract import (
+    DASHBOARDS_GATEWAY_ENV,
+    DASHBOARDS_LISTEN_ENV,
+    KUBE_PROXY_PEERS,
+    DockerNames,
+)
 from statbox.identity.roles import GATEWAY_ACCESS_SCOPE, cohort_roles, token_roles, users_with_role
 from statbox.settings.model import ROLE_NAMES, GitHubAuth, Mode, OIDCAuth
 from statbox.settings.names import GATEWAY_SERVICE, USERNAME_PATTERN, role_group
@@ -72,8 +77,6 @@ def _configure_network(c: Any, rt: Runtime) -> None:
     c.ConfigurableHTTPProxy.command = list(rt.proxy_command)
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{rt.ports.proxy_api}"
     c.ConfigurableHTTPProxy.pid_file = str(state / "run" / "proxy.pid")
-    # Its leftover known by pid and start time, never by the pid file alone.
-    c.JupyterHub.proxy_class = "statbox.spawners.proxy.RecordedProxy"
 
 
 FORWARDED_FOR_FROM = {
@@ -82,8 +85,9 @@ FORWARDED_FOR_FROM = {
     Mode.local: "proxy-socket",
     # The proxy is a container of its own: known by its address on the private network.
     Mode.docker: "proxy-host",
-    # zero-to-jupyterhub's proxy runs in a pod of its own, another network namespace.
-    Mode.kubernetes: "any-peer",
+    # zero-to-jupyterhub's proxy pods, known by their addresses (the chart's headless Service):
+    # user pods reach the hub's API directly too.
+    Mode.kubernetes: "proxy-host",
 }
 """Per mode: whose X-Forwarded-For names the client of a sign-in (statbox.identity.auth)."""
 
@@ -105,6 +109,8 @@ def _configure_limits(c: Any, rt: Runtime) -> None:
     if rt.settings.mode is Mode.docker:
         proxy_host = DockerNames(rt.settings.docker.project).proxy_api
         c.StatboxSharedPasswordAuthenticator.proxy_host = proxy_host
+    if rt.settings.mode is Mode.kubernetes:
+        c.StatboxSharedPasswordAuthenticator.proxy_host = KUBE_PROXY_PEERS
     # Upstream's own bound on token lifetimes (a longer `expires_in` is a 400 there too)
     c.JupyterHub.token_expires_in_max_seconds = MAX_TOKEN_LIFETIME_SECONDS
 

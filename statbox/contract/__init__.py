@@ -96,6 +96,9 @@ KUBE_USER_LABEL = "statbox.org/user"
 """Label on every pod that acts for a user: their notebook pods and their Dask pods."""
 KUBE_USER_ANNOTATION = "statbox.org/username"
 """The readable name beside the hashed label, for operators."""
+KUBE_PROXY_PEERS = "statbox-proxy-peers"
+"""The chart's headless Service selecting zero-to-jupyterhub's proxy pods: the hub believes
+``X-Forwarded-For`` only from the addresses this name resolves to (the proxy's pods)."""
 
 
 def kube_user_label_value(username: str) -> str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import os
 import pwd
-import socket
 from dataclasses import dataclass
 from secrets import compare_digest
 from typing import TYPE_CHECKING, Any
@@ -39,12 +38,13 @@ from oauthenticator.oauth2 import STATE_COOKIE_NAME, OAuthCallbackHandler, OAuth
 from tornado import web
 from tornado.httpclient import HTTPClientError
 from tornado.httputil import url_concat
-from traitlets import Enum, Instance, Set, Unicode, default
+from traitlets import Enum, Float, Instance, Set, Unicode, default
 from traitlets.config import Configurable
 
 from statbox.identity.hubapi import limit_handlers
 from statbox.identity.roles import groups_for, resolve_role, sign_in
 from statbox.identity.throttle import (
+    ProxyPeers,
     SignInThrottle,
     forwarded_client,
     normal_ip,
@@ -328,21 +328,28 @@ class StatboxSharedPasswordAuthenticator(StatboxAuthMixin, SharedPasswordAuthent
         help="Users who must log in with admin_password (instructors and admins).",
     )
     forwarded_for_from = Enum(
-        ["proxy-socket", "proxy-host", "any-peer"],
+        ["proxy-socket", "proxy-host"],
         "proxy-socket",
         config=True,
-        help="Whose X-Forwarded-For gives the client address of a sign-in: only the hub's own "
-        "proxy's, known by the account owning the connecting socket in the hub's network "
-        "namespace (proxy-socket); or by the address proxy_host resolves to (proxy-host: the "
-        "proxy is a container of its own, and others, users' servers among them, reach the "
-        "hub too); or any peer's (any-peer: the proxy runs elsewhere and nothing but it "
-        "reaches the hub).",
+        help="Whose X-Forwarded-For gives the client address of a sign-in, the hub's own "
+        "proxy's only, known either by the account owning the connecting socket in the hub's "
+        "network namespace (proxy-socket: the proxy runs beside the hub), or by the peer's "
+        "address being one proxy_host resolves to (proxy-host: the proxy has a network "
+        "namespace of its own, a container or pods, and others, users' servers among them, "
+        "reach the hub too). Every other peer is counted by its own address.",
     )
     proxy_host = Unicode(
         "",
         config=True,
-        help="With forwarded_for_from = proxy-host: a name of the proxy that resolves to its "
-        "address on the network where it reaches the hub, and to nobody else's.",
+        help="With forwarded_for_from = proxy-host: a name that resolves to the proxy's "
+        "addresses where it reaches the hub, and to nobody else's (a container name on a "
+        "private network; a headless Service selecting the proxy's pods).",
+    )
+    proxy_host_ttl = Float(
+        5.0,
+        config=True,
+        help="Seconds a lookup of proxy_host is kept (a proxy created again is believed "
+        "this long after its name resolves to it).",
     )
     proxy_account = Unicode(
         "",
@@ -350,6 +357,11 @@ class StatboxSharedPasswordAuthenticator(StatboxAuthMixin, SharedPasswordAuthent
         help="Account the hub's proxy runs as when the hub is root; empty: the hub's own.",
     )
     throttle = Instance(SignInThrottle, help="Failed sign-ins, per name and address.")
+    proxy_peers = Instance(ProxyPeers, help="Where proxy_host is (forwarded_for_from proxy-host).")
+
+    @default("proxy_peers")
+    def _default_proxy_peers(self) -> ProxyPeers:
+        return ProxyPeers(self.proxy_host, ttl=self.proxy_host_ttl)
 
     @default("throttle")
     def _default_throttle(self) -> SignInThrottle:
@@ -362,16 +374,7 @@ class StatboxSharedPasswordAuthenticator(StatboxAuthMixin, SharedPasswordAuthent
             return pwd.getpwnam(self.proxy_account).pw_uid
         return os.geteuid()
 
-    def proxy_addresses(self) -> set[str]:
-        """Where proxy_host is now: looked up at each sign-in, as a proxy created again may
-        have another address; none (nobody trusted) if it does not resolve."""
-        try:
-            _, _, addresses = socket.gethostbyname_ex(self.proxy_host)
-        except OSError:
-            return set()
-        return {normal_ip(address) for address in addresses}
-
-    def client_address(self, handler: Any) -> str:
+    async def client_address(self, handler: Any) -> str:
         """The address a sign-in comes from (see :mod:`statbox.identity.throttle`); "unknown"
         without a request (a call from the hub's own code)."""
         if handler is None:
@@ -381,10 +384,8 @@ class StatboxSharedPasswordAuthenticator(StatboxAuthMixin, SharedPasswordAuthent
         forwarded = request.headers.get("X-Forwarded-For")
         if not isinstance(peer, tuple):  # a Unix socket: only the proxy is given one
             return forwarded_client(forwarded, "unix")
-        if self.forwarded_for_from == "any-peer":
-            return forwarded_client(forwarded, peer[0])
         if self.forwarded_for_from == "proxy-host":
-            trusted = normal_ip(peer[0]) in self.proxy_addresses()
+            trusted = normal_ip(peer[0]) in await self.proxy_peers.addresses()
             return forwarded_client(forwarded, peer[0]) if trusted else normal_ip(peer[0])
         stream = request.connection.stream
         local = stream.socket.getsockname() if stream and stream.socket else None
@@ -394,7 +395,7 @@ class StatboxSharedPasswordAuthenticator(StatboxAuthMixin, SharedPasswordAuthent
 
     async def authenticate(self, handler: Any, data: dict[str, str]) -> dict[str, Any] | None:
         username = checked_username(data.get("username", ""))
-        address = self.client_address(handler)
+        address = await self.client_address(handler)
         wait = self.throttle.wait(username, address)
         if wait > 0:
             self.log.warning("Sign-in of %s from %s throttled", describe(username), address)

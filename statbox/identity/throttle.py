@@ -16,9 +16,11 @@ guesser nothing; the right password works again as soon as the wait is over.
 The client address is the connection's peer, except for requests the hub's own proxy passed on,
 whose address the proxy appended to ``X-Forwarded-For``. Whether a connection comes from the
 proxy is decided by who owns the socket at the other end (``/proc/net/tcp``: the proxy's
-account, in the hub's network namespace), never by headers a client can send: a user's kernel
-reaches the hub's port on loopback too, and Tornado itself believes any ``X-Forwarded-For`` or
-``X-Real-Ip``.
+account, in the hub's network namespace) or, where the proxy has a network namespace of its own
+(a container, a pod), by the peer's address being one a name of the proxy's resolves to
+(:class:`ProxyPeers`: a container name on a private network, a headless Service selecting the
+proxy's pods); never by headers a client can send: a user's kernel reaches the hub's port too,
+and Tornado itself believes any ``X-Forwarded-For`` or ``X-Real-Ip``.
 
 Invariant: memory is bounded (:attr:`ThrottlePolicy.max_entries` records per table) and no call
 sleeps: a throttled attempt is answered at once with how long to wait.
@@ -26,7 +28,9 @@ sleeps: a throttled attempt is answered at once with how long to wait.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -195,3 +199,53 @@ def forwarded_client(forwarded_for: str | None, peer: str) -> str:
     if not forwarded_for:
         return normal_ip(peer)
     return normal_ip(forwarded_for.split(",")[-1])
+
+
+class ProxyPeers:
+    """The addresses a name of the proxy resolves to, looked up at most once per ``ttl``.
+
+    The name must resolve to the proxy's own addresses and nobody else's (docker mode: the
+    proxy container's name on a private network; Kubernetes: a headless Service selecting the
+    proxy's pods, whose DNS answer is the pods' addresses). A name that does not resolve (the
+    proxy is being replaced) gives no address: nobody's ``X-Forwarded-For`` is believed then,
+    and sign-ins are counted by their peer.
+
+    The lookup runs off the event loop (the resolver may take seconds), at most one at a
+    time: thirty sign-ins at 9:00 wait for one answer. Each answer, found or not, is kept for
+    ``ttl`` seconds, so a proxy created again with another address is known within that.
+    """
+
+    def __init__(
+        self, name: str, ttl: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.name = name
+        self.ttl = ttl
+        self.clock = clock
+        self._addresses: frozenset[str] = frozenset()
+        self._until = -float("inf")
+        self._lookup: asyncio.Future[frozenset[str]] | None = None
+
+    async def addresses(self) -> frozenset[str]:
+        """Where the proxy is now (normal spellings, see :func:`normal_ip`)."""
+        if self.clock() < self._until:
+            return self._addresses
+        if self._lookup is None:
+            self._lookup = asyncio.ensure_future(self._resolve())
+        lookup = self._lookup
+        try:
+            found = await asyncio.shield(lookup)
+        finally:
+            if self._lookup is lookup and lookup.done():
+                self._lookup = None
+        self._addresses, self._until = found, self.clock() + self.ttl
+        return found
+
+    async def _resolve(self) -> frozenset[str]:
+        if not self.name:
+            return frozenset()
+        loop = asyncio.get_running_loop()
+        try:
+            answers = await loop.getaddrinfo(self.name, None, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):  # not found, or a name the resolver cannot spell
+            return frozenset()
+        return frozenset(normal_ip(str(answer[4][0])) for answer in answers)

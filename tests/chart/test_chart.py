@@ -20,6 +20,7 @@ from traitlets.config import Config, PyFileConfigLoader
 
 from statbox.configure.hub import configure_hub
 from statbox.configure.runtime import SECRET_ENV, load_runtime
+from statbox.contract import KUBE_PROXY_PEERS
 from statbox.contract import KUBE_USER_LABEL as USER_LABEL
 from statbox.contract import kube_user_label_value as user_label_value
 from statbox.contract.runtime import RuntimeDocument, runtime_schema
@@ -67,7 +68,15 @@ def test_every_manifest_validates_against_kubernetes_schemas(render, name):
 
     objects = manifests(render(case_values(name)))
     kinds = sorted(o["kind"] for o in objects)
-    assert kinds == ["ConfigMap", "NetworkPolicy", "NetworkPolicy", "Role", "RoleBinding", "Secret"]
+    assert kinds == [
+        "ConfigMap",
+        "NetworkPolicy",
+        "NetworkPolicy",
+        "Role",
+        "RoleBinding",
+        "Secret",
+        "Service",
+    ]
     for version in ("1.30.0", kubernetes_validate.latest_version()):
         for obj in objects:
             kubernetes_validate.validate(obj, version, strict=True)
@@ -321,6 +330,21 @@ def test_hub_pod_with_the_default_class_password(render, tmp_path):
     assert again.JupyterHub.authenticator_class == c.JupyterHub.authenticator_class
 
 
+def test_the_hub_believes_forwarded_for_only_from_the_proxy_pods(render, tmp_path):
+    """User pods reach the hub's API directly: X-Forwarded-For is believed only from the
+    addresses of a headless Service that selects zero-to-jupyterhub's proxy pods of this
+    release (tests/unit/test_hub_limits.py attacks the hub so configured)."""
+    c, _ = _hub_config_from_chart("values.yaml", render, tmp_path)
+    auth = c.StatboxSharedPasswordAuthenticator
+    assert auth.forwarded_for_from == "proxy-host"
+    assert auth.proxy_host == KUBE_PROXY_PEERS
+    service = find(render(), "Service", KUBE_PROXY_PEERS)["spec"]
+    # headless: the name resolves to the pods' own addresses, not to a virtual one
+    assert service["clusterIP"] == "None"
+    assert service["selector"] == {"app": "jupyterhub", "component": "proxy", "release": RELEASE}
+    assert service["publishNotReadyAddresses"] is True
+
+
 REGIONAL_SIGN_IN = {
     "brazil": ("StatboxOIDCAuthenticator", "statbox-alunos"),
     "china": ("StatboxOIDCAuthenticator", "trainees"),
@@ -485,7 +509,8 @@ def test_hub_may_manage_network_policies_and_nothing_else(render):
 
 def test_network_policies_can_be_turned_off(render):
     kinds = {o["kind"] for o in manifests(render({"networkPolicy": {"enabled": False}}))}
-    assert kinds == {"ConfigMap", "Secret"}
+    # the proxy peers Service stays: it is how the hub tells the proxy from user pods
+    assert kinds == {"ConfigMap", "Secret", "Service"}
 
 
 def test_notes_tell_how_to_reach_the_hub_and_sign_in(render):

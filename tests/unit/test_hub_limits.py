@@ -7,12 +7,14 @@ The same attacks against the whole local stack are in tests/integration/test_api
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import http.client
 import json
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 
 import pytest
@@ -23,7 +25,12 @@ from tornado.ioloop import IOLoop
 from traitlets.config import Config
 
 from statbox.configure.hub import configure_hub
-from statbox.identity.auth import StatboxOIDCAuthenticator, StatboxSharedPasswordAuthenticator
+from statbox.contract import KUBE_PROXY_PEERS
+from statbox.identity.auth import (
+    SignInThrottled,
+    StatboxOIDCAuthenticator,
+    StatboxSharedPasswordAuthenticator,
+)
 from statbox.identity.hubapi import CHECKED_HANDLERS, NewToken, NewUsers, shape_error
 from statbox.identity.limits import (
     MAX_MESSAGE_CHARS,
@@ -33,6 +40,7 @@ from statbox.identity.limits import (
     bounded_message,
 )
 from statbox.identity.throttle import (
+    ProxyPeers,
     SignInThrottle,
     ThrottlePolicy,
     forwarded_client,
@@ -65,10 +73,13 @@ def test_every_mode_bounds_errors_tokens_and_sign_ins(mode_config):
     auth = c.StatboxSharedPasswordAuthenticator
     # only where the hub starts the proxy beside itself can it tell the proxy's socket; docker
     # mode's proxy is a container of its own, known by its private-network-only name
-    expected = {"local": "proxy-socket", "docker": "proxy-host", "kubernetes": "any-peer"}
+    expected = {"local": "proxy-socket", "docker": "proxy-host", "kubernetes": "proxy-host"}
     assert auth.forwarded_for_from == expected[mode]
     assert auth.proxy_account == ("nobody" if mode == "local" else "")
-    assert auth.get("proxy_host", "") == ("statbox-proxy-api" if mode == "docker" else "")
+    # docker: the proxy container's private-network-only name; kubernetes: the chart's
+    # headless Service selecting the proxy's pods (tests/chart checks it renders so)
+    hosts = {"local": "", "docker": "statbox-proxy-api", "kubernetes": KUBE_PROXY_PEERS}
+    assert auth.get("proxy_host", "") == hosts[mode]
 
 
 def _sign_in_from(peer: str, forwarded: str) -> SimpleNamespace:
@@ -82,17 +93,111 @@ def test_only_the_proxy_hosts_address_may_name_the_client():
     auth = StatboxSharedPasswordAuthenticator(
         forwarded_for_from="proxy-host", proxy_host="localhost"
     )
+
+    def client(peer: str, forwarded: str) -> str:
+        return asyncio.run(auth.client_address(_sign_in_from(peer, forwarded)))
+
     # the proxy (here: what localhost resolves to) appends the address it saw
-    assert auth.client_address(_sign_in_from("127.0.0.1", "1.2.3.4, 203.0.113.9")) == (
-        "203.0.113.9"
-    )
+    assert client("127.0.0.1", "1.2.3.4, 203.0.113.9") == "203.0.113.9"
     # a user's server reaching the hub's API directly cannot name another address
-    assert auth.client_address(_sign_in_from("172.30.0.5", "203.0.113.9")) == "172.30.0.5"
+    assert client("172.30.0.5", "203.0.113.9") == "172.30.0.5"
     # a proxy name that does not resolve (its container gone): nobody is trusted
-    gone = StatboxSharedPasswordAuthenticator(
+    auth = StatboxSharedPasswordAuthenticator(
         forwarded_for_from="proxy-host", proxy_host="statbox-no-such-host.invalid"
     )
-    assert gone.client_address(_sign_in_from("127.0.0.1", "203.0.113.9")) == "127.0.0.1"
+    assert client("127.0.0.1", "203.0.113.9") == "127.0.0.1"
+
+
+class SignInOnly(web.RequestHandler):
+    """The deciding part of the hub's login handler (statbox.identity.auth.StatboxLoginHandler
+    posts to the authenticator and answers 429 when it is throttled), without the rest of a
+    JupyterHub app: the real authenticator sees the real connection."""
+
+    async def post(self) -> None:
+        auth = self.settings["authenticator"]
+        data = {k: self.get_body_argument(k) for k in ("username", "password")}
+        try:
+            user = await auth.authenticate(self, data)
+        except SignInThrottled:
+            self.set_status(429)
+            return
+        self.set_status(200 if user else 403)
+
+
+def _post_sign_in(port: int, source: str, forwarded: str, username: str, password: str) -> int:
+    """POST a sign-in from loopback address ``source`` (127.0.0.0/8 all reaches the server on
+    127.0.0.1, each its own peer address), claiming to be ``forwarded``."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    try:
+        body = f"username={username}&password={password}"
+        headers = {
+            "X-Forwarded-For": forwarded,
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+        conn.request("POST", "/login", body=body, headers=headers)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_a_user_pod_forging_forwarded_for_spends_only_its_own_budget(runtime):
+    """The attack on Kubernetes: a user pod reaches the hub's API directly (zero-to-jupyterhub's
+    network policy lets it) and signs in wrongly with a forged X-Forwarded-For naming a
+    classmate's address, to spend that address's budget and lock the classmate out. The hub
+    configured for kubernetes mode believes the header from the proxy's addresses only (what
+    proxy_host resolves to: in the cluster the chart's headless Service, here localhost, which
+    /etc/hosts resolves to 127.0.0.1); the user pod is 127.0.0.2, counted by its own address."""
+    settings = parse_settings({"mode": "kubernetes"})
+    c = Config()
+    configure_hub(c, dataclasses.replace(runtime, settings=settings))
+    c.StatboxSharedPasswordAuthenticator.proxy_host = "localhost"  # the cluster's name, here
+    auth = StatboxSharedPasswordAuthenticator(config=c, user_password="class-password-1")
+    auth.throttle = SignInThrottle(ThrottlePolicy(free_failures=100, address_budget=3))
+    proxy, user_pod, classmate = "127.0.0.1", "127.0.0.2", "203.0.113.9"
+    with serving(lambda: web.Application([("/login", SignInOnly)], authenticator=auth)) as port:
+        wrong = [
+            _post_sign_in(port, user_pod, classmate, f"guess{n}", "wrong-password")
+            for n in range(5)
+        ]
+        # the forger's own address ran out, after its budget of 3
+        assert wrong == [403, 403, 403, 429, 429]
+        # the classmate, through the proxy, from the forged address: untouched
+        assert _post_sign_in(port, proxy, classmate, "amina", "class-password-1") == 200
+        # and the proxy's own word is believed: a guesser behind it spends *its* address
+        guesser = "198.51.100.7"
+        tries = [_post_sign_in(port, proxy, guesser, f"g{n}", "nope") for n in range(4)]
+        assert tries == [403, 403, 403, 429]
+        assert _post_sign_in(port, proxy, classmate, "amina", "class-password-1") == 200
+
+
+class CountingProxyPeers(ProxyPeers):
+    """Real lookups, counted."""
+
+    lookups = 0
+
+    async def _resolve(self) -> frozenset[str]:
+        self.lookups += 1
+        return await super()._resolve()
+
+
+def test_the_proxys_addresses_are_looked_up_once_per_ttl_even_by_a_crowd():
+    now = [0.0]
+    peers = CountingProxyPeers("localhost", ttl=5.0, clock=lambda: now[0])
+
+    async def crowd() -> list[frozenset[str]]:
+        return await asyncio.gather(*(peers.addresses() for _ in range(30)))
+
+    answers = asyncio.run(crowd())
+    assert peers.lookups == 1 and all(a == answers[0] for a in answers)
+    assert "127.0.0.1" in answers[0]
+    now[0] = 4.9
+    asyncio.run(peers.addresses())
+    assert peers.lookups == 1
+    now[0] = 5.1
+    asyncio.run(peers.addresses())
+    assert peers.lookups == 2
+    # a name that does not resolve: no address, nobody believed
+    assert asyncio.run(ProxyPeers("statbox-no-such-host.invalid").addresses()) == frozenset()
 
 
 @pytest.mark.parametrize("kind", [StatboxSharedPasswordAuthenticator, StatboxOIDCAuthenticator])
@@ -114,19 +219,16 @@ class LoudError(web.RequestHandler):
         self.finish(json.dumps({"status": 400, "message": self.request.body.decode()}))
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[int]:
-    """A Tornado app with the limits (1000 bytes) before a handler, on a loopback port."""
+@contextlib.contextmanager
+def serving(make_app: Callable[[], web.Application]) -> Iterator[int]:
+    """A real Tornado server of ``make_app()`` on a loopback port, in a thread of its own;
+    stopped on leaving."""
     started = threading.Event()
     state: dict = {}
 
     def run() -> None:
         asyncio.set_event_loop(asyncio.new_event_loop())
-        app = web.Application(
-            [(r"/.*", RequestLimits(max_body=1000, max_uri=200)), (r"/loud", LoudError)],
-            transforms=[BoundedErrors],
-        )
-        http = HTTPServer(app)
+        http = HTTPServer(make_app())
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         sock.listen(16)
@@ -139,10 +241,24 @@ def server() -> Iterator[int]:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     started.wait(10)
-    yield state["port"]
-    state["loop"].add_callback(state["http"].stop)
-    state["loop"].add_callback(state["loop"].stop)
-    thread.join(10)
+    try:
+        yield state["port"]
+    finally:
+        state["loop"].add_callback(state["http"].stop)
+        state["loop"].add_callback(state["loop"].stop)
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[int]:
+    """A Tornado app with the limits (1000 bytes) before a handler, on a loopback port."""
+    with serving(
+        lambda: web.Application(
+            [(r"/.*", RequestLimits(max_body=1000, max_uri=200)), (r"/loud", LoudError)],
+            transforms=[BoundedErrors],
+        )
+    ) as port:
+        yield port
 
 
 def exchange(port: int, request: bytes, timeout: float = 5) -> bytes:
