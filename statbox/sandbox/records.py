@@ -8,6 +8,10 @@ its start time (psutil's ``create_time``, from the kernel: the same for as long 
 lives, different for any later holder of the pid) *and*, where it was started in one, its
 control group (only processes started inside a group are in it). A process matches only if
 everything recorded matches; a pid recorded with nothing else to check it by matches nothing.
+
+The same record serves local mode's supervisor (``<state>/run/processes.json``), which also
+records its parts' command lines and the control groups the kernel lists for them
+(:meth:`ProcessRecord.of` with ``command=True``): its parts run in no group of Statbox's.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from statbox.sandbox.cgroups import Cgroup
 PID_KEY = "pid"
 STARTED_KEY = "pid_started"
 CGROUP_KEY = "pid_cgroup"
+CMDLINE_KEY = "pid_cmdline"
+PROC_CGROUP_KEY = "pid_proc_cgroup"
 
 START_TOLERANCE = 1.0
 """Seconds. psutil's start time is the kernel's (ticks since boot, fixed for the process's
@@ -47,17 +53,32 @@ class ProcessRecord:
     """``psutil.Process(pid).create_time()`` when it was started."""
     cgroup: str | None = None
     """The folder (one controller's) of the control group it was started in."""
+    cmdline: tuple[str, ...] | None = None
+    """Its command line, where recorded."""
+    proc_cgroup: str | None = None
+    """Its control groups as ``/proc/<pid>/cgroup`` listed them, where recorded."""
 
     @classmethod
-    def of(cls, pid: int, cgroup: Cgroup | None = None) -> ProcessRecord:
+    def of(cls, pid: int, cgroup: Cgroup | None = None, *, command: bool = False) -> ProcessRecord:
         """The record of ``pid``, a child just started (not yet waited for: its pid cannot
-        have been reused), in ``cgroup`` if given."""
+        have been reused), in ``cgroup`` if given; with ``command``, its command line and
+        the control groups the kernel lists for it are recorded and checked too."""
         started: float | None
+        cmdline: tuple[str, ...] | None = None
         try:
-            started = psutil.Process(pid).create_time()
+            process = psutil.Process(pid)
+            started = process.create_time()
+            if command:
+                cmdline = tuple(process.cmdline())
         except psutil.Error:
             started = None  # already gone: the record then matches nothing
-        return cls(pid, started, str(_membership_folder(cgroup)) if cgroup else None)
+        return cls(
+            pid,
+            started,
+            str(_membership_folder(cgroup)) if cgroup else None,
+            cmdline,
+            cgroup_of(pid) if command else None,
+        )
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ProcessRecord | None:
@@ -68,10 +89,14 @@ class ProcessRecord:
             return None
         started = state.get(STARTED_KEY)
         cgroup = state.get(CGROUP_KEY)
+        cmdline = state.get(CMDLINE_KEY)
+        proc_cgroup = state.get(PROC_CGROUP_KEY)
         return cls(
             pid,
             float(started) if isinstance(started, int | float) else None,
             cgroup if isinstance(cgroup, str) and cgroup else None,
+            tuple(str(arg) for arg in cmdline) if isinstance(cmdline, list) else None,
+            proc_cgroup if isinstance(proc_cgroup, str) else None,
         )
 
     def state(self) -> dict[str, Any]:
@@ -81,6 +106,10 @@ class ProcessRecord:
             found[STARTED_KEY] = self.started
         if self.cgroup is not None:
             found[CGROUP_KEY] = self.cgroup
+        if self.cmdline is not None:
+            found[CMDLINE_KEY] = list(self.cmdline)
+        if self.proc_cgroup is not None:
+            found[PROC_CGROUP_KEY] = self.proc_cgroup
         return found
 
     def mismatch(self) -> str | None:
@@ -101,10 +130,32 @@ class ProcessRecord:
             return f"it started at {started:.2f}, the recorded process at {self.started:.2f}"
         if self.cgroup is not None and self.pid not in _members(Path(self.cgroup)):
             return f"it is not in the control group {self.cgroup}"
+        try:
+            if self.cmdline is not None and tuple(process.cmdline()) != self.cmdline:
+                return "it runs another command"
+        except psutil.Error as error:
+            return f"it cannot be inspected ({error})"
+        if self.proc_cgroup is not None and cgroup_of(self.pid) != self.proc_cgroup:
+            return "it is in other control groups"
         return None
 
     def is_running(self) -> bool:
         return self.mismatch() is None
+
+    def find(self) -> psutil.Process | None:
+        """The recorded process if it still runs and is still the same one; else None."""
+        if self.mismatch() is not None:
+            return None
+        try:
+            return psutil.Process(self.pid)
+        except psutil.Error:
+            return None
+
+    def describe(self) -> str:
+        """The pid and, where recorded, the start of the command line: for messages."""
+        if self.cmdline is None:
+            return f"pid {self.pid}"
+        return f"pid {self.pid}, `{' '.join(self.cmdline)[:100]}`"
 
     def stop_tree(self, timeout: float) -> None:
         """Stop the recorded process and everything it runs: SIGTERM to all, then SIGKILL to
@@ -148,6 +199,14 @@ class ProcessRecord:
         finally:
             os.close(handle)
         return True
+
+
+def cgroup_of(pid: int) -> str:
+    """The process's control groups as the kernel lists them ('' where it cannot say)."""
+    try:
+        return Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return ""
 
 
 def _membership_folder(cgroup: Cgroup) -> Path:

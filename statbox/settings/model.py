@@ -286,11 +286,27 @@ class Paths(_Model):
         return value
 
 
+class RestartSettings(_Model):
+    """How `statbox up` (local mode) restarts a part of the stack (hub, proxy, gateway) that
+    dies: at once, then after a back-off doubling from 0.5 s to 8 s; a part that dies more
+    often than this is broken, and `statbox up` stops everything, naming it."""
+
+    limit: int = Field(5, ge=0, le=1000)
+    """Deaths of one part within window_seconds that are restarted; one more and Statbox
+    stops (0: never restart)."""
+    window_seconds: int = Field(300, ge=1, le=86_400)
+    """Seconds over which a part's deaths are counted."""
+
+
 class LocalSettings(_Model):
     run_as: str = Field("nobody", pattern=r"^[a-z_][a-z0-9_-]*$")
     """Unprivileged account the proxy runs as when Statbox is started as root (local mode);
     user servers and Dask clusters run under a uid of each user's own. Ignored when started
     as a normal user."""
+    restarts: RestartSettings = Field(default_factory=RestartSettings)  # type: ignore[arg-type]
+    """How `statbox up` restarts a part (hub, proxy, gateway) that dies: after a back-off
+    doubling from 0.5 s to 8 s, until the part dies more than `limit` times within
+    `window_seconds`; then Statbox stops everything with a line naming the part."""
 
 
 DATASET_DIR_PATTERN = r"^[a-z0-9][a-z0-9_-]*/[a-z0-9][a-z0-9_-]*$"

@@ -97,20 +97,6 @@ def power_loss(stack, server_pid: int) -> None:
             assert not folder.is_dir(), f"{folder} still holds processes"
 
 
-def reuse_proxy_pid(run: Path, pid: int) -> bool:
-    """The proxy's pid file (and its record, where there is one) left by the crash, its pid
-    now held by ``pid``, as the kernel would have reused it; False when there is none (a
-    proxy the hub does not start, ConfigurableHTTPProxy.should_start off)."""
-    pid_file = run / "proxy.pid"
-    if not pid_file.exists():
-        return False
-    pid_file.write_text(str(pid))
-    record = run / "proxy.pid.record"
-    if record.exists():
-        record.write_text(json.dumps({**json.loads(record.read_text()), "pid": pid}))
-    return True
-
-
 def test_a_reused_pid_is_never_signalled_after_a_crash(local_stack, passwords):
     bob = HubUser(local_stack.base_url, "bob")
     bob.login(passwords["user"])
@@ -125,15 +111,12 @@ def test_a_reused_pid_is_never_signalled_after_a_crash(local_stack, passwords):
     assert state.get("pid_cgroup") in {str(f) for f in cgroup_folders(server_pid)}
 
     power_loss(local_stack, server_pid)
-    # Unrelated root processes, killed by any of SIGINT, SIGTERM or SIGKILL: one holds the
-    # server's pid now, the other the proxy's (its pid file outlives a crash; the hub sends
-    # SIGTERM to whatever holds that pid, taking it for a proxy left behind).
+    # An unrelated root process, killed by any of SIGINT, SIGTERM or SIGKILL, holds the
+    # server's pid now.
     decoy = subprocess.Popen(["sleep", "600"], start_new_session=True)
-    proxy_decoy = subprocess.Popen(["sleep", "600"], start_new_session=True)
     again = None
     try:
         store_state(database, "bob", {**state, "pid": decoy.pid})
-        hub_starts_proxy = reuse_proxy_pid(local_stack.state_dir / "run", proxy_decoy.pid)
         again = make_stack(local_stack.config, local_stack.state_dir)
         again.start()
         bob = HubUser(again.base_url, "bob")
@@ -149,11 +132,8 @@ def test_a_reused_pid_is_never_signalled_after_a_crash(local_stack, passwords):
         else:
             pytest.fail("the hub still counts bob's server as running")
         assert decoy.poll() is None, f"the decoy got signal {-decoy.returncode}"
-        assert proxy_decoy.poll() is None, f"the proxy's got signal {-proxy_decoy.returncode}"
         hub_log = (local_stack.state_dir / "logs" / "hub.log").read_text(errors="replace")
         assert f"bob's server (pid {decoy.pid}) is gone: it started at" in hub_log
-        if hub_starts_proxy:
-            assert "left by an earlier run: it started at" in hub_log  # its pid file
         # bob is not locked out: a new server starts.
         bob.start_server()
         assert decoy.poll() is None
@@ -161,9 +141,8 @@ def test_a_reused_pid_is_never_signalled_after_a_crash(local_stack, passwords):
         assert again.stop(signal.SIGTERM) == 0
         assert_all_gone(tree)
     finally:
-        for process in (decoy, proxy_decoy):
-            process.kill()
-            process.wait()
+        decoy.kill()
+        decoy.wait()
         if again is not None and again.proc is not None and again.proc.poll() is None:
             tree = again.process_tree()
             with contextlib.suppress(Exception):

@@ -9,7 +9,6 @@ which is what the hub sees when the pid has been reused. Real processes, real cg
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -279,42 +278,6 @@ def test_a_bare_pid_in_the_users_group_is_taken_back(tmp_path) -> None:
         proc.wait()
         group.remove()
         tree.remove()
-
-
-# The proxy's pid file: JupyterHub sends SIGTERM, SIGTERM, SIGKILL to whatever holds its pid.
-def _proxy(tmp_path, pid: int, record: ProcessRecord | None) -> Any:
-    from statbox.spawners.proxy import RECORD_SUFFIX, RecordedProxy
-
-    pid_file = tmp_path / "proxy.pid"
-    pid_file.write_text(str(pid))
-    if record is not None:
-        (tmp_path / ("proxy.pid" + RECORD_SUFFIX)).write_text(json.dumps(record.state()))
-    return RecordedProxy(
-        pid_file=str(pid_file), public_url="http://127.0.0.1:1/", api_url="http://127.0.0.1:2"
-    )
-
-
-@pytest.mark.parametrize("recorded", [True, False])
-def test_a_proxy_pid_file_naming_a_stranger_signals_nothing(tmp_path, decoy, recorded) -> None:
-    """After a crash the pid file (and its record) name a proxy gone; the pid is now the
-    decoy's (upstream: SIGTERM to it). The files are removed, nothing is signalled."""
-    record = ProcessRecord(decoy.pid, _earlier(decoy)) if recorded else None
-    proxy = _proxy(tmp_path, decoy.pid, record)
-    proxy._check_previous_process()
-    assert decoy.poll() is None
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_a_proxy_left_running_is_stopped(tmp_path) -> None:
-    left = subprocess.Popen(["sleep", "600"])
-    try:
-        proxy = _proxy(tmp_path, left.pid, ProcessRecord.of(left.pid))
-        proxy._check_previous_process()
-        assert left.wait(5) == -signal.SIGTERM
-        assert list(tmp_path.iterdir()) == []
-    finally:
-        left.kill()
-        left.wait()
 
 
 # `statbox backup restore` refuses while a hub uses the state: after a crash, the hub's pid

@@ -18,10 +18,17 @@ import psutil
 import pytest
 
 from statbox.errors import EnvironmentProblem
-from statbox.modes.local.stack import LocalStack, free_port, kill_recorded_run, port_is_free
-from statbox.modes.local.supervisor import RECORD_FILE, ProcessRecord, RecordBook
+from statbox.modes.local.stack import (
+    PARTS,
+    LocalStack,
+    free_port,
+    kill_recorded_run,
+    port_is_free,
+)
+from statbox.modes.local.supervisor import RECORD_FILE, RecordBook
+from statbox.sandbox.records import ProcessRecord
 from statbox.sandbox.restarts import RestartPolicy
-from statbox.settings.model import load_settings
+from statbox.settings.model import SettingsError, load_settings
 
 
 @pytest.fixture
@@ -44,12 +51,13 @@ def stack(tmp_path, monkeypatch) -> LocalStack:
 
 
 def test_a_record_names_a_process_only_while_it_is_the_same_one(decoy):
-    record = ProcessRecord.of(decoy.pid)
+    record = ProcessRecord.of(decoy.pid, command=True)
     assert record.find() is not None
+    assert record.cmdline == ("sleep", "600") and record.proc_cgroup
     for changed in (
-        {"create_time": record.create_time + 1},  # the pid reused by a later process
-        {"cmdline": ["sleep", "601"]},
-        {"cgroup": record.cgroup + "x"},
+        {"started": record.started + 2},  # the pid reused by a later process
+        {"cmdline": ("sleep", "601")},
+        {"proc_cgroup": record.proc_cgroup + "x"},
     ):
         assert dataclasses.replace(record, **changed).find() is None
     decoy.kill()
@@ -62,9 +70,8 @@ def test_a_reused_pid_in_a_crashed_runs_record_is_never_signalled(stack, decoy):
     run = stack.state_dir / "run"
     run.mkdir(parents=True)
     book = RecordBook(run / RECORD_FILE)
-    book.records["hub"] = dataclasses.replace(
-        ProcessRecord.of(decoy.pid), create_time=ProcessRecord.of(decoy.pid).create_time - 60
-    )
+    record = ProcessRecord.of(decoy.pid, command=True)
+    book.records["hub"] = dataclasses.replace(record, started=record.started - 60)
     book.save()
     stack.prepare()
     assert decoy.poll() is None
@@ -121,6 +128,35 @@ def test_restarts_back_off_then_give_up():
     assert [spaced.death(now=t) for t in (0, 100, 200, 300, 400)] == [0.5] * 5
 
 
+def test_the_restart_limit_comes_from_the_settings(stack, tmp_path):
+    # the default: 5 deaths in 300 s
+    assert {(p.limit, p.window) for p in stack.policies.values()} == {(5, 300)}
+    settings = tmp_path / "statbox.yaml"
+    settings.write_text(
+        "paths:\n  state_dir: state\nlocal:\n  restarts: {limit: 2, window_seconds: 60}\n"
+    )
+    policies = LocalStack(load_settings(settings)).policies
+    assert set(policies) == set(PARTS)
+    assert {(p.limit, p.window) for p in policies.values()} == {(2, 60)}
+
+
+@pytest.mark.parametrize(
+    ("restarts", "key"),
+    [
+        ("{limit: -1}", "local.restarts.limit"),
+        ("{limit: many}", "local.restarts.limit"),
+        ("{window_seconds: 0}", "local.restarts.window_seconds"),
+        ("{limit: 2, windows: 60}", "local.restarts.windows"),
+    ],
+)
+def test_a_bad_restart_limit_is_refused_naming_its_key(tmp_path, restarts, key):
+    settings = tmp_path / "statbox.yaml"
+    settings.write_text(f"local:\n  restarts: {restarts}\n")
+    with pytest.raises(SettingsError) as raised:
+        load_settings(settings)
+    assert key in str(raised.value) and str(settings) in str(raised.value)
+
+
 def test_a_fixture_kills_what_its_run_recorded_and_nothing_else(tmp_path, decoy):
     """What a test fixture calls when a test failed or timed out: the recorded process and
     everything it started go; a recorded pid that is now another process stays."""
@@ -136,7 +172,9 @@ def test_a_fixture_kills_what_its_run_recorded_and_nothing_else(tmp_path, decoy)
         run.mkdir()
         book = RecordBook(run / RECORD_FILE)
         book.add("hub", parent.pid)
-        book.records["gateway"] = dataclasses.replace(ProcessRecord.of(decoy.pid), create_time=0.0)
+        book.records["gateway"] = dataclasses.replace(
+            ProcessRecord.of(decoy.pid, command=True), started=0.0
+        )
         book.save()
         killed = kill_recorded_run(tmp_path)
         assert killed == [f"hub: pid {parent.pid}, `sh -c sleep 601 & wait`"]

@@ -52,9 +52,10 @@ from statbox.configure.runtime import RUNTIME_ENV, Ports, Runtime, write_runtime
 from statbox.contract import SECRET_ENV, SECRETS_DIR_ENV
 from statbox.dashboards.firewall import UidFirewall, dashboards_firewall
 from statbox.errors import BadInput, EnvironmentProblem, StatboxError
-from statbox.modes.local.supervisor import RECORD_FILE, RecordBook, cgroup_of
+from statbox.modes.local.supervisor import RECORD_FILE, RecordBook
 from statbox.resources import resource
 from statbox.sandbox import CgroupTree
+from statbox.sandbox.records import cgroup_of
 from statbox.sandbox.restarts import RestartPolicy
 from statbox.settings.model import LoadedSettings
 
@@ -145,7 +146,11 @@ class LocalStack:
         self.credentials: Credentials | None = None
         self._firewall: UidFirewall | None = None
         self.book = RecordBook(self.state_dir / "run" / RECORD_FILE)
-        self.policies = {name: RestartPolicy() for name in PARTS}
+        restarts = loaded.settings.local.restarts
+        self.policies = {
+            name: RestartPolicy(limit=restarts.limit, window=restarts.window_seconds)
+            for name in PARTS
+        }
         self.leftovers: list[str] = []
         """What a crashed run left and this one stopped (one line each, for the operator)."""
         self._seen: dict[int, tuple[str, float]] = {}
@@ -238,7 +243,7 @@ class LocalStack:
             )
         stopped = []
         for name, proc in living.items():
-            helpers = helpers_of(proc, book.records[name].cgroup)
+            helpers = helpers_of(proc, book.records[name].proc_cgroup or "")
             for victim in [*helpers, proc]:
                 with contextlib.suppress(psutil.Error):
                     victim.kill()
@@ -514,7 +519,7 @@ class LocalStack:
         for proc in self.descendants():
             if self._seen[proc.pid][0] == name and proc.pid != record.pid:
                 orphans.append(proc)
-        return [p for p in orphans if is_helper(p, record.cgroup)]
+        return [p for p in orphans if is_helper(p, record.proc_cgroup or "")]
 
     def stop(self, timeout: float = 6.0) -> None:
         """Stop hub, proxy, gateway gracefully (the hub within ``timeout`` seconds, the
@@ -673,22 +678,6 @@ def port_holder(port: int, kept: Ports | None = None) -> str:
                     "(Statbox stops its own leftovers itself, and this one is not recorded)"
                 )
     return ""
-
-
-def hub_running(state_dir: Path) -> int | None:
-    """The pid of a hub using ``state_dir``, if one is alive."""
-    pid_file = state_dir / "run" / "jupyterhub.pid"
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
 
 
 def kill_recorded_run(state_dir: Path) -> list[str]:

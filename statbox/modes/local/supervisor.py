@@ -3,7 +3,8 @@
 Invariants:
 
 * A process is Statbox's own only if its pid, its start time, its command line and its
-  control groups all match what was recorded when it started (:class:`ProcessRecord`): a pid
+  control groups all match what was recorded when it started
+  (:class:`statbox.sandbox.records.ProcessRecord`): a pid
   alone is reused by the system after a crash or a reboot, and whatever has it now is never
   signalled.
 * The record of a run (``<state>/run/processes.json``) is written when each part is up and
@@ -19,58 +20,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+
+from statbox.sandbox.records import ProcessRecord
 
 RECORD_FILE = "processes.json"
 """In ``<state>/run``: the record of the running stack's own processes."""
 
 
-def cgroup_of(pid: int) -> str:
-    """The process's control groups as the kernel lists them ('' where it cannot say)."""
-    try:
-        return Path(f"/proc/{pid}/cgroup").read_text()
-    except OSError:
-        return ""
-
-
-@dataclass(frozen=True)
-class ProcessRecord:
-    """Who one of the stack's processes is, beyond its pid."""
-
-    pid: int
-    create_time: float
-    cmdline: list[str]
-    cgroup: str
-
-    @classmethod
-    def of(cls, pid: int) -> ProcessRecord:
-        proc = psutil.Process(pid)
-        return cls(pid, proc.create_time(), proc.cmdline(), cgroup_of(pid))
-
-    def find(self) -> psutil.Process | None:
-        """The recorded process if it still runs and is still the same one; else None."""
-        try:
-            proc = psutil.Process(self.pid)
-            same = (
-                proc.create_time() == self.create_time
-                and proc.cmdline() == self.cmdline
-                and cgroup_of(self.pid) == self.cgroup
-                and proc.status() != psutil.STATUS_ZOMBIE
-            )
-        except psutil.Error:
-            return None
-        return proc if same else None
-
-    def describe(self) -> str:
-        return f"pid {self.pid}, `{' '.join(self.cmdline)[:100]}`"
-
-
 @dataclass
 class RecordBook:
-    """``<state>/run/processes.json``: name -> :class:`ProcessRecord` (root's only)."""
+    """``<state>/run/processes.json``: name -> the part's :class:`ProcessRecord` (root's
+    only), pid, start time, command line and control groups."""
 
     path: Path
     records: dict[str, ProcessRecord] = field(default_factory=dict)
@@ -80,26 +44,23 @@ class RecordBook:
         """The book at ``path``; empty when there is none or it cannot be read (a record
         that cannot be read names nothing, so nothing is signalled on its account)."""
         book = cls(path)
-        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
             for name, entry in json.loads(path.read_text()).items():
-                book.records[name] = ProcessRecord(
-                    int(entry["pid"]),
-                    float(entry["create_time"]),
-                    [str(a) for a in entry["cmdline"]],
-                    str(entry["cgroup"]),
-                )
+                record = ProcessRecord.from_state(entry)
+                if record is not None:
+                    book.records[str(name)] = record
         return book
 
     def add(self, name: str, pid: int) -> None:
         with contextlib.suppress(psutil.Error):
-            self.records[name] = ProcessRecord.of(pid)
+            self.records[name] = ProcessRecord.of(pid, command=True)
             self.save()
 
     def save(self) -> None:
         partial = self.path.with_suffix(".partial")
         descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as handle:
-            json.dump({name: asdict(r) for name, r in self.records.items()}, handle, indent=2)
+            json.dump({name: r.state() for name, r in self.records.items()}, handle, indent=2)
         partial.replace(self.path)
 
     def living(self) -> dict[str, psutil.Process]:
