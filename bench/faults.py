@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -38,10 +37,11 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from statbox.modes.local.stack import find_proxy, free_port, kill_recorded_run  # noqa: E402
+from bench.stockhub import StockHub  # noqa: E402
+from statbox.modes.local.stack import kill_recorded_run  # noqa: E402
 from statbox.modes.local.supervisor import RECORD_FILE, RecordBook  # noqa: E402
-from tests.integration.conftest import PASSWORDS, SETTINGS  # noqa: E402
-from tests.integration.hubclient import HubUser, StatboxProcess  # noqa: E402
+from tests.integration.conftest import PASSWORDS, SETTINGS, make_stack  # noqa: E402
+from tests.integration.hubclient import HubUser  # noqa: E402
 
 
 def wait_until(check, give_up: float, since: float) -> float | None:
@@ -93,15 +93,7 @@ def statbox_rounds(rounds: int, give_up: float) -> dict[str, tuple[list, list]]:
     folder.chmod(0o755)
     config = folder / "statbox.yaml"
     config.write_text(SETTINGS.format(repo=REPO))
-    stack = StatboxProcess(
-        config,
-        free_port(),
-        folder / "state",
-        env={
-            "STATBOX_USER_PASSWORD": PASSWORDS["user"],
-            "STATBOX_ADMIN_PASSWORD": PASSWORDS["admin"],
-        },
-    )
+    stack = make_stack(config)  # the tests' own start-up: its state in folder/state
     results: dict[str, tuple[list, list]] = {}
     try:
         stack.start()
@@ -146,15 +138,6 @@ def statbox_rounds(rounds: int, give_up: float) -> dict[str, tuple[list, list]]:
 
 
 STOCK_CONFIG = """
-c.JupyterHub.ip = "127.0.0.1"
-c.JupyterHub.port = {port}
-c.JupyterHub.hub_port = {hub_port}
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_port}"
-c.ConfigurableHTTPProxy.command = {proxy!r}
-c.ConfigurableHTTPProxy.pid_file = "{folder}/proxy.pid"
-c.JupyterHub.pid_file = "{folder}/jupyterhub.pid"
-c.JupyterHub.db_url = "sqlite:///{folder}/jupyterhub.sqlite"
-c.JupyterHub.cookie_secret_file = "{folder}/cookie_secret"
 c.JupyterHub.authenticator_class = "dummy"
 c.Authenticator.allow_all = True
 c.JupyterHub.spawner_class = "simple"
@@ -167,34 +150,14 @@ c.Spawner.notebook_dir = "{folder}/home"
 def stock_rounds(rounds: int, give_up: float) -> dict[str, tuple[list, list]]:
     folder = Path(tempfile.mkdtemp(prefix="stock-hub-faults-"))
     (folder / "home").mkdir()
-    port = free_port()
-    proxy_port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    (folder / "jupyterhub_config.py").write_text(
-        textwrap.dedent(
-            STOCK_CONFIG.format(
-                port=port,
-                hub_port=free_port(),
-                proxy_port=proxy_port,
-                proxy=find_proxy(),
-                folder=folder,
-                bin=Path(sys.executable).parent,
-                root=os.geteuid() == 0,
-            )
-        )
+    rest = STOCK_CONFIG.format(
+        bin=Path(sys.executable).parent, root=os.geteuid() == 0, folder=folder
     )
-    env = {**os.environ, "NODE_PATH": "/usr/share/nodejs"}
+    stock = StockHub.prepare(folder, rest)
+    base, proxy_port = stock.url, stock.proxy_port
 
     def start_hub() -> subprocess.Popen[bytes]:
-        log = open(folder / "hub.log", "ab")  # noqa: SIM115 (the child holds it)
-        return subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(folder / "jupyterhub_config.py")],
-            cwd=folder,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        return stock.start("hub.log")
 
     hub = start_hub()
     results: dict[str, tuple[list, list]] = {}

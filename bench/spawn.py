@@ -51,6 +51,9 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # tests.docker.engine, for --mode docker
+
+from bench.stockhub import StockHub  # noqa: E402
+
 USER_PASSWORD = "bench-class-password"
 ADMIN_PASSWORD = "bench-admin-password-" + "x" * 16
 
@@ -131,30 +134,25 @@ def start_statbox(workdir: Path) -> Hub:
         env=env,
         start_new_session=True,
     )
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/hub/health", proc)
-    hub = Hub("statbox", url, proc, workdir)
-    session = login(url, "admin", ADMIN_PASSWORD)
-    hub.admin_token = make_token(session, url, "admin")
-    return hub
+    return ready_hub("statbox", f"http://127.0.0.1:{port}", proc, workdir)
 
 
-STOCK_CONFIG = """\
-# Stock JupyterHub: defaults, the shared-password authenticator, the simple local spawner.
-import os
-c = get_config()  # noqa
-c.JupyterHub.port = {port}
-c.JupyterHub.hub_port = {hub_port}
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_port}"
-c.ConfigurableHTTPProxy.command = {proxy!r}
-c.ConfigurableHTTPProxy.pid_file = "{workdir}/proxy.pid"
-c.JupyterHub.db_url = "sqlite:///{workdir}/jupyterhub.sqlite"
-c.JupyterHub.cookie_secret_file = "{workdir}/cookie_secret"
+STOCK_SIGN_IN = """\
 c.JupyterHub.authenticator_class = "shared-password"
 c.SharedPasswordAuthenticator.user_password = {user_password!r}
 c.SharedPasswordAuthenticator.admin_password = {admin_password!r}
 c.Authenticator.admin_users = {{"admin"}}
 c.Authenticator.allow_all = True
+"""
+"""Both stock hubs' sign-in: the class and admin passwords, everyone allowed."""
+
+STOCK_CONFIG = (
+    """\
+# Stock JupyterHub: defaults, the shared-password authenticator, the simple local spawner.
+import os
+"""
+    + STOCK_SIGN_IN
+    + """\
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = "{workdir}/homes/{{username}}"
 c.Spawner.cmd = [{singleuser!r}]
@@ -163,60 +161,35 @@ c.Spawner.default_url = "/lab"
 if os.geteuid() == 0:
     c.Spawner.args = ["--allow-root"]
 """
+)
 
 
 def start_stock(workdir: Path) -> Hub:
-    from statbox.modes.local.stack import find_proxy
+    rest = STOCK_CONFIG.format(
+        workdir=workdir,
+        user_password=USER_PASSWORD,
+        admin_password=ADMIN_PASSWORD,
+        singleuser=str(Path(sys.executable).parent / "jupyterhub-singleuser"),
+    )
+    stock = StockHub.prepare(workdir, rest)
+    return ready_hub("stock", stock.url, stock.start(), workdir)
 
-    port = free_port()
-    config = workdir / "jupyterhub_config.py"
-    config.write_text(
-        STOCK_CONFIG.format(
-            port=port,
-            hub_port=free_port(),
-            proxy_port=free_port(),
-            proxy=find_proxy(),
-            workdir=workdir,
-            user_password=USER_PASSWORD,
-            admin_password=ADMIN_PASSWORD,
-            singleuser=str(Path(sys.executable).parent / "jupyterhub-singleuser"),
-        )
-    )
-    log = open(workdir / "jupyterhub.log", "wb")  # noqa: SIM115 (held by the child)
-    env = dict(os.environ, NODE_PATH=os.environ.get("NODE_PATH", "/usr/share/nodejs"))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterhub", "-f", str(config)],
-        cwd=workdir,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+
+def ready_hub(name: str, url: str, proc: subprocess.Popen, workdir: Path) -> Hub:
+    """The hub started as ``proc``, once it answers, with an admin's API token."""
     wait_http(f"{url}/hub/health", proc)
-    hub = Hub("stock", url, proc, workdir)
-    session = login(url, "admin", ADMIN_PASSWORD)
-    hub.admin_token = make_token(session, url, "admin")
+    hub = Hub(name, url, proc, workdir)
+    hub.admin_token = make_token(login(url, "admin", ADMIN_PASSWORD), url, "admin")
     return hub
 
 
-STOCK_DOCKER_CONFIG = """\
+STOCK_DOCKER_CONFIG = (
+    """\
 # Stock DockerSpawner: JupyterHub's defaults, its docker spawner with its defaults, a network.
-c = get_config()  # noqa
-c.JupyterHub.ip = "127.0.0.1"
-c.JupyterHub.port = {port}
 c.JupyterHub.hub_ip = "{gateway_ip}"
-c.JupyterHub.hub_port = {hub_port}
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_port}"
-c.ConfigurableHTTPProxy.command = {proxy!r}
-c.ConfigurableHTTPProxy.pid_file = "{workdir}/proxy.pid"
-c.JupyterHub.db_url = "sqlite:///{workdir}/jupyterhub.sqlite"
-c.JupyterHub.cookie_secret_file = "{workdir}/cookie_secret"
-c.JupyterHub.authenticator_class = "shared-password"
-c.SharedPasswordAuthenticator.user_password = {user_password!r}
-c.SharedPasswordAuthenticator.admin_password = {admin_password!r}
-c.Authenticator.admin_users = {{"admin"}}
-c.Authenticator.allow_all = True
+"""
+    + STOCK_SIGN_IN
+    + """\
 c.JupyterHub.spawner_class = "docker"
 c.DockerSpawner.image = {image!r}
 c.DockerSpawner.network_name = {network!r}
@@ -224,6 +197,7 @@ c.DockerSpawner.use_internal_ip = True
 c.DockerSpawner.remove = True
 c.Spawner.default_url = "/lab"
 """
+)
 
 
 @contextlib.contextmanager
@@ -240,7 +214,6 @@ def docker_hubs(base: Path) -> Iterator[tuple[list[Hub], dict[str, int]]]:
         ensure_base,
         ensure_wheelhouse,
     )
-    from statbox.modes.local.stack import find_proxy
     from tests.docker.conftest import make_test_data
     from tests.docker.engine import (
         PrivateEngine,
@@ -331,24 +304,16 @@ def docker_hubs(base: Path) -> Iterator[tuple[list[Hub], dict[str, int]]]:
             # Stock: jupyterhub with DockerSpawner on this host, on the same network.
             stock_dir = base / "stock"
             stock_dir.mkdir()
-            port = free_port()
             # The engine gives the bridge (this host's side) the subnet's first address.
             gateway_ip = str(next(ipaddress.ip_network(net.subnet).hosts()))
-            (stock_dir / "jupyterhub_config.py").write_text(
-                STOCK_DOCKER_CONFIG.format(
-                    port=port, gateway_ip=gateway_ip, hub_port=free_port(), proxy_port=free_port(),
-                    proxy=find_proxy(), workdir=stock_dir, user_password=USER_PASSWORD,
-                    admin_password=ADMIN_PASSWORD, image=stock_image, network=names.network,
-                )
+            rest = STOCK_DOCKER_CONFIG.format(
+                gateway_ip=gateway_ip, user_password=USER_PASSWORD, admin_password=ADMIN_PASSWORD,
+                image=stock_image, network=names.network,
             )  # fmt: skip
-            stock_log = open(stock_dir / "jupyterhub.log", "wb")  # noqa: SIM115
-            stock_proc = subprocess.Popen(
-                [sys.executable, "-m", "jupyterhub", "-f", str(stock_dir / "jupyterhub_config.py")],
-                cwd=stock_dir, stdout=stock_log, stderr=subprocess.STDOUT, start_new_session=True,
-                env=dict(os.environ, DOCKER_HOST=engine.host),
-            )  # fmt: skip
-            stock = Hub("stock", f"http://127.0.0.1:{port}", stock_proc, stock_dir)
-            hubs.append(stock)
+            stock_hub = StockHub.prepare(stock_dir, rest)
+            stock_proc = stock_hub.start(env={"DOCKER_HOST": engine.host})
+            stock = Hub("stock", stock_hub.url, stock_proc, stock_dir)
+            hubs.append(stock)  # stopped even if it never answers
             wait_http(f"{stock.url}/hub/health", stock_proc)
             stock.admin_token = make_token(
                 login(stock.url, "admin", ADMIN_PASSWORD), stock.url, "admin"
