@@ -57,12 +57,18 @@ def sign_in(base_url: str, name: str, password: str, address: str) -> requests.R
     )
 
 
-@pytest.fixture(scope="module")
-def trainee(local_stack, passwords) -> HubUser:
-    user = user_from(local_stack.base_url, "tina", "127.0.0.9")
-    user.login(passwords["user"])
+def signed_in(base_url: str, name: str, password: str, address: str) -> HubUser:
+    """``name`` signed in from ``address`` (each user its own, so that sign-ins elsewhere in
+    this module never share its throttle budget), with an API token."""
+    user = user_from(base_url, name, address)
+    user.login(password)
     user.create_token()
     return user
+
+
+@pytest.fixture(scope="module")
+def trainee(local_stack, passwords) -> HubUser:
+    return signed_in(local_stack.base_url, "tina", passwords["user"], "127.0.0.9")
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +81,7 @@ def stack_settings(stack_settings):
 
 @pytest.fixture(scope="module")
 def admin_token(local_stack, passwords) -> HubUser:
-    user = user_from(local_stack.base_url, "ada", "127.0.0.10")
-    user.login(passwords["admin"])
-    user.create_token()
-    return user
+    return signed_in(local_stack.base_url, "ada", passwords["admin"], "127.0.0.10")
 
 
 @pytest.fixture(scope="module")
