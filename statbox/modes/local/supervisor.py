@@ -52,8 +52,10 @@ class RecordBook:
         return book
 
     def add(self, name: str, pid: int) -> None:
-        with contextlib.suppress(psutil.Error):
-            self.records[name] = ProcessRecord.of(pid, command=True)
+        """Record ``pid`` as the part ``name``; nothing if it is gone already."""
+        record = ProcessRecord.of(pid, command=True)
+        if record.started is not None:
+            self.records[name] = record
             self.save()
 
     def save(self) -> None:
