@@ -145,13 +145,21 @@ def test_a_process_outside_the_recorded_group_is_not_the_server(group, decoy) ->
     assert decoy.poll() is None
 
 
+def _wait_joined(proc: subprocess.Popen[bytes]) -> None:
+    """Until the shell of ``Cgroup.entering`` has joined every controller's group (one by
+    one) and exec'd its command: before that, it is in some of the group's folders only."""
+    deadline = time.monotonic() + 30
+    while psutil.Process(proc.pid).cmdline()[:1] != ["sleep"]:
+        assert time.monotonic() < deadline, "the shell never ran its command"
+        time.sleep(0.02)
+
+
 def test_a_process_in_its_group_matches(group) -> None:
     proc = subprocess.Popen(group.entering(["sleep", "600"]))  # type: ignore[attr-defined]
     try:
         record = ProcessRecord.of(proc.pid, group)  # type: ignore[arg-type]
-        deadline = time.monotonic() + 5  # the shell joins the group, then execs sleep
-        while proc.pid not in group.pids() and time.monotonic() < deadline:  # type: ignore[attr-defined]
-            time.sleep(0.02)
+        _wait_joined(proc)
+        assert proc.pid in group.pids()  # type: ignore[attr-defined]
         assert record.mismatch() is None
     finally:
         proc.kill()
@@ -267,9 +275,7 @@ def test_a_bare_pid_in_the_users_group_is_taken_back(tmp_path) -> None:
     group = tree.group("bob", ResourceCaps(processes=16))
     proc = subprocess.Popen(group.entering(["sleep", "600"]))
     try:
-        deadline = time.monotonic() + 5
-        while proc.pid not in group.pids() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        _wait_joined(proc)
         spawner.load_state({"pid": proc.pid})
         assert asyncio.run(spawner.poll()) is None
         assert spawner.get_state()["pid_started"] == psutil.Process(proc.pid).create_time()
