@@ -340,8 +340,45 @@ class DockerSettings(_Model):
     """Image of the hub's PostgreSQL database container."""
 
 
+class TrustedIssuer(_Model):
+    """Another hub whose certificates this hub accepts, from its published documents."""
+
+    name: str = Field(min_length=1, max_length=120)
+    """How verdicts name this issuer, e.g. "Statbox Kigali"."""
+    keys_file: Path | None = None
+    """Its public keys, the JSON Web Key Set it publishes (`statbox certify keys --out DIR`
+    writes keys.json; the classroom service serves it). Relative to this file's directory."""
+    jwks: dict[str, Any] | None = None
+    """Its public keys inline, as a JSON Web Key Set ({keys: [...]}); instead of keys_file."""
+    revocations_file: Path | None = None
+    """Its revocation list (revocations.json, signed by it); null: none of its certificates
+    is taken as revoked. Relative to this file's directory."""
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> TrustedIssuer:
+        if (self.keys_file is None) == (self.jwks is None):
+            raise ValueError("give exactly one of keys_file and jwks")
+        return self
+
+
 class CertifySettings(_Model):
     """How certification exercises are graded (``statbox certify``)."""
+
+    people: dict[str, str] = Field(default_factory=dict)
+    """Full names certificates print, by username (e.g. {amina: "أمينة الحسن"}), for people
+    whose identity provider sends no name claim; others are named by their username."""
+    trusted_issuers: list[TrustedIssuer] = Field(default_factory=list)
+    """Other hubs whose certificates verify here, offline: each one's published public keys
+    and revocation list."""
+
+    @field_validator("people")
+    @classmethod
+    def _people(cls, people: dict[str, str]) -> dict[str, str]:
+        _usernames(list(people))
+        for username, name in people.items():
+            if not name.strip() or len(name) > 120:
+                raise ValueError(f"{username}: a full name of 1 to 120 characters")
+        return people
 
     database: str | None = None
     """SQLAlchemy URL of the results store, e.g. postgresql+psycopg://user@host/statbox in
