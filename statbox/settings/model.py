@@ -364,22 +364,6 @@ class TrustedIssuer(_Model):
 class CertifySettings(_Model):
     """How certification exercises are graded (``statbox certify``)."""
 
-    people: dict[str, str] = Field(default_factory=dict)
-    """Full names certificates print, by username (e.g. {amina: "أمينة الحسن"}), for people
-    whose identity provider sends no name claim; others are named by their username."""
-    trusted_issuers: list[TrustedIssuer] = Field(default_factory=list)
-    """Other hubs whose certificates verify here, offline: each one's published public keys
-    and revocation list."""
-
-    @field_validator("people")
-    @classmethod
-    def _people(cls, people: dict[str, str]) -> dict[str, str]:
-        _usernames(list(people))
-        for username, name in people.items():
-            if not name.strip() or len(name) > 120:
-                raise ValueError(f"{username}: a full name of 1 to 120 characters")
-        return people
-
     database: str | None = None
     """SQLAlchemy URL of the results store, e.g. postgresql+psycopg://user@host/statbox in
     production; default (null): sqlite in <state_dir>/certify/results.sqlite. A relative
@@ -401,6 +385,23 @@ class CertifySettings(_Model):
     """Cell output kept per graded notebook; the rest is dropped."""
     workdir: Annotated[Memory, memory_at_least(16 * 1024**2)] = 256 * 1024**2
     """Size of a graded kernel's working directory and of its /tmp."""
+    people: dict[str, str] = Field(default_factory=dict)
+    """Full names certificates print, by username (e.g. {amina: "أمينة الحسن"}), for people
+    whose identity provider sends no name claim; others are named by their username."""
+    trusted_issuers: list[TrustedIssuer] = Field(default_factory=list)
+    """Other hubs whose certificates verify here, offline, each {name, keys_file or jwks,
+    revocations_file}: its name in verdicts, its published key set (keys.json) as a file or
+    inline, and its signed revocation list (revocations.json); files relative to this file's
+    directory. `statbox certify keys --out DIR` writes a hub's two files."""
+
+    @field_validator("people")
+    @classmethod
+    def _people(cls, people: dict[str, str]) -> dict[str, str]:
+        _usernames(list(people))
+        for username, name in people.items():
+            if not name.strip() or len(name) > 120:
+                raise ValueError(f"{username}: a full name of 1 to 120 characters")
+        return people
 
 
 class Settings(_Model):

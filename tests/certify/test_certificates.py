@@ -189,3 +189,29 @@ def test_the_cli_exports_keys_and_another_hubs_settings_trust_them(tmp_path, cap
     capsys.readouterr()
     assert main(["certify", "verify", str(certificate), "--config", brasilia]) == 1
     assert "revoked on" in capsys.readouterr().out
+
+
+BAD_TRUST = {
+    "both-key-sources": (
+        "trusted_issuers: [{name: K, keys_file: k.json, jwks: {keys: []}}]",
+        "exactly one of keys_file and jwks",
+    ),
+    "missing-keys-file": (
+        "trusted_issuers: [{name: K, keys_file: nowhere.json}]",
+        "nowhere.json: cannot read certify.trusted_issuers[0] (K)'s keys_file",
+    ),
+    "not-a-key-set": ("trusted_issuers: [{name: K, jwks: {keys: 3}}]", "not a JSON Web Key Set"),
+    "bad-username": ('people: {"Not A User": Someone}', "Not A User"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TRUST))
+def test_bad_trust_settings_exit_2_naming_the_key(case, tmp_path, capsys):
+    setting, message = BAD_TRUST[case]
+    config = tmp_path / "statbox.yaml"
+    config.write_text(f"paths: {{state_dir: {tmp_path / 'state'}}}\ncertify: {{{setting}}}\n")
+    _, content = issue(hub(tmp_path, "kigali"))
+    (tmp_path / "alice.json").write_bytes(content)
+    assert main(["certify", "verify", str(tmp_path / "alice.json"), "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
