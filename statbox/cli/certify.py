@@ -158,26 +158,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _trust(loaded: Any, extra_keys: list[Path]) -> Any:
-    from statbox.certify.certificates import Keys
-    from statbox.certify.trust import trust
-
-    base = Path(loaded.source).resolve().parent if loaded.source is not None else Path.cwd()
-    issuers = loaded.settings.certify.trusted_issuers
-    return trust(Keys(loaded.paths.state_dir), issuers, base, extra_keys)
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
     import json
 
     from statbox.certify.certificates import verify
+    from statbox.certify.trust import hub_trust
 
     path = Path(args.file)
     try:
         content = path.read_bytes()
     except OSError as exc:
         raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
-    verdict = verify(content, _trust(_settings(args), [Path(k) for k in args.key]))
+    verdict = verify(content, hub_trust(_settings(args), [Path(k) for k in args.key]))
     if args.json:
         print(json.dumps({"file": str(path), **verdict.as_json()}, ensure_ascii=False, indent=1))
     else:
