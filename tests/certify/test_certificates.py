@@ -131,7 +131,7 @@ def test_another_hub_cannot_revoke_kigalis_certificates(hubs, tmp_path):
 
 
 def test_a_trusted_hub_writing_another_hubs_name_is_shown_as_itself(hubs, tmp_path):
-    kigali, brasilia, published = hubs
+    _, brasilia, _ = hubs
     _, content = issue(brasilia, issuer=KIGALI_NAME)  # Brasília claims to be Kigali
     brasilia_docs = tmp_path / "brasilia-published"
     export_documents(brasilia, "Statbox Brasília", BRASILIA, brasilia_docs)
