@@ -341,6 +341,14 @@ def verify(content: bytes, trust: Keys | Trust, extra_keys: Sequence[Path] = ())
         return Verdict(
             Status.TAMPERED, "invalid: tampered (the signature does not match the record)", record
         )
+    return signed_verdict(record, certifies, issuer, trust)
+
+
+def signed_verdict(
+    record: dict[str, Any], certifies: Certifies, issuer: Issuer, trust: Trust
+) -> Verdict:
+    """The verdict on a document whose signature by ``issuer`` holds: revoked (by its issuer,
+    or by this hub) or valid. Shared by certificates and their Open Badges credentials."""
     signed_by = issuer.name
     revoked = issuer.revoked.get(certifies.certificate)
     revoked_by = signed_by

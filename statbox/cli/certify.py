@@ -161,7 +161,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     import json
 
-    from statbox.certify.certificates import verify
+    from statbox.certify.openbadges import verify_upload
     from statbox.certify.trust import hub_trust
 
     path = Path(args.file)
@@ -169,7 +169,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         content = path.read_bytes()
     except OSError as exc:
         raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
-    verdict = verify(content, hub_trust(_settings(args), [Path(k) for k in args.key]))
+    verdict = verify_upload(content, hub_trust(_settings(args), [Path(k) for k in args.key]))
     if args.json:
         print(json.dumps({"file": str(path), **verdict.as_json()}, ensure_ascii=False, indent=1))
     else:
@@ -263,7 +263,9 @@ def register(commands: Any) -> None:
         "Say whether a certificate is valid, tampered, revoked or of an unknown issuer "
         "(exit 0 only when valid; 1 otherwise; 2 when the file cannot be read).",
     )
-    verify.add_argument("file", metavar="FILE", help="a certificate's .json record")
+    verify.add_argument(
+        "file", metavar="FILE", help="a certificate's .json record or its .badge.jwt credential"
+    )
     verify.add_argument(
         "--key", action="append", default=[], metavar="PEM", help="also trust this public key"
     )
