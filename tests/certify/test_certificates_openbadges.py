@@ -53,6 +53,7 @@ def test_the_badge_verifies_with_an_independent_jose_library_and_the_published_k
     key_set = jwks(keys, KIGALI)
     header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
     assert header["alg"] == "EdDSA" and header["typ"] == "JWT"
+    assert set(header) == {"alg", "kid", "typ"}  # OB 3.0: no other JOSE header
     assert header["kid"] in {key["kid"] for key in key_set["keys"]}
     claims = claims_of(token, key_set)
     # the JWT claims restate the credential, as Open Badges 3.0 section 8.2 requires
