@@ -4,7 +4,9 @@ Names and issuers come in Arabic, Chinese, Portuguese and every other script, so
 set in the Noto font of its script (Latin, Arabic, Simplified Chinese), with the others as
 fallbacks for mixed lines, and shaped by HarfBuzz (fpdf2's text shaping through uharfbuzz):
 Arabic letters join and run right to left. Fonts are subset and embedded, so the PDF reads the
-same everywhere and its text extracts as the name itself. The fonts are found by path
+same everywhere and its text extracts as the name itself (one known gap: poppler's pdftotext
+gives the two letters of an Arabic lam-alef ligature in reverse order, as the glyph maps to
+both; the page shows them right, and pypdf extracts them right). The fonts are found by path
 (:data:`FONT_DIRS`; Debian's ``fonts-noto-core`` and ``fonts-noto-cjk``); a missing one is
 an :class:`~statbox.errors.EnvironmentProblem` naming the package to install, never a
 certificate with ``?`` for letters.
