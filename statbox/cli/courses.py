@@ -224,8 +224,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
         where = homes.where(user, course.id)
         print(f"{user}: {summary}  ({where})")
         for p in mine:
-            if p.outcome is Outcome.kept_both:
-                print(f"  {p.path}: edited by {user}, kept; the new version is {p.beside}")
+            if p.outcome is Outcome.kept:
+                print(f"  {p.path}: changed by {user}: kept as they have it")
     return ExitCode.OK
 
 
