@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from statbox.classroom.errors import NotAllowed, NotFound
-from statbox.classroom.people import Actor, Standing, standing
+from statbox.classroom.people import LEARNER_ROLES, Actor, Standing, standing
 from statbox.classroom.state import Layout, read_json, write_json, write_private
 from statbox.courses.model import COURSE_FILE, COURSE_ID_PATTERN, LoadedCourse, load_course
 from statbox.courses.publish import Outcome, Published
@@ -409,10 +409,16 @@ class Classroom:
         """The publication of ``course_id`` the learning actor may take; NotFound if none."""
         if actor.is_operator or not is_valid_username(actor.name):
             raise NotAllowed("only a signed-in trainee opens and submits a course")
+        found = self.standing(actor)
+        if found.role not in LEARNER_ROLES:
+            raise NotAllowed(
+                f"{actor.name} is {found.role}: only trainees (and analysts in a cohort) open "
+                "and submit courses"
+            )
         mine = [
             p
             for p in self.publications(actor)
-            if p.course == course_id and p.cohort in self.standing(actor).learns
+            if p.course == course_id and p.cohort in found.learns
         ]
         if cohort is not None:
             mine = [p for p in mine if p.cohort == cohort]
