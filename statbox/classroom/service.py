@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -201,9 +201,12 @@ class JobStatus:
     started_at: datetime | None
     finished_at: datetime | None
     trainees: list[str]
+    only: str | None = None
+    """The trainee a re-grade was for; None for the whole cohort."""
 
     def as_json(self) -> dict[str, Any]:
         return {
+            "only": self.only,
             "job": self.job,
             "cohort": self.cohort,
             "course": self.course,
@@ -229,6 +232,7 @@ class JobStatus:
             _parse_time(data.get("started_at")),
             _parse_time(data.get("finished_at")),
             list(data.get("trainees", [])),
+            data.get("only"),
         )
 
 
@@ -665,6 +669,7 @@ class Classroom:
             None,
             None,
             trainees,
+            trainee,
         )
         write_json(folder / "progress.json", status.as_json())
         write_json(
@@ -682,18 +687,7 @@ class Classroom:
         return self._grade(folder, status, workers)
 
     def _finish(self, folder: Path, status: JobStatus, state: str, current: str) -> JobStatus:
-        ended = JobStatus(
-            status.job,
-            status.cohort,
-            status.course,
-            state,
-            status.done,
-            status.total,
-            current,
-            status.started_at,
-            self.clock(),
-            status.trainees,
-        )
+        ended = replace(status, state=state, current=current, finished_at=self.clock())
         write_json(folder / "progress.json", ended.as_json())
         return ended
 
@@ -702,39 +696,16 @@ class Classroom:
 
         assert self.grading is not None
         lock = threading.Lock()
-        progress = {"done": 0}
-        started = self.clock()
-        running = JobStatus(
-            status.job,
-            status.cohort,
-            status.course,
-            "running",
-            0,
-            status.total,
-            "grading",
-            started,
-            None,
-            status.trainees,
-        )
+        running = replace(status, state="running", current="grading", started_at=self.clock())
         write_json(folder / "progress.json", running.as_json())
 
         def graded(attempt: Any) -> None:
+            nonlocal running
             with lock:
-                progress["done"] += 1
-                line = f"graded {attempt.trainee} ({progress['done']}/{status.total})"
-                now = JobStatus(
-                    status.job,
-                    status.cohort,
-                    status.course,
-                    "running",
-                    progress["done"],
-                    status.total,
-                    line,
-                    started,
-                    None,
-                    status.trainees,
-                )
-                write_json(folder / "progress.json", now.as_json())
+                done = running.done + 1
+                line = f"graded {attempt.trainee} ({done}/{status.total})"
+                running = replace(running, done=done, current=line)
+                write_json(folder / "progress.json", running.as_json())
 
         options = RunOptions(
             course=status.course,
@@ -748,32 +719,16 @@ class Classroom:
             run(self.grading, options, progress=False, on_attempt=graded)
         except Exception as exc:  # the page must show why, not a job stuck in "running"
             message = "; ".join(getattr(exc, "messages", []) or [f"{type(exc).__name__}: {exc}"])
-            after = JobStatus(
-                status.job,
-                status.cohort,
-                status.course,
-                "failed",
-                progress["done"],
-                status.total,
-                message[:500],
-                started,
-                None,
-                status.trainees,
-            )
-            return self._finish(folder, after, "failed", after.current)
-        done = JobStatus(
-            status.job,
-            status.cohort,
-            status.course,
-            "done",
-            progress["done"],
-            status.total,
-            f"graded {progress['done']} of {status.total}",
-            started,
-            None,
-            status.trainees,
-        )
-        return self._finish(folder, done, "done", done.current)
+            return self._finish(folder, running, "failed", message[:500])
+        summary = f"graded {running.done} of {status.total}"
+        return self._finish(folder, running, "done", summary)
+
+    def latest_job(self, actor: Actor, cohort: str, course_id: str) -> JobStatus:
+        """The latest finished grading of the whole cohort (not a one-trainee re-grade)."""
+        whole = [j for j in self.jobs(actor, cohort, course_id) if j.state == "done" and not j.only]
+        if not whole:
+            raise NotFound(f"{course_id} has not been graded in {cohort} yet")
+        return whole[-1]
 
     def _job_folder(self, cohort: str, course_id: str, job: str) -> Path:
         folder = self.layout.gradings(cohort, course_id) / job
