@@ -92,6 +92,22 @@ def test_roles_explain(capsys):
     )
 
 
+def test_roles_explain_says_instructors_sign_in_with_the_admin_password(capsys, tmp_path):
+    """The hub lets instructors in with the admin password only (staff_users): explain must
+    not tell them the class password works."""
+    f = tmp_path / "statbox.yaml"
+    f.write_text(
+        "cohorts: [cohort-a]\ngroups: {cohort-a: [alice, ines]}\n"
+        "roles: {instructor: {users: [ines]}}\n"
+    )
+    code, out, _ = run(capsys, "roles", "explain", "ines", "--config", str(f))
+    assert code == 0
+    lines = dict(line.split(":", 1) for line in out.splitlines())
+    assert "admin password (auth.admin_password) only" in lines["sign-in"]
+    assert "anyone with the class password" not in lines["sign-in"]
+    assert "Instructors of cohort-a" in out
+
+
 def test_roles_explain_an_instructor_under_oidc(capsys, tmp_path):
     f = tmp_path / "statbox.yaml"
     f.write_text(
