@@ -224,6 +224,34 @@ def test_up_refuses_other_modes_for_now(capsys, tiny_settings):
     assert "mode" in err
 
 
+def test_doctor_does_not_fail_on_the_running_hubs_own_port(capsys, tiny_settings):
+    """While this state's hub runs, its public port is in use by it: no failure. The same
+    port held by something else is one."""
+    import json
+    import os
+    import socket
+
+    from statbox.ops.doctor import check_port
+    from statbox.settings.model import load_settings
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        tiny_settings.write_text(f"paths:\n  state_dir: state\nhub: {{port: {port}}}\n")
+        loaded = load_settings(tiny_settings)
+        assert not check_port(loaded).ok  # someone else's
+        run_dir = loaded.paths.state_dir / "run"
+        run_dir.mkdir(parents=True)
+        ports = dict.fromkeys(
+            ("hub_api", "proxy_api", "gateway_api", "gateway_http", "gateway_tcp"), 1
+        )
+        (run_dir / "ports.json").write_text(json.dumps({"public": port, **ports}))
+        (run_dir / "jupyterhub.pid").write_text(str(os.getpid()))  # a live hub of this state
+        finding = check_port(loaded)
+        assert finding.ok and "this Statbox's own" in finding.detail
+
+
 def test_doctor_reports_and_fails_on_missing_proxy(capsys, monkeypatch, tiny_settings):
     monkeypatch.setenv("STATBOX_PROXY", "/nonexistent/chp")
     monkeypatch.setenv("PATH", "/nonexistent")
