@@ -96,7 +96,9 @@ def test_the_default_copy_an_old_server_start_left_is_replaced_by_the_variant(si
     home = site.home_course("alice")
     (home / "exercise").mkdir(parents=True)
     template = site.root / "curriculum" / COURSE / EXERCISE
-    (home / EXERCISE).write_bytes(template.read_bytes())  # as sync_courses copied it
+    (home / EXERCISE).write_bytes(
+        template.read_bytes()
+    )  # as a server start of an older Statbox copied it
     site.classroom.open_course(actor("alice"), COURSE)
     assert "# your variant" in parameters_cell(home / EXERCISE)
 
