@@ -445,23 +445,12 @@ class Classroom:
         cohort: the same one :meth:`start_grading` injects again.
         """
         publication, loaded = self._learner_publication(actor, course_id, cohort)
-        personalise = None
-        variant: dict[str, Any] = {}
-        exercise = loaded.course.exercise
-        if exercise is not None and exercise.variant:
-            from statbox.certify.variants import (
-                cohort_secret,
-                make_personaliser,
-                parameters_for,
-            )
-
-            secret = cohort_secret(self.state_dir, publication.cohort)
-            personalise = make_personaliser(loaded, secret)
-            variant = parameters_for(loaded, actor.name, secret)
-        files = self.homes.publish(loaded, [actor.name], personalise)
+        files, variants = self._write_homes(loaded, publication.cohort, [actor.name])
+        variant = variants[actor.name]
         record = self.layout.opened(publication.cohort, loaded.id, actor.name)
         if read_json(record) is None:
             write_json(record, {"opened_at": _iso(self.clock()), "variant": variant})
+        exercise = loaded.course.exercise
         return Opened(
             publication.cohort,
             loaded.id,
@@ -472,23 +461,40 @@ class Classroom:
             files,
         )
 
+    def _write_homes(
+        self, loaded: LoadedCourse, cohort: str, users: list[str]
+    ) -> tuple[list[Published], dict[str, dict[str, Any]]]:
+        """The course into each of ``users``' homes with their variant of ``cohort``, every
+        home checked before the first file is written (the publisher's rule)."""
+        personalise = None
+        variants: dict[str, dict[str, Any]] = {user: {} for user in users}
+        exercise = loaded.course.exercise
+        if exercise is not None and exercise.variant:
+            from statbox.certify.variants import cohort_secret, make_personaliser, parameters_for
+
+            secret = cohort_secret(self.state_dir, cohort)
+            personalise = make_personaliser(loaded, secret)
+            variants = {user: parameters_for(loaded, user, secret) for user in users}
+        return self.homes.publish(loaded, users, personalise), variants
+
     def deliver(self, actor: Actor, course_id: str, cohort: str) -> list[Published]:
-        """Push a published course into the homes of the cohort's members who have one (as
-        :meth:`open_course` would for each), for the command line; instructors and admins
-        of the cohort only."""
+        """Write a published course into the homes of the cohort's members who have one and
+        whose role the course is for, each with their variant, all checked before any is
+        written (for the command line: in the browser each trainee opens it); instructors of
+        the cohort and admins only. Nobody is marked as having opened it."""
         self._teacher(actor, cohort)
-        if self.publication(cohort, course_id) is None:
+        loaded = self._course(course_id)
+        if self.publication(cohort, loaded.id) is None:
             raise NotFound(f"{course_id} is not published to {cohort}: publish it first")
-        done: list[Published] = []
+        users = []
         for user in self._members(cohort):
             groups = (read_json(self.layout.person(user)) or {}).get("groups", [])
-            if not self._has_home(user):
-                continue
-            try:
-                done.extend(self.open_course(Actor.user(user, groups), course_id, cohort).files)
-            except (NotFound, NotAllowed):
-                continue  # not in the course's audience
-        return done
+            role = standing(self.settings, Actor.user(user, groups)).role
+            if self._has_home(user) and role in loaded.course.audience:
+                users.append(user)
+        if not users:
+            return []
+        return self._write_homes(loaded, cohort, users)[0]
 
     def _has_home(self, user: str) -> bool:
         exists = getattr(self.homes, "exists", None)

@@ -244,3 +244,22 @@ def test_group_claims_from_the_identity_provider_decide_cohorts(site: Site):
     assert "pat" in room.members(actor("ines"), "kigali")
     with pytest.raises(NotFound):
         room.open_course(Actor.user("quinn", ["lima-alumni"]), COURSE)
+
+
+def test_delivering_checks_every_home_before_writing_any(site: Site):
+    """A link bob planted where the lesson goes stops the delivery to the whole cohort before
+    a file is written (a publisher running as root must never follow it)."""
+    room = site.classroom
+    for name in ("alice", "bob", "carol"):
+        (site.state / "homes" / name).mkdir(parents=True)
+    planted = site.home_course("bob") / "01-lesson.ipynb"
+    planted.parent.mkdir(parents=True)
+    planted.symlink_to("/etc/passwd")
+    published(site)
+    with pytest.raises(Exception, match="01-lesson.ipynb is not a regular file"):
+        room.deliver(actor("ines"), COURSE, "kigali")
+    assert not site.home_course("alice").exists()
+    planted.unlink()
+    done = room.deliver(actor("ines"), COURSE, "kigali")
+    assert {p.user for p in done} == {"alice", "bob", "carol"}
+    assert not (site.state / "classroom" / "opened").exists()  # nobody opened it yet
