@@ -548,6 +548,9 @@ class Classroom:
         with tempfile.TemporaryDirectory(prefix="statbox-submit-") as folder:
             result = self.homes.collect(course_id, notebook, Path(folder))
             path = Path(folder) / f"{user}.ipynb"
+            refused = [line for line in result.refused if line.startswith(f"{user}: ")]
+            if refused:  # a link, too large: the same reasons as for local homes
+                raise BadInput(f"cannot be submitted: {refused[0]}")
             if user not in result.copied or not path.is_file():
                 raise NotFound(f"no {notebook} in your copy of {course_id}: open the course first")
             return path.read_bytes()
