@@ -256,7 +256,7 @@ def test_delivering_checks_every_home_before_writing_any(site: Site):
     planted.parent.mkdir(parents=True)
     planted.symlink_to("/etc/passwd")
     published(site)
-    with pytest.raises(Exception, match="01-lesson.ipynb is not a regular file"):
+    with pytest.raises(Exception, match=r"01-lesson\.ipynb is not a regular file"):
         room.deliver(actor("ines"), COURSE, "kigali")
     assert not site.home_course("alice").exists()
     planted.unlink()
