@@ -16,6 +16,7 @@ instructor to repeat the cohort in a second place where it could differ.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 import tempfile
@@ -29,7 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 from statbox.classroom.errors import NotAllowed, NotFound
 from statbox.classroom.people import LEARNER_ROLES, Actor, Standing, standing
-from statbox.classroom.state import Layout, read_json, write_json, write_private
+from statbox.classroom.state import (
+    Layout,
+    make_private_dirs,
+    read_json,
+    write_json,
+    write_private,
+)
 from statbox.courses.model import COURSE_FILE, COURSE_ID_PATTERN, LoadedCourse, load_course
 from statbox.courses.publish import Outcome, Published
 from statbox.errors import BadInput
@@ -518,7 +525,7 @@ class Classroom:
         now = self.clock()
         late = publication.deadline is not None and now > publication.deadline
         directory = self.layout.submissions(publication.cohort, loaded.id, actor.name)
-        number = len(self._records(directory)) + 1
+        number = self._claim_number(directory)
         record = SubmissionRecord(
             publication.cohort,
             loaded.id,
@@ -532,6 +539,19 @@ class Classroom:
         write_private(directory / f"{number}.ipynb", content)
         write_json(directory / f"{number}.json", record.as_json())
         return record
+
+    @staticmethod
+    def _claim_number(directory: Path) -> int:
+        """The next snapshot number, claimed by creating its record exclusively: two Submit
+        clicks at once get two numbers, neither snapshot lost."""
+        make_private_dirs(directory)
+        number = len(list(directory.glob("*.json"))) + 1
+        while True:
+            try:
+                os.close(os.open(directory / f"{number}.json", os.O_CREAT | os.O_EXCL, 0o600))
+                return number
+            except FileExistsError:
+                number += 1
 
     def _read_exercise(self, user: str, course_id: str, notebook: str) -> bytes:
         reader = getattr(self.homes, "read", None)
@@ -561,6 +581,8 @@ class Classroom:
             return []
         records = []
         for path in directory.glob("*.json"):
+            if path.stat().st_size == 0:
+                continue  # claimed by a Submit still writing its snapshot
             data = read_json(path)
             if data:
                 records.append(SubmissionRecord.from_json(data))

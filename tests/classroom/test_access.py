@@ -263,3 +263,15 @@ def test_delivering_checks_every_home_before_writing_any(site: Site):
     done = room.deliver(actor("ines"), COURSE, "kigali")
     assert {p.user for p in done} == {"alice", "bob", "carol"}
     assert not (site.state / "classroom" / "opened").exists()  # nobody opened it yet
+
+
+def test_submits_at_the_same_moment_each_keep_their_snapshot(site: Site):
+    from concurrent.futures import ThreadPoolExecutor
+
+    published(site)
+    room = site.classroom
+    room.open_course(actor("alice"), COURSE)
+    with ThreadPoolExecutor(4) as pool:
+        records = list(pool.map(lambda _: room.submit(actor("alice"), COURSE), range(8)))
+    assert sorted(r.number for r in records) == list(range(1, 9))
+    assert len(room.my_submissions(actor("alice"), COURSE)) == 8
