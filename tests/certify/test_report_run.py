@@ -28,9 +28,11 @@ def test_a_report_agrees_with_its_runs_results_after_a_later_run(grading, sample
     assert first.attempts[0].total == 10 and later.attempts[0].total == 0
     keys = Keys(grading.state_dir)
     write_report(first.out, sample_exercise, keys, "Test hub")
-    assert rows(first.out / "report.csv") == rows(first.out / "results.csv") == {
-        "alice": ("10", "yes")
-    }
+    assert (
+        rows(first.out / "report.csv")
+        == rows(first.out / "results.csv")
+        == {"alice": ("10", "yes")}
+    )
     assert (first.out / "certificates" / "alice.json").is_file()
     write_report(later.out, sample_exercise, keys, "Test hub")
     assert rows(later.out / "report.csv") == rows(later.out / "results.csv")
