@@ -849,6 +849,22 @@ class Classroom:
         folder = self._job_folder(publication.cohort, loaded.id, job)
         return self._result_of(folder, publication.cohort, loaded, actor.name)
 
+    def my_graded_notebook(
+        self, actor: Actor, course_id: str, cohort: str | None = None
+    ) -> bytes | None:
+        """The actor's own graded notebook (the feedback cell first) once released, else
+        None; never anyone else's."""
+        publication, loaded = self._learner_publication(actor, course_id, cohort)
+        release = read_json(self.layout.release(publication.cohort, loaded.id)) or {}
+        job = release.get("runs", {}).get(actor.name)
+        if not job:
+            return None
+        folder = self._job_folder(publication.cohort, loaded.id, job)
+        try:
+            return (folder / "run" / "graded" / f"{actor.name}.ipynb").read_bytes()
+        except FileNotFoundError:
+            return None
+
     def _result_of(
         self, folder: Path, cohort: str, loaded: LoadedCourse, trainee: str
     ) -> Result | None:

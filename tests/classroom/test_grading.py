@@ -78,6 +78,8 @@ def test_a_cohort_from_publication_to_released_feedback(site: Site, data_root):
     assert mine is not None and mine.trainee == "bob" and mine.total == by["bob"].total
     assert {t.id: t.points for t in mine.tasks} == by["bob"].scores
     assert all(t.feedback for t in mine.tasks)
+    graded = json.loads(room.my_graded_notebook(actor("bob"), COURSE) or b"{}")
+    assert graded["metadata"]["statbox"]["grading"]["trainee"] == "bob"
 
     # Re-grading one trainee is one job over their snapshot alone.
     again = room.start_grading(actor("ines"), "kigali", COURSE, trainee="bob", background=False)
