@@ -53,10 +53,7 @@ from statbox.sandbox import CgroupTree, ResourceCaps, Sandbox, interpreter_paths
 from statbox.sandbox.accounts import UidRegistry, registry_path
 from statbox.sandbox.records import ProcessRecord
 from statbox.settings.model import Settings
-from statbox.spawners.base import StatboxSpawnerMixin, wait_until_listening
-
-GRADER_DIR = "grader"
-"""A course's solutions and hidden checks (statbox.courses.model.GRADER_DIR): never bound."""
+from statbox.spawners.base import StatboxSpawnerMixin, course_material, wait_until_listening
 
 TMP_SIZE = 512 * 1024**2
 """The server's private /tmp (memory, counted against its control group)."""
@@ -116,38 +113,6 @@ def entitled_directories(data_root: str, relative: tuple[str, ...]) -> list[Path
     if is_data_url(data_root):
         return []  # object storage: read with credentials, nothing to bind
     return [Path(data_root) / p for p in relative if (Path(data_root) / p).is_dir()]
-
-
-def course_audience(course: Path) -> list[str] | None:
-    """The roles ``course/course.yaml`` is for (None: every role, as the course model's
-    default). Read here with YAML alone: the spawner sits below the course model's layer."""
-    try:
-        data = yaml.safe_load((course / "course.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return []  # not a course one can read: nothing of it is given
-    audience = data.get("audience") if isinstance(data, dict) else None
-    return [str(role) for role in audience] if isinstance(audience, list) else None
-
-
-def course_material(curriculum: Path, role: str | None = None) -> list[Path]:
-    """What of the curriculum users of ``role`` may read: the files of each course whose
-    audience includes the role, but ``grader/`` (an allow-list of what is there, so a folder
-    added later is not published by accident unless it is course material beside the
-    notebooks). Files beside the courses (the authors' README) are for course authors, and a
-    course for analysts only never reaches a trainee. ``role`` None: every course."""
-    if not curriculum.is_dir():
-        return []
-    given: list[Path] = []
-    for item in sorted(curriculum.iterdir()):
-        if item.name.startswith(".") or not item.is_dir() or item.is_symlink():
-            continue
-        audience = course_audience(item)
-        if role is not None and audience is not None and role not in audience:
-            continue
-        given += [
-            p for p in sorted(item.iterdir()) if p.name != GRADER_DIR and not p.name.startswith(".")
-        ]
-    return given
 
 
 class StatboxLocalSpawner(StatboxSpawnerMixin, SimpleLocalProcessSpawner):
