@@ -24,7 +24,7 @@ import yaml
 from statbox.cli import main
 from tests.conftest import REPO
 
-pytestmark = [pytest.mark.certify, pytest.mark.usefixtures("sandbox")]
+pytestmark = [pytest.mark.certify, pytest.mark.slow, pytest.mark.usefixtures("sandbox")]
 
 README = (REPO / "README.md").read_text()
 
