@@ -150,7 +150,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         room = classroom_from_settings(loaded)
         job = room.latest_job(Actor.operator(), args.cohort, args.course)
         out = room.report(Actor.operator(), args.cohort, args.course, job.job)
-        print(f"Report of grading job {job.job}: {out / 'report.html'}, {out / 'report.csv'}")
+        certificates = sorted((out / "certificates").glob("*.json"))
+        print(
+            f"Report of grading job {job.job} ({job.total} trainees): {out / 'report.html'}, "
+            f"{out / 'report.csv'}; {len(certificates)} certificates in {out / 'certificates'}/"
+        )
         return ExitCode.OK
     out = Path(args.out)
     run = read_run_record(out)
