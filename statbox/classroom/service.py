@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 MAX_SUBMISSION_BYTES = 16 * 1024**2
 """The largest notebook a trainee may submit (the grader's own limit)."""
 
+COLLECTED_MARK = ".statbox-collected.json"
+"""Beside collected submissions: the cohort and course they were collected for."""
+
 JOB_PATTERN = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
 
 
@@ -631,6 +634,8 @@ class Classroom:
         loaded = self._course(course_id)
         result = CollectedSubmissions()
         out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # whose variants these are: `certify run` on this folder grades with this cohort
+        write_json(out / COLLECTED_MARK, {"cohort": cohort, "course": loaded.id})
         for user in self._members(cohort):
             directory = self.layout.submissions(cohort, loaded.id, user)
             record = self.chosen(self._records(directory))

@@ -50,12 +50,33 @@ def grading_setup(loaded: Any) -> Any:
     return setup(loaded)
 
 
+def collected_cohort(submissions: Path, given: str | None) -> str:
+    """The cohort to grade with: the one ``certify collect`` recorded for the folder (each
+    trainee's variant is that cohort's), which ``--cohort`` may repeat but not contradict;
+    else ``--cohort``, else "default"."""
+    import json
+
+    from statbox.classroom.service import COLLECTED_MARK
+
+    try:
+        recorded = json.loads((submissions / COLLECTED_MARK).read_text()).get("cohort")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if recorded and given and given != recorded:
+        raise BadInput(
+            f"--cohort {given}: {submissions} holds the submissions of cohort {recorded} "
+            f"(statbox certify collect): their variants are {recorded}'s; drop --cohort"
+        )
+    return str(recorded or given or "default")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from statbox.certify.runner import RunOptions, run
     from statbox.spawners.singleuser import defer_slow_imports
 
     defer_slow_imports()  # nbformat's validation would build jsonschema's IRI parsers: 1 s
     setup = grading_setup(_settings(args))
+    args.cohort = collected_cohort(Path(args.submissions), args.cohort)
     options = RunOptions(
         course=args.course,
         exercise=args.exercise,
@@ -223,7 +244,12 @@ def register(commands: Any) -> None:
     where = run.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, default=1, metavar="N", help="kernels at a time")
     where.add_argument("--dask", action="store_true", help="run on a Dask Gateway cluster")
-    run.add_argument("--cohort", default="default", metavar="NAME")
+    run.add_argument(
+        "--cohort",
+        metavar="NAME",
+        help="whose secret derives the variants (default: the cohort `certify collect` "
+        "recorded in the folder, else default)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
     collect = add(

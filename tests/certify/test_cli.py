@@ -78,13 +78,18 @@ def test_collect_run_report_verify_and_revoke(config, tmp_path, capsys, sandbox)
     printed = capsys.readouterr()
     assert "Collected the submissions of 2 trainees of cohort-a" in printed.out
     assert "2 submitted nothing (carol, mallory)" in printed.out
-    assert sorted(p.name for p in submissions.iterdir()) == ["alice.ipynb", "dave.ipynb"]
+    assert sorted(p.name for p in submissions.glob("*.ipynb")) == ["alice.ipynb", "dave.ipynb"]
     assert (submissions / "alice.ipynb").read_bytes() == SOLUTION.read_bytes()
     # a trainee's code solves every variant: no other account may read the copies
     assert stat.S_IMODE(submissions.stat().st_mode) == 0o700
     assert stat.S_IMODE((submissions / "alice.ipynb").stat().st_mode) == 0o600
 
-    run = [*common, "--submissions", str(submissions), "--out", str(out), "--cohort", "cohort-a"]
+    # collected for cohort-a: graded with its variants without repeating it, never another's
+    mismatch = [*common, "--submissions", str(submissions), "--out", str(tmp_path / "x")]
+    assert certify(config, "run", *mismatch, "--cohort", "default", "--quiet") == 2
+    assert "holds the submissions of cohort cohort-a" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    run = [*common, "--submissions", str(submissions), "--out", str(out)]
     assert certify(config, "run", *run, "--workers", "2", "--quiet") == 0
     printed = capsys.readouterr().out
     assert "Graded 2 submissions of shop-prices/exercise" in printed

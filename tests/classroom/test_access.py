@@ -218,7 +218,7 @@ def test_collect_takes_the_members_snapshots_never_homes_nor_instructors(site: S
     out = site.root / "collected"
     result = room.collect(actor("ines"), "kigali", COURSE, out)
     assert sorted(result.taken) == ["alice", "bob"] and result.missing == ["carol"]
-    assert sorted(p.name for p in out.iterdir()) == ["alice.ipynb", "bob.ipynb"]
+    assert sorted(p.name for p in out.glob("*.ipynb")) == ["alice.ipynb", "bob.ipynb"]
     assert (out / "alice.ipynb").read_bytes() == submitted
     assert stat.S_IMODE((out / "alice.ipynb").stat().st_mode) == 0o600
 
