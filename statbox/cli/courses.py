@@ -3,8 +3,9 @@ cohort, and what the Classroom does for its people (open, submit, result, roster
 
 A thin layer over :mod:`statbox.courses` (model, run) and :mod:`statbox.classroom` (who may
 do what with a course): it finds the curriculum, the catalog, the data root and the state
-directory from the settings, calls one library function, and prints. Bad course files are reported one line per problem (file, line, key)
-with exit code 2, before anything runs or is written.
+directory from the settings, calls one library function, and prints. Bad course files are
+reported one line per problem (file, line, key) with exit code 2, before anything runs or
+is written.
 """
 
 from __future__ import annotations
