@@ -1,7 +1,8 @@
 """The cohort report (HTML and CSV) and the certificates of those who passed.
 
-``write_report(out, ...)`` reads each trainee's latest attempt for the run recorded in
-``OUT/run.json`` and writes:
+``write_report(out, ...)`` reads the attempts of the run recorded in ``OUT/run.json`` (each
+trainee's submission as that run graded it, by its SHA-256 and grader version: the same rows
+as ``OUT/results.csv``, whatever later or other runs stored) and writes:
 
 - ``OUT/report.html``: the score distribution (an inline SVG histogram with the pass mark),
   each task's difficulty (mean share of its points, share of full marks), who passed;
@@ -49,6 +50,9 @@ class RunRecord:
     course: str
     exercise: str
     database: str
+    grader_version: str | None = None
+    submissions: dict[str, str] | None = None
+    """trainee -> SHA-256 of what the run graded (None in a record older than this field)."""
 
 
 def read_run_record(out: Path) -> RunRecord:
@@ -59,7 +63,15 @@ def read_run_record(out: Path) -> RunRecord:
         )
     try:
         data = json.loads(path.read_text())
-        return RunRecord(data["cohort"], data["course"], data["exercise"], data["database"])
+        submissions = data.get("submissions")
+        return RunRecord(
+            data["cohort"],
+            data["course"],
+            data["exercise"],
+            data["database"],
+            data.get("grader_version"),
+            {str(k): str(v) for k, v in submissions.items()} if submissions else None,
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise BadInput(f"{path}: not a run record ({exc})") from None
 
@@ -89,6 +101,29 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
+def run_attempts(out: Path, database: str | None = None) -> list[StoredAttempt]:
+    """The stored attempts of the run in ``out``: per trainee the row of the submission and
+    grader version that run graded, by trainee name. A record written before runs listed
+    their submissions falls back to each listed trainee's latest attempt."""
+    run = read_run_record(out)
+    if database is None and "***" in run.database:
+        raise BadInput(f"{out / RUN_RECORD}: the results store's URL has a password: give it")
+    store = ResultsStore(database or run.database)
+    try:
+        rows = [a for a in store.attempts(run.cohort, run.course) if a.exercise == run.exercise]
+    finally:
+        store.close()
+    chosen: dict[str, StoredAttempt] = {}
+    for attempt in rows:  # oldest first: a later grading of the same submission wins
+        if run.submissions is not None:
+            if run.submissions.get(attempt.trainee) != attempt.submission_hash:
+                continue
+            if run.grader_version and attempt.grader_version != run.grader_version:
+                continue
+        chosen[attempt.trainee] = attempt
+    return [chosen[name] for name in sorted(chosen)]
+
+
 def write_report(
     out: Path,
     exercise: GradedExercise,
@@ -97,13 +132,9 @@ def write_report(
     database: str | None = None,
 ) -> ReportSummary:
     run = read_run_record(out)
-    if database is None and "***" in run.database:
-        raise BadInput(f"{out / RUN_RECORD}: the results store's URL has a password: give it")
-    store = ResultsStore(database or run.database)
-    try:
-        attempts = [a for a in store.latest(run.cohort, run.course) if a.exercise == run.exercise]
-    finally:
-        store.close()
+    # A revoked certificate's attempt stays passed and is listed as revoked, without links
+    # (statbox.certify.certificates owns what a revoked certificate shows).
+    attempts = run_attempts(out, database)
     if not attempts:
         raise BadInput(f"no attempts of {run.course}/{run.exercise} in cohort {run.cohort!r} yet")
     revocations = keys.revoked()

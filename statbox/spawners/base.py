@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import yaml
 from traitlets import Instance, Unicode
 from traitlets.config import Configurable
 
@@ -18,6 +20,9 @@ from statbox.catalog.access import RoleAccess, role_access_environment
 from statbox.contract import CATALOG_ENV, CURRICULUM_ENV, DATA_ROOT_ENV, GROUPS_ENV, ROLE_ENV
 from statbox.identity.roles import resolve_role
 from statbox.settings.model import Role, Settings
+
+GRADER_DIR = "grader"
+"""A course's solutions and hidden checks (statbox.courses.model.GRADER_DIR): never given."""
 
 
 class StatboxSpawnerMixin(Configurable):
@@ -80,3 +85,35 @@ async def wait_until_listening(
         writer.close()
         await writer.wait_closed()
         return
+
+
+def course_audience(course: Path) -> list[str] | None:
+    """The roles ``course/course.yaml`` is for (None: every role, as the course model's
+    default). Read here with YAML alone: the spawner sits below the course model's layer."""
+    try:
+        data = yaml.safe_load((course / "course.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return []  # not a course one can read: nothing of it is given
+    audience = data.get("audience") if isinstance(data, dict) else None
+    return [str(role) for role in audience] if isinstance(audience, list) else None
+
+
+def course_material(curriculum: Path, role: str | None = None) -> list[Path]:
+    """What of the curriculum users of ``role`` may read: the files of each course whose
+    audience includes the role, but ``grader/`` (an allow-list of what is there, so a folder
+    added later is not published by accident unless it is course material beside the
+    notebooks). Files beside the courses (the authors' README) are for course authors, and a
+    course for analysts only never reaches a trainee. ``role`` None: every course."""
+    if not curriculum.is_dir():
+        return []
+    given: list[Path] = []
+    for item in sorted(curriculum.iterdir()):
+        if item.name.startswith(".") or not item.is_dir() or item.is_symlink():
+            continue
+        audience = course_audience(item)
+        if role is not None and audience is not None and role not in audience:
+            continue
+        given += [
+            p for p in sorted(item.iterdir()) if p.name != GRADER_DIR and not p.name.startswith(".")
+        ]
+    return given

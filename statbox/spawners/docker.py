@@ -33,7 +33,7 @@ from traitlets import Float, Integer, List, Unicode, default
 
 from statbox.catalog.access import entitled_data_paths
 from statbox.contract import GROUPS_ENV, PROJECT_LABEL, USER_LABEL, escape_username, is_data_url
-from statbox.spawners.base import StatboxSpawnerMixin, wait_until_listening
+from statbox.spawners.base import StatboxSpawnerMixin, course_material, wait_until_listening
 
 HOME = "/home/jovyan"
 """The home of the images' notebook user (jovyan, uid 1000), where the home volume goes."""
@@ -134,8 +134,10 @@ class StatboxDockerSpawner(StatboxSpawnerMixin, DockerSpawner):
             read_only[self.catalog_path] = self.catalog_path
         else:
             read_only[catalog_dir] = catalog_dir
-        if os.path.isdir(self.curriculum_path):
-            read_only[self.curriculum_path] = self.curriculum_path
+        # Each course the role may take, file by file and never grader/ (the solutions and
+        # hidden checks): the curriculum folder whole would hand trainees every answer.
+        for material in course_material(Path(self.curriculum_path), role_name):
+            read_only[str(material)] = str(material)
         if is_data_url(self.data_root):
             # Object storage: nothing to mount; the data is read with credentials instead.
             return {self.home_volume: {"bind": HOME, "mode": "rw"}}, read_only

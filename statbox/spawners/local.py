@@ -53,10 +53,7 @@ from statbox.sandbox import CgroupTree, ResourceCaps, Sandbox, interpreter_paths
 from statbox.sandbox.accounts import UidRegistry, registry_path
 from statbox.sandbox.records import ProcessRecord
 from statbox.settings.model import Settings
-from statbox.spawners.base import StatboxSpawnerMixin, wait_until_listening
-
-GRADER_DIR = "grader"
-"""A course's solutions and hidden checks (statbox.courses.model.GRADER_DIR): never bound."""
+from statbox.spawners.base import StatboxSpawnerMixin, course_material, wait_until_listening
 
 TMP_SIZE = 512 * 1024**2
 """The server's private /tmp (memory, counted against its control group)."""
@@ -116,27 +113,6 @@ def entitled_directories(data_root: str, relative: tuple[str, ...]) -> list[Path
     if is_data_url(data_root):
         return []  # object storage: read with credentials, nothing to bind
     return [Path(data_root) / p for p in relative if (Path(data_root) / p).is_dir()]
-
-
-def course_material(curriculum: Path) -> list[Path]:
-    """What of the curriculum users may read: every course's files but ``grader/`` (an
-    allow-list of what is there, so a folder added later is not published by accident
-    unless it is course material beside the notebooks)."""
-    if not curriculum.is_dir():
-        return []
-    given: list[Path] = []
-    for item in sorted(curriculum.iterdir()):
-        if item.name.startswith("."):
-            continue
-        if item.is_dir():
-            given += [
-                p
-                for p in sorted(item.iterdir())
-                if p.name != GRADER_DIR and not p.name.startswith(".")
-            ]
-        else:
-            given.append(item)
-    return given
 
 
 class StatboxLocalSpawner(StatboxSpawnerMixin, SimpleLocalProcessSpawner):
@@ -230,7 +206,7 @@ class StatboxLocalSpawner(StatboxSpawnerMixin, SimpleLocalProcessSpawner):
 
         box = Sandbox(argv=[], uid=uid, network=True, inherit_env=True, cwd=home)
         box.bind_read_only(*interpreter_paths(), own_catalog)
-        box.bind_read_only(*course_material(Path(self.curriculum_path)))
+        box.bind_read_only(*course_material(Path(self.curriculum_path), role_name))
         box.bind_read_only(*entitled_directories(self.data_root, entitled.data_paths))
         box.bind_read_write(home)
         box.tmpfs[Path("/tmp")] = TMP_SIZE

@@ -45,9 +45,17 @@ from statbox.settings.model import LoadedSettings
 DIGEST = "ab" * 32
 
 
-def _payload(tmp_path: Path, mode: str, files: dict[str, bytes], ledger: dict[str, str]) -> Path:
+def _payload(
+    tmp_path: Path,
+    mode: str,
+    files: dict[str, bytes],
+    ledger: dict[str, str],
+    pristine: dict[str, str] | None = None,
+) -> Path:
     """Unpack what the host would put into the helper, as the helper finds it."""
     plan = {"mode": mode, "user": "alice", "course": "c1", "files": sorted(files), "ledger": ledger}
+    if pristine is not None:
+        plan["pristine"] = pristine
     archive = payload_archive(
         [("plan.json", json.dumps(plan).encode()), *((f"files/{k}", v) for k, v in files.items())]
     )
@@ -80,11 +88,28 @@ def test_the_helper_publishes_then_keeps_an_edit(tmp_path, capsys):
     payload = _payload(tmp_path / "2", "apply", files, first["ledger"])
     assert main(str(payload), str(home), str(tmp_path / "scratch2")) == 0
     second = {p[0]: p for p in _result(capsys)["published"]}
-    assert second["01-lesson.ipynb"][1] == "kept both"
+    assert second["01-lesson.ipynb"][1] == "kept"
     assert second["data/x.csv"][1] == "unchanged"
     assert (home / "courses" / "c1" / "01-lesson.ipynb").read_bytes() == b"mine\n"
-    beside = home / "courses" / "c1" / second["01-lesson.ipynb"][2]
-    assert beside.read_bytes() == b"lesson v2\n"
+    assert sorted(p.name for p in (home / "courses" / "c1").iterdir()) == [
+        "01-lesson.ipynb",
+        "data",
+    ]
+
+
+def test_the_helper_replaces_a_copy_still_as_the_curriculum_has_it(tmp_path, capsys):
+    """A copy an older server start made (the default template, never in the ledger) is no
+    edit of the trainee's: the personalised exercise replaces it."""
+    import hashlib
+
+    home = tmp_path / "home"
+    (home / "courses" / "c1").mkdir(parents=True)
+    (home / "courses" / "c1" / "ex.ipynb").write_bytes(b"template\n")
+    pristine = {"ex.ipynb": hashlib.sha256(b"template\n").hexdigest()}
+    payload = _payload(tmp_path, "apply", {"ex.ipynb": b"alice's variant\n"}, {}, pristine)
+    assert main(str(payload), str(home), str(tmp_path / "scratch")) == 0
+    assert _result(capsys)["published"] == [["ex.ipynb", "updated", None]]
+    assert (home / "courses" / "c1" / "ex.ipynb").read_bytes() == b"alice's variant\n"
 
 
 def test_the_helper_checks_without_writing(tmp_path, capsys):

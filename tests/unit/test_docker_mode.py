@@ -29,7 +29,8 @@ COMPOSE_INVALID = sorted(
     (Path(__file__).parent.parent / "fixtures" / "compose" / "invalid").glob("*.yaml")
 )
 
-REPO_CATALOGS = Path(__file__).resolve().parent.parent.parent / "catalogs"
+REPO = Path(__file__).resolve().parent.parent.parent
+REPO_CATALOGS = REPO / "catalogs"
 RESTRICTED = "mobile_phone/events"
 """The repository catalog's restricted dataset: analysts are entitled, trainees are not."""
 
@@ -183,6 +184,23 @@ def test_spawner_mounts_by_role(docker_runtime, catalog):
     ana = make_spawner(settings, catalog, "ana", groups=["analysts"])
     _, read_only = ana.statbox_mounts("analyst")
     assert str(data / RESTRICTED) in read_only
+
+
+def test_a_trainees_container_gets_no_grader_folder_and_no_analyst_only_course(
+    docker_runtime, catalog
+):
+    """The curriculum mounted whole handed trainees every solution and hidden check (and
+    the analysts' courses): now each course their role may take, file by file, no grader/."""
+    curriculum = catalog.parent.parent / "curriculum"
+    shutil.copytree(REPO / "curriculum", curriculum)
+    alice = make_spawner(docker_runtime.settings, catalog, "alice")
+    _, read_only = alice.statbox_mounts("trainee")
+    given = [Path(p) for p in read_only if Path(p).is_relative_to(curriculum)]
+    assert curriculum / "ais-port-calls" / "exercise" in given
+    assert str(curriculum) not in read_only
+    assert not any("grader" in p.parts for p in given)
+    assert not any(p.is_relative_to(curriculum / "mobile-phone-population") for p in given)
+    assert curriculum / "README.md" not in given
 
 
 def test_catalog_folder_holding_data_is_not_mounted_whole(docker_runtime, catalog):

@@ -41,9 +41,10 @@ class VolumeHomes:
         self, course: LoadedCourse, users: list[str], personalise: Personalise | None
     ) -> list[Published]:
         ledgers = self.state_dir / PUBLISHED_LEDGERS
-        planned = Publisher(self.state_dir / "homes", ledgers).plan(course, users, personalise)
+        publisher = Publisher(self.state_dir / "homes", ledgers)
+        planned = publisher.plan(course, users, personalise)
         publishing = VolumePublishing(self.client, self.names, self.image, ledgers)
-        return publishing.publish(course.id, planned)
+        return publishing.publish(course.id, planned, publisher.pristine(course))
 
     def collect(self, course_id: str, notebook: str, out: Path) -> Collected:
         return VolumeSubmissions(self.client, self.names, self.image).collect(

@@ -77,7 +77,8 @@ def main(payload: str = PAYLOAD, home: str = HOME, scratch: str = "/tmp/statbox-
     problems = publisher.problems(course_id, {user: files})
     result: dict[str, Any] = {"problems": problems}
     if not problems and plan["mode"] == "apply":
-        done = publisher.apply(course_id, {user: files})
+        # a copy still as the curriculum has it is no edit of the trainee's: it may be replaced
+        done = publisher.apply(course_id, {user: files}, plan.get("pristine") or {})
         result["published"] = [[p.path, p.outcome.value, p.beside] for p in done]
         result["ledger"] = publisher.read_ledger(user, course_id)
     print(RESULT_MARK + json.dumps(result), flush=True)
@@ -206,7 +207,14 @@ class VolumePublishing:
             return False
         return True
 
-    def _run(self, mode: str, course_id: str, user: str, files: dict[str, bytes]) -> dict[str, Any]:
+    def _run(
+        self,
+        mode: str,
+        course_id: str,
+        user: str,
+        files: dict[str, bytes],
+        pristine: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         ledgers = Publisher(Path("/nonexistent"), self.ledgers)
         plan = {
             "mode": mode,
@@ -214,6 +222,7 @@ class VolumePublishing:
             "course": course_id,
             "files": sorted(files),
             "ledger": ledgers.read_ledger(user, course_id),
+            "pristine": pristine or {},
         }
         entries = [
             *package_sources(),
@@ -237,9 +246,15 @@ class VolumePublishing:
             )
         return result
 
-    def publish(self, course_id: str, planned: dict[str, dict[str, bytes]]) -> list[Published]:
+    def publish(
+        self,
+        course_id: str,
+        planned: dict[str, dict[str, bytes]],
+        pristine: dict[str, str] | None = None,
+    ) -> list[Published]:
         """Publish ``planned`` (Publisher.plan) into each user's volume; BadInput, having
-        written nothing, when a target in some volume is in the way."""
+        written nothing, when a target in some volume is in the way. ``pristine``:
+        Publisher.pristine (copies still as the curriculum has them may be replaced)."""
         problems: list[str] = []
         for user, files in planned.items():
             if self._exists(self.volume(user)):
@@ -256,7 +271,7 @@ class VolumePublishing:
                     name=self.volume(user),
                     labels={PROJECT_LABEL: self.names.project, USER_LABEL: user},
                 )
-            result = self._run("apply", course_id, user, files)
+            result = self._run("apply", course_id, user, files, pristine)
             if result.get("problems"):  # changed since the check: this user only
                 volume = self.volume(user)
                 raise BadInput(*(f"{line} (volume {volume})" for line in result["problems"]))
