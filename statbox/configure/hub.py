@@ -7,13 +7,21 @@ tests call it with a bare ``traitlets.config.Config()``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 from statbox.configure.hubdb import sqlite_database
 from statbox.configure.runtime import Runtime
-from statbox.contract import DASHBOARDS_GATEWAY_ENV, DASHBOARDS_LISTEN_ENV, DockerNames
+from statbox.contract import (
+    CLASSROOM_LISTEN_ENV,
+    CLASSROOM_SERVICE,
+    DASHBOARDS_GATEWAY_ENV,
+    DASHBOARDS_LISTEN_ENV,
+    RUNTIME_ENV,
+    DockerNames,
+)
 from statbox.identity.roles import GATEWAY_ACCESS_SCOPE, cohort_roles, token_roles, users_with_role
 from statbox.settings.model import ROLE_NAMES, GitHubAuth, Mode, OIDCAuth
 from statbox.settings.names import GATEWAY_SERVICE, USERNAME_PATTERN, role_group
@@ -55,7 +63,11 @@ def configure_hub(c: Any, rt: Runtime) -> None:
     for section, values in MODE_TRAITS.get(s.mode, _no_traits)(rt).items():
         for name, value in values.items():
             setattr(c[section], name, value)
-    c.JupyterHub.services = [_gateway_service(rt), *(_culler_services(rt))]
+    c.JupyterHub.services = [
+        _gateway_service(rt),
+        _classroom_service(rt),
+        *(_culler_services(rt)),
+    ]
     c.JupyterHub.load_roles = [*token_roles(), *_culler_roles(rt), *cohort_roles(s)]
 
 
@@ -398,6 +410,68 @@ def _gateway_service(rt: Runtime) -> dict[str, Any]:
         # No `user`: the front runs as the hub's account. The hub hands a managed service its
         # token in the environment, which any process of the same uid may read; local.run_as
         # (often `nobody`) is shared with the proxy and with other daemons.
+    }
+
+
+def _classroom_on_loopback(rt: Runtime) -> tuple[str, str]:
+    url = f"http://127.0.0.1:{rt.ports.classroom}"
+    return url, url
+
+
+def _classroom_in_hub_container(rt: Runtime) -> tuple[str, str]:
+    # Reached by the proxy's container over the private network only (compose.yaml).
+    return (
+        f"http://{DockerNames(rt.settings.docker.project).hub}:{rt.ports.classroom}",
+        f"http://0.0.0.0:{rt.ports.classroom}",
+    )
+
+
+def _classroom_in_hub_pod(rt: Runtime) -> tuple[str, str]:
+    # zero-to-jupyterhub's hub Service; the chart opens this port on it (hub.service.extraPorts)
+    return f"http://hub:{rt.ports.classroom}", f"http://0.0.0.0:{rt.ports.classroom}"
+
+
+CLASSROOM_ADDRESSES = {
+    Mode.local: _classroom_on_loopback,
+    Mode.docker: _classroom_in_hub_container,
+    Mode.kubernetes: _classroom_in_hub_pod,
+}
+"""Per mode: (URL of the classroom service, as the hub's proxy reaches it; address it
+listens on). It runs beside the hub, as a hub-managed service."""
+
+CLASSROOM_OAUTH_SCOPES = (f"access:services!service={CLASSROOM_SERVICE}",)
+"""All a browser's OAuth token for the classroom may do: reach the classroom (the hub adds
+the identify scopes, name and groups, itself). What a person may do there the service
+decides from their cohorts (statbox.classroom.web.library), not from hub scopes."""
+
+
+def _from_hub_environment(name: str) -> Callable[[Any], str]:
+    """A service's environment value read from the hub's own environment when the hub
+    starts the service (JupyterHub calls callables there), not when it is configured."""
+
+    def value(spawner: Any) -> str:
+        return os.environ.get(name, "")
+
+    return value
+
+
+def _classroom_service(rt: Runtime) -> dict[str, Any]:
+    """The classroom (:mod:`statbox.classroom.web`): pages and API for trainees and
+    instructors, and the public verification page, started and stopped by the hub."""
+    url, listen = CLASSROOM_ADDRESSES[rt.settings.mode](rt)
+    # A managed service gets only the variables named here. It reads the run's settings (no
+    # secret in them) from the file the hub reads them from, known when the hub starts it.
+    environment = {CLASSROOM_LISTEN_ENV: listen, RUNTIME_ENV: _from_hub_environment(RUNTIME_ENV)}
+    return {
+        "name": CLASSROOM_SERVICE,
+        "url": url,
+        "command": [rt.python, "-m", "statbox.classroom.web"],
+        "environment": environment,
+        "oauth_client_allowed_scopes": list(CLASSROOM_OAUTH_SCOPES),
+        # Statbox's own pages: no "authorize this application?" page on the way in
+        "oauth_no_confirm": True,
+        "display": True,
+        "info": {"description": "Courses, submissions, grades and certificates"},
     }
 
 

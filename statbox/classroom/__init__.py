@@ -1,0 +1,1 @@
+"""The classroom: courses published to cohorts, submissions, grading and certificates."""
