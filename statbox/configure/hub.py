@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -254,30 +255,22 @@ GATEWAY_ADDRESSES = {
 of its TLS proxy for schedulers, as user servers reach it)."""
 
 
-def _front_on_loopback(rt: Runtime) -> tuple[str, str]:
-    url = f"http://127.0.0.1:{rt.ports.dashboards}"
-    return url, url
+def _beside_hub(rt: Runtime, port: int) -> tuple[str, str]:
+    """A hub-managed service on ``port`` beside the hub: (its URL, as the hub's proxy and
+    user servers reach it; the address it listens on)."""
+    mode = rt.settings.mode
+    if mode is Mode.local:
+        url = f"http://127.0.0.1:{port}"
+        return url, url
+    # Docker: the hub container's private-network name; Kubernetes: zero-to-jupyterhub's hub
+    # Service, on which the chart opens the port (hub.service.extraPorts).
+    host = DockerNames(rt.settings.docker.project).hub if mode is Mode.docker else "hub"
+    return f"http://{host}:{port}", f"http://0.0.0.0:{port}"
 
 
-def _front_in_hub_container(rt: Runtime) -> tuple[str, str]:
-    return (
-        f"http://{DockerNames(rt.settings.docker.project).hub}:{rt.ports.dashboards}",
-        f"http://0.0.0.0:{rt.ports.dashboards}",
-    )
-
-
-def _front_in_hub_pod(rt: Runtime) -> tuple[str, str]:
-    # zero-to-jupyterhub's hub Service; the chart opens this port on it (hub.service.extraPorts)
-    return f"http://hub:{rt.ports.dashboards}", f"http://0.0.0.0:{rt.ports.dashboards}"
-
-
-FRONT_ADDRESSES = {
-    Mode.local: _front_on_loopback,
-    Mode.docker: _front_in_hub_container,
-    Mode.kubernetes: _front_in_hub_pod,
-}
-"""Per mode: (URL of the dashboards' front, as the hub's proxy and user servers reach it;
-address it listens on). The front runs beside the hub, as a hub-managed service."""
+def front_addresses(rt: Runtime) -> tuple[str, str]:
+    """The dashboards' front (see :func:`_beside_hub`)."""
+    return _beside_hub(rt, rt.ports.dashboards)
 
 
 def _no_traits(rt: Runtime) -> dict[str, dict[str, Any]]:
@@ -376,7 +369,7 @@ def gateway_client_environment(rt: Runtime) -> dict[str, str]:
     the browser, through the hub's proxy to the front, which shows them to their owner only.
     """
     _, proxy_address = GATEWAY_ADDRESSES[rt.settings.mode](rt)
-    front_url, _ = FRONT_ADDRESSES[rt.settings.mode](rt)
+    front_url, _ = front_addresses(rt)
     return {
         "DASK_GATEWAY__ADDRESS": f"{front_url}{GATEWAY_PREFIX}",
         "DASK_GATEWAY__PROXY_ADDRESS": proxy_address,
@@ -396,7 +389,7 @@ def _gateway_service(rt: Runtime) -> dict[str, Any]:
     (:mod:`statbox.dashboards`), started and stopped by the hub; the gateway's own HTTP side
     sits behind it, reached by the front alone."""
     gateway_url, _ = GATEWAY_ADDRESSES[rt.settings.mode](rt)
-    url, listen = FRONT_ADDRESSES[rt.settings.mode](rt)
+    url, listen = front_addresses(rt)
     return {
         "name": GATEWAY_SERVICE,
         "url": url,
@@ -413,55 +406,31 @@ def _gateway_service(rt: Runtime) -> dict[str, Any]:
     }
 
 
-def _classroom_on_loopback(rt: Runtime) -> tuple[str, str]:
-    url = f"http://127.0.0.1:{rt.ports.classroom}"
-    return url, url
-
-
-def _classroom_in_hub_container(rt: Runtime) -> tuple[str, str]:
-    # Reached by the proxy's container over the private network only (compose.yaml).
-    return (
-        f"http://{DockerNames(rt.settings.docker.project).hub}:{rt.ports.classroom}",
-        f"http://0.0.0.0:{rt.ports.classroom}",
-    )
-
-
-def _classroom_in_hub_pod(rt: Runtime) -> tuple[str, str]:
-    # zero-to-jupyterhub's hub Service; the chart opens this port on it (hub.service.extraPorts)
-    return f"http://hub:{rt.ports.classroom}", f"http://0.0.0.0:{rt.ports.classroom}"
-
-
-CLASSROOM_ADDRESSES = {
-    Mode.local: _classroom_on_loopback,
-    Mode.docker: _classroom_in_hub_container,
-    Mode.kubernetes: _classroom_in_hub_pod,
-}
-"""Per mode: (URL of the classroom service, as the hub's proxy reaches it; address it
-listens on). It runs beside the hub, as a hub-managed service."""
-
 CLASSROOM_OAUTH_SCOPES = (f"access:services!service={CLASSROOM_SERVICE}",)
 """All a browser's OAuth token for the classroom may do: reach the classroom (the hub adds
 the identify scopes, name and groups, itself). What a person may do there the service
 decides from their cohorts (statbox.classroom.web.library), not from hub scopes."""
 
 
-def _from_hub_environment(name: str) -> Callable[[Any], str]:
+@dataclass(frozen=True)
+class FromHubEnvironment:
     """A service's environment value read from the hub's own environment when the hub
-    starts the service (JupyterHub calls callables there), not when it is configured."""
+    starts the service (JupyterHub calls callables there), not when it is configured; equal
+    by name, so configuring twice gives the same configuration."""
 
-    def value(spawner: Any) -> str:
-        return os.environ.get(name, "")
+    name: str
 
-    return value
+    def __call__(self, spawner: Any) -> str:
+        return os.environ.get(self.name, "")
 
 
 def _classroom_service(rt: Runtime) -> dict[str, Any]:
     """The classroom (:mod:`statbox.classroom.web`): pages and API for trainees and
     instructors, and the public verification page, started and stopped by the hub."""
-    url, listen = CLASSROOM_ADDRESSES[rt.settings.mode](rt)
+    url, listen = _beside_hub(rt, rt.ports.classroom)
     # A managed service gets only the variables named here. It reads the run's settings (no
     # secret in them) from the file the hub reads them from, known when the hub starts it.
-    environment = {CLASSROOM_LISTEN_ENV: listen, RUNTIME_ENV: _from_hub_environment(RUNTIME_ENV)}
+    environment = {CLASSROOM_LISTEN_ENV: listen, RUNTIME_ENV: FromHubEnvironment(RUNTIME_ENV)}
     return {
         "name": CLASSROOM_SERVICE,
         "url": url,
