@@ -59,7 +59,11 @@ def test_shared_password_auth(runtime):
 
 def test_notebook_tokens_reach_the_gateway_and_nothing_more(runtime):
     roles = {role["name"]: role for role in configured(runtime).JupyterHub.load_roles}
-    assert roles["user"]["scopes"] == ["self", GATEWAY_ACCESS_SCOPE]
+    assert roles["user"]["scopes"] == [
+        "self",
+        GATEWAY_ACCESS_SCOPE,
+        "access:services!service=classroom",
+    ]
     assert roles["server"]["scopes"] == [
         "users:activity!user",
         "access:servers!server",

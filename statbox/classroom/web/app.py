@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 import jinja2
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
-from tornado import web
+from tornado import httputil, web
 
 from statbox.certify.certificates import Verdict
 from statbox.classroom.web.library import (
@@ -45,8 +45,13 @@ from statbox.settings.model import Settings
 
 MAX_CERTIFICATE_BYTES = 64 * 1024
 """A certificate file is about 1 KiB; anything above this is not one."""
+MAX_UPLOAD_BYTES = MAX_CERTIFICATE_BYTES + 16 * 1024
+"""What the verification form keeps of an upload: the file and the form's own framing."""
 MAX_BODY_BYTES = 1024 * 1024
-"""What the server reads of any request body at all (the HTTP server's own limit)."""
+"""What the server reads of any other request body (the HTTP server's own limit)."""
+MAX_DRAINED_BYTES = 256 * 1024 * 1024
+"""What the verification form reads (and drops) before cutting an upload off."""
+TOO_LARGE = f"that file is larger than a certificate ({MAX_CERTIFICATE_BYTES} bytes at most)"
 
 ERRORS: dict[type[Exception], int] = {
     BadInput: 400,
@@ -162,31 +167,50 @@ class BaseHandler(web.RequestHandler):
 
 
 class PublicHandler(BaseHandler):
-    """Verification, keys and revocations: anyone, no login."""
-
-    def check_xsrf_cookie(self) -> None:
-        """Public pages change nothing and read no credential: no token to check."""
+    """Verification, keys and revocations: anyone, no login. They change nothing and read
+    no credential, so no XSRF token is asked for."""
 
 
+@web.stream_request_body
 class VerifyPage(PublicHandler):
+    """The upload form. The body is streamed: the first :data:`MAX_UPLOAD_BYTES` are kept,
+    the rest read and dropped, so that a huge file gets a page saying so (a connection cut
+    mid-upload would reach the browser as the proxy's 503) and memory stays bounded."""
+
+    kept: list[bytes]
+    size: int
+
+    def prepare(self) -> None:
+        self.kept, self.size = [], 0
+        if self.request.method == "POST":
+            self.request.connection.set_max_body_size(MAX_DRAINED_BYTES)  # type: ignore[union-attr]
+
+    def data_received(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size <= MAX_UPLOAD_BYTES:
+            self.kept.append(chunk)
+
     def get(self) -> None:
         self.render_page("verify.html", verdict=None)
 
     def post(self) -> None:
-        files = self.request.files.get("certificate") or []
-        if not files:
+        if self.size > MAX_UPLOAD_BYTES:
+            raise web.HTTPError(400, TOO_LARGE)
+        arguments: dict[str, list[bytes]] = {}
+        files: dict[str, list[httputil.HTTPFile]] = {}
+        httputil.parse_body_arguments(
+            self.request.headers.get("Content-Type", ""), b"".join(self.kept), arguments, files
+        )
+        uploaded = files.get("certificate") or []
+        if not uploaded:
             raise web.HTTPError(400, "choose a certificate file (.json) to upload")
-        self._show(files[0]["body"])
+        self._show(uploaded[0]["body"])
 
     def _show(self, content: bytes) -> None:
         if len(content) > MAX_CERTIFICATE_BYTES:
-            raise web.HTTPError(
-                400,
-                f"that file is larger than a certificate ({MAX_CERTIFICATE_BYTES} bytes at most)",
-            )
-        self.render_page(
-            "verify.html", verdict=_verdict_view(self.config.classroom.verify(content))
-        )
+            raise web.HTTPError(400, TOO_LARGE)
+        verdict = _verdict_view(self.config.classroom.verify(content))
+        self.render_page("verify.html", _verdict_status(verdict), verdict=verdict)
 
 
 class VerifyById(PublicHandler):
@@ -215,9 +239,7 @@ class VerifyApi(PublicHandler):
     def post(self) -> None:
         content = self.request.body
         if len(content) > MAX_CERTIFICATE_BYTES:
-            raise web.HTTPError(
-                400, f"larger than a certificate ({MAX_CERTIFICATE_BYTES} bytes at most)"
-            )
+            raise web.HTTPError(400, TOO_LARGE)
         verdict = _verdict_view(self.config.classroom.verify(content))
         self.answer_json(verdict, _verdict_status(verdict))
 
@@ -406,9 +428,6 @@ class RevokeAction(PersonHandler):
 class NotHere(BaseHandler):
     """Anything else under the prefix: 404 (the service opens only what people need)."""
 
-    def check_xsrf_cookie(self) -> None:
-        """Nothing here acts: a 404 either way."""
-
     def prepare(self) -> None:
         raise web.HTTPError(404, "no such page")
 
@@ -452,5 +471,9 @@ def make_app(config: ServiceConfig, cookie_secret: bytes) -> web.Application:
     return web.Application(
         handlers,
         cookie_secret=cookie_secret,
-        xsrf_cookies=True,
+        # Not tornado's own check, which runs before the person is known and so refuses API
+        # calls made with a token: HubOAuth checks the hub's XSRF token itself whenever it
+        # would accept the cookie for anything but a plain page view, and accepts no cookie
+        # without it (the POST is then refused: nobody is signed in).
+        xsrf_cookies=False,
     )
