@@ -78,6 +78,20 @@ class LocalHomes:
         self.homes = homes
         self.limit = limit if limit is not None else default_limit()
 
+    def read(self, user: str, course_id: str, notebook: str, limit: int | None = None) -> bytes:
+        """One user's copy of ``notebook`` (a trainee submitting it), by the same rules as
+        :meth:`collect`: no link followed, a regular file of at most ``limit`` bytes.
+        FileNotFoundError when there is none; OSError naming the reason otherwise."""
+        if not is_valid_username(user):
+            raise FileNotFoundError(user)
+        parts = ("courses", course_id, *PurePosixPath(notebook).parts)
+        try:
+            return _read_no_symlinks(self.homes / user, parts, limit or self.limit)
+        except OSError as exc:
+            if exc.errno == 40:  # ELOOP: O_NOFOLLOW met a symbolic link
+                raise OSError("a symbolic link (not followed)") from None
+            raise
+
     def collect(self, course_id: str, notebook: str, out: Path) -> Collected:
         if not self.homes.is_dir():
             raise BadInput(f"{self.homes}: no home directories (has anyone logged in yet?)")

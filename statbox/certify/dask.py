@@ -100,17 +100,32 @@ class DaskExecutor:
         self.catalog = catalog
         self.datasets = [str(d) for d in datasets or ()]
         self.catalog_text = catalog_text
-        self.gateway = gateway or Gateway()
+        hint = "(is DASK_GATEWAY__ADDRESS set, as in a Statbox notebook?)"
+        try:
+            # Without an address dask-gateway raises ValueError here: a message, not a traceback.
+            self.gateway = gateway or Gateway()
+        except Exception as exc:
+            raise EnvironmentProblem(
+                f"--dask: no Dask Gateway to grade on: {type(exc).__name__}: {exc} {hint}; "
+                "or grade on this machine without --dask"
+            ) from None
         try:
             self.cluster = self.gateway.new_cluster()
         except Exception as exc:
             self.gateway.close()
             raise EnvironmentProblem(
-                f"--dask: cannot start a Dask Gateway cluster: {type(exc).__name__}: {exc} "
-                "(is DASK_GATEWAY__ADDRESS set, as in a Statbox notebook?)"
+                f"--dask: cannot start a Dask Gateway cluster: {type(exc).__name__}: {exc} {hint}"
             ) from None
-        self.cluster.scale(workers or int(os.environ.get(WORKERS_ENV, "2")))
-        self.client = self.cluster.get_client()
+        try:
+            self.cluster.scale(workers or int(os.environ.get(WORKERS_ENV, "2")))
+            self.client = self.cluster.get_client()
+        except Exception as exc:
+            self.cluster.shutdown()
+            self.gateway.close()
+            raise EnvironmentProblem(
+                f"--dask: the Dask Gateway cluster did not start its workers: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
         self.backends: set[str] = set()
 
     def __call__(self, nb: NotebookNode, submission: Submission, snapshot: str = "") -> Execution:

@@ -1,12 +1,16 @@
 """The cohort report (HTML and CSV) and the certificates of those who passed.
 
-``write_report(out, ...)`` reads each trainee's latest attempt for the run recorded in
-``OUT/run.json`` and writes:
+``write_report(out, ...)`` reads the attempts of the run recorded in ``OUT/run.json`` (each
+trainee's submission as that run graded it, by its SHA-256 and grader version: the same rows
+as ``OUT/results.csv``, whatever later or other runs stored) and writes:
 
 - ``OUT/report.html``: the score distribution (an inline SVG histogram with the pass mark),
   each task's difficulty (mean share of its points, share of full marks), who passed;
 - ``OUT/report.csv``: one row per trainee with the per-task points;
 - ``OUT/certificates/<trainee>.json`` (signed), ``.html`` and ``.pdf`` for each who passed.
+
+A passed attempt whose certificate was revoked is listed as not passed, with the reason, and
+gets no certificate files (those of an earlier report are removed).
 
 Invariant: the report is a pure function of the store's rows (and the signing key), so
 writing it again gives the same files (certificate ids and dates come from the attempt).
@@ -35,6 +39,9 @@ class RunRecord:
     course: str
     exercise: str
     database: str
+    grader_version: str | None = None
+    submissions: dict[str, str] | None = None
+    """trainee -> SHA-256 of what the run graded (None in a record older than this field)."""
 
 
 def read_run_record(out: Path) -> RunRecord:
@@ -45,7 +52,15 @@ def read_run_record(out: Path) -> RunRecord:
         )
     try:
         data = json.loads(path.read_text())
-        return RunRecord(data["cohort"], data["course"], data["exercise"], data["database"])
+        submissions = data.get("submissions")
+        return RunRecord(
+            data["cohort"],
+            data["course"],
+            data["exercise"],
+            data["database"],
+            data.get("grader_version"),
+            {str(k): str(v) for k, v in submissions.items()} if submissions else None,
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise BadInput(f"{path}: not a run record ({exc})") from None
 
@@ -63,17 +78,51 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
-def write_report(
-    out: Path, exercise: GradedExercise, keys: Keys, issuer: str, database: str | None = None
-) -> ReportSummary:
+def run_attempts(out: Path, database: str | None = None) -> list[StoredAttempt]:
+    """The stored attempts of the run in ``out``: per trainee the row of the submission and
+    grader version that run graded, by trainee name. A record written before runs listed
+    their submissions falls back to each listed trainee's latest attempt."""
     run = read_run_record(out)
     if database is None and "***" in run.database:
         raise BadInput(f"{out / RUN_RECORD}: the results store's URL has a password: give it")
     store = ResultsStore(database or run.database)
     try:
-        attempts = [a for a in store.latest(run.cohort, run.course) if a.exercise == run.exercise]
+        rows = [a for a in store.attempts(run.cohort, run.course) if a.exercise == run.exercise]
     finally:
         store.close()
+    chosen: dict[str, StoredAttempt] = {}
+    for attempt in rows:  # oldest first: a later grading of the same submission wins
+        if run.submissions is not None:
+            if run.submissions.get(attempt.trainee) != attempt.submission_hash:
+                continue
+            if run.grader_version and attempt.grader_version != run.grader_version:
+                continue
+        chosen[attempt.trainee] = attempt
+    return [chosen[name] for name in sorted(chosen)]
+
+
+def _revoked_as_failed(attempts: list[StoredAttempt], keys: Keys) -> list[StoredAttempt]:
+    from dataclasses import replace
+
+    from statbox.certify.certificates import certificate_id
+
+    revoked = keys.revoked()
+    result = []
+    for attempt in attempts:
+        entry = revoked.get(certificate_id(attempt)) if attempt.passed else None
+        if entry is not None:
+            note = f"certificate revoked: {entry.get('reason', '')}".rstrip(": ")
+            reason = f"{note}; {attempt.reason}" if attempt.reason else note
+            attempt = replace(attempt, passed=False, reason=reason)
+        result.append(attempt)
+    return result
+
+
+def write_report(
+    out: Path, exercise: GradedExercise, keys: Keys, issuer: str, database: str | None = None
+) -> ReportSummary:
+    run = read_run_record(out)
+    attempts = _revoked_as_failed(run_attempts(out, database), keys)
     if not attempts:
         raise BadInput(f"no attempts of {run.course}/{run.exercise} in cohort {run.cohort!r} yet")
     files = [out / "report.html", out / "report.csv"]
@@ -84,6 +133,10 @@ def write_report(
     assert key is not None
     directory = out / "certificates"
     directory.mkdir(exist_ok=True)
+    for attempt in attempts:
+        if not attempt.passed:  # revoked since an earlier report: its files go
+            for suffix in (".json", ".html", ".pdf"):
+                (directory / f"{attempt.trainee}{suffix}").unlink(missing_ok=True)
     for attempt in passed:
         record = make_record(attempt, exercise.loaded.course.title, issuer)
         for suffix, data in (

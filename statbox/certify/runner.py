@@ -210,8 +210,10 @@ def run(
     options: RunOptions,
     progress: bool = True,
     executor: Callable[[NotebookNode, Submission, str], Execution] | None = None,
+    on_attempt: Callable[[Attempt], None] | None = None,
 ) -> RunSummary:
-    """Grade a cohort; see the module docstring."""
+    """Grade a cohort; see the module docstring. ``on_attempt`` sees each attempt once it is
+    recorded (a grading job's live progress)."""
     exercise, submissions = prepare(setup, options)
     limits = replace(
         setup.limits,
@@ -291,6 +293,8 @@ def run(
                     attempt.reason = f"{attempt.reason}; {note}" if attempt.reason else note
             store.record(attempt)
             bar.update(attempt)
+            if on_attempt is not None:
+                on_attempt(attempt)
 
     try:
         with grader_memory_cap(own_cap):
@@ -308,6 +312,8 @@ def run(
         "database": shown_url(setup.database or default_url(setup.state_dir)),
         "grader_version": exercise.grader_version,
         "trainees": [a.trainee for a in attempts],
+        # what exactly this run graded: the report reads these rows and no others
+        "submissions": {a.trainee: a.submission_hash for a in attempts},
     }
     (out / RUN_RECORD).write_text(json.dumps(record, indent=1) + "\n")
     store.close()

@@ -1,12 +1,17 @@
-"""``statbox certify``: run, collect, report, verify, revoke (a thin layer over the library).
+"""``statbox certify``: grade, collect, run, report, verify, revoke (a thin layer over the
+library: :mod:`statbox.classroom` for the cohort's steps, :mod:`statbox.certify` below it).
 
 The contract operators script (keep these names)::
 
+    statbox certify grade --course C --cohort K [--trainee USER] [--workers N]
+    statbox certify collect --course C --cohort K --out DIR
     statbox certify run --course C --exercise E --submissions DIR --out DIR
                         [--workers N | --dask] [--cohort NAME]
-    statbox certify collect --course C --exercise E --out DIR
     statbox certify report --out DIR
     statbox certify verify FILE
+
+``grade`` is the classroom's path: the submitted snapshots of the cohort's trainees, graded
+with the variant each was published. ``run`` grades any folder of ``<trainee>.ipynb``.
 
 ``run`` exits 0 when the run completed, even if trainees failed; 2 on bad input (nothing is
 graded or written); 1 when the grader itself failed on some submission (a reference that
@@ -33,47 +38,16 @@ def _settings(args: argparse.Namespace) -> Any:
 
 def results_store(loaded: Any) -> str:
     """The URL of the results store the settings name (``certify.database``)."""
-    from statbox.certify.store import results_url
+    from statbox.classroom.setup import results_store as store
 
-    base = Path(loaded.source).resolve().parent if loaded.source is not None else None
-    return results_url(loaded.settings.certify.database, loaded.paths.state_dir, base)
+    return store(loaded)
 
 
 def grading_setup(loaded: Any) -> Any:
     """The runner's view of the settings (paths, store, isolation and limits)."""
-    from statbox.catalog.access import RoleAccess
-    from statbox.certify.isolation import Limits
-    from statbox.certify.runner import GradingSetup
-    from statbox.settings.model import ROLE_NAMES
+    from statbox.classroom.setup import grading_setup as setup
 
-    certify = loaded.settings.certify
-    options: dict[str, Any] = {}
-    if certify.isolation == "docker":
-        from statbox.modes.docker.stack import singleuser_image
-
-        settings = loaded.settings
-        options = {"image": singleuser_image(settings), "project": settings.docker.project}
-    hidden = [Path.home()]
-    if loaded.source is not None:
-        hidden.append(Path(loaded.source).resolve())
-    return GradingSetup(
-        curriculum=loaded.paths.curriculum,
-        data_root=loaded.paths.data_root,
-        state_dir=loaded.paths.state_dir,
-        catalog=loaded.paths.catalog,
-        database=results_store(loaded),
-        isolation=certify.isolation,
-        uid_base=certify.uid_base,
-        limits=Limits(
-            memory=certify.memory,
-            processes=certify.processes,
-            output=certify.output,
-            workdir=certify.workdir,
-        ),
-        hidden=hidden,
-        isolation_options=options,
-        access={role: RoleAccess.of(loaded.settings, role) for role in ROLE_NAMES},
-    )
+    return setup(loaded)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -113,20 +87,50 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from statbox.certify.exercise import find_course, load_exercise
-    from statbox.modes.base import deployment
+    from statbox.classroom import Actor
+    from statbox.classroom.setup import classroom_from_settings
 
-    loaded = _settings(args)
-    course = find_course(loaded.paths.curriculum, args.course)
-    exercise = load_exercise(course, args.exercise)
-    source = deployment(loaded.settings.mode).homes(loaded, loaded.paths.state_dir)
-    result = source.collect(course.id, exercise.exercise.notebook, Path(args.out))
-    for line in result.refused:
-        print(f"statbox: skipped {line}", file=sys.stderr)
+    room = classroom_from_settings(_settings(args))
+    out = Path(args.out)
+    result = room.collect(Actor.operator(), args.cohort, args.course, out)
+    for line in result.tampered:
+        print(f"statbox: not taken: {line}", file=sys.stderr)
+    late = [user for user, record in result.taken.items() if record.late]
     print(
-        f"Collected {len(result.copied)} submissions of {course.id}/{exercise.name} into "
-        f"{args.out} ({len(result.missing)} homes without the exercise, "
-        f"{len(result.refused)} refused)."
+        f"Collected the submissions of {len(result.taken)} trainees of {args.cohort} "
+        f"({args.course}) into {out}; {len(result.missing)} submitted nothing"
+        + (f" ({', '.join(result.missing)})" if result.missing else "")
+        + (f"; late: {', '.join(late)}" if late else "")
+        + "."
+    )
+    return ExitCode.FAILED if result.tampered else ExitCode.OK
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from statbox.classroom import Actor
+    from statbox.classroom.setup import classroom_from_settings
+    from statbox.spawners.singleuser import defer_slow_imports
+
+    defer_slow_imports()
+    room = classroom_from_settings(_settings(args))
+    status = room.start_grading(
+        Actor.operator(),
+        args.cohort,
+        args.course,
+        trainee=args.trainee,
+        background=False,
+        workers=args.workers,
+    )
+    run = room.layout.gradings(args.cohort, args.course) / status.job / "run"
+    if status.state != "done":
+        print(
+            f"statbox: grading job {status.job} {status.state}: {status.current}", file=sys.stderr
+        )
+        return ExitCode.FAILED
+    print(
+        f"Graded {status.done} submissions of {args.course} (cohort {args.cohort}), job "
+        f"{status.job}.\n  Results: {run / 'results.csv'}\n"
+        f"  Next: statbox certify report --out {run}"
     )
     return ExitCode.OK
 
@@ -137,6 +141,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     from statbox.certify.report import read_run_record, write_report
 
     loaded = _settings(args)
+    if args.out is None:
+        if not (args.course and args.cohort):
+            raise BadInput("give --out DIR (a run's folder), or --course C --cohort K")
+        from statbox.classroom import Actor
+        from statbox.classroom.setup import classroom_from_settings
+
+        room = classroom_from_settings(loaded)
+        job = room.latest_job(Actor.operator(), args.cohort, args.course)
+        out = room.report(Actor.operator(), args.cohort, args.course, job.job)
+        print(f"Report of grading job {job.job}: {out / 'report.html'}, {out / 'report.csv'}")
+        return ExitCode.OK
     out = Path(args.out)
     run = read_run_record(out)
     exercise = load_exercise(find_course(loaded.paths.curriculum, run.course), run.exercise)
@@ -208,14 +223,31 @@ def register(commands: Any) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
     collect = add(
-        "collect", cmd_collect, "Gather submissions from trainees' homes (docker mode: volumes)."
+        "collect",
+        cmd_collect,
+        "Copy the submission that counts of each trainee of a cohort (the snapshots they "
+        "submitted, checked against their SHA-256; never homes) into DIR/<trainee>.ipynb.",
     )
     collect.add_argument("--course", required=True, metavar="C")
-    collect.add_argument("--exercise", required=True, metavar="E")
+    collect.add_argument("--cohort", required=True, metavar="K")
+    collect.add_argument("--exercise", metavar="E", help="(ignored: a course has one exercise)")
     collect.add_argument("--out", required=True, metavar="DIR")
 
+    grade = add(
+        "grade",
+        cmd_grade,
+        "Grade the submissions of a cohort (or re-grade one trainee) with the variant each "
+        "was published; the run lands under the state directory.",
+    )
+    grade.add_argument("--course", required=True, metavar="C")
+    grade.add_argument("--cohort", required=True, metavar="K")
+    grade.add_argument("--trainee", metavar="USER", help="re-grade this trainee only")
+    grade.add_argument("--workers", type=int, default=1, metavar="N", help="kernels at a time")
+
     report = add("report", cmd_report, "Write the cohort report and the certificates.")
-    report.add_argument("--out", required=True, metavar="DIR", help="a run's --out folder")
+    report.add_argument("--out", metavar="DIR", help="a run's --out folder")
+    report.add_argument("--course", metavar="C", help="with --cohort: the latest grading")
+    report.add_argument("--cohort", metavar="K", help="with --course: the latest grading")
 
     verify = add("verify", cmd_verify, "Say whether a certificate is valid, or why not.")
     verify.add_argument("file", metavar="FILE", help="a certificate's .json record")

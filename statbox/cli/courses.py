@@ -193,39 +193,129 @@ def cmd_check(args: argparse.Namespace) -> int:
     return ExitCode.FAILED if failed else ExitCode.OK
 
 
-def cmd_publish(args: argparse.Namespace) -> int:
-    from statbox.courses.publish import Outcome, outside_audience, resolve_trainees
-    from statbox.modes.base import deployment
+def _classroom(args: argparse.Namespace) -> Any:
+    from statbox.classroom.setup import classroom_from_settings
 
     loaded = _settings(args)
-    course = load_one(loaded, args.course)
-    users = resolve_trainees(loaded.settings, args.to)
-    if not args.any_role:
-        outside = outside_audience(loaded.settings, course, users)
-        if outside:
-            raise BadInput(
-                f"{course.id} is for {', '.join(course.course.audience)} (course.yaml: "
-                f"audience), not for {', '.join(outside)}: pass --any-role to publish anyway"
-            )
-    state_dir = Path(args.state_dir).resolve() if args.state_dir else loaded.paths.state_dir
-    personalise = None
-    if course.course.exercise is not None and course.course.exercise.variant:
-        # Each trainee's exercise copy carries their own variant, from the cohort's secret:
-        # the one `statbox certify run --cohort` derives again when grading.
-        from statbox.certify.variants import cohort_secret, make_personaliser
+    state_dir = getattr(args, "state_dir", None)
+    return classroom_from_settings(loaded, Path(state_dir).resolve() if state_dir else None)
 
-        personalise = make_personaliser(course, cohort_secret(state_dir, args.cohort))
-    homes = deployment(loaded.settings.mode).homes(loaded, state_dir)
-    published = homes.publish(course, users, personalise)
-    for user in users:
-        mine = [p for p in published if p.user == user]
-        counts = Counter(p.outcome for p in mine)
-        summary = ", ".join(f"{counts[o]} {o.value}" for o in Outcome if counts[o])
-        where = homes.where(user, course.id)
-        print(f"{user}: {summary}  ({where})")
-        for p in mine:
-            if p.outcome is Outcome.kept_both:
-                print(f"  {p.path}: edited by {user}, kept; the new version is {p.beside}")
+
+def _acting(args: argparse.Namespace) -> Any:
+    """Who a command acts for: the operator on the host, or with ``--as USER`` that user
+    (with the groups the settings give them), as the classroom service would act for them."""
+    from statbox.classroom import Actor
+    from statbox.settings.names import is_valid_username
+
+    name = getattr(args, "as_user", None)
+    if name is None:
+        return Actor.operator()
+    if not is_valid_username(name):
+        raise BadInput(f"--as {name[:64]!r}: not a username (lower-case letters, digits, . _ -)")
+    return Actor.user(name)
+
+
+def _outcomes(published: list[Any]) -> dict[str, str]:
+    from statbox.courses.publish import Outcome
+
+    lines: dict[str, str] = {}
+    for user in dict.fromkeys(p.user for p in published):
+        counts = Counter(p.outcome for p in published if p.user == user)
+        lines[user] = ", ".join(f"{counts[o]} {o.value}" for o in Outcome if counts[o])
+    return lines
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from statbox.classroom.service import parse_deadline
+
+    room = _classroom(args)
+    deadline = parse_deadline(args.deadline) if args.deadline else None
+    publication = room.publish(_acting(args), args.course, args.cohort, deadline)
+    when = f", deadline {publication.deadline.isoformat()}" if publication.deadline else ""
+    print(f"Published {publication.course} to cohort {publication.cohort}{when}.")
+    delivered = room.deliver(_acting(args), publication.course, publication.cohort)
+    summaries = _outcomes(delivered)
+    for user, summary in summaries.items():
+        print(f"  {user}: {summary}  ({room.homes.where(user, publication.course)})")
+        for p in delivered:
+            if p.user == user and p.outcome.value == "kept":
+                print(f"    {p.path}: changed by {user}: kept as they have it")
+    waiting = [u for u in room.members(_acting(args), publication.cohort) if u not in summaries]
+    if waiting:
+        print(f"  not signed in yet (they get it when they open it): {', '.join(waiting)}")
+    return ExitCode.OK
+
+
+def _time(moment: Any) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
+
+
+def cmd_roster(args: argparse.Namespace) -> int:
+    room = _classroom(args)
+    rows = [["TRAINEE", "OPENED", "SUBMISSIONS", "COUNTS", "SHA-256"]]
+    for row in room.roster(_acting(args), args.cohort, args.course):
+        latest = row.latest
+        counts = "-"
+        if latest is not None:
+            counts = f"#{latest.number} {_time(latest.submitted_at)}" + (
+                " LATE" if latest.late else ""
+            )
+        rows.append(
+            [
+                row.trainee,
+                _time(row.opened_at),
+                str(row.submissions),
+                counts,
+                latest.sha256[:16] if latest else "-",
+            ]
+        )
+    print(_table(rows))
+    return ExitCode.OK
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    room = _classroom(args)
+    opened = room.open_course(_acting(args), args.course, args.cohort)
+    print(f"{opened.course} (cohort {opened.cohort}) is in {opened.where}")
+    if opened.exercise:
+        variant = ", ".join(f"{k} = {v!r}" for k, v in opened.variant.items()) or "none"
+        print(f"  work in {opened.exercise} (your variant: {variant}), then submit it")
+    return ExitCode.OK
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    room = _classroom(args)
+    record = room.submit(_acting(args), args.course, args.cohort)
+    late = " (LATE: after the deadline; kept and marked)" if record.late else ""
+    print(
+        f"Submitted {record.course} #{record.number} at {_time(record.submitted_at)}{late}, "
+        f"SHA-256 {record.sha256}"
+    )
+    return ExitCode.OK
+
+
+def cmd_result(args: argparse.Namespace) -> int:
+    room = _classroom(args)
+    result = room.my_result(_acting(args), args.course, args.cohort)
+    if result is None:
+        print(f"{args.course}: no result released yet")
+        return ExitCode.OK
+    verdict = "passed" if result.passed else "not passed"
+    print(f"{result.course}: {result.total:g} / {result.max_score}, {verdict}")
+    for task in result.tasks:
+        print(f"  {task.title}: {task.points:g} / {task.max_points}: {task.feedback}")
+    if result.reason:
+        print(f"  notes: {result.reason}")
+    return ExitCode.OK
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    room = _classroom(args)
+    released = room.release(_acting(args), args.cohort, args.course)
+    print(
+        f"Released {args.course} results to {len(released)} trainees of {args.cohort}: "
+        f"{', '.join(released) or 'none graded yet'}"
+    )
     return ExitCode.OK
 
 
@@ -237,7 +327,7 @@ def register(commands: Any) -> None:
     group = CommandGroup(
         commands,
         "course",
-        "Courses: list, show, check, publish.",
+        "Courses: list, show, check; publish to a cohort, open, submit, roster, release.",
         description=__doc__,
         epilog=EPILOG,
     )
@@ -267,30 +357,71 @@ def register(commands: Any) -> None:
         help="keep the executed notebooks here (default: a temporary folder, kept on failure)",
     )
 
+    def cohort_option(parser: argparse.ArgumentParser, required: bool = True) -> None:
+        parser.add_argument(
+            "--cohort",
+            required=required,
+            metavar="K",
+            help="a cohort of the settings (cohorts:)"
+            + ("" if required else "; needed only when the course is in several of yours"),
+        )
+
+    def as_option(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--as",
+            dest="as_user",
+            metavar="USER",
+            help="act as this user, as the classroom would for them (default: the operator, "
+            "who may act on every cohort)",
+        )
+
     publish = add(
         "publish",
         cmd_publish,
-        "Copy a course's material into trainees' homes (never grader/), keeping their edits.",
+        "Publish a course to a cohort (optionally with a deadline); members who have a home "
+        "get it now, each with their own exercise variant; trainees' edits are kept.",
     )
     publish.add_argument("course", metavar="COURSE")
+    cohort_option(publish)
     publish.add_argument(
-        "--to",
-        action="append",
-        required=True,
-        metavar="USER|GROUP",
-        help="a username, or a group of the settings' groups (repeatable)",
-    )
-    publish.add_argument(
-        "--any-role",
-        action="store_true",
-        help="publish also to users whose role is not in the course's audience",
+        "--deadline",
+        metavar="TIME",
+        help="submissions after it are kept and marked late, e.g. 2026-12-20T17:00 (UTC) or "
+        "2026-12-20T17:00+01:00",
     )
     publish.add_argument(
         "--state-dir", metavar="DIR", help="where the homes are (default: paths.state_dir)"
     )
-    publish.add_argument(
-        "--cohort",
-        default="default",
-        metavar="NAME",
-        help="whose secret derives each trainee's exercise variant (as for certify run)",
+    as_option(publish)
+
+    roster = add(
+        "roster", cmd_roster, "Who of a cohort opened a course, and the submission that counts."
     )
+    roster.add_argument("course", metavar="COURSE")
+    cohort_option(roster)
+    as_option(roster)
+
+    for name, func, text in (
+        ("open", cmd_open, "Put a published course, with the user's own variant, in their home."),
+        ("submit", cmd_submit, "Submit the user's exercise notebook as it is now (a snapshot)."),
+        ("result", cmd_result, "The user's released score and per-task feedback."),
+    ):
+        parser = add(name, func, text)
+        parser.add_argument("course", metavar="COURSE")
+        cohort_option(parser, required=False)
+        parser.add_argument(
+            "--as",
+            dest="as_user",
+            required=True,
+            metavar="USER",
+            help="the trainee (the classroom page does this for the signed-in trainee)",
+        )
+
+    release = add(
+        "release",
+        cmd_release,
+        "Let each graded trainee of a cohort read their own score and feedback.",
+    )
+    release.add_argument("course", metavar="COURSE")
+    cohort_option(release)
+    as_option(release)

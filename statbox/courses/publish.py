@@ -9,9 +9,10 @@ Invariants:
   copied: nothing that gives the answers away reaches a trainee.
 * A trainee's edits are never overwritten. Statbox remembers what it last wrote into each
   home (a ledger per user and course under ``<state>/courses/published/``, out of the
-  trainee's reach). A file still as Statbox wrote it is replaced by the new version; a file
-  the trainee changed (or that Statbox did not write) is left alone and the new version is
-  written beside it as ``<name>.update-<hash><suffix>``, so the trainee keeps both.
+  trainee's reach). A file still as Statbox wrote it, or still exactly as the curriculum has
+  it, is replaced by the new version; a file the trainee changed is left alone, and nothing
+  is written beside it: a look-alike ``*.update-<hash>.ipynb`` would leave the trainee
+  unsure which notebook is theirs, and each publication would add another.
 * Publishing the same material twice changes nothing. Each file is written to a temporary
   name and renamed, so a trainee never sees half a notebook; every target is checked before
   the first file is written.
@@ -43,7 +44,6 @@ from statbox.settings.names import is_valid_username
 Personalise = Callable[[str, dict[str, Any]], dict[str, Any]]
 """(trainee name, exercise template as notebook JSON) -> the notebook that trainee gets."""
 
-UPDATE_MARK = ".update-"
 SKIPPED_NAMES = {"__pycache__", ".ipynb_checkpoints"}
 
 
@@ -54,8 +54,8 @@ class Outcome(StrEnum):
     """The trainee had not changed it: replaced by the new version."""
     unchanged = "unchanged"
     """The trainee already has exactly this version."""
-    kept_both = "kept both"
-    """The trainee changed it: left alone, the new version written beside it."""
+    kept = "kept"
+    """The trainee changed it: left as they have it (nothing written beside it)."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,8 @@ class Published:
     """Relative to the course folder, with forward slashes."""
     outcome: Outcome
     beside: str | None = None
-    """For ``kept both``: the name the new version was written under."""
+    """Unused since nothing is written beside a trainee's file (kept for the docker helper's
+    wire format)."""
 
 
 def material(loaded: LoadedCourse) -> list[str]:
@@ -138,12 +139,6 @@ def _file_digest(path: Path) -> str | None:
         return _digest(path.read_bytes())
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
-
-
-def beside_name(relative: str, digest: str) -> str:
-    """Where the new version of a file the trainee changed goes: ``01-x.update-ab12cd34.ipynb``."""
-    path = PurePosixPath(relative)
-    return str(path.with_name(f"{path.stem}{UPDATE_MARK}{digest[:8]}{path.suffix}"))
 
 
 def _notebook_bytes(notebook: dict[str, Any]) -> bytes:
@@ -221,6 +216,13 @@ class Publisher:
             return f"{path} is not a regular file"
         return None
 
+    def pristine(self, loaded: LoadedCourse) -> dict[str, str]:
+        """SHA-256 of each course file as the curriculum has it: a copy still like that was
+        not edited by the trainee (whoever put it there), so it may be replaced."""
+        return {
+            relative: _file_digest(loaded.path(relative)) or "" for relative in material(loaded)
+        }
+
     def plan(
         self,
         loaded: LoadedCourse,
@@ -260,15 +262,20 @@ class Publisher:
                     problems.append(f"{user}: {reason}; move it away and publish again")
         return list(dict.fromkeys(problems))
 
-    def apply(self, course_id: str, planned: dict[str, dict[str, bytes]]) -> list[Published]:
+    def apply(
+        self,
+        course_id: str,
+        planned: dict[str, dict[str, bytes]],
+        pristine: dict[str, str] | None = None,
+    ) -> list[Published]:
         """Write ``planned`` (from :meth:`plan`); raise BadInput, having written nothing,
-        when a target is in the way."""
+        when a target is in the way. ``pristine``: see :meth:`pristine`."""
         problems = self.problems(course_id, planned)
         if problems:
             raise BadInput(*problems)
         done: list[Published] = []
         for user, files in planned.items():
-            done.extend(self._publish_to(course_id, user, files))
+            done.extend(self._publish_to(course_id, user, files, pristine or {}))
         return done
 
     def publish(
@@ -279,10 +286,10 @@ class Publisher:
     ) -> list[Published]:
         """Publish ``loaded`` to each of ``users``; see the module docstring."""
         # Every target is checked, and every personalised version made, before any write.
-        return self.apply(loaded.id, self.plan(loaded, users, personalise))
+        return self.apply(loaded.id, self.plan(loaded, users, personalise), self.pristine(loaded))
 
     def _publish_to(
-        self, course_id: str, user: str, files: dict[str, bytes]
+        self, course_id: str, user: str, files: dict[str, bytes], pristine: dict[str, str]
     ) -> Iterator[Published]:
         course_dir = self.home(user) / "courses" / course_id
         ledger = self.read_ledger(user, course_id)
@@ -297,15 +304,12 @@ class Publisher:
             elif current == new:
                 ledger[relative] = new
                 yield Published(user, relative, Outcome.unchanged)
-            elif current == ledger.get(relative):
+            elif current in (ledger.get(relative), pristine.get(relative)):
                 self._write(target, data)
                 ledger[relative] = new
                 yield Published(user, relative, Outcome.updated)
             else:
-                beside = beside_name(relative, new)
-                if _file_digest(course_dir / beside) != new:
-                    self._write(course_dir / beside, data)
-                yield Published(user, relative, Outcome.kept_both, beside)
+                yield Published(user, relative, Outcome.kept)
         self.write_ledger(user, course_id, ledger)
 
     def write_ledger(self, user: str, course_id: str, ledger: dict[str, str]) -> None:

@@ -97,13 +97,21 @@ def sign_in(settings: Settings, username: str, provider_groups: Iterable[str]) -
     Blocked users and members of blocked groups are refused; anyone else needs one of
     ``auth.allowed_groups``. Being named in a role is no allow rule (unlike JupyterHub's
     ``admin_users``): a name in the settings must not let in whoever the provider calls so.
-    With the shared password anyone who knows it may enter.
+    With the shared password anyone who knows the class password may enter, except the
+    instructors and admins the settings name (by user or settings group): they must use the
+    admin password, and the class password does not let them in (the hub's ``staff_users``).
     For GitHub, organisation membership is asked of GitHub at sign-in; here a group
     ``org:team`` or ``org`` in ``provider_groups`` stands for it.
     """
     auth = settings.auth
     groups = set(provider_groups)
     if not isinstance(auth, OIDCAuth | GitHubAuth):
+        if username in users_with_role(settings, "instructor", "admin"):
+            return SignIn(
+                True,
+                "with the admin password (auth.admin_password) only: the class password does "
+                "not let instructors and admins named in the settings in",
+            )
         return SignIn(True, "anyone with the class password (auth.type shared-password)")
     if username in auth.blocked_users:
         return SignIn(False, "named in auth.blocked_users", blocked=True)

@@ -71,6 +71,15 @@ class FolderHomes:
     def collect(self, course_id: str, notebook: str, out: Path) -> Collected:
         return LocalHomes(self.root).collect(course_id, notebook, out)
 
+    def read(self, user: str, course_id: str, notebook: str, limit: int | None = None) -> bytes:
+        """One user's copy of ``notebook``, links never followed (a trainee's submission)."""
+        return LocalHomes(self.root).read(user, course_id, notebook, limit)
+
+    def exists(self, user: str) -> bool:
+        """Whether ``user`` has a home yet (has signed in and started a server)."""
+        home = self.root / user
+        return home.is_dir() and not home.is_symlink()
+
     def where(self, user: str, course_id: str) -> str:
         return str(self.root / user / "courses" / course_id)
 

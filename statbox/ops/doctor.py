@@ -62,9 +62,30 @@ def check_port(loaded: LoadedSettings) -> Finding:
     hub = loaded.settings.hub
     if hub.port == 0 or port_is_free(hub.ip, hub.port):
         return Finding(True, f"port {hub.port} on {hub.ip} is free")
+    own = own_running_port(loaded.paths.state_dir)
+    if own is not None and own[1] == hub.port:
+        # The running hub of this very state holds it: that is no failure.
+        return Finding(
+            True, f"port {hub.port} on {hub.ip} is this Statbox's own (its hub runs, pid {own[0]})"
+        )
     return Finding(
         False, f"port {hub.port} on {hub.ip} is in use", "stop what uses it, or use --port"
     )
+
+
+def own_running_port(state_dir: Path) -> tuple[int, int] | None:
+    """(hub pid, public port) of a running ``statbox up`` of ``state_dir``, or None."""
+    from statbox.configure.runtime import Ports
+    from statbox.modes.local.stack import hub_running
+
+    pid = hub_running(state_dir)
+    if pid is None:
+        return None
+    try:
+        ports = Ports.model_validate_json((state_dir / "run" / "ports.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return pid, ports.public
 
 
 def check_state_dir(loaded: LoadedSettings) -> Finding:

@@ -30,6 +30,9 @@ def config(tmp_path, data_root):
         f"hub: {{name: Statbox Test, region: Kigali}}\n"
         f"paths: {{curriculum: {COURSES}, data_root: {data_root}, state_dir: {state}, "
         f"catalog: {CATALOG}}}\n"
+        "cohorts: [cohort-a]\n"
+        "groups: {cohort-a: [alice, dave, mallory, carol, ines], other: [olga]}\n"
+        "roles: {instructor: {users: [ines]}}\n"
     )
     return path
 
@@ -44,21 +47,39 @@ def home_file(state, trainee):
     return path
 
 
+def course(config, *args):
+    return main(["course", *args, "--config", str(config)])
+
+
 def test_collect_run_report_verify_and_revoke(config, tmp_path, capsys, sandbox):
     state = tmp_path / "state"
+    assert course(config, "publish", "shop-prices", "--cohort", "cohort-a") == 0
+    for trainee in ("alice", "dave", "mallory", "olga"):
+        code = course(config, "open", "shop-prices", "--as", trainee)
+        assert code == (2 if trainee == "olga" else 0), trainee  # olga: not in the cohort
     home_file(state, "alice").write_bytes(SOLUTION.read_bytes())
     home_file(state, "dave").write_bytes(TEMPLATE.read_bytes())
+    home_file(state, "mallory").unlink()
     os.symlink(home_file(state, "alice"), home_file(state, "mallory"))  # someone else's work
-    (state / "homes" / "carol").mkdir()
-    (state / "homes" / "Not A User").mkdir()
+    for trainee in ("alice", "dave", "mallory"):
+        code = course(config, "submit", "shop-prices", "--as", trainee)
+        assert code == (2 if trainee == "mallory" else 0), trainee
+    printed = capsys.readouterr()
+    assert "symbolic link" in printed.err and "Traceback" not in printed.err
+    # what is in homes after submitting, the instructor's and outsiders' copies: never taken
+    home_file(state, "alice").write_text("{}")
+    for other in ("ines", "olga"):
+        home_file(state, other).write_bytes(SOLUTION.read_bytes())
     submissions, out = tmp_path / "submissions", tmp_path / "out"
 
     common = ["--course", "shop-prices", "--exercise", "exercise"]
-    assert certify(config, "collect", *common, "--out", str(submissions)) == 0
+    collect = ["--course", "shop-prices", "--cohort", "cohort-a", "--out", str(submissions)]
+    assert certify(config, "collect", *collect) == 0
     printed = capsys.readouterr()
-    assert "Collected 2 submissions" in printed.out and "1 homes without" in printed.out
-    assert "mallory" in printed.err and "symbolic link" in printed.err
+    assert "Collected the submissions of 2 trainees of cohort-a" in printed.out
+    assert "2 submitted nothing (carol, mallory)" in printed.out
     assert sorted(p.name for p in submissions.iterdir()) == ["alice.ipynb", "dave.ipynb"]
+    assert (submissions / "alice.ipynb").read_bytes() == SOLUTION.read_bytes()
     # a trainee's code solves every variant: no other account may read the copies
     assert stat.S_IMODE(submissions.stat().st_mode) == 0o700
     assert stat.S_IMODE((submissions / "alice.ipynb").stat().st_mode) == 0o600
@@ -151,3 +172,18 @@ def test_report_and_verify_refuse_what_they_cannot_use(config, tmp_path, capsys)
     (tmp_path / "x.json").write_text("{}")
     assert certify(config, "verify", str(tmp_path / "x.json")) == 1
     assert "not a certificate" in capsys.readouterr().out
+
+
+def test_dask_without_a_gateway_is_one_message_not_a_traceback(
+    config, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.delenv("DASK_GATEWAY__ADDRESS", raising=False)
+    submissions = tmp_path / "subs"
+    submissions.mkdir()
+    (submissions / "alice.ipynb").write_bytes(TEMPLATE.read_bytes())
+    out = tmp_path / "out"
+    args = ["--course", "shop-prices", "--exercise", "exercise", "--submissions", str(submissions)]
+    assert certify(config, "run", *args, "--out", str(out), "--dask") == 3
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "--dask: no Dask Gateway to grade on" in err
+    assert not out.exists()

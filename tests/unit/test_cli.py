@@ -92,6 +92,22 @@ def test_roles_explain(capsys):
     )
 
 
+def test_roles_explain_says_instructors_sign_in_with_the_admin_password(capsys, tmp_path):
+    """The hub lets instructors in with the admin password only (staff_users): explain must
+    not tell them the class password works."""
+    f = tmp_path / "statbox.yaml"
+    f.write_text(
+        "cohorts: [cohort-a]\ngroups: {cohort-a: [alice, ines]}\n"
+        "roles: {instructor: {users: [ines]}}\n"
+    )
+    code, out, _ = run(capsys, "roles", "explain", "ines", "--config", str(f))
+    assert code == 0
+    lines = dict(line.split(":", 1) for line in out.splitlines())
+    assert "admin password (auth.admin_password) only" in lines["sign-in"]
+    assert "anyone with the class password" not in lines["sign-in"]
+    assert "Instructors of cohort-a" in out
+
+
 def test_roles_explain_an_instructor_under_oidc(capsys, tmp_path):
     f = tmp_path / "statbox.yaml"
     f.write_text(
@@ -206,6 +222,34 @@ def test_up_refuses_other_modes_for_now(capsys, tiny_settings):
     code, _, err = run(capsys, "up", "--config", str(tiny_settings))
     assert code == 2
     assert "mode" in err
+
+
+def test_doctor_does_not_fail_on_the_running_hubs_own_port(capsys, tiny_settings):
+    """While this state's hub runs, its public port is in use by it: no failure. The same
+    port held by something else is one."""
+    import json
+    import os
+    import socket
+
+    from statbox.ops.doctor import check_port
+    from statbox.settings.model import load_settings
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        tiny_settings.write_text(f"paths:\n  state_dir: state\nhub: {{port: {port}}}\n")
+        loaded = load_settings(tiny_settings)
+        assert not check_port(loaded).ok  # someone else's
+        run_dir = loaded.paths.state_dir / "run"
+        run_dir.mkdir(parents=True)
+        ports = dict.fromkeys(
+            ("hub_api", "proxy_api", "gateway_api", "gateway_http", "gateway_tcp"), 1
+        )
+        (run_dir / "ports.json").write_text(json.dumps({"public": port, **ports}))
+        (run_dir / "jupyterhub.pid").write_text(str(os.getpid()))  # a live hub of this state
+        finding = check_port(loaded)
+        assert finding.ok and "this Statbox's own" in finding.detail
 
 
 def test_doctor_reports_and_fails_on_missing_proxy(capsys, monkeypatch, tiny_settings):

@@ -14,7 +14,6 @@ import pytest
 from statbox.courses import load_course
 from statbox.courses.publish import (
     Outcome,
-    beside_name,
     material,
     outside_audience,
     publish_course,
@@ -85,10 +84,9 @@ def test_publishing_twice_keeps_the_trainees_edits_and_updates_the_rest(course, 
     published = publish_course(course, ["alice", "bob"], state)
 
     assert (alice / "01-lesson.ipynb").read_bytes() == mine, "alice's edit was overwritten"
-    [conflict] = [p for p in published if p.outcome is Outcome.kept_both]
+    [conflict] = [p for p in published if p.outcome is Outcome.kept]
     assert (conflict.user, conflict.path) == ("alice", "01-lesson.ipynb")
-    assert conflict.beside is not None and conflict.beside.startswith("01-lesson.update-")
-    assert (alice / conflict.beside).read_bytes() == course.path("01-lesson.ipynb").read_bytes()
+    assert not [p for p in alice.rglob("*") if ".update-" in p.name], "a look-alike was written"
     # What alice had not touched, and everything of bob's, is the new version.
     assert outcomes(published, "alice")["exercise/exercise.ipynb"] is Outcome.updated
     assert outcomes(published, "bob") == {
@@ -104,7 +102,7 @@ def test_publishing_twice_keeps_the_trainees_edits_and_updates_the_rest(course, 
     before = files_under(alice)
     again = publish_course(course, ["alice"], state)
     assert files_under(alice) == before
-    assert outcomes(again, "alice")["01-lesson.ipynb"] is Outcome.kept_both
+    assert outcomes(again, "alice")["01-lesson.ipynb"] is Outcome.kept
     assert {p.outcome for p in again if p.path != "01-lesson.ipynb"} == {Outcome.unchanged}
 
 
@@ -115,7 +113,7 @@ def test_a_file_statbox_did_not_write_counts_as_the_trainees(course, tmp_path):
     (target / "01-lesson.ipynb").write_text("{}")  # e.g. the trainee's own file of that name
     published = publish_course(course, ["alice"], state)
     assert (target / "01-lesson.ipynb").read_text() == "{}"
-    assert outcomes(published, "alice")["01-lesson.ipynb"] is Outcome.kept_both
+    assert outcomes(published, "alice")["01-lesson.ipynb"] is Outcome.kept
 
 
 def test_personalise_changes_only_the_exercise_template_per_trainee(course, tmp_path):
@@ -139,7 +137,7 @@ def test_personalise_changes_only_the_exercise_template_per_trainee(course, tmp_
     edit_notebook(course_dir(state, "barbara") / "exercise/exercise.ipynb", "my work")
     second = publish_course(course, ["al", "barbara"], state, personalise=lambda u, nb: nb)
     assert outcomes(second, "al")["exercise/exercise.ipynb"] is Outcome.updated
-    assert outcomes(second, "barbara")["exercise/exercise.ipynb"] is Outcome.kept_both
+    assert outcomes(second, "barbara")["exercise/exercise.ipynb"] is Outcome.kept
 
 
 def test_a_link_in_the_way_stops_publishing_before_anything_is_written(course, tmp_path):
@@ -195,7 +193,3 @@ def test_users_outside_the_course_audience(course):
         "alice (trainee)",
         "ines (instructor)",
     ]
-
-
-def test_beside_name_keeps_the_suffix():
-    assert beside_name("exercise/ex.ipynb", "ab12cd34ef") == "exercise/ex.update-ab12cd34.ipynb"

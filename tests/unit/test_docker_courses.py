@@ -80,11 +80,13 @@ def test_the_helper_publishes_then_keeps_an_edit(tmp_path, capsys):
     payload = _payload(tmp_path / "2", "apply", files, first["ledger"])
     assert main(str(payload), str(home), str(tmp_path / "scratch2")) == 0
     second = {p[0]: p for p in _result(capsys)["published"]}
-    assert second["01-lesson.ipynb"][1] == "kept both"
+    assert second["01-lesson.ipynb"][1] == "kept"
     assert second["data/x.csv"][1] == "unchanged"
     assert (home / "courses" / "c1" / "01-lesson.ipynb").read_bytes() == b"mine\n"
-    beside = home / "courses" / "c1" / second["01-lesson.ipynb"][2]
-    assert beside.read_bytes() == b"lesson v2\n"
+    assert sorted(p.name for p in (home / "courses" / "c1").iterdir()) == [
+        "01-lesson.ipynb",
+        "data",
+    ]
 
 
 def test_the_helper_checks_without_writing(tmp_path, capsys):
