@@ -23,10 +23,13 @@ help:
 SYSTEM_PACKAGES := 'python3-venv=$(PYTHON) -m ensurepip --version' 'nodejs=command -v node' \
 	'npm=command -v npm' 'chromium=test -x /usr/bin/chromium' 'docker.io=command -v dockerd' \
 	'mmdebstrap=command -v mmdebstrap' 'iptables=command -v iptables' \
-	'bubblewrap=command -v bwrap' 'util-linux=command -v setpriv'
+	'bubblewrap=command -v bwrap' 'util-linux=command -v setpriv' \
+	'fonts-noto-core=test -f /usr/share/fonts/truetype/noto/NotoSansArabic-Regular.ttf' \
+	'fonts-noto-cjk=test -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc'
 # ... and those only the tests need: a PostgreSQL server for the hub database checks of
-# docker mode (tests/unit/test_hubdb.py starts its own on a private socket).
-TEST_SYSTEM_PACKAGES := 'postgresql=test -d /usr/lib/postgresql'
+# docker mode (tests/unit/test_hubdb.py starts its own on a private socket); pdftotext reads
+# certificates' text back (tests/certify/test_certificates_pdf.py).
+TEST_SYSTEM_PACKAGES := 'postgresql=test -d /usr/lib/postgresql' 'poppler-utils=command -v pdftotext'
 
 # statbox with the notebook extra: in local mode user servers, kernels and Dask clusters run
 # from this environment (`make up`). Versions as requirements/constraints.txt pins them.

@@ -1,26 +1,29 @@
 """Certificates: a signed JSON record per trainee who passed, with an HTML and a PDF copy.
 
-The record binds trainee, course, exercise, cohort, score, date, the submission's SHA-256
-and the grader's version, and is signed with the hub's Ed25519 key
-(``<state>/secrets/certify/signing.key``, made on first use, mode 0600). The file is the
-canonical JSON of ``{"record": ..., "signature": ...}`` (sorted keys, no spaces, ASCII), so
-the bytes themselves are checked: any changed byte makes :func:`verify` refuse it.
+The record binds the person (username and full name), course, exercise, cohort, score, date,
+the submission's SHA-256, the grader's version and the page that verifies it, and is signed
+with the hub's Ed25519 key (``<state>/secrets/certify/signing.key``, made on first use, mode
+0600). The file is the canonical JSON of ``{"record": ..., "signature": ...}`` (sorted keys,
+no spaces, ASCII), so the bytes themselves are checked: any changed byte makes :func:`verify`
+refuse it.
 
-:func:`verify` says ``valid`` or why not: not a certificate, tampered (the signature or the
-bytes do not match), an unknown key (not this hub's, nor one in
-``<state>/certify/trusted-keys/*.pem``, nor one given), or revoked (listed in
-``<state>/certify/revoked.json``, which :func:`revoke` adds to).
+:func:`verify` gives a :class:`Verdict`: valid, tampered (the signature or the bytes do not
+match), revoked (by its issuer, or by this hub), unknown issuer (a key no one here trusts), or
+not a certificate; with what a signed certificate certifies. Whom to trust is a
+:class:`Trust`: this hub's key, legacy ``<state>/certify/trusted-keys/*.pem`` files, and
+other hubs' published keys and revocation lists (:mod:`statbox.certify.trust`).
 """
 
 from __future__ import annotations
 
 import base64
+import enum
 import hashlib
 import html
 import json
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,12 +32,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from statbox.certify import pdf
 from statbox.errors import BadInput
 from statbox.privatefile import create_private_file
 
 RECORD_TYPE = "statbox-certificate"
-RECORD_VERSION = 1
+RECORD_VERSION = 2
+"""Version 2 added the person's full name (``name``) and ``verify_url``; 1 still verifies."""
 ALGORITHM = "Ed25519"
 
 if TYPE_CHECKING:  # annotations only: `certify verify` needs neither SQLAlchemy nor nbformat
@@ -79,22 +82,26 @@ class Keys:
         create_private_file(self.secret_path, pem)  # another process may have made it first
         return self.signing_key(create=False)
 
-    def trusted(self, extra: Sequence[Path] = ()) -> dict[str, Ed25519PublicKey]:
-        keys: dict[str, Ed25519PublicKey] = {}
+    @staticmethod
+    def public_key_file(path: Path) -> dict[str, Ed25519PublicKey]:
+        """The Ed25519 public key in PEM file ``path``, by key id."""
+        try:
+            public = serialization.load_pem_public_key(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"{path}: not a PEM public key ({exc})") from None
+        if not isinstance(public, Ed25519PublicKey):
+            raise BadInput(f"{path}: not an Ed25519 public key")
+        return {key_id(public): public}
+
+    def trust(self, extra: Sequence[Path] = ()) -> Trust:
+        """This hub's own key, the PEM files of ``trusted_dir`` and ``extra`` (public keys
+        without revocation lists), and this hub's revocations."""
         own = self.signing_key(create=False)
-        if own is not None:
-            keys[key_id(own.public_key())] = own.public_key()
+        issuers = [Issuer(OWN, {key_id(own.public_key()): own.public_key()} if own else {})]
         files = sorted(self.trusted_dir.glob("*.pem")) if self.trusted_dir.is_dir() else []
         for path in [*files, *extra]:
-            try:
-                public = serialization.load_pem_public_key(path.read_bytes())
-            except (OSError, ValueError) as exc:
-                raise BadInput(f"{path}: not a PEM public key ({exc})") from None
-            if isinstance(public, Ed25519PublicKey):
-                keys[key_id(public)] = public
-            else:
-                raise BadInput(f"{path}: not an Ed25519 public key")
-        return keys
+            issuers.append(Issuer(f"the key in {path}", self.public_key_file(path)))
+        return Trust(issuers, self.revoked())
 
     def revoked(self) -> dict[str, dict[str, str]]:
         if not self.revoked_path.exists():
@@ -106,6 +113,30 @@ class Keys:
             raise BadInput(f"{self.revoked_path}: not a revocation list ({exc})") from None
 
 
+OWN = "this hub"
+
+
+@dataclass(frozen=True)
+class Issuer:
+    """A hub whose certificates verify here: its keys (by key id) and what it revoked."""
+
+    name: str
+    keys: Mapping[str, Ed25519PublicKey]
+    revoked: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Trust:
+    """Every issuer this hub accepts (this hub first) and this hub's own revocations."""
+
+    issuers: Sequence[Issuer]
+    own_revocations: Mapping[str, Mapping[str, str]]
+
+    def issuer_of(self, signer: str) -> Issuer | None:
+        """The issuer holding key ``signer`` (a key id)."""
+        return next((i for i in self.issuers if signer in i.keys), None)
+
+
 def certificate_id(attempt: StoredAttempt) -> str:
     """The same attempt always gets the same id (reports can be written again)."""
     parts = (attempt.cohort, attempt.course, attempt.exercise, attempt.trainee)
@@ -113,12 +144,32 @@ def certificate_id(attempt: StoredAttempt) -> str:
     return hashlib.sha256(identity.encode()).hexdigest()[:24]
 
 
-def make_record(attempt: StoredAttempt, course_title: str, issuer: str) -> dict[str, Any]:
+def person_name(
+    username: str, people: Mapping[str, str] | None = None, claims: Mapping[str, Any] | None = None
+) -> str:
+    """How a certificate names ``username``: the identity provider's ``name`` claim when the
+    hub has it, else ``certify.people`` in the settings, else the username itself."""
+    claimed = (claims or {}).get("name")
+    if isinstance(claimed, str) and claimed.strip():
+        return " ".join(claimed.split())[:120]
+    return (people or {}).get(username) or username
+
+
+def make_record(
+    attempt: StoredAttempt,
+    course_title: str,
+    issuer: str,
+    person: str | None = None,
+    verify_url: str | None = None,
+) -> dict[str, Any]:
+    """The certificate of ``attempt``; ``person`` is the full name (default: the username),
+    ``verify_url`` the public page that verifies it (:func:`statbox.certify.trust.verify_url`)."""
     return {
         "type": RECORD_TYPE,
         "version": RECORD_VERSION,
         "certificate": certificate_id(attempt),
         "trainee": attempt.trainee,
+        "name": person or attempt.trainee,
         "course": {"id": attempt.course, "title": course_title},
         "exercise": attempt.exercise,
         "cohort": attempt.cohort,
@@ -129,11 +180,18 @@ def make_record(attempt: StoredAttempt, course_title: str, issuer: str) -> dict[
         "submission_sha256": attempt.submission_hash,
         "grader_version": attempt.grader_version,
         "issuer": issuer,
+        "verify_url": verify_url,
     }
 
 
+def file_name(record: Mapping[str, Any], suffix: str) -> str:
+    """The name a certificate's ``suffix`` copy is written under (``alice.json``): what the
+    report writes and what the certificate tells people to check, from one place."""
+    return f"{record['trainee']}{suffix}"
+
+
 def sign(record: dict[str, Any], key: Ed25519PrivateKey) -> bytes:
-    """The certificate file's bytes: canonical JSON of the record and its signature."""
+    """The signed file's bytes: canonical JSON of the record and its signature."""
     signature = key.sign(canonical(record))
     envelope = {
         "record": record,
@@ -146,60 +204,169 @@ def sign(record: dict[str, Any], key: Ed25519PrivateKey) -> bytes:
     return canonical(envelope) + b"\n"
 
 
-@dataclass(frozen=True)
-class Verdict:
-    valid: bool
-    message: str
-    record: dict[str, Any] | None = None
-
-
-def verify(content: bytes, keys: Keys, extra_keys: Sequence[Path] = ()) -> Verdict:
-    """Whether ``content`` is a valid certificate of this hub, and why not."""
+def open_envelope(content: bytes) -> tuple[dict[str, Any], str, bytes]:
+    """The record, signer key id and signature of a file :func:`sign` wrote, once its bytes
+    are exactly the canonical form; ValueError saying what is wrong otherwise."""
     try:
         envelope = json.loads(content)
-        record = envelope["record"]
-        signature = envelope["signature"]
-        algorithm, signer, value = signature["algorithm"], signature["key_id"], signature["value"]
-        raw = base64.b64decode(value, validate=True)
-        if not isinstance(record, dict) or record.get("type") != RECORD_TYPE:
-            raise ValueError("not a Statbox certificate record")
+        record, signature = envelope["record"], envelope["signature"]
+        algorithm, signer = signature["algorithm"], signature["key_id"]
+        raw = base64.b64decode(signature["value"], validate=True)
     except (ValueError, KeyError, TypeError) as exc:
-        reason = (
-            str(exc)
-            if isinstance(exc, ValueError) and "Statbox" in str(exc)
-            else ("not a certificate record (expected the .json file Statbox wrote)")
-        )
-        return Verdict(False, f"invalid: {reason}")
+        raise ValueError(f"not a signed Statbox document ({type(exc).__name__})") from None
+    if not isinstance(record, dict) or not isinstance(signer, str):
+        raise ValueError("not a signed Statbox document")
     if algorithm != ALGORITHM:
-        return Verdict(False, f"invalid: unsupported signature algorithm {str(algorithm)[:20]!r}")
-    trusted = keys.trusted(list(extra_keys))
-    public = trusted.get(signer) if isinstance(signer, str) else None
-    if public is None:
+        raise ValueError(f"unsupported signature algorithm {str(algorithm)[:20]!r}")
+    if content.rstrip(b"\n") != canonical(envelope):
+        raise ValueError("the file differs from what was signed")
+    return record, signer, raw
+
+
+class Status(enum.StrEnum):
+    VALID = "valid"
+    TAMPERED = "tampered"
+    REVOKED = "revoked"
+    UNKNOWN_ISSUER = "unknown issuer"
+    NOT_A_CERTIFICATE = "not a certificate"
+
+
+@dataclass(frozen=True)
+class Certifies:
+    """What a certificate whose signature holds says (shown for valid and revoked ones)."""
+
+    certificate: str
+    person: str
+    username: str
+    course: str
+    course_title: str
+    exercise: str
+    cohort: str
+    score: float
+    max_score: float
+    percent: float
+    date: str
+    issuer: str
+    """The issuer as the certificate names itself (hub name and region)."""
+    verify_url: str | None
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any]) -> Certifies:
+        return cls(
+            certificate=str(record["certificate"]),
+            person=str(record.get("name") or record["trainee"]),
+            username=str(record["trainee"]),
+            course=str(record["course"]["id"]),
+            course_title=str(record["course"]["title"]),
+            exercise=str(record["exercise"]),
+            cohort=str(record["cohort"]),
+            score=float(record["score"]),
+            max_score=float(record["max_score"]),
+            percent=float(record["percent"]),
+            date=str(record["date"]),
+            issuer=str(record["issuer"]),
+            verify_url=record.get("verify_url"),
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What :func:`verify` found: ``status``, a one-line ``message`` for people, and, when
+    the signature holds, what the certificate ``certifies`` and who ``signed_by`` (the
+    trusted issuer's name here, "this hub" for our own key)."""
+
+    status: Status
+    message: str
+    record: dict[str, Any] | None = None
+    """The record as found in the file (not to be believed unless status is valid)."""
+    certifies: Certifies | None = None
+    signed_by: str | None = None
+    revocation: Mapping[str, str] | None = None
+    """For a revoked certificate: its ``reason``, ``at`` (when) and ``by`` (who revoked it)."""
+
+    @property
+    def valid(self) -> bool:
+        return self.status is Status.VALID
+
+    def as_json(self) -> dict[str, Any]:
+        """The verdict as JSON-able data (what the classroom service's API answers)."""
+        return {
+            "status": str(self.status),
+            "valid": self.valid,
+            "message": self.message,
+            "certifies": asdict(self.certifies) if self.certifies else None,
+            "signed_by": self.signed_by,
+            "revocation": dict(self.revocation) if self.revocation else None,
+        }
+
+
+def verify(content: bytes, trust: Keys | Trust, extra_keys: Sequence[Path] = ()) -> Verdict:
+    """Whether ``content`` is a valid certificate of an issuer ``trust`` accepts, and why not.
+    ``trust`` may be the hub's :class:`Keys` (its own key, legacy PEM files, ``extra_keys``)."""
+    if isinstance(trust, Keys):
+        trust = trust.trust(extra_keys)
+    try:
+        record, signer, signature = open_envelope(content)
+    except ValueError as exc:
+        if RECORD_TYPE.encode() in content and b'"signature"' in content:
+            # It was a certificate until a byte changed what JSON (or the canonical form) says.
+            return Verdict(Status.TAMPERED, f"invalid: tampered ({exc})")
         return Verdict(
-            False,
-            f"invalid: signed by an unknown key {str(signer)[:32]!r} (not this hub's signing "
-            f"key, nor one in {keys.trusted_dir})",
+            Status.NOT_A_CERTIFICATE,
+            "invalid: not a certificate record (expected the .json file Statbox wrote)",
+        )
+    if record.get("type") != RECORD_TYPE:
+        if {"certificate", "trainee", "course"} <= record.keys():  # a byte of its type changed
+            return Verdict(Status.TAMPERED, "invalid: tampered (not a certificate's type)", record)
+        return Verdict(
+            Status.NOT_A_CERTIFICATE, "invalid: not a Statbox certificate record", record
+        )
+    issuer = trust.issuer_of(signer)
+    if issuer is None:
+        return Verdict(
+            Status.UNKNOWN_ISSUER,
+            f"invalid: unknown issuer: signed by an unknown key {signer[:32]!r} (not this "
+            "hub's signing key, nor one of certify.trusted_issuers)",
             record,
         )
     try:
-        public.verify(raw, canonical(record))
-    except InvalidSignature:
-        return Verdict(False, "invalid: tampered (the signature does not match the record)", record)
-    if content.rstrip(b"\n") != canonical(envelope):
-        return Verdict(False, "invalid: tampered (the file differs from what was signed)", record)
-    revoked = keys.revoked().get(str(record.get("certificate")))
-    if revoked is not None:
+        issuer.keys[signer].verify(signature, canonical(record))
+        certifies = Certifies.of(record)
+    except (InvalidSignature, KeyError, TypeError, ValueError):
         return Verdict(
-            False,
-            f"invalid: revoked on {revoked.get('at', '?')}: {revoked.get('reason', '')}".rstrip(),
-            record,
+            Status.TAMPERED, "invalid: tampered (the signature does not match the record)", record
         )
+    signed_by = issuer.name
+    revoked = issuer.revoked.get(certifies.certificate)
+    revoked_by = signed_by
+    if revoked is None and certifies.certificate in trust.own_revocations:
+        revoked, revoked_by = trust.own_revocations[certifies.certificate], OWN
+    if revoked is not None:
+        revocation = {
+            "reason": str(revoked.get("reason", "")),
+            "at": str(revoked.get("at", "?")),
+            "by": revoked_by,
+        }
+        return Verdict(
+            Status.REVOKED,
+            f"invalid: revoked on {revocation['at']} by {revoked_by}: {revocation['reason']}",
+            record,
+            certifies,
+            signed_by,
+            revocation,
+        )
+    person = certifies.person
+    if person != certifies.username:
+        person = f"{person} ({certifies.username})"
+    foreign = "" if signed_by == OWN else f"; signed with a key of {signed_by}"
     return Verdict(
-        True,
-        f"valid: {record['trainee']} passed {record['course']['title']} ({record['course']['id']}) "
-        f"with {record['score']:g}/{record['max_score']} on {record['date']}; certificate "
-        f"{record['certificate']}, issued by {record['issuer']}",
+        Status.VALID,
+        f"valid: {person} passed {certifies.course_title} ({certifies.course}) with "
+        f"{certifies.score:g}/{certifies.max_score:g} on {certifies.date}; certificate "
+        f"{certifies.certificate}, issued by {certifies.issuer}{foreign}",
         record,
+        certifies,
+        signed_by,
     )
 
 
@@ -219,54 +386,39 @@ def revoke(keys: Keys, certificate: str, reason: str) -> dict[str, str]:
     return entry
 
 
+def check_lines(record: Mapping[str, Any]) -> list[str]:
+    """How a certificate tells people to check it: the command, naming the file as the
+    report writes it, and the hub's public verification page when it has one."""
+    lines = [f"Check it: statbox certify verify {file_name(record, '.json')}"]
+    if record.get("verify_url"):
+        lines.append(f"or open {record['verify_url']}")
+    return lines
+
+
 def certificate_html(record: dict[str, Any]) -> str:
     e = html.escape
+    person = record.get("name") or record["trainee"]
+    url = record.get("verify_url")
+    link = f', or open <a href="{e(url)}">{e(url)}</a>' if url else ""
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Certificate: {e(record["trainee"])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>Certificate: {e(person)}</title>
 <style>
-body {{ font-family: Helvetica, Arial, sans-serif; background: #f4f4f4; }}
+body {{ font-family: "Noto Sans", "Noto Sans Arabic", "Noto Sans CJK SC", sans-serif;
+  background: #f4f4f4; }}
 .certificate {{ max-width: 46rem; margin: 3rem auto; padding: 3rem; background: #fff;
   border: 6px double #1f4e79; text-align: center; }}
 h1 {{ color: #1f4e79; letter-spacing: .1em; }} .small {{ color: #555; font-size: .85rem; }}
 </style></head><body><div class="certificate">
 <h1>CERTIFICATE</h1>
 <p>This certifies that</p>
-<h2>{e(record["trainee"])}</h2>
+<h2 dir="auto">{e(person)}</h2>
 <p>passed the certification exercise of</p>
-<h2>{e(record["course"]["title"])}</h2>
+<h2 dir="auto">{e(record["course"]["title"])}</h2>
 <p>with {record["score"]:g} of {record["max_score"]} points ({record["percent"]:g}%)
 on {e(record["date"])}.</p>
-<p>{e(record["issuer"])}</p>
-<p class="small">Certificate {e(record["certificate"])}; cohort {e(record["cohort"])};
-submission SHA-256 {e(record["submission_sha256"])}; {e(record["grader_version"])}.<br>
-Check it: <code>statbox certify verify {e(record["certificate"])}.json</code></p>
+<p dir="auto">{e(record["issuer"])}</p>
+<p class="small">Certificate {e(record["certificate"])}; {e(record["trainee"])}, cohort
+{e(record["cohort"])}; submission SHA-256 {e(record["submission_sha256"])};
+{e(record["grader_version"])}.<br>{e(check_lines(record)[0])}{link}</p>
 </div></body></html>
 """
-
-
-def certificate_pdf(record: dict[str, Any]) -> bytes:
-    items: list[pdf.Text | pdf.Rectangle] = [
-        pdf.Rectangle(30, 30, pdf.WIDTH - 60, pdf.HEIGHT - 60, 4),
-        pdf.Rectangle(40, 40, pdf.WIDTH - 80, pdf.HEIGHT - 80, 1),
-        pdf.Text("CERTIFICATE", 470, 40, "bold"),
-        pdf.Text("This certifies that", 420, 16),
-        pdf.Text(record["trainee"], 375, 30, "bold"),
-        pdf.Text("passed the certification exercise of", 330, 16),
-        pdf.Text(record["course"]["title"], 290, 24, "bold"),
-        pdf.Text(
-            f"with {record['score']:g} of {record['max_score']} points "
-            f"({record['percent']:g}%) on {record['date']}",
-            250,
-            16,
-        ),
-        pdf.Text(record["issuer"], 200, 16),
-        pdf.Text(
-            f"Certificate {record['certificate']}   cohort {record['cohort']}   "
-            f"{record['grader_version']}",
-            100,
-            9,
-        ),
-        pdf.Text(f"Submission SHA-256 {record['submission_sha256']}", 86, 9),
-        pdf.Text(f"Check it: statbox certify verify {record['certificate']}.json", 72, 9),
-    ]
-    return pdf.render(items, title=f"Certificate: {record['trainee']}, {record['course']['title']}")

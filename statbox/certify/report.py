@@ -7,10 +7,9 @@ as ``OUT/results.csv``, whatever later or other runs stored) and writes:
 - ``OUT/report.html``: the score distribution (an inline SVG histogram with the pass mark),
   each task's difficulty (mean share of its points, share of full marks), who passed;
 - ``OUT/report.csv``: one row per trainee with the per-task points;
-- ``OUT/certificates/<trainee>.json`` (signed), ``.html`` and ``.pdf`` for each who passed.
-
-A passed attempt whose certificate was revoked is listed as not passed, with the reason, and
-gets no certificate files (those of an earlier report are removed).
+- ``OUT/certificates/<trainee>.json`` (signed), ``.html``, ``.pdf`` and ``.badge.jwt`` (the
+  Open Badges 3.0 credential) for each who passed and whose certificate is not revoked; a
+  revoked one is listed as revoked, without links, and its files are removed.
 
 Invariant: the report is a pure function of the store's rows (and the signing key), so
 writing it again gives the same files (certificate ids and dates come from the attempt).
@@ -22,14 +21,26 @@ import csv
 import html
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from statbox.certify.certificates import Keys, certificate_html, certificate_pdf, make_record, sign
+from statbox.certify import openbadges
+from statbox.certify.certificates import (
+    Keys,
+    certificate_html,
+    certificate_id,
+    file_name,
+    make_record,
+    person_name,
+    sign,
+)
 from statbox.certify.exercise import GradedExercise
+from statbox.certify.pdf import certificate_pdf
 from statbox.certify.runner import RUN_RECORD
 from statbox.certify.store import ResultsStore, StoredAttempt
+from statbox.certify.trust import verify_url
 from statbox.errors import BadInput
 
 
@@ -69,7 +80,19 @@ def read_run_record(out: Path) -> RunRecord:
 class ReportSummary:
     attempts: list[StoredAttempt]
     passed: list[StoredAttempt]
+    """Those who passed and hold a certificate (a revoked one is not among them)."""
     files: list[Path]
+    revoked: list[StoredAttempt] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Issuing:
+    """What certificates say beyond the attempt: the issuer, the hub's public address (for
+    the verification link, the QR code and the Open Badges issuer) and people's names."""
+
+    issuer: str
+    base_url: str
+    people: Mapping[str, str] = field(default_factory=dict)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -101,53 +124,58 @@ def run_attempts(out: Path, database: str | None = None) -> list[StoredAttempt]:
     return [chosen[name] for name in sorted(chosen)]
 
 
-def _revoked_as_failed(attempts: list[StoredAttempt], keys: Keys) -> list[StoredAttempt]:
-    from dataclasses import replace
-
-    from statbox.certify.certificates import certificate_id
-
-    revoked = keys.revoked()
-    result = []
-    for attempt in attempts:
-        entry = revoked.get(certificate_id(attempt)) if attempt.passed else None
-        if entry is not None:
-            note = f"certificate revoked: {entry.get('reason', '')}".rstrip(": ")
-            reason = f"{note}; {attempt.reason}" if attempt.reason else note
-            attempt = replace(attempt, passed=False, reason=reason)
-        result.append(attempt)
-    return result
-
-
 def write_report(
-    out: Path, exercise: GradedExercise, keys: Keys, issuer: str, database: str | None = None
+    out: Path,
+    exercise: GradedExercise,
+    keys: Keys,
+    issuing: Issuing,
+    database: str | None = None,
 ) -> ReportSummary:
     run = read_run_record(out)
-    attempts = _revoked_as_failed(run_attempts(out, database), keys)
+    # A revoked certificate's attempt stays passed and is listed as revoked, without links
+    # (statbox.certify.certificates owns what a revoked certificate shows).
+    attempts = run_attempts(out, database)
     if not attempts:
         raise BadInput(f"no attempts of {run.course}/{run.exercise} in cohort {run.cohort!r} yet")
+    revocations = keys.revoked()
+    revoked = {
+        a.trainee: revocations[certificate_id(a)]["reason"]
+        for a in attempts
+        if a.passed and certificate_id(a) in revocations
+    }
     files = [out / "report.html", out / "report.csv"]
-    _atomic_write(files[0], report_html(attempts, exercise, run).encode())
-    _atomic_write(files[1], report_csv(attempts, exercise).encode())
-    passed = [a for a in attempts if a.passed]
+    _atomic_write(files[0], report_html(attempts, exercise, run, revoked).encode())
+    _atomic_write(files[1], report_csv(attempts, exercise, revoked).encode())
+    passed = [a for a in attempts if a.passed and a.trainee not in revoked]
     key = keys.signing_key(create=True)
     assert key is not None
     directory = out / "certificates"
     directory.mkdir(exist_ok=True)
     for attempt in attempts:
-        if not attempt.passed:  # revoked since an earlier report: its files go
-            for suffix in (".json", ".html", ".pdf"):
+        if attempt.trainee in revoked:  # a revoked certificate is no longer handed out
+            for suffix in CERTIFICATE_FILES:
                 (directory / f"{attempt.trainee}{suffix}").unlink(missing_ok=True)
     for attempt in passed:
-        record = make_record(attempt, exercise.loaded.course.title, issuer)
+        record = make_record(
+            attempt,
+            exercise.loaded.course.title,
+            issuing.issuer,
+            person_name(attempt.trainee, issuing.people),
+            verify_url(issuing.base_url, certificate_id(attempt)),
+        )
         for suffix, data in (
             (".json", sign(record, key)),
             (".html", certificate_html(record).encode()),
             (".pdf", certificate_pdf(record)),
+            (".badge.jwt", openbadges.issue(record, key, issuing.base_url).encode() + b"\n"),
         ):
-            path = directory / f"{attempt.trainee}{suffix}"
+            path = directory / file_name(record, suffix)
             _atomic_write(path, data)
             files.append(path)
-    return ReportSummary(attempts, passed, files)
+    return ReportSummary(attempts, passed, files, [a for a in attempts if a.trainee in revoked])
+
+
+CERTIFICATE_FILES = (".json", ".html", ".pdf", ".badge.jwt")
 
 
 def task_difficulty(
@@ -212,7 +240,13 @@ def histogram_svg(percents: list[float], pass_mark: float) -> str:
     return "".join(parts)
 
 
-def report_html(attempts: list[StoredAttempt], exercise: GradedExercise, run: RunRecord) -> str:
+def report_html(
+    attempts: list[StoredAttempt],
+    exercise: GradedExercise,
+    run: RunRecord,
+    revoked: Mapping[str, str] | None = None,
+) -> str:
+    revoked = revoked or {}
     e = html.escape
     course = exercise.loaded.course
     passed = [a for a in attempts if a.passed]
@@ -226,8 +260,9 @@ def report_html(attempts: list[StoredAttempt], exercise: GradedExercise, run: Ru
     people = "".join(
         f'<tr class="{"pass" if a.passed else "fail"}"><td>{e(a.trainee)}</td>'
         f"<td>{a.total:g} / {a.max_score}</td><td>{a.percent:.0f}%</td>"
-        f"<td>{'yes' if a.passed else 'no'}</td>"
-        f"<td>{_certificate_links(a) if a.passed else ''}</td><td>{e(a.reason)}</td></tr>"
+        f"<td>{e(_passed(a, revoked))}</td>"
+        f"<td>{_certificate_links(a) if a.passed and a.trainee not in revoked else ''}</td>"
+        f"<td>{e(a.reason)}</td></tr>"
         for a in attempts
     )
     return f"""<!doctype html>
@@ -255,14 +290,26 @@ Grader: {e(attempts[-1].grader_version)}.</p>
 """
 
 
+def _passed(attempt: StoredAttempt, revoked: Mapping[str, str]) -> str:
+    if not attempt.passed:
+        return "no"
+    reason = revoked.get(attempt.trainee)
+    return "yes" if reason is None else f"certificate revoked: {reason}"
+
+
 def _certificate_links(attempt: StoredAttempt) -> str:
     name = html.escape(attempt.trainee)
     return " ".join(
-        f'<a href="certificates/{name}.{kind}">{kind}</a>' for kind in ("html", "pdf", "json")
+        f'<a href="certificates/{name}{suffix}">{suffix.lstrip(".")}</a>'
+        for suffix in (".html", ".pdf", ".json", ".badge.jwt")
     )
 
 
-def report_csv(attempts: list[StoredAttempt], exercise: GradedExercise) -> str:
+def report_csv(
+    attempts: list[StoredAttempt],
+    exercise: GradedExercise,
+    revoked: Mapping[str, str] | None = None,
+) -> str:
     import io
 
     tasks = [task.id for task in exercise.exercise.tasks]
@@ -291,7 +338,7 @@ def report_csv(attempts: list[StoredAttempt], exercise: GradedExercise) -> str:
                 f"{a.total:g}",
                 a.max_score,
                 f"{a.percent:.1f}",
-                "yes" if a.passed else "no",
+                _passed(a, revoked or {}),
                 a.reason,
                 json.dumps(a.variant, sort_keys=True),
                 a.submission_hash,

@@ -279,6 +279,8 @@ class Classroom:
     homes: Homes
     grading: GradingSetup | None = None
     issuer: str = "Statbox"
+    base_url: str = ""
+    """The hub's public address, where certificates' links and QR codes lead."""
     clock: Callable[[], datetime] = _now
     _jobs: dict[str, threading.Thread] = field(default_factory=dict, repr=False)
 
@@ -782,12 +784,16 @@ class Classroom:
             raise BadInput(f"grading job {job} has not finished: wait for it")
         from statbox.certify.certificates import Keys
         from statbox.certify.exercise import find_course, load_exercise
-        from statbox.certify.report import write_report
+        from statbox.certify.report import Issuing, write_report
 
         assert self.grading is not None
         exercise = load_exercise(find_course(self.curriculum, course_id))
         write_report(
-            folder / "run", exercise, Keys(self.state_dir), self.issuer, self.grading.database
+            folder / "run",
+            exercise,
+            Keys(self.state_dir),
+            Issuing(self.issuer, self.base_url, self.settings.certify.people),
+            self.grading.database,
         )
         return folder / "run"
 

@@ -8,14 +8,17 @@ The contract operators script (keep these names)::
     statbox certify run --course C --exercise E --submissions DIR --out DIR
                         [--workers N | --dask] [--cohort NAME]
     statbox certify report --out DIR
-    statbox certify verify FILE
+    statbox certify verify FILE [--json]
+    statbox certify revoke ID|FILE --reason TEXT
+    statbox certify keys --out DIR
 
 ``grade`` is the classroom's path: the submitted snapshots of the cohort's trainees, graded
 with the variant each was published. ``run`` grades any folder of ``<trainee>.ipynb``.
 
 ``run`` exits 0 when the run completed, even if trainees failed; 2 on bad input (nothing is
 graded or written); 1 when the grader itself failed on some submission (a reference that
-raised): those are listed.
+raised): those are listed. ``verify`` exits 0 for a valid certificate and 1 for any other
+verdict (tampered, revoked, unknown issuer, not a certificate), 2 when the file cannot be read.
 """
 
 from __future__ import annotations
@@ -138,7 +141,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from statbox.certify.certificates import Keys
     from statbox.certify.exercise import find_course, load_exercise
-    from statbox.certify.report import read_run_record, write_report
+    from statbox.certify.report import Issuing, read_run_record, write_report
+    from statbox.certify.trust import issuer_name, public_base_url
 
     loaded = _settings(args)
     if args.out is None:
@@ -156,29 +160,43 @@ def cmd_report(args: argparse.Namespace) -> int:
     run = read_run_record(out)
     exercise = load_exercise(find_course(loaded.paths.curriculum, run.course), run.exercise)
     hub = loaded.settings.hub
-    issuer = f"{hub.name}, {hub.region}" if hub.region else hub.name
+    issuing = Issuing(issuer_name(hub), public_base_url(hub), loaded.settings.certify.people)
     summary = write_report(
-        out, exercise, Keys(loaded.paths.state_dir), issuer, results_store(loaded)
+        out, exercise, Keys(loaded.paths.state_dir), issuing, results_store(loaded)
     )
+    revoked = f", {len(summary.revoked)} revoked" if summary.revoked else ""
     print(
-        f"Report of {len(summary.attempts)} trainees ({len(summary.passed)} passed): "
+        f"Report of {len(summary.attempts)} trainees ({len(summary.passed)} passed{revoked}): "
         f"{out / 'report.html'}, {out / 'report.csv'}; "
         f"{len(summary.passed)} certificates in {out / 'certificates'}/"
     )
     return ExitCode.OK
 
 
+def _trust(loaded: Any, extra_keys: list[Path]) -> Any:
+    from statbox.certify.certificates import Keys
+    from statbox.certify.trust import trust
+
+    base = Path(loaded.source).resolve().parent if loaded.source is not None else Path.cwd()
+    issuers = loaded.settings.certify.trusted_issuers
+    return trust(Keys(loaded.paths.state_dir), issuers, base, extra_keys)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    from statbox.certify.certificates import Keys, verify
+    import json
+
+    from statbox.certify.certificates import verify
 
     path = Path(args.file)
     try:
         content = path.read_bytes()
     except OSError as exc:
         raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
-    loaded = _settings(args)
-    verdict = verify(content, Keys(loaded.paths.state_dir), [Path(k) for k in args.key])
-    print(f"{path}: {verdict.message}")
+    verdict = verify(content, _trust(_settings(args), [Path(k) for k in args.key]))
+    if args.json:
+        print(json.dumps({"file": str(path), **verdict.as_json()}, ensure_ascii=False, indent=1))
+    else:
+        print(f"{path}: {verdict.message}")
     return ExitCode.OK if verdict.valid else ExitCode.FAILED
 
 
@@ -195,9 +213,39 @@ def cmd_revoke(args: argparse.Namespace) -> int:
             raise BadInput(f"{args.certificate}: not a certificate file") from None
     if not certificate.isalnum() or len(certificate) > 64:
         raise BadInput(f"{certificate[:64]!r}: not a certificate id")
+    if not args.reason.strip():
+        raise BadInput("--reason: say why (it is shown to whoever verifies the certificate)")
     entry = revoke(Keys(_settings(args).paths.state_dir), certificate, args.reason)
-    print(f"Revoked certificate {entry['certificate']} ({entry['reason']}).")
+    print(
+        f"Revoked certificate {entry['certificate']} ({entry['reason']}).\n"
+        "  Other hubs see it once they have the new revocation list: "
+        "statbox certify keys --out DIR"
+    )
     return ExitCode.OK
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from statbox.certify.certificates import Keys
+    from statbox.certify.trust import export_documents, issuer_name, public_base_url
+
+    loaded = _settings(args)
+    hub = loaded.settings.hub
+    written = export_documents(
+        Keys(loaded.paths.state_dir), issuer_name(hub), public_base_url(hub), Path(args.out)
+    )
+    print(
+        f"Wrote {', '.join(str(p) for p in written)}.\n"
+        "  Another hub trusts this one with, in its statbox.yaml:\n"
+        f"    certify: {{trusted_issuers: [{{name: {json_string(issuer_name(hub))}, "
+        f"keys_file: {written[0]}, revocations_file: {written[1]}}}]}}"
+    )
+    return ExitCode.OK
+
+
+def json_string(text: str) -> str:
+    import json
+
+    return json.dumps(text, ensure_ascii=False)
 
 
 def register(commands: Any) -> None:
@@ -249,12 +297,30 @@ def register(commands: Any) -> None:
     report.add_argument("--course", metavar="C", help="with --cohort: the latest grading")
     report.add_argument("--cohort", metavar="K", help="with --course: the latest grading")
 
-    verify = add("verify", cmd_verify, "Say whether a certificate is valid, or why not.")
+    verify = add(
+        "verify",
+        cmd_verify,
+        "Say whether a certificate is valid, tampered, revoked or of an unknown issuer "
+        "(exit 0 only when valid; 1 otherwise; 2 when the file cannot be read).",
+    )
     verify.add_argument("file", metavar="FILE", help="a certificate's .json record")
     verify.add_argument(
         "--key", action="append", default=[], metavar="PEM", help="also trust this public key"
     )
+    verify.add_argument(
+        "--json", action="store_true", help="print the verdict as JSON (status, certifies, ...)"
+    )
 
     revoke = add("revoke", cmd_revoke, "Add a certificate to the revocation list.")
-    revoke.add_argument("certificate", metavar="ID|FILE")
-    revoke.add_argument("--reason", required=True)
+    revoke.add_argument("certificate", metavar="ID|FILE", help="a certificate id or .json file")
+    revoke.add_argument(
+        "--reason", required=True, help="why: shown to whoever verifies the certificate"
+    )
+
+    keys = add(
+        "keys",
+        cmd_keys,
+        "Write this hub's public keys (keys.json, a JSON Web Key Set) and its signed "
+        "revocation list (revocations.json) for other hubs to trust.",
+    )
+    keys.add_argument("--out", required=True, metavar="DIR", help="folder to write them into")

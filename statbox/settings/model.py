@@ -340,6 +340,27 @@ class DockerSettings(_Model):
     """Image of the hub's PostgreSQL database container."""
 
 
+class TrustedIssuer(_Model):
+    """Another hub whose certificates this hub accepts, from its published documents."""
+
+    name: str = Field(min_length=1, max_length=120)
+    """How verdicts name this issuer, e.g. "Statbox Kigali"."""
+    keys_file: Path | None = None
+    """Its public keys, the JSON Web Key Set it publishes (`statbox certify keys --out DIR`
+    writes keys.json; the classroom service serves it). Relative to this file's directory."""
+    jwks: dict[str, Any] | None = None
+    """Its public keys inline, as a JSON Web Key Set ({keys: [...]}); instead of keys_file."""
+    revocations_file: Path | None = None
+    """Its revocation list (revocations.json, signed by it); null: none of its certificates
+    is taken as revoked. Relative to this file's directory."""
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> TrustedIssuer:
+        if (self.keys_file is None) == (self.jwks is None):
+            raise ValueError("give exactly one of keys_file and jwks")
+        return self
+
+
 class CertifySettings(_Model):
     """How certification exercises are graded (``statbox certify``)."""
 
@@ -364,6 +385,23 @@ class CertifySettings(_Model):
     """Cell output kept per graded notebook; the rest is dropped."""
     workdir: Annotated[Memory, memory_at_least(16 * 1024**2)] = 256 * 1024**2
     """Size of a graded kernel's working directory and of its /tmp."""
+    people: dict[str, str] = Field(default_factory=dict)
+    """Full names certificates print, by username (e.g. {amina: "أمينة الحسن"}), for people
+    whose identity provider sends no name claim; others are named by their username."""
+    trusted_issuers: list[TrustedIssuer] = Field(default_factory=list)
+    """Other hubs whose certificates verify here, offline, each {name, keys_file or jwks,
+    revocations_file}: its name in verdicts, its published key set (keys.json) as a file or
+    inline, and its signed revocation list (revocations.json); files relative to this file's
+    directory. `statbox certify keys --out DIR` writes a hub's two files."""
+
+    @field_validator("people")
+    @classmethod
+    def _people(cls, people: dict[str, str]) -> dict[str, str]:
+        _usernames(list(people))
+        for username, name in people.items():
+            if not name.strip() or len(name) > 120:
+                raise ValueError(f"{username}: a full name of 1 to 120 characters")
+        return people
 
 
 class Settings(_Model):

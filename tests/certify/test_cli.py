@@ -104,8 +104,9 @@ def test_collect_run_report_verify_and_revoke(config, tmp_path, capsys, sandbox)
         ("dave", "0", "0"),
     ]
     certificates = sorted(p.name for p in (out / "certificates").iterdir())
-    assert certificates == ["alice.html", "alice.json", "alice.pdf"]  # dave did not pass
-    assert (out / "certificates" / "alice.pdf").read_bytes().startswith(b"%PDF-1.4")
+    # dave did not pass
+    assert certificates == ["alice.badge.jwt", "alice.html", "alice.json", "alice.pdf"]
+    assert (out / "certificates" / "alice.pdf").read_bytes().startswith(b"%PDF-")
     capsys.readouterr()
 
     record = out / "certificates" / "alice.json"
@@ -123,6 +124,18 @@ def test_collect_run_report_verify_and_revoke(config, tmp_path, capsys, sandbox)
     assert certify(config, "revoke", str(record), "--reason", "shared with a classmate") == 0
     assert certify(config, "verify", str(record)) == 1
     assert "revoked" in capsys.readouterr().out
+    # the report written again lists alice as revoked, without links, and hands out no copy
+    assert certify(config, "report", "--out", str(out)) == 0
+    assert "1 revoked" in capsys.readouterr().out
+    html = (out / "report.html").read_text()
+    assert "certificate revoked: shared with a classmate" in html
+    assert "certificates/alice" not in html
+    assert list((out / "certificates").iterdir()) == []
+    with open(out / "report.csv") as handle:
+        assert [r["passed"] for r in csv.DictReader(handle)] == [
+            "certificate revoked: shared with a classmate",
+            "no",
+        ]
 
 
 BAD_RUNS = {

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import re
 import shutil
 from datetime import UTC, datetime
 
@@ -16,7 +15,6 @@ import pytest
 from statbox.certify import notebook as nbops
 from statbox.certify.certificates import Keys, make_record, revoke, sign, verify
 from statbox.certify.exercise import find_course, load_exercise
-from statbox.certify.pdf import Text, render
 from statbox.certify.pipeline import Attempt, TaskResult, run_check
 from statbox.certify.store import ResultsStore
 from statbox.certify.variants import (
@@ -298,17 +296,6 @@ def test_verify_says_why_not(certificate, tmp_path):
     revoke(keys, record["record"]["certificate"], "plagiarism found after grading")
     message = verify(content, keys).message
     assert message.startswith("invalid: revoked on ") and "plagiarism" in message
-
-
-def test_the_pdf_writer_makes_a_well_formed_document():
-    data = render([Text("Certificate (Ørsted) \\ done", 400, 20)], title="t")
-    assert data.startswith(b"%PDF-1.4") and data.rstrip().endswith(b"%%EOF")
-    start = int(data.rsplit(b"startxref\n", 1)[1].split()[0])
-    assert data[start:].startswith(b"xref")
-    offsets = re.findall(rb"(\d{10}) 00000 n", data)
-    for number, offset in enumerate(offsets, start=1):
-        assert data[int(offset) :].startswith(f"{number} 0 obj".encode())
-    assert b"(Certificate \\(\xd8rsted\\) \\\\ done) Tj" in data
 
 
 def test_sample_data_is_written_where_the_exercise_reads_it(data_root):
