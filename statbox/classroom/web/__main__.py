@@ -17,20 +17,29 @@ from urllib.parse import urlsplit
 
 from jupyterhub.services.auth import HubOAuth
 
+from statbox.classroom.setup import classroom_from_settings
 from statbox.classroom.web.app import MAX_BODY_BYTES, ServiceConfig, make_app, template_environment
-from statbox.classroom.web.library import InterimClassroom
+from statbox.classroom.web.public import PublicDocuments
+from statbox.configure.hub import hub_public_url
 from statbox.configure.runtime import MissingEnvironment, load_runtime
 from statbox.contract import CLASSROOM_LISTEN_ENV, RUNTIME_ENV
+from statbox.settings.model import LoadedSettings
 
 REQUIRED = ("JUPYTERHUB_SERVICE_PREFIX", CLASSROOM_LISTEN_ENV, RUNTIME_ENV)
 
 
 async def serve() -> None:
     rt = load_runtime()
+    # The runtime's settings carry absolute paths (statbox.configure.runtime.write_runtime).
+    loaded = LoadedSettings(rt.settings, None, rt.paths)
+    classroom = classroom_from_settings(loaded)
+    classroom.base_url = hub_public_url(rt)
     config = ServiceConfig(
         prefix="/" + os.environ["JUPYTERHUB_SERVICE_PREFIX"].strip("/") + "/",
-        settings=rt.settings,
-        classroom=InterimClassroom(rt.settings, rt.paths.state_dir, rt.paths.curriculum),
+        classroom=classroom,
+        public=PublicDocuments.of(
+            rt.settings, rt.paths.state_dir, classroom.issuer, classroom.base_url
+        ),
         templates=template_environment(),
     )
     listen = urlsplit(os.environ[CLASSROOM_LISTEN_ENV])
