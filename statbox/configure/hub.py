@@ -428,6 +428,12 @@ def _classroom_service(rt: Runtime) -> dict[str, Any]:
     """The classroom (:mod:`statbox.classroom.web`): pages and API for trainees and
     instructors, and the public verification page, started and stopped by the hub."""
     url, listen = _beside_hub(rt, rt.ports.classroom)
+    if rt.settings.mode is Mode.docker:
+        # Only the proxy needs it: the hub's name on the private network alone, which users'
+        # containers (on networks the hub also joins) cannot reach.
+        url = listen = (
+            f"http://{DockerNames(rt.settings.docker.project).hub_private}:{rt.ports.classroom}"
+        )
     # A managed service gets only the variables named here. It reads the run's settings (no
     # secret in them) from the file the hub reads them from, known when the hub starts it.
     environment = {CLASSROOM_LISTEN_ENV: listen, RUNTIME_ENV: FromHubEnvironment(RUNTIME_ENV)}

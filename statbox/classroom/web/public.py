@@ -36,7 +36,6 @@ class PublicDocuments:
     def of(cls, settings: Settings, state_dir: Path, issuer: str, base_url: str) -> PublicDocuments:
         """Read once at start: the trusted issuers' files are the operator's settings."""
         keys = Keys(state_dir)
-        keys.signing_key(create=True)  # published from the first request on
         trusted = trust(keys, settings.certify.trusted_issuers)
         return cls(keys, trusted, Layout(state_dir), issuer, base_url)
 
