@@ -115,6 +115,10 @@ def people(local_stack, passwords):
     return {name: Visitor(local_stack, name, password) for name, password in names.items()}
 
 
+def anonymous_page(url: str) -> bytes:
+    return requests.get(url, timeout=60).content
+
+
 def anonymous(stack, path: str, **kwargs) -> requests.Response:
     method = "POST" if ("files" in kwargs or "data" in kwargs) else "GET"
     return requests.request(
@@ -287,6 +291,22 @@ def test_released_feedback_reaches_each_trainee_alone(people):
     bob = people["bob"].api("GET", "me").json()["courses"][0]["result"]
     assert bob["passed"] is False
     assert "alice" not in json.dumps(bob)
+    # her certificate, to print and to have verified; bob has none, and cannot reach hers
+    pdf = people["alice"].get(f"courses/{COURSE}/certificate.pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    signed = people["alice"].get(f"courses/{COURSE}/certificate.json")
+    assert signed.content == JOB["certificate"]
+    for kind in ("pdf", "json"):
+        assert people["bob"].get(f"courses/{COURSE}/certificate.{kind}").status_code == 404
+        assert people["olga"].get(f"courses/{COURSE}/certificate.{kind}").status_code == 404
+    print(
+        "page bytes:",
+        {
+            "trainee home": len(people["alice"].get("").content),
+            "cohort": len(people["ines"].get("cohorts/cohort-test").content),
+            "verify": len(anonymous_page(people["alice"].base + "verify")),
+        },
+    )
 
 
 INSTRUCTOR_PAGES = ("cohorts/cohort-test",)

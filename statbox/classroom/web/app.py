@@ -39,6 +39,7 @@ from tornado import httputil, web
 from statbox.certify.certificates import Status, Verdict, revoke
 from statbox.classroom import Actor, Classroom, NotAllowed, NotFound
 from statbox.classroom.service import parse_deadline
+from statbox.classroom.state import read_json
 from statbox.classroom.web.public import PublicDocuments
 from statbox.courses.model import LoadedCourse, load_curriculum
 from statbox.errors import BadInput
@@ -340,6 +341,37 @@ class SubmitAction(PersonHandler):
         refusals(lambda: self.done(self.room.submit(actor, course), "", 201))
 
 
+CERTIFICATE_COPIES = {"pdf": "application/pdf", "json": "application/json"}
+"""The copies of their certificate a trainee downloads: to print, and to have verified."""
+
+
+class MyCertificate(PersonHandler):
+    """``courses/<course>/certificate.<pdf|json>``: the signed-in trainee's own certificate
+    from the released grading, when they passed; nobody else's (the trainee is the actor)."""
+
+    @web.authenticated
+    def get(self, course: str, kind: str) -> None:
+        actor = self.actor
+
+        def show() -> None:
+            result = self.room.my_result(actor, course)
+            release = read_json(self.room.layout.release(result.cohort, course)) if result else None
+            job = (release or {}).get("runs", {}).get(actor.name)
+            if result is None or not result.passed or not job:
+                raise NotFound(f"no certificate of yours for {course} (yet)")
+            run = self.room.layout.gradings(result.cohort, course) / str(job) / "run"
+            path = run / "certificates" / f"{actor.name}.{kind}"
+            try:
+                content = path.read_bytes()
+            except OSError:
+                raise NotFound(f"no certificate of yours for {course}") from None
+            self.set_header("Content-Type", CERTIFICATE_COPIES[kind])
+            self.set_header("Content-Disposition", f'attachment; filename="{path.name}"')
+            self.finish(content)
+
+        refusals(show)
+
+
 class CohortPage(PersonHandler):
     @web.authenticated
     def get(self, cohort: str) -> None:
@@ -533,6 +565,7 @@ def make_app(config: ServiceConfig, cookie_secret: bytes) -> web.Application:
         ("me", HomePage),
         (f"courses/{NAME}/open", OpenAction),
         (f"courses/{NAME}/submit", SubmitAction),
+        (f"courses/{NAME}/certificate\\.(pdf|json)", MyCertificate),
         (f"cohorts/{NAME}", CohortPage),
         (f"cohorts/{NAME}/publish", PublishAction),
         (f"{course}/grade", GradeAction),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from statbox.certify.certificates import Keys, Trust, Verdict, verify
+from statbox.certify.certificates import Issuer, Keys, Trust, Verdict, verify
 from statbox.certify.trust import jwks, revocation_list, trust
 from statbox.classroom.state import Layout
 from statbox.settings.model import Settings
@@ -27,7 +27,8 @@ class PublicDocuments:
     """The hub's keys, whom it trusts, and where its reports put certificates."""
 
     keys: Keys
-    trust: Trust
+    others: tuple[Issuer, ...]
+    """Other hubs this one trusts (settings ``certify.trusted_issuers``), read at start."""
     layout: Layout
     issuer: str
     base_url: str
@@ -36,13 +37,16 @@ class PublicDocuments:
     def of(cls, settings: Settings, state_dir: Path, issuer: str, base_url: str) -> PublicDocuments:
         """Read once at start: the trusted issuers' files are the operator's settings."""
         keys = Keys(state_dir)
-        trusted = trust(keys, settings.certify.trusted_issuers)
-        return cls(keys, trusted, Layout(state_dir), issuer, base_url)
+        everyone = trust(keys, settings.certify.trusted_issuers).issuers
+        others = everyone[len(keys.trust().issuers) :]
+        return cls(keys, tuple(others), Layout(state_dir), issuer, base_url)
 
     def verify(self, content: bytes) -> Verdict:
-        # This hub's own revocations are read at each check: one made a second ago counts.
-        current = Trust(self.trust.issuers, self.keys.revoked())
-        return verify(content, current)
+        # This hub's own key and revocations are read at each check: the key is made on first
+        # use (perhaps by a report after this service started), and a revocation made a
+        # second ago counts.
+        own = self.keys.trust()
+        return verify(content, Trust([*own.issuers, *self.others], own.own_revocations))
 
     def certificate(self, certificate: str) -> bytes | None:
         """The signed file of a certificate a report of this hub wrote, by id; else None."""
