@@ -16,6 +16,7 @@ instructor to repeat the cohort in a second place where it could differ.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 import tempfile
@@ -29,7 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 from statbox.classroom.errors import NotAllowed, NotFound
 from statbox.classroom.people import LEARNER_ROLES, Actor, Standing, standing
-from statbox.classroom.state import Layout, read_json, write_json, write_private
+from statbox.classroom.state import (
+    Layout,
+    make_private_dirs,
+    read_json,
+    write_json,
+    write_private,
+)
 from statbox.courses.model import COURSE_FILE, COURSE_ID_PATTERN, LoadedCourse, load_course
 from statbox.courses.publish import Outcome, Published
 from statbox.errors import BadInput
@@ -447,23 +454,12 @@ class Classroom:
         cohort: the same one :meth:`start_grading` injects again.
         """
         publication, loaded = self._learner_publication(actor, course_id, cohort)
-        personalise = None
-        variant: dict[str, Any] = {}
-        exercise = loaded.course.exercise
-        if exercise is not None and exercise.variant:
-            from statbox.certify.variants import (
-                cohort_secret,
-                make_personaliser,
-                parameters_for,
-            )
-
-            secret = cohort_secret(self.state_dir, publication.cohort)
-            personalise = make_personaliser(loaded, secret)
-            variant = parameters_for(loaded, actor.name, secret)
-        files = self.homes.publish(loaded, [actor.name], personalise)
+        files, variants = self._write_homes(loaded, publication.cohort, [actor.name])
+        variant = variants[actor.name]
         record = self.layout.opened(publication.cohort, loaded.id, actor.name)
         if read_json(record) is None:
             write_json(record, {"opened_at": _iso(self.clock()), "variant": variant})
+        exercise = loaded.course.exercise
         return Opened(
             publication.cohort,
             loaded.id,
@@ -474,23 +470,40 @@ class Classroom:
             files,
         )
 
+    def _write_homes(
+        self, loaded: LoadedCourse, cohort: str, users: list[str]
+    ) -> tuple[list[Published], dict[str, dict[str, Any]]]:
+        """The course into each of ``users``' homes with their variant of ``cohort``, every
+        home checked before the first file is written (the publisher's rule)."""
+        personalise = None
+        variants: dict[str, dict[str, Any]] = {user: {} for user in users}
+        exercise = loaded.course.exercise
+        if exercise is not None and exercise.variant:
+            from statbox.certify.variants import cohort_secret, make_personaliser, parameters_for
+
+            secret = cohort_secret(self.state_dir, cohort)
+            personalise = make_personaliser(loaded, secret)
+            variants = {user: parameters_for(loaded, user, secret) for user in users}
+        return self.homes.publish(loaded, users, personalise), variants
+
     def deliver(self, actor: Actor, course_id: str, cohort: str) -> list[Published]:
-        """Push a published course into the homes of the cohort's members who have one (as
-        :meth:`open_course` would for each), for the command line; instructors and admins
-        of the cohort only."""
+        """Write a published course into the homes of the cohort's members who have one and
+        whose role the course is for, each with their variant, all checked before any is
+        written (for the command line: in the browser each trainee opens it); instructors of
+        the cohort and admins only. Nobody is marked as having opened it."""
         self._teacher(actor, cohort)
-        if self.publication(cohort, course_id) is None:
+        loaded = self._course(course_id)
+        if self.publication(cohort, loaded.id) is None:
             raise NotFound(f"{course_id} is not published to {cohort}: publish it first")
-        done: list[Published] = []
+        users = []
         for user in self._members(cohort):
             groups = (read_json(self.layout.person(user)) or {}).get("groups", [])
-            if not self._has_home(user):
-                continue
-            try:
-                done.extend(self.open_course(Actor.user(user, groups), course_id, cohort).files)
-            except (NotFound, NotAllowed):
-                continue  # not in the course's audience
-        return done
+            role = standing(self.settings, Actor.user(user, groups)).role
+            if self._has_home(user) and role in loaded.course.audience:
+                users.append(user)
+        if not users:
+            return []
+        return self._write_homes(loaded, cohort, users)[0]
 
     def _has_home(self, user: str) -> bool:
         exists = getattr(self.homes, "exists", None)
@@ -514,7 +527,7 @@ class Classroom:
         now = self.clock()
         late = publication.deadline is not None and now > publication.deadline
         directory = self.layout.submissions(publication.cohort, loaded.id, actor.name)
-        number = len(self._records(directory)) + 1
+        number = self._claim_number(directory)
         record = SubmissionRecord(
             publication.cohort,
             loaded.id,
@@ -528,6 +541,19 @@ class Classroom:
         write_private(directory / f"{number}.ipynb", content)
         write_json(directory / f"{number}.json", record.as_json())
         return record
+
+    @staticmethod
+    def _claim_number(directory: Path) -> int:
+        """The next snapshot number, claimed by creating its record exclusively: two Submit
+        clicks at once get two numbers, neither snapshot lost."""
+        make_private_dirs(directory)
+        number = len(list(directory.glob("*.json"))) + 1
+        while True:
+            try:
+                os.close(os.open(directory / f"{number}.json", os.O_CREAT | os.O_EXCL, 0o600))
+                return number
+            except FileExistsError:
+                number += 1
 
     def _read_exercise(self, user: str, course_id: str, notebook: str) -> bytes:
         reader = getattr(self.homes, "read", None)
@@ -544,6 +570,9 @@ class Classroom:
         with tempfile.TemporaryDirectory(prefix="statbox-submit-") as folder:
             result = self.homes.collect(course_id, notebook, Path(folder))
             path = Path(folder) / f"{user}.ipynb"
+            refused = [line for line in result.refused if line.startswith(f"{user}: ")]
+            if refused:  # a link, too large: the same reasons as for local homes
+                raise BadInput(f"cannot be submitted: {refused[0]}")
             if user not in result.copied or not path.is_file():
                 raise NotFound(f"no {notebook} in your copy of {course_id}: open the course first")
             return path.read_bytes()
@@ -554,6 +583,8 @@ class Classroom:
             return []
         records = []
         for path in directory.glob("*.json"):
+            if path.stat().st_size == 0:
+                continue  # claimed by a Submit still writing its snapshot
             data = read_json(path)
             if data:
                 records.append(SubmissionRecord.from_json(data))

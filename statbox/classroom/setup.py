@@ -66,7 +66,10 @@ def classroom_from_settings(loaded: LoadedSettings, state_dir: Path | None = Non
     """The classroom of the hub these settings describe (homes of its deployment mode)."""
     from statbox.modes.base import deployment
 
-    state = state_dir or loaded.paths.state_dir
+    if state_dir is not None:  # every path under the state follows it (secrets, results)
+        paths = loaded.paths.model_copy(update={"state_dir": state_dir})
+        loaded = LoadedSettings(loaded.settings, loaded.source, paths)
+    state = loaded.paths.state_dir
     homes = deployment(loaded.settings.mode).homes(loaded, state)
     return Classroom(
         loaded.settings,

@@ -366,6 +366,13 @@ def register(commands: Any) -> None:
             + ("" if required else "; needed only when the course is in several of yours"),
         )
 
+    def state_option(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--state-dir",
+            metavar="DIR",
+            help="the hub's state (homes, classroom records); default: paths.state_dir",
+        )
+
     def as_option(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "--as",
@@ -389,9 +396,7 @@ def register(commands: Any) -> None:
         help="submissions after it are kept and marked late, e.g. 2026-12-20T17:00 (UTC) or "
         "2026-12-20T17:00+01:00",
     )
-    publish.add_argument(
-        "--state-dir", metavar="DIR", help="where the homes are (default: paths.state_dir)"
-    )
+    state_option(publish)
     as_option(publish)
 
     roster = add(
@@ -399,6 +404,7 @@ def register(commands: Any) -> None:
     )
     roster.add_argument("course", metavar="COURSE")
     cohort_option(roster)
+    state_option(roster)
     as_option(roster)
 
     for name, func, text in (
@@ -409,6 +415,7 @@ def register(commands: Any) -> None:
         parser = add(name, func, text)
         parser.add_argument("course", metavar="COURSE")
         cohort_option(parser, required=False)
+        state_option(parser)
         parser.add_argument(
             "--as",
             dest="as_user",
@@ -424,4 +431,5 @@ def register(commands: Any) -> None:
     )
     release.add_argument("course", metavar="COURSE")
     cohort_option(release)
+    state_option(release)
     as_option(release)

@@ -118,24 +118,35 @@ def entitled_directories(data_root: str, relative: tuple[str, ...]) -> list[Path
     return [Path(data_root) / p for p in relative if (Path(data_root) / p).is_dir()]
 
 
-def course_material(curriculum: Path) -> list[Path]:
-    """What of the curriculum users may read: every course's files but ``grader/`` (an
-    allow-list of what is there, so a folder added later is not published by accident
-    unless it is course material beside the notebooks)."""
+def course_audience(course: Path) -> list[str] | None:
+    """The roles ``course/course.yaml`` is for (None: every role, as the course model's
+    default). Read here with YAML alone: the spawner sits below the course model's layer."""
+    try:
+        data = yaml.safe_load((course / "course.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return []  # not a course one can read: nothing of it is given
+    audience = data.get("audience") if isinstance(data, dict) else None
+    return [str(role) for role in audience] if isinstance(audience, list) else None
+
+
+def course_material(curriculum: Path, role: str | None = None) -> list[Path]:
+    """What of the curriculum users of ``role`` may read: the files of each course whose
+    audience includes the role, but ``grader/`` (an allow-list of what is there, so a folder
+    added later is not published by accident unless it is course material beside the
+    notebooks). Files beside the courses (the authors' README) are for course authors, and a
+    course for analysts only never reaches a trainee. ``role`` None: every course."""
     if not curriculum.is_dir():
         return []
     given: list[Path] = []
     for item in sorted(curriculum.iterdir()):
-        if item.name.startswith("."):
+        if item.name.startswith(".") or not item.is_dir() or item.is_symlink():
             continue
-        if item.is_dir():
-            given += [
-                p
-                for p in sorted(item.iterdir())
-                if p.name != GRADER_DIR and not p.name.startswith(".")
-            ]
-        else:
-            given.append(item)
+        audience = course_audience(item)
+        if role is not None and audience is not None and role not in audience:
+            continue
+        given += [
+            p for p in sorted(item.iterdir()) if p.name != GRADER_DIR and not p.name.startswith(".")
+        ]
     return given
 
 
@@ -230,7 +241,7 @@ class StatboxLocalSpawner(StatboxSpawnerMixin, SimpleLocalProcessSpawner):
 
         box = Sandbox(argv=[], uid=uid, network=True, inherit_env=True, cwd=home)
         box.bind_read_only(*interpreter_paths(), own_catalog)
-        box.bind_read_only(*course_material(Path(self.curriculum_path)))
+        box.bind_read_only(*course_material(Path(self.curriculum_path), role_name))
         box.bind_read_only(*entitled_directories(self.data_root, entitled.data_paths))
         box.bind_read_write(home)
         box.tmpfs[Path("/tmp")] = TMP_SIZE

@@ -23,19 +23,11 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
-import shutil
 import sys
 import types
-from pathlib import Path
 from typing import Any
 
-from statbox.contract import CURRICULUM_ENV
-
 DEFERRED_MODULE = "rfc3987_syntax"
-
-NEVER_PUBLISHED = "grader"
-"""Course folders' solutions and hidden checks (statbox.courses.model.GRADER_DIR): never
-copied to a trainee. Spelt here too so a server start does not import the course model."""
 
 
 def _load_deferred() -> types.ModuleType:
@@ -115,39 +107,10 @@ def import_jupyterlab_without_asking_node() -> None:
         os.environ["PATH"] = path
 
 
-def sync_courses(source: Path, home: Path) -> int:
-    """Copy files under ``source`` missing from ``home/courses``; return how many were copied.
-
-    Existing files, symbolic links and anything the user put in the way are left alone;
-    ``grader/`` folders and hidden files are never copied.
-    """
-    if not source.is_dir():
-        return 0
-    target = home / "courses"
-    copied = 0
-    for directory, dirnames, filenames in os.walk(source):
-        dirnames[:] = [
-            d for d in dirnames if not d.startswith((".", "__")) and d != NEVER_PUBLISHED
-        ]
-        relative = Path(directory).relative_to(source)
-        destination = target / relative
-        if destination.is_symlink() or (destination.exists() and not destination.is_dir()):
-            dirnames[:] = []
-            continue
-        destination.mkdir(parents=True, exist_ok=True)
-        for filename in filenames:
-            out = destination / filename
-            if filename.startswith(".") or os.path.lexists(out):
-                continue
-            shutil.copyfile(Path(directory) / filename, out)
-            copied += 1
-    return copied
-
-
 def main() -> None:
-    curriculum = os.environ.get(CURRICULUM_ENV)
-    if curriculum:
-        sync_courses(Path(curriculum), Path.home())
+    # No course is copied here: courses reach a home when published and opened
+    # (statbox.classroom), so the publisher knows every file it wrote and each trainee's
+    # variant lands in the notebook they open.
     defer_slow_imports()
     import_jupyterlab_without_asking_node()
     from jupyterhub.singleuser import main as singleuser_main

@@ -96,7 +96,9 @@ def test_the_default_copy_an_old_server_start_left_is_replaced_by_the_variant(si
     home = site.home_course("alice")
     (home / "exercise").mkdir(parents=True)
     template = site.root / "curriculum" / COURSE / EXERCISE
-    (home / EXERCISE).write_bytes(template.read_bytes())  # as sync_courses copied it
+    (home / EXERCISE).write_bytes(
+        template.read_bytes()
+    )  # as a server start of an older Statbox copied it
     site.classroom.open_course(actor("alice"), COURSE)
     assert "# your variant" in parameters_cell(home / EXERCISE)
 
@@ -242,3 +244,34 @@ def test_group_claims_from_the_identity_provider_decide_cohorts(site: Site):
     assert "pat" in room.members(actor("ines"), "kigali")
     with pytest.raises(NotFound):
         room.open_course(Actor.user("quinn", ["lima-alumni"]), COURSE)
+
+
+def test_delivering_checks_every_home_before_writing_any(site: Site):
+    """A link bob planted where the lesson goes stops the delivery to the whole cohort before
+    a file is written (a publisher running as root must never follow it)."""
+    room = site.classroom
+    for name in ("alice", "bob", "carol"):
+        (site.state / "homes" / name).mkdir(parents=True)
+    planted = site.home_course("bob") / "01-lesson.ipynb"
+    planted.parent.mkdir(parents=True)
+    planted.symlink_to("/etc/passwd")
+    published(site)
+    with pytest.raises(Exception, match=r"01-lesson\.ipynb is not a regular file"):
+        room.deliver(actor("ines"), COURSE, "kigali")
+    assert not site.home_course("alice").exists()
+    planted.unlink()
+    done = room.deliver(actor("ines"), COURSE, "kigali")
+    assert {p.user for p in done} == {"alice", "bob", "carol"}
+    assert not (site.state / "classroom" / "opened").exists()  # nobody opened it yet
+
+
+def test_submits_at_the_same_moment_each_keep_their_snapshot(site: Site):
+    from concurrent.futures import ThreadPoolExecutor
+
+    published(site)
+    room = site.classroom
+    room.open_course(actor("alice"), COURSE)
+    with ThreadPoolExecutor(4) as pool:
+        records = list(pool.map(lambda _: room.submit(actor("alice"), COURSE), range(8)))
+    assert sorted(r.number for r in records) == list(range(1, 9))
+    assert len(room.my_submissions(actor("alice"), COURSE)) == 8

@@ -30,6 +30,7 @@ import pytest
 from statbox.contract import GRADING_LABEL, HELPER_LABEL, PROJECT_LABEL, USER_LABEL, DockerNames
 from statbox.courses.model import load_course
 from statbox.courses.publish import material
+from statbox.modes.docker.collect import VolumeHomes as VolumeSubmissions
 from tests.certify.conftest import SAMPLE, write_secret
 from tests.certify.sampledata import SECRET_MARKER, write_sample_data
 from tests.conftest import REPO
@@ -47,6 +48,7 @@ hub:
   name: Statbox docker courses test
 groups:
   cohort-test: [alice, bob]
+cohorts: [cohort-test]
 docker:
   project: {project}
   publish: false
@@ -146,7 +148,7 @@ def _listing(project: Project, user: str) -> dict[str, tuple[int, str]]:
 
 
 def test_publish_writes_each_trainees_volume_and_keeps_their_edits(project):
-    result = project.statbox("course", "publish", COURSE, "--to", "cohort-test", "--any-role")
+    result = project.statbox("course", "publish", COURSE, "--cohort", "cohort-test")
     assert f"volume {project.names.home_volume('alice')}" in result.stdout
     expected = set(material(load_course(SAMPLE)))
     listings = {user: _listing(project, user) for user in ("alice", "bob")}
@@ -164,19 +166,18 @@ def test_publish_writes_each_trainees_volume_and_keeps_their_edits(project):
 
     # Alice edits the lesson; the course changes; publishing again keeps her edit.
     project.as_jovyan("alice", f"echo '{{}}' > /home/jovyan/courses/{COURSE}/{lesson}")
-    again = project.statbox("course", "publish", COURSE, "--to", "cohort-test", "--any-role")
-    assert "alice: " in again.stdout and "kept both" not in again.stdout.split("bob:")[1]
-    assert f"{lesson}: edited by alice, kept" in again.stdout
+    again = project.statbox("course", "publish", COURSE, "--cohort", "cohort-test")
+    assert "alice: " in again.stdout and "kept" not in again.stdout.split("bob:")[1]
+    assert f"{lesson}: changed by alice: kept as they have it" in again.stdout
     after = _listing(project, "alice")
     assert project.as_jovyan("alice", f"cat /home/jovyan/courses/{COURSE}/{lesson}") == "{}\n"
-    beside = [p for p in after if p.startswith("01-lesson.update-")]
-    assert len(beside) == 1 and after[beside[0]][1] == listings["bob"][lesson][1]
+    assert set(after) == set(listings["alice"])  # no look-alike beside her edit
     assert _listing(project, "bob") == listings["bob"]  # nothing to change there
     assert project.containers(HELPER_LABEL) == []
 
 
 def test_publish_refuses_a_planted_link_and_writes_nowhere(project):
-    project.statbox("course", "publish", COURSE, "--to", "cohort-test", "--any-role")
+    project.statbox("course", "publish", COURSE, "--cohort", "cohort-test")
     # Alice lost her exercise copy: publishing would write it again ...
     project.as_jovyan("alice", f"rm /home/jovyan/courses/{COURSE}/{EXERCISE}")
     before = _listing(project, "alice")
@@ -184,22 +185,20 @@ def test_publish_refuses_a_planted_link_and_writes_nowhere(project):
     # ... but bob has planted a link where the lesson goes.
     lesson = f"/home/jovyan/courses/{COURSE}/01-lesson.ipynb"
     project.as_jovyan("bob", f"rm {lesson} && ln -s /etc/passwd {lesson}")
-    result = project.statbox(
-        "course", "publish", COURSE, "--to", "cohort-test", "--any-role", check=2
-    )
+    result = project.statbox("course", "publish", COURSE, "--cohort", "cohort-test", check=2)
     assert "01-lesson.ipynb is not a regular file" in result.stderr, result.stderr
     assert project.names.home_volume("bob") in result.stderr
     assert "Traceback" not in result.stderr
     assert _listing(project, "alice") == before  # checked everywhere before any write
     project.as_jovyan("bob", f"rm {lesson}")  # bob moves it away: publishing works again
-    project.statbox("course", "publish", COURSE, "--to", "cohort-test", "--any-role")
+    project.statbox("course", "publish", COURSE, "--cohort", "cohort-test")
     assert EXERCISE in _listing(project, "alice")
     assert "root:" not in project.as_jovyan("bob", f"cat {lesson}")
     assert project.containers(HELPER_LABEL) == []
 
 
 def test_collect_from_volumes_refuses_hostile_content(project, tmp_path):
-    project.statbox("course", "publish", COURSE, "--to", "cohort-test", "--any-role")
+    project.statbox("course", "publish", COURSE, "--cohort", "cohort-test")
     names, client = project.names, project.client
     exercise = f"/home/jovyan/courses/{COURSE}/{EXERCISE}"
     project.as_jovyan("alice", f"echo '# alice was here' >> {exercise}")
@@ -218,20 +217,25 @@ def test_collect_from_volumes_refuses_hostile_content(project, tmp_path):
         f"mkdir -p $(dirname {exercise}) && head -c 25000000 /dev/zero > {exercise}",
     )
     out = tmp_path / "collected"
-    result = project.statbox(
-        "certify", "collect", "--course", COURSE, "--exercise", EXERCISE, "--out", str(out)
-    )
+    # The collecting helper itself (a trainee's Submit reads their copy through it) ...
+    result = VolumeSubmissions(client, names, project.image).collect(COURSE, EXERCISE, out)
     assert sorted(p.name for p in out.iterdir()) == ["alice.ipynb"]
     assert (out / "alice.ipynb").read_text() == alice
-    assert "skipped bob: courses/shop-prices/exercise/exercise.ipynb: a symbolic link" in (
-        result.stderr
+    refused = "\n".join(result.refused)
+    assert "bob: courses/shop-prices/exercise/exercise.ipynb: a symbolic link" in refused
+    assert "carol: courses/shop-prices/exercise/exercise.ipynb: larger than" in refused
+    assert f"volume {names.home_volume('mallory')}: its user label 'alice'" in refused
+    assert (result.copied, len(result.missing), len(result.refused)) == (["alice"], 1, 3)
+    # ... and the classroom's path: submit, then collect the cohort's snapshots.
+    project.statbox("course", "submit", COURSE, "--as", "alice")
+    refusal = project.statbox("course", "submit", COURSE, "--as", "bob", check=2)
+    assert "a symbolic link" in refusal.stderr and "Traceback" not in refusal.stderr
+    snapshots = tmp_path / "snapshots"
+    project.statbox(
+        "certify", "collect", "--course", COURSE, "--cohort", "cohort-test", "--out", str(snapshots)
     )
-    assert "skipped carol: courses/shop-prices/exercise/exercise.ipynb: larger than" in (
-        result.stderr
-    )
-    assert f"volume {names.home_volume('mallory')}: its user label 'alice'" in result.stderr
-    assert "1 submissions" in result.stdout and "1 homes without the exercise" in result.stdout
-    assert "3 refused" in result.stdout
+    assert sorted(p.name for p in snapshots.iterdir()) == ["alice.ipynb"]
+    assert (snapshots / "alice.ipynb").read_text() == alice
     assert project.containers(HELPER_LABEL) == []
 
 

@@ -36,6 +36,7 @@ hub:
 groups:
   analysts: [ana]
   cohort-test: [alice, bob]
+cohorts: [analysts]   # courses are published to cohorts (statbox course publish --cohort)
 roles:
   instructor:
     users: [ines]

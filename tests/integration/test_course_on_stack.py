@@ -50,10 +50,12 @@ def test_published_dask_lesson_runs_on_a_gateway_cluster(
     local_stack, stack_settings, passwords, capsys
 ):
     state = stack_settings.parent / "state"
-    argv = ["course", "publish", "scaling-with-dask", "--to", "analysts"]
-    argv += ["--config", str(stack_settings), "--state-dir", str(state)]
-    assert main(argv) == 0
-    assert "ana: " in capsys.readouterr().out
+    common = ["--config", str(stack_settings), "--state-dir", str(state)]
+    argv = ["course", "publish", "scaling-with-dask", "--cohort", "analysts"]
+    assert main([*argv, *common]) == 0
+    assert "Published scaling-with-dask to cohort analysts" in capsys.readouterr().out
+    # ana opens it (the classroom page does this when she clicks it)
+    assert main(["course", "open", "scaling-with-dask", "--as", "ana", *common]) == 0
     home = state / "homes" / "ana"
     assert (home / "courses" / "scaling-with-dask" / LESSON).is_file()
     assert not (home / "courses" / "scaling-with-dask" / "grader").exists()

@@ -27,6 +27,7 @@ def site(tmp_path):
     settings = tmp_path / "statbox.yaml"
     settings.write_text(
         "paths:\n  curriculum: curriculum\n  state_dir: state\n"
+        "cohorts: [cohort-a]\n"
         "groups:\n  cohort-a: [alice, bob]\n"
         "roles:\n  instructor:\n    users: [ines]\n"
     )
@@ -65,7 +66,7 @@ def test_bad_course_files_give_one_line_per_problem_with_file_line_and_key(capsy
         "id: broken\ntitle: Broken\nlevel: expert\nduration: 1h\noutcomes: [x]\n"
         "lessons:\n  - notebook: 01-lesson.ipynb\n    title: A\n    colour: red\n"
     )
-    for argv in (["list"], ["check"], ["publish", "broken", "--to", "alice"]):
+    for argv in (["list"], ["check"], ["publish", "broken", "--cohort", "cohort-a"]):
         code, out, err = run(capsys, "course", *argv, "--config", str(site / "statbox.yaml"))
         assert (code, out) == (2, ""), argv
         assert sorted(err.splitlines()) == [
@@ -78,51 +79,69 @@ def test_bad_course_files_give_one_line_per_problem_with_file_line_and_key(capsy
     assert not (site / "state").exists(), "a refused publish wrote something"
 
 
-def test_publish_to_a_group_then_again_keeps_an_edit(capsys, site):
+def homes_of(site):
+    """Homes as a first server start leaves them (the spawner makes them)."""
+    for user in ("alice", "bob"):
+        (site / "state" / "homes" / user).mkdir(parents=True, exist_ok=True)
+
+
+def test_publish_to_a_cohort_then_again_keeps_an_edit_and_adds_no_file(capsys, site):
     config = str(site / "statbox.yaml")
-    code, out, _ = run(
-        capsys, "course", "publish", "sample-course", "--to", "cohort-a", "--config", config
-    )
+    homes_of(site)
+    argv = ["course", "publish", "sample-course", "--cohort", "cohort-a", "--config", config]
+    code, out, _ = run(capsys, *argv)
     assert code == 0
-    assert out.splitlines()[0].startswith("alice: 3 new  (")
-    lesson = site / "state" / "homes" / "bob" / "courses" / "sample-course" / "01-lesson.ipynb"
+    assert out.splitlines()[0] == "Published sample-course to cohort cohort-a."
+    assert out.splitlines()[1].startswith("  alice: 3 new  (")
+    folder = site / "state" / "homes" / "bob" / "courses" / "sample-course"
+    lesson = folder / "01-lesson.ipynb"
     lesson.write_text(lesson.read_text().replace("# A lesson", "# My lesson"))
     source = site / "curriculum" / "sample-course" / "01-lesson.ipynb"
     source.write_text(source.read_text().replace("# A lesson", "# A lesson, revised"))
+    before = sorted(p.name for p in folder.rglob("*"))
 
-    code, out, _ = run(
-        capsys, "course", "publish", "sample-course", "--to", "cohort-a", "--config", config
-    )
+    code, out, _ = run(capsys, *argv, "--deadline", "2026-12-20T17:00")
     assert code == 0
+    assert "Published sample-course to cohort cohort-a, deadline 2026-12-20T17:00:00+00:00" in out
     assert "alice: 1 updated, 2 unchanged" in out
-    assert "bob: 2 unchanged, 1 kept both" in out
-    assert "01-lesson.ipynb: edited by bob, kept; the new version is 01-lesson.update-" in out
+    assert "bob: 2 unchanged, 1 kept" in out
+    assert "01-lesson.ipynb: changed by bob: kept as they have it" in out
     assert "# My lesson" in lesson.read_text()
+    assert sorted(p.name for p in folder.rglob("*")) == before  # no look-alike written
 
 
-def test_publish_refuses_users_outside_the_audience_unless_asked(capsys, site):
+def test_publish_refuses_an_unknown_cohort_and_writes_nothing(capsys, site):
+    config = str(site / "statbox.yaml")
+    for name in ("alice", "nowhere", "Bad!"):
+        code, _, err = run(
+            capsys, "course", "publish", "sample-course", "--cohort", name, "--config", config
+        )
+        assert code == 2, name
+        assert "is not a cohort (settings: cohorts: cohort-a)" in err
+    assert not (site / "state").exists()
+
+
+def test_only_the_cohorts_instructor_publishes_as_themselves(capsys, site):
+    config = str(site / "statbox.yaml")
+    argv = ["course", "publish", "sample-course", "--cohort", "cohort-a", "--config", config]
+    code, _, err = run(capsys, *argv, "--as", "alice")
+    assert code == 2 and "alice does not teach cohort 'cohort-a'" in err
+    code, _, err = run(capsys, *argv, "--as", "ines")  # an instructor, not in cohort-a
+    assert code == 2 and "ines does not teach" in err
+    assert not (site / "state" / "classroom" / "publications").exists()
+
+
+def test_an_analyst_only_course_never_reaches_a_trainee(capsys, site):
     course_file = site / "curriculum" / "sample-course" / "course.yaml"
     course_file.write_text(course_file.read_text() + "audience: [analyst, admin]\n")
     config = str(site / "statbox.yaml")
-    code, _, err = run(
-        capsys, "course", "publish", "sample-course", "--to", "ines", "--config", config
-    )
-    assert code == 2
-    assert "not for ines (instructor): pass --any-role" in err
-    assert not (site / "state").exists()
-    argv = ["course", "publish", "sample-course", "--to", "ines", "--any-role", "--config", config]
+    homes_of(site)
+    argv = ["course", "publish", "sample-course", "--cohort", "cohort-a", "--config", config]
     assert run(capsys, *argv)[0] == 0
-    assert (
-        site / "state" / "homes" / "ines" / "courses" / "sample-course" / "course.yaml"
-    ).is_file()
-
-
-def test_publish_names_every_bad_target(capsys, site):
-    argv = ["course", "publish", "sample-course", "--to", "Bad!", "--to", "../x"]
-    code, _, err = run(capsys, *argv, "--config", str(site / "statbox.yaml"))
-    assert code == 2
-    assert len(err.splitlines()) == 2
-    assert not (site / "state").exists()
+    assert not (site / "state" / "homes" / "alice" / "courses").exists()
+    code, _, err = run(capsys, "course", "open", "sample-course", "--as", "alice", "--config",
+                       config)  # fmt: skip
+    assert code == 2 and "is not published to a cohort of alice" in err
 
 
 def test_check_refuses_a_bad_job_count_before_running_anything(capsys, site):
@@ -141,13 +160,13 @@ def test_publish_gives_each_trainee_the_variant_the_grader_derives(capsys, site)
     from statbox.courses.notebooks import parameters_cell, parse_parameters, source_of
 
     config = str(site / "statbox.yaml")
+    homes_of(site)
     code, _, _ = run(
-        capsys, "course", "publish", "sample-course", "--to", "cohort-a", "--config", config,
-        "--cohort", "2026a",
-    )  # fmt: skip
+        capsys, "course", "publish", "sample-course", "--cohort", "cohort-a", "--config", config
+    )
     assert code == 0
     course = load_course(site / "curriculum" / "sample-course")
-    secret = cohort_secret(site / "state", "2026a", create=False)
+    secret = cohort_secret(site / "state", "cohort-a", create=False)
     seen = {}
     for user in ("alice", "bob"):
         copy = site / "state" / "homes" / user / "courses" / "sample-course" / "exercise"

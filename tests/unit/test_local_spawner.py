@@ -46,6 +46,17 @@ def test_course_material_never_includes_a_grader_folder() -> None:
     assert REPO / "curriculum" / "rural-access-index" / "exercise" in given
 
 
+def test_a_trainee_gets_neither_analyst_only_courses_nor_the_authors_readme() -> None:
+    curriculum = REPO / "curriculum"
+    assert (curriculum / "README.md").is_file()
+    trainee = course_material(curriculum, "trainee")
+    analyst = course_material(curriculum, "analyst")
+    assert not any(p.parent.name == "mobile-phone-population" for p in trainee)
+    assert any(p.parent.name == "mobile-phone-population" for p in analyst)
+    assert curriculum / "ais-port-calls" / "course.yaml" in trainee
+    assert curriculum / "README.md" not in trainee + analyst
+
+
 def test_missing_curriculum_gives_nothing(tmp_path: Path) -> None:
     assert course_material(tmp_path / "absent") == []
 

@@ -1,13 +1,11 @@
-"""The user server's entry point: deferred import, course material copied without clobbering."""
+"""The user server's entry point: deferred import, JupyterLab without node (no course is
+copied at a start: statbox.classroom publishes them)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-
-from statbox.courses.model import GRADER_DIR
-from statbox.spawners.singleuser import sync_courses
 
 PROBE = """
 import json, sys, time
@@ -37,45 +35,6 @@ def test_rfc3987_is_deferred_but_still_validates():
         "bad": False,
         "loaded_after_use": True,
     }
-
-
-def test_sync_courses_adds_missing_and_keeps_edits(tmp_path):
-    source = tmp_path / "curriculum"
-    (source / "ais").mkdir(parents=True)
-    (source / "ais" / "01.ipynb").write_text("original 1")
-    (source / "ais" / "02.ipynb").write_text("original 2")
-    (source / ".hidden").write_text("x")
-    home = tmp_path / "home"
-    assert sync_courses(source, home) == 2
-    (home / "courses" / "ais" / "01.ipynb").write_text("trainee's edit")
-    (source / "ais" / "03.ipynb").write_text("new lesson")
-    assert sync_courses(source, home) == 1
-    assert (home / "courses" / "ais" / "01.ipynb").read_text() == "trainee's edit"
-    assert (home / "courses" / "ais" / "03.ipynb").read_text() == "new lesson"
-    assert not (home / "courses" / ".hidden").exists()
-
-
-def test_sync_courses_never_copies_solutions_or_checks(tmp_path):
-    source = tmp_path / "curriculum"
-    (source / "ais" / GRADER_DIR).mkdir(parents=True)
-    (source / "ais" / "exercise.ipynb").write_text("template")
-    (source / "ais" / GRADER_DIR / "solution.ipynb").write_text("the answers")
-    home = tmp_path / "home"
-    assert sync_courses(source, home) == 1
-    assert sorted(p.name for p in (home / "courses" / "ais").iterdir()) == ["exercise.ipynb"]
-
-
-def test_sync_courses_does_not_follow_a_planted_symlink(tmp_path):
-    source = tmp_path / "curriculum"
-    (source / "ais").mkdir(parents=True)
-    (source / "ais" / "01.ipynb").write_text("lesson")
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    home = tmp_path / "home"
-    (home / "courses").mkdir(parents=True)
-    (home / "courses" / "ais").symlink_to(elsewhere)
-    assert sync_courses(source, home) == 0
-    assert list(elsewhere.iterdir()) == []
 
 
 JUPYTERLAB_PROBE = """
