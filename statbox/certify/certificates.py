@@ -247,11 +247,15 @@ class Certifies:
     percent: float
     date: str
     issuer: str
-    """The issuer as the certificate names itself (hub name and region)."""
+    """Who vouches for it: for this hub's own certificates, the hub as they name it (name
+    and region); for another hub's, that hub's name in ``certify.trusted_issuers`` (whose
+    key signed it), never what the certificate claims."""
+    issuer_as_written: str
+    """The issuer as the certificate names itself (a trusted hub could write any name)."""
     verify_url: str | None
 
     @classmethod
-    def of(cls, record: Mapping[str, Any]) -> Certifies:
+    def of(cls, record: Mapping[str, Any], signed_by: str = OWN) -> Certifies:
         return cls(
             certificate=str(record["certificate"]),
             person=str(record.get("name") or record["trainee"]),
@@ -264,7 +268,8 @@ class Certifies:
             max_score=float(record["max_score"]),
             percent=float(record["percent"]),
             date=str(record["date"]),
-            issuer=str(record["issuer"]),
+            issuer=str(record["issuer"]) if signed_by == OWN else signed_by,
+            issuer_as_written=str(record["issuer"]),
             verify_url=record.get("verify_url"),
         )
 
@@ -331,11 +336,19 @@ def verify(content: bytes, trust: Keys | Trust, extra_keys: Sequence[Path] = ())
         )
     try:
         issuer.keys[signer].verify(signature, canonical(record))
-        certifies = Certifies.of(record)
+        certifies = Certifies.of(record, issuer.name)
     except (InvalidSignature, KeyError, TypeError, ValueError):
         return Verdict(
             Status.TAMPERED, "invalid: tampered (the signature does not match the record)", record
         )
+    return signed_verdict(record, certifies, issuer, trust)
+
+
+def signed_verdict(
+    record: dict[str, Any], certifies: Certifies, issuer: Issuer, trust: Trust
+) -> Verdict:
+    """The verdict on a document whose signature by ``issuer`` holds: revoked (by its issuer,
+    or by this hub) or valid. Shared by certificates and their Open Badges credentials."""
     signed_by = issuer.name
     revoked = issuer.revoked.get(certifies.certificate)
     revoked_by = signed_by
@@ -358,7 +371,9 @@ def verify(content: bytes, trust: Keys | Trust, extra_keys: Sequence[Path] = ())
     person = certifies.person
     if person != certifies.username:
         person = f"{person} ({certifies.username})"
-    foreign = "" if signed_by == OWN else f"; signed with a key of {signed_by}"
+    foreign = ""
+    if certifies.issuer_as_written != certifies.issuer:
+        foreign = f" (the certificate says {certifies.issuer_as_written!r})"
     return Verdict(
         Status.VALID,
         f"valid: {person} passed {certifies.course_title} ({certifies.course}) with "

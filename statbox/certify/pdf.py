@@ -4,7 +4,9 @@ Names and issuers come in Arabic, Chinese, Portuguese and every other script, so
 set in the Noto font of its script (Latin, Arabic, Simplified Chinese), with the others as
 fallbacks for mixed lines, and shaped by HarfBuzz (fpdf2's text shaping through uharfbuzz):
 Arabic letters join and run right to left. Fonts are subset and embedded, so the PDF reads the
-same everywhere and its text extracts as the name itself. The fonts are found by path
+same everywhere and its text extracts as the name itself (one known gap: poppler's pdftotext
+gives the two letters of an Arabic lam-alef ligature in reverse order, as the glyph maps to
+both; the page shows them right, and pypdf extracts them right). The fonts are found by path
 (:data:`FONT_DIRS`; Debian's ``fonts-noto-core`` and ``fonts-noto-cjk``); a missing one is
 an :class:`~statbox.errors.EnvironmentProblem` naming the package to install, never a
 certificate with ``?`` for letters.
@@ -52,7 +54,6 @@ FACES = (
     Face("cjk", "", "NotoSansCJK-Regular.ttc", "fonts-noto-cjk", "Noto Sans CJK SC"),
     Face("cjk", "B", "NotoSansCJK-Bold.ttc", "fonts-noto-cjk", "Noto Sans CJK SC Bold"),
 )
-FAMILIES = ("latin", "arabic", "cjk")
 
 
 def font_dirs() -> list[Path]:
@@ -93,28 +94,41 @@ def _collection_index(path: Path, name: str) -> int:
     )
 
 
-def family_for(text: str) -> str:
-    """The font family of the script ``text`` is mostly written in (the others fill in)."""
+def _counts(text: str) -> tuple[int, int]:
     arabic = sum(1 for c in text if "\u0600" <= c <= "\u06ff" or "\ufb50" <= c <= "\ufeff")
     cjk = sum(
         1
         for c in text
         if "\u3000" <= c <= "\u9fff" or "\uf900" <= c <= "\ufaff" or "\uff00" <= c <= "\uffef"
     )
+    return arabic, cjk
+
+
+def family_for(text: str) -> str:
+    """The font family of the script ``text`` is mostly written in (the others fill in)."""
+    arabic, cjk = _counts(text)
     if not arabic and not cjk:
         return "latin"
     return "arabic" if arabic >= cjk else "cjk"
 
 
-def _document(title: str) -> FPDF:
+def families_for(texts: list[str]) -> list[str]:
+    """The families ``texts`` need: Latin always, Arabic and CJK only when used (parsing and
+    subsetting a CJK font takes most of a second: a Latin-only certificate skips it)."""
+    arabic, cjk = _counts("".join(texts))
+    return ["latin", *(["arabic"] if arabic else []), *(["cjk"] if cjk else [])]
+
+
+def _document(title: str, families: list[str]) -> FPDF:
     pdf = FPDF(orientation="L", unit="mm", format="A4")
     pdf.set_auto_page_break(False)
     pdf.set_title(title)
     pdf.set_creator("Statbox")
     for face, path in find_fonts().items():
-        index = _collection_index(path, face.collection_face) if face.collection_face else 0
-        pdf.add_font(face.family, face.style, str(path), collection_font_number=index)
-    pdf.set_fallback_fonts(list(FAMILIES))
+        if face.family in families:
+            index = _collection_index(path, face.collection_face) if face.collection_face else 0
+            pdf.add_font(face.family, face.style, str(path), collection_font_number=index)
+    pdf.set_fallback_fonts(families)
     pdf.set_text_shaping(True)  # HarfBuzz: joined Arabic, right to left; ligatures
     pdf.add_page()
     return pdf
@@ -142,7 +156,8 @@ def certificate_pdf(record: Mapping[str, Any]) -> bytes:
     """The PDF of certificate ``record``: one landscape A4 page."""
     person = str(record.get("name") or record["trainee"])
     course = str(record["course"]["title"])
-    pdf = _document(f"Certificate: {person}, {course}")
+    texts = [person, course, str(record["issuer"]), str(record["trainee"])]
+    pdf = _document(f"Certificate: {person}, {course}", families_for(texts))
     pdf.set_draw_color(31, 78, 121)
     pdf.set_line_width(1.4)
     pdf.rect(10, 10, pdf.w - 20, pdf.h - 20)

@@ -178,6 +178,14 @@ def trust(
     return Trust([*own.issuers, *issuers], own.own_revocations)
 
 
+def hub_trust(loaded: Any, extra_keys: Sequence[Path] = ()) -> Trust:
+    """Whom the hub of ``loaded`` (a :class:`statbox.settings.model.LoadedSettings`) trusts:
+    its own key and its ``certify.trusted_issuers``, files relative to the settings file."""
+    base = Path(loaded.source).resolve().parent if loaded.source is not None else Path.cwd()
+    issuers = loaded.settings.certify.trusted_issuers
+    return trust(Keys(loaded.paths.state_dir), issuers, base, extra_keys)
+
+
 def export_documents(keys: Keys, issuer: str, base_url: str, out: Path) -> list[Path]:
     """Write ``keys.json`` and ``revocations.json`` into ``out``; return their paths."""
     try:

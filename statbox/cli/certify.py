@@ -173,26 +173,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _trust(loaded: Any, extra_keys: list[Path]) -> Any:
-    from statbox.certify.certificates import Keys
-    from statbox.certify.trust import trust
-
-    base = Path(loaded.source).resolve().parent if loaded.source is not None else Path.cwd()
-    issuers = loaded.settings.certify.trusted_issuers
-    return trust(Keys(loaded.paths.state_dir), issuers, base, extra_keys)
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
     import json
 
-    from statbox.certify.certificates import verify
+    from statbox.certify.openbadges import verify_upload
+    from statbox.certify.trust import hub_trust
 
     path = Path(args.file)
     try:
         content = path.read_bytes()
     except OSError as exc:
         raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
-    verdict = verify(content, _trust(_settings(args), [Path(k) for k in args.key]))
+    verdict = verify_upload(content, hub_trust(_settings(args), [Path(k) for k in args.key]))
     if args.json:
         print(json.dumps({"file": str(path), **verdict.as_json()}, ensure_ascii=False, indent=1))
     else:
@@ -303,7 +295,9 @@ def register(commands: Any) -> None:
         "Say whether a certificate is valid, tampered, revoked or of an unknown issuer "
         "(exit 0 only when valid; 1 otherwise; 2 when the file cannot be read).",
     )
-    verify.add_argument("file", metavar="FILE", help="a certificate's .json record")
+    verify.add_argument(
+        "file", metavar="FILE", help="a certificate's .json record or its .badge.jwt credential"
+    )
     verify.add_argument(
         "--key", action="append", default=[], metavar="PEM", help="also trust this public key"
     )

@@ -59,7 +59,7 @@ def test_a_certificate_of_kigali_verifies_in_brasilia_offline_and_says_what_it_c
         "Shop prices",
     )
     assert (certifies.score, certifies.max_score, certifies.date) == (9, 10, "2026-12-01")
-    assert certifies.issuer == KIGALI_NAME
+    assert (certifies.issuer, certifies.issuer_as_written) == ("Statbox Kigali", KIGALI_NAME)
     assert certifies.verify_url == f"{KIGALI}/services/classroom/verify/{record['certificate']}"
     data = json.loads(json.dumps(verdict.as_json()))  # JSON-able for the public page's API
     assert data["status"] == "valid" and data["certifies"]["person"] == "Amina Uwase"
@@ -128,6 +128,18 @@ def test_another_hub_cannot_revoke_kigalis_certificates(hubs, tmp_path):
         ),
     ]
     assert verify(content, trust(third, issuers)).status is Status.VALID
+
+
+def test_a_trusted_hub_writing_another_hubs_name_is_shown_as_itself(hubs, tmp_path):
+    _, brasilia, _ = hubs
+    _, content = issue(brasilia, issuer=KIGALI_NAME)  # Brasília claims to be Kigali
+    brasilia_docs = tmp_path / "brasilia-published"
+    export_documents(brasilia, "Statbox Brasília", BRASILIA, brasilia_docs)
+    trusted = TrustedIssuer(name="Statbox Brasília", keys_file=brasilia_docs / "keys.json")
+    verdict = verify(content, trust(hub(tmp_path, "lisbon"), [trusted]))
+    assert verdict.status is Status.VALID and verdict.certifies is not None
+    assert verdict.certifies.issuer == "Statbox Brasília"
+    assert f"issued by Statbox Brasília (the certificate says {KIGALI_NAME!r})" in verdict.message
 
 
 def test_an_edited_revocation_list_is_refused_naming_the_file(hubs):

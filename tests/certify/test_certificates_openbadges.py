@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +17,9 @@ import jsonschema
 import pytest
 from jwcrypto import jwk, jws, jwt
 
+from statbox.certify.certificates import Status, revoke
 from statbox.certify.openbadges import issue as issue_badge
+from statbox.certify.openbadges import verify_upload
 from statbox.certify.trust import jwks
 from tests.certify.certificates import KIGALI, hub, issue
 
@@ -50,6 +53,7 @@ def test_the_badge_verifies_with_an_independent_jose_library_and_the_published_k
     key_set = jwks(keys, KIGALI)
     header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
     assert header["alg"] == "EdDSA" and header["typ"] == "JWT"
+    assert set(header) == {"alg", "kid", "typ"}  # OB 3.0: no other JOSE header
     assert header["kid"] in {key["kid"] for key in key_set["keys"]}
     claims = claims_of(token, key_set)
     # the JWT claims restate the credential, as Open Badges 3.0 section 8.2 requires
@@ -95,3 +99,26 @@ def test_a_changed_badge_or_another_hubs_key_does_not_verify(badge, tmp_path):
     stranger = hub(tmp_path, "stranger")
     with pytest.raises(jwt.JWTMissingKey):
         claims_of(token, jwks(stranger, KIGALI))
+
+
+def test_statbox_verifies_the_badge_like_the_certificate(badge, tmp_path):
+    record, token, keys = badge
+    verdict = verify_upload(token.encode() + b"\n", keys)
+    assert verdict.status is Status.VALID, verdict.message
+    assert verdict.certifies is not None
+    certifies = asdict(verdict.certifies)
+    from_record = asdict(verify_upload(issue(keys, person="أمينة الحسن")[1], keys).certifies)
+    assert certifies == from_record  # the badge certifies what the certificate does
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["credentialSubject"]["result"][0]["value"] = "10/10"
+    changed = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    assert verify_upload(f"{header}.{changed}.{signature}".encode(), keys).status is (
+        Status.TAMPERED
+    )
+    assert verify_upload(token.encode(), hub(tmp_path, "stranger")).status is (
+        Status.UNKNOWN_ISSUER
+    )
+    revoke(keys, record["certificate"], "copied")
+    revoked = verify_upload(token.encode(), keys)
+    assert revoked.status is Status.REVOKED and revoked.revocation is not None
