@@ -52,9 +52,10 @@ def stack_settings(stack_settings):
     text = stack_settings.read_text()
     text = text.replace(
         "  cohort-test: [alice, bob]\n",
-        "  cohort-test: [alice, bob, carol, ines]\n  cohort-other: [olga, otto]\n"
-        "cohorts: [cohort-test, cohort-other]\n",
+        "  cohort-test: [alice, bob, carol, ines]\n  cohort-other: [olga, otto]\n",
     )
+    text = re.sub(r"^cohorts: .*$", "cohorts: [cohort-test, cohort-other]", text, flags=re.M)
+    assert "cohorts: [cohort-test, cohort-other]" in text
     text = text.replace("    users: [ines]\n", "    users: [ines, otto]\n", 1)
     stack_settings.write_text(text)
     return stack_settings
