@@ -281,6 +281,9 @@ def test_the_report_has_the_right_figures_and_issues_one_certificate(people):
     assert certificate.status_code == 200
     assert ines.get(f"{JOB['path']}/certificates/bob.json").status_code == 404
     JOB["certificate"] = certificate.content
+    badge = ines.get(f"{JOB['path']}/certificates/alice.badge.jwt")
+    assert badge.status_code == 200
+    JOB["badge"] = badge.content.strip()
     JOB["id"] = json.loads(certificate.content)["record"]["certificate"]
 
 
@@ -390,6 +393,13 @@ def test_the_public_page_verifies_and_refuses_a_changed_copy(local_stack):
     tampered = anonymous(local_stack, "verify", files={"certificate": ("a.json", changed)})
     assert verdict_of(tampered) == "tampered"
     assert verdict_of(anonymous(local_stack, f"verify/{JOB['id']}")) == "valid"
+    # its Open Badges 3.0 credential too, as a wallet hands it over
+    badge = JOB["badge"]
+    by_badge = anonymous(local_stack, "verify", files={"certificate": ("a.badge.jwt", badge)})
+    assert verdict_of(by_badge) == "valid"
+    forged = badge[:-8] + (b"A" * 8 if not badge.endswith(b"A" * 8) else b"B" * 8)
+    refused = anonymous(local_stack, "verify", files={"certificate": ("a.badge.jwt", forged)})
+    assert verdict_of(refused) != "valid"
     assert anonymous(local_stack, "api/verify/" + "f" * 24).status_code == 404
 
 
