@@ -7,16 +7,21 @@ tests call it with a bare ``traitlets.config.Config()``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from statbox.configure.hubdb import sqlite_database
 from statbox.configure.runtime import Runtime
 from statbox.contract import (
+    CLASSROOM_LISTEN_ENV,
+    CLASSROOM_SERVICE,
     DASHBOARDS_GATEWAY_ENV,
     DASHBOARDS_LISTEN_ENV,
     KUBE_PROXY_PEERS,
+    RUNTIME_ENV,
     DockerNames,
 )
 from statbox.identity.roles import GATEWAY_ACCESS_SCOPE, cohort_roles, token_roles, users_with_role
@@ -60,7 +65,11 @@ def configure_hub(c: Any, rt: Runtime) -> None:
     for section, values in MODE_TRAITS.get(s.mode, _no_traits)(rt).items():
         for name, value in values.items():
             setattr(c[section], name, value)
-    c.JupyterHub.services = [_gateway_service(rt), *(_culler_services(rt))]
+    c.JupyterHub.services = [
+        _gateway_service(rt),
+        _classroom_service(rt),
+        *(_culler_services(rt)),
+    ]
     c.JupyterHub.load_roles = [*token_roles(), *_culler_roles(rt), *cohort_roles(s)]
 
 
@@ -248,30 +257,22 @@ GATEWAY_ADDRESSES = {
 of its TLS proxy for schedulers, as user servers reach it)."""
 
 
-def _front_on_loopback(rt: Runtime) -> tuple[str, str]:
-    url = f"http://127.0.0.1:{rt.ports.dashboards}"
-    return url, url
+def _beside_hub(rt: Runtime, port: int) -> tuple[str, str]:
+    """A hub-managed service on ``port`` beside the hub: (its URL, as the hub's proxy and
+    user servers reach it; the address it listens on)."""
+    mode = rt.settings.mode
+    if mode is Mode.local:
+        url = f"http://127.0.0.1:{port}"
+        return url, url
+    # Docker: the hub container's private-network name; Kubernetes: zero-to-jupyterhub's hub
+    # Service, on which the chart opens the port (hub.service.extraPorts).
+    host = DockerNames(rt.settings.docker.project).hub if mode is Mode.docker else "hub"
+    return f"http://{host}:{port}", f"http://0.0.0.0:{port}"
 
 
-def _front_in_hub_container(rt: Runtime) -> tuple[str, str]:
-    return (
-        f"http://{DockerNames(rt.settings.docker.project).hub}:{rt.ports.dashboards}",
-        f"http://0.0.0.0:{rt.ports.dashboards}",
-    )
-
-
-def _front_in_hub_pod(rt: Runtime) -> tuple[str, str]:
-    # zero-to-jupyterhub's hub Service; the chart opens this port on it (hub.service.extraPorts)
-    return f"http://hub:{rt.ports.dashboards}", f"http://0.0.0.0:{rt.ports.dashboards}"
-
-
-FRONT_ADDRESSES = {
-    Mode.local: _front_on_loopback,
-    Mode.docker: _front_in_hub_container,
-    Mode.kubernetes: _front_in_hub_pod,
-}
-"""Per mode: (URL of the dashboards' front, as the hub's proxy and user servers reach it;
-address it listens on). The front runs beside the hub, as a hub-managed service."""
+def front_addresses(rt: Runtime) -> tuple[str, str]:
+    """The dashboards' front (see :func:`_beside_hub`)."""
+    return _beside_hub(rt, rt.ports.dashboards)
 
 
 def _no_traits(rt: Runtime) -> dict[str, dict[str, Any]]:
@@ -370,7 +371,7 @@ def gateway_client_environment(rt: Runtime) -> dict[str, str]:
     the browser, through the hub's proxy to the front, which shows them to their owner only.
     """
     _, proxy_address = GATEWAY_ADDRESSES[rt.settings.mode](rt)
-    front_url, _ = FRONT_ADDRESSES[rt.settings.mode](rt)
+    front_url, _ = front_addresses(rt)
     return {
         "DASK_GATEWAY__ADDRESS": f"{front_url}{GATEWAY_PREFIX}",
         "DASK_GATEWAY__PROXY_ADDRESS": proxy_address,
@@ -390,7 +391,7 @@ def _gateway_service(rt: Runtime) -> dict[str, Any]:
     (:mod:`statbox.dashboards`), started and stopped by the hub; the gateway's own HTTP side
     sits behind it, reached by the front alone."""
     gateway_url, _ = GATEWAY_ADDRESSES[rt.settings.mode](rt)
-    url, listen = FRONT_ADDRESSES[rt.settings.mode](rt)
+    url, listen = front_addresses(rt)
     return {
         "name": GATEWAY_SERVICE,
         "url": url,
@@ -404,6 +405,50 @@ def _gateway_service(rt: Runtime) -> dict[str, Any]:
         # No `user`: the front runs as the hub's account. The hub hands a managed service its
         # token in the environment, which any process of the same uid may read; local.run_as
         # (often `nobody`) is shared with the proxy and with other daemons.
+    }
+
+
+CLASSROOM_OAUTH_SCOPES = (f"access:services!service={CLASSROOM_SERVICE}",)
+"""All a browser's OAuth token for the classroom may do: reach the classroom (the hub adds
+the identify scopes, name and groups, itself). What a person may do there the service
+decides from their cohorts (statbox.classroom.web.library), not from hub scopes."""
+
+
+@dataclass(frozen=True)
+class FromHubEnvironment:
+    """A service's environment value read from the hub's own environment when the hub
+    starts the service (JupyterHub calls callables there), not when it is configured; equal
+    by name, so configuring twice gives the same configuration."""
+
+    name: str
+
+    def __call__(self, spawner: Any) -> str:
+        return os.environ.get(self.name, "")
+
+
+def _classroom_service(rt: Runtime) -> dict[str, Any]:
+    """The classroom (:mod:`statbox.classroom.web`): pages and API for trainees and
+    instructors, and the public verification page, started and stopped by the hub."""
+    url, listen = _beside_hub(rt, rt.ports.classroom)
+    if rt.settings.mode is Mode.docker:
+        # Only the proxy needs it: the hub's name on the private network alone, which users'
+        # containers (on networks the hub also joins) cannot reach.
+        url = listen = (
+            f"http://{DockerNames(rt.settings.docker.project).hub_private}:{rt.ports.classroom}"
+        )
+    # A managed service gets only the variables named here. It reads the run's settings (no
+    # secret in them) from the file the hub reads them from, known when the hub starts it.
+    environment = {CLASSROOM_LISTEN_ENV: listen, RUNTIME_ENV: FromHubEnvironment(RUNTIME_ENV)}
+    return {
+        "name": CLASSROOM_SERVICE,
+        "url": url,
+        "command": [rt.python, "-m", "statbox.classroom.web"],
+        "environment": environment,
+        "oauth_client_allowed_scopes": list(CLASSROOM_OAUTH_SCOPES),
+        # Statbox's own pages: no "authorize this application?" page on the way in
+        "oauth_no_confirm": True,
+        "display": True,
+        "info": {"description": "Courses, submissions, grades and certificates"},
     }
 
 

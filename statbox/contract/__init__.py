@@ -237,3 +237,12 @@ DASHBOARDS_PORT = 8010
 LOCAL_DASHBOARD_PORTS = (29000, 29999)
 """Local mode: the ports (first, last) schedulers serve their dashboards on, so that one
 firewall rule keeps users' uids away from all of them (:mod:`statbox.dashboards.firewall`)."""
+
+# ----------------------------------------------------------------------------- classroom
+
+CLASSROOM_SERVICE = "classroom"
+"""The classroom's name as a JupyterHub service: ``/services/classroom/`` and its scope."""
+CLASSROOM_LISTEN_ENV = "STATBOX_CLASSROOM_LISTEN"
+"""In the classroom service: the ``http://host:port`` it listens on."""
+CLASSROOM_PORT = 8020
+"""The classroom service's port inside the hub's container or pod (local mode picks one)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from statbox.contract import DASHBOARDS_PORT
+from statbox.contract import CLASSROOM_PORT, DASHBOARDS_PORT
 
 Port = Field(ge=1, le=65535)
 
@@ -34,6 +34,8 @@ class RuntimePorts(_Strict):
     gateway_tcp: int = Port
     dashboards: int = Field(default=DASHBOARDS_PORT, ge=1, le=65535)
     """The dashboards' front (local mode: a free loopback port; else its container's)."""
+    classroom: int = Field(default=CLASSROOM_PORT, ge=1, le=65535)
+    """The classroom service (local mode: a free loopback port; else its container's)."""
 
 
 class RuntimeHosts(_Strict):

@@ -431,6 +431,35 @@ def test_dask_pods_and_user_pods_are_confined_by_the_values():
     ]
 
 
+def test_classroom_is_a_hub_service_the_proxy_alone_reaches(render, tmp_path):
+    """The classroom runs in the hub's pod (a hub-managed service) on runtime.json's
+    ports.classroom, which the hub Service opens and the hub pod admits from the proxy only
+    (people come through the proxy; user pods have no business there)."""
+    c, _ = _hub_config_from_chart("values-rwanda.yaml", render, tmp_path)
+    runtime = json.loads(find(render(), "ConfigMap", "statbox-config")["data"]["runtime.json"])
+    port = runtime["ports"]["classroom"]
+    classroom = next(s for s in c.JupyterHub.services if s["name"] == "classroom")
+    assert classroom["url"] == f"http://hub:{port}"
+    assert classroom["command"] == ["python3", "-m", "statbox.classroom.web"]
+    assert classroom["oauth_client_allowed_scopes"] == ["access:services!service=classroom"]
+    hub = values_file("values.yaml")["jupyterhub"]["hub"]
+    assert {"name": "classroom", "port": port, "targetPort": port} in hub["service"]["extraPorts"]
+    rules = [
+        r
+        for r in hub["networkPolicy"]["ingress"]
+        if {"port": port, "protocol": "TCP"} in r["ports"]
+    ]
+    assert rules == [
+        {
+            "from": [{"podSelector": {"matchLabels": {"component": "proxy"}}}],
+            "ports": [{"port": port, "protocol": "TCP"}],
+        }
+    ]
+    # user pods may not reach it directly
+    egress = values_file("values.yaml")["jupyterhub"]["singleuser"]["networkPolicy"]["egress"]
+    assert all({"port": port, "protocol": "TCP"} not in rule["ports"] for rule in egress)
+
+
 def test_gateway_http_side_admits_only_the_hub_pod(render):
     """The attack: a user's pod (or a Dask pod running a user's code) opens another user's
     dashboard on traefik's HTTP port, knowing only the cluster's name. Only the hub's pod,
@@ -461,10 +490,12 @@ def test_dashboards_front_port_is_one_number_everywhere(render):
     runtime = json.loads(find(render(), "ConfigMap", "statbox-config")["data"]["runtime.json"])
     port = runtime["ports"]["dashboards"]
     hub = values["jupyterhub"]["hub"]
-    assert hub["service"]["extraPorts"] == [
-        {"name": "dask-dashboards", "port": port, "targetPort": port}
-    ]
-    [ingress] = hub["networkPolicy"]["ingress"]
+    assert hub["service"]["extraPorts"][0] == {
+        "name": "dask-dashboards",
+        "port": port,
+        "targetPort": port,
+    }
+    ingress = hub["networkPolicy"]["ingress"][0]
     assert ingress["ports"] == [{"port": port, "protocol": "TCP"}]
     assert ingress["from"][0]["podSelector"]["matchExpressions"] == [
         {"key": "component", "operator": "In", "values": ["proxy", "singleuser-server"]}

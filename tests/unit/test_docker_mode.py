@@ -105,6 +105,11 @@ def test_docker_hub_config(docker_runtime):
         "STATBOX_DASHBOARDS_GATEWAY": "http://kigali-gateway-http:8000",
         "STATBOX_DASHBOARDS_LISTEN": "http://0.0.0.0:8010",
     }
+    # the classroom: in the hub's container, on the private network's name alone (the proxy
+    # reaches it there; users' containers, on networks the hub also joins, cannot)
+    classroom = next(s for s in c.JupyterHub.services if s["name"] == "classroom")
+    assert classroom["url"] == "http://kigali-hub-private:8020"
+    assert classroom["environment"]["STATBOX_CLASSROOM_LISTEN"] == classroom["url"]
 
 
 def test_docker_hub_config_is_pure(docker_runtime):

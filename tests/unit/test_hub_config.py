@@ -59,7 +59,11 @@ def test_shared_password_auth(runtime):
 
 def test_notebook_tokens_reach_the_gateway_and_nothing_more(runtime):
     roles = {role["name"]: role for role in configured(runtime).JupyterHub.load_roles}
-    assert roles["user"]["scopes"] == ["self", GATEWAY_ACCESS_SCOPE]
+    assert roles["user"]["scopes"] == [
+        "self",
+        GATEWAY_ACCESS_SCOPE,
+        "access:services!service=classroom",
+    ]
     assert roles["server"]["scopes"] == [
         "users:activity!user",
         "access:servers!server",
@@ -73,6 +77,7 @@ def test_one_culler_per_idle_timeout_scoped_to_its_roles(runtime):
     # the fixture's analyst and admin share 4h: one culler serves both
     assert set(services) == {
         "dask-gateway",
+        "classroom",
         "idle-culler-admin-analyst",
         "idle-culler-instructor",
         "idle-culler-trainee",
@@ -105,6 +110,21 @@ def test_gateway_service_is_the_dashboards_front_and_clients_use_it(runtime):
     assert env["DASK_GATEWAY__PUBLIC_ADDRESS"] == "/services/dask-gateway/"
     assert env["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://127.0.0.1:9005"
     assert env["DASK_GATEWAY__AUTH__TYPE"] == "jupyterhub"
+
+
+def test_classroom_is_a_managed_service_asking_only_to_be_reached(runtime, monkeypatch):
+    c = configured(runtime)
+    classroom = next(s for s in c.JupyterHub.services if s["name"] == "classroom")
+    assert classroom["url"] == f"http://127.0.0.1:{runtime.ports.classroom}"
+    assert classroom["command"] == ["/opt/venv/bin/python", "-m", "statbox.classroom.web"]
+    # no hub API token: the service acts on nothing in the hub, it only identifies people
+    assert "api_token" not in classroom
+    assert classroom["oauth_client_allowed_scopes"] == ["access:services!service=classroom"]
+    env = classroom["environment"]
+    assert env["STATBOX_CLASSROOM_LISTEN"] == classroom["url"]
+    # the runtime file is the hub's own, read when the hub starts the service
+    monkeypatch.setenv("STATBOX_RUNTIME", "/state/run/runtime.json")
+    assert env["STATBOX_RUNTIME"](None) == "/state/run/runtime.json"
 
 
 def test_pure_and_idempotent(runtime):

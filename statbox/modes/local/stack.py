@@ -74,6 +74,7 @@ INTERNAL_PORTS = (
     "gateway_http",
     "gateway_tcp",
     "dashboards",
+    "classroom",
 )
 """Ports on loopback, kept from run to run (run/ports.json)."""
 SANDBOXES = frozenset({"bwrap", "setpriv"})

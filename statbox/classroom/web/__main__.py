@@ -1,0 +1,87 @@
+"""Run the classroom service: ``python -m statbox.classroom.web``, as the hub starts it.
+
+Everything comes from the environment the hub gives a managed service (``JUPYTERHUB_*``,
+:data:`statbox.contract.CLASSROOM_LISTEN_ENV` and ``STATBOX_RUNTIME``). A missing variable or
+an unreadable runtime is a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import sys
+from urllib.parse import urlsplit
+
+from jupyterhub.services.auth import HubOAuth
+
+from statbox.classroom.setup import classroom_from_settings
+from statbox.classroom.web.app import (
+    MAX_BODY_BYTES,
+    ServiceConfig,
+    make_app,
+    template_environment,
+    unisolated_grading,
+)
+from statbox.classroom.web.public import PublicDocuments
+from statbox.configure.hub import hub_public_url
+from statbox.configure.runtime import MissingEnvironment, load_runtime
+from statbox.contract import CLASSROOM_LISTEN_ENV, RUNTIME_ENV
+from statbox.settings.model import LoadedSettings
+
+REQUIRED = ("JUPYTERHUB_SERVICE_PREFIX", CLASSROOM_LISTEN_ENV, RUNTIME_ENV)
+
+
+async def serve() -> None:
+    rt = load_runtime()
+    # The runtime's settings carry absolute paths (statbox.configure.runtime.write_runtime).
+    loaded = LoadedSettings(rt.settings, None, rt.paths)
+    classroom = classroom_from_settings(loaded)
+    classroom.base_url = hub_public_url(rt)
+    config = ServiceConfig(
+        prefix="/" + os.environ["JUPYTERHUB_SERVICE_PREFIX"].strip("/") + "/",
+        classroom=classroom,
+        public=PublicDocuments.of(
+            rt.settings, rt.paths.state_dir, classroom.issuer, classroom.base_url
+        ),
+        templates=template_environment(),
+        grading_refused=unisolated_grading(rt.settings.certify.isolation),
+    )
+    listen = urlsplit(os.environ[CLASSROOM_LISTEN_ENV])
+    HubOAuth.instance()  # configured from JUPYTERHUB_* before any handler asks for it
+    # A new secret per start: a restart only sends browsers through the OAuth dance again.
+    app = make_app(config, cookie_secret=secrets.token_bytes(32))
+    app.listen(
+        listen.port or 80,
+        listen.hostname or "127.0.0.1",
+        xheaders=True,
+        max_body_size=MAX_BODY_BYTES,
+    )
+    logging.getLogger("statbox.classroom").info("Classroom on %s", listen.netloc)
+    await asyncio.Event().wait()
+
+
+def main() -> int:
+    missing = [name for name in REQUIRED if not os.environ.get(name)]
+    if missing:
+        print(
+            f"statbox.classroom.web: {', '.join(missing)} not set: the hub starts this service "
+            "and sets them (JupyterHub.services in statbox.configure.hub)",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(name)s] %(message)s")
+    try:
+        load_runtime()
+    except MissingEnvironment as exc:
+        print(f"statbox.classroom.web: {exc}", file=sys.stderr)
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
