@@ -49,7 +49,7 @@ from statbox.configure.credentials import Credentials, resolve_credentials, secr
 from statbox.configure.hub import GATEWAY_PREFIX
 from statbox.configure.hubdb import check_local as check_hub_database
 from statbox.configure.runtime import RUNTIME_ENV, Ports, Runtime, write_runtime
-from statbox.contract import SECRET_ENV, SECRETS_DIR_ENV
+from statbox.contract import CLASSROOM_SERVICE, SECRET_ENV, SECRETS_DIR_ENV
 from statbox.dashboards.firewall import UidFirewall, dashboards_firewall
 from statbox.errors import BadInput, EnvironmentProblem, StatboxError
 from statbox.modes.local.supervisor import RECORD_FILE, RecordBook
@@ -345,6 +345,7 @@ class LocalStack:
             self._guard_dashboards()
             for name in PARTS:
                 self._start_part(name)
+            self._wait_for_services()
         except BaseException:
             self.stop()
             raise
@@ -450,6 +451,18 @@ class LocalStack:
             umask=0o077,  # the hub's database and cookie secret: not for user servers' eyes
         )
         self._wait_for(f"http://127.0.0.1:{self.runtime.ports.hub_api}/hub/health", proc, "hub")
+
+    def _wait_for_services(self) -> None:
+        """The hub answers its health check a few seconds before it has started its
+        services and given the proxy their routes: "running" is said only once the
+        classroom's public page answers through the public port, as a visitor reaches it."""
+        assert self.runtime is not None
+        host = self.runtime.settings.hub.ip
+        host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+        if ":" in host:
+            host = f"[{host}]"
+        url = f"http://{host}:{self.runtime.ports.public}/services/{CLASSROOM_SERVICE}/keys.json"
+        self._wait_for(url, self.processes["hub"], "hub")
 
     def _wait_for(
         self, url: str | urllib.request.Request, proc: subprocess.Popen[bytes], name: str
