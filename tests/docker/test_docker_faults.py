@@ -42,6 +42,7 @@ from tests.docker.test_docker_stack import logged_in
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 MAKE_CLUSTER = """
+import json
 from dask_gateway import Gateway
 cluster = Gateway().new_cluster(worker_cores=1, worker_memory=0.5, shutdown_on_close=False)
 cluster.scale(1)
@@ -51,6 +52,7 @@ print(json.dumps({"name": cluster.name, "sum": client.submit(sum, [1, 2, 3]).res
 """
 
 COMPUTE_AND_STOP = """
+import json
 from dask_gateway import Gateway
 cluster = Gateway().connect(NAME)
 client = cluster.get_client()
