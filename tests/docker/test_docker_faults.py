@@ -210,7 +210,7 @@ def test_a_proxy_killed_under_load_serves_users_as_soon_as_it_listens(faulted, a
             to_serve = _wait(served, BACK_WITHIN)
             gaps.append(to_serve)
             print(
-                f"proxy killed under load: listening {to_listen:.1f} s after its death, "
+                f"proxy killed under load: listening {to_listen:.1f} s after it started again, "
                 f"serving alice {to_serve:.1f} s later ({time.monotonic() - killed:.1f} s in all)"
             )
     # The hub's route check alone would leave it up to PROXY_ROUTES_CHECK_SECONDS (10 s).

@@ -909,11 +909,17 @@ class DockerStack:
         return True
 
     def _proxy_api(self, method: str, path: str, body: Any = None) -> Any:
-        """A call to the proxy's API (on its private address); None if it does not answer."""
+        """A call to the proxy's API (on its private address); None if it does not answer
+        (gone, not yet on its network, not listening, or no JSON: the supervisor goes on)."""
+        import docker
+
         assert self.runtime is not None
-        url = f"http://{self.container_ip(self.names.proxy)}:{DOCKER_PORTS.proxy_api}/api/routes"
+        try:
+            ip = self.container_ip(self.names.proxy)
+        except (KeyError, docker.errors.NotFound):
+            return None
         request = urllib.request.Request(
-            url + path,
+            f"http://{ip}:{DOCKER_PORTS.proxy_api}/api/routes{path}",
             method=method,
             data=None if body is None else json.dumps(body).encode(),
             headers={"Authorization": f"token {self.runtime.secret('proxy_auth_token')}"},
@@ -921,9 +927,9 @@ class DockerStack:
         try:
             with urllib.request.urlopen(request, timeout=2) as response:
                 text = response.read()
-        except (OSError, urllib.error.URLError):
+            return json.loads(text) if text.strip() else {}
+        except (OSError, ValueError):  # URLError is an OSError
             return None
-        return json.loads(text) if text.strip() else {}
 
     @contextlib.contextmanager
     def running(self) -> Iterator[DockerStack]:
