@@ -49,7 +49,8 @@ import psutil
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# bench/dask.py would shadow the dask package (the docker part imports it, via xarray).
+sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
 
 from statbox.modes.local.stack import find_proxy, free_port, kill_recorded_run  # noqa: E402
 from statbox.modes.local.supervisor import RECORD_FILE, RecordBook  # noqa: E402
