@@ -117,6 +117,8 @@ class RunningStack:
     network: IsolatedNetwork
     env: dict[str, str]
     config: Path
+    log: Path
+    """The output of the ``statbox up`` that runs now."""
     runs: int = 1
     """How many ``statbox up`` have supervised it (one more after each :meth:`supervise`)."""
 
@@ -125,15 +127,11 @@ class RunningStack:
         runs; returns the seconds that took. The fixture stops this one at the end."""
         assert self.proc.poll() is not None, "the last statbox up still runs"
         self.runs += 1
+        self.log = self.log.with_name(f"{self.log.stem}-{self.runs}.log")
         started = time.monotonic()
         self.proc = _start_supervisor(self.config, self.env, self.log)
         _wait_for_line(self.proc, self.log, "Statbox is running at", timeout=timeout)
         return time.monotonic() - started
-
-    @property
-    def log(self) -> Path:
-        """The output of the ``statbox up`` that runs now."""
-        return self.root / ("statbox-up.log" if self.runs == 1 else f"statbox-up-{self.runs}.log")
 
     @property
     def proxy_ip(self) -> str:
@@ -243,7 +241,7 @@ def _run_stack(engine, project, names, root, config, env, log, subnets) -> Itera
         isolated_network(engine.client, names.db_network, labels, subnets[1]),
     ):
         proc = _start_supervisor(config, env, log)
-        running = RunningStack(proc, root, names, engine.client, network, env, config)
+        running = RunningStack(proc, root, names, engine.client, network, env, config, log)
         try:
             _wait_for_line(proc, log, "Statbox is running at", timeout=300)
             yield running
