@@ -5,11 +5,11 @@
 fills in its variables from the settings and secrets, and then:
 
 * checks everything first (engine reachable, images built, folders present, passwords
-  valid, no container of the project already running); a problem raises with what to do and
-  nothing is created;
+  valid, no other ``statbox up`` of this state folder, no service of the project running
+  that it did not start); a problem raises with what to do and nothing is created;
 * creates what is missing (networks, volumes, the cgroup folder of the users' Dask
-  clusters) and starts db, gateway, proxy, hub in dependency order, waiting for each to
-  answer; on any failure it stops what it started;
+  clusters) and starts db, gateway and proxy side by side, then the hub (dependency order),
+  waiting for each to answer; on any failure it stops what it started;
 * then supervises: a proxy, hub, gateway or database that stops (``docker kill`` is a manual
   stop to Docker, whose restart policy then does nothing) is started again, in its own
   container so it keeps its networks (one created anew joins the users' networks again);
