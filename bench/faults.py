@@ -13,8 +13,20 @@ faults: nothing restarts a killed hub (its proxy is left running, orphaned, and 
 page gives 503 until someone restarts it); a killed proxy is restarted by the hub itself
 (it checks every ``check_running_interval``, 5 s). Stock has no gateway.
 
-Usage: ``python bench/faults.py [--rounds N] [--give-up SECONDS]`` (as root or not; needs
-configurable-http-proxy, as ``make install`` installs it).
+``--mode docker``: the same on a docker-mode stack (a private Docker engine and Statbox's
+images, as the docker tests use them; as root), with alice's server and a kernel started
+before each fault: the hub's, the proxy's and the gateway's containers killed (``docker
+kill``), and ``statbox up`` itself killed (``kill -9``) then started again at once (for that
+fault the time is until the new one has taken the running stack back; the stack serves
+meanwhile). Beside it, stock: JupyterHub's docker deployments (jupyterhub-deploy-docker,
+DockerSpawner) leave a dead hub to Docker's restart policy, which restarts a container whose
+process crashed but not one stopped by ``docker kill`` (a manual stop to Docker); both are
+measured on a container with ``restart: always`` in the same engine. Stock's proxy runs in
+the hub's container, so it dies with the hub and takes every open notebook's connection along.
+
+Usage: ``python bench/faults.py [--mode local|docker|all] [--rounds N] [--give-up SECONDS]``
+(local: as root or not, needs configurable-http-proxy as ``make install`` installs it; docker:
+as root, with dockerd and mmdebstrap).
 """
 
 from __future__ import annotations
@@ -30,12 +42,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# bench/dask.py would shadow the dask package (the docker part imports it, via xarray).
+sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
 
 from bench.stockhub import StockHub  # noqa: E402
 from statbox.modes.local.stack import kill_recorded_run  # noqa: E402
@@ -217,13 +231,146 @@ def stock_rounds(rounds: int, give_up: float) -> dict[str, tuple[list, list]]:
     return results
 
 
+DOCKER_FAULTS = ("hub", "proxy", "gateway", "supervisor")
+
+
+def docker_rounds(rounds: int, give_up: float) -> tuple[dict[str, tuple[list, list]], dict]:
+    """Statbox's docker stack and stock's restart policy, in one private engine."""
+    from statbox.configure.hub import GATEWAY_PREFIX
+    from statbox.modes.docker.images import DEFAULT_CACHE, BuildOptions, build_images
+    from tests.docker.conftest import PASSWORDS as DOCKER_PASSWORDS
+    from tests.docker.conftest import project_stack
+    from tests.docker.engine import PrivateEngine
+
+    engine = PrivateEngine(DEFAULT_CACHE / "docker-data")
+    engine.start()
+    results: dict[str, tuple[list, list]] = {}
+    took_back: list[float | None] = []
+    try:
+        engine.remove_everything_but_images()
+        print("building (or finding) the images ...", flush=True)
+        build_images(BuildOptions(base_source="mmdebstrap"), progress=lambda _: None,
+                     client=engine.client)  # fmt: skip
+        with contextlib.contextmanager(project_stack)(engine) as stack:
+            user = HubUser(stack.url, "alice")
+            user.login(DOCKER_PASSWORDS["user"])
+            user.create_token()
+            user.start_server(timeout=180)
+            kernel = start_kernel(user)
+
+            def page(path: str) -> bool:
+                return page_answers(f"{stack.url}{path}")
+
+            def kernel_back() -> bool:
+                user.base_url = stack.url  # a proxy created anew may have another address
+                return kernel_answers(user, kernel)
+
+            paths = {"hub": "/hub/login", "proxy": "/hub/login", "supervisor": "/hub/login",
+                     "gateway": f"{GATEWAY_PREFIX}/api/health"}  # fmt: skip
+            for part in DOCKER_FAULTS:
+                to_page: list[float | None] = []
+                to_kernel: list[float | None] = []
+                for _ in range(rounds):
+                    if part == "supervisor":
+                        stack.proc.kill()
+                        stack.proc.wait()
+                        killed = time.monotonic()
+                        # No supervisor: the stack serves on, the kernel answers.
+                        page_time, kernel_time = wait_for_each(
+                            [lambda p=paths[part]: page(p), kernel_back], give_up, killed
+                        )
+                        to_page.append(page_time)
+                        to_kernel.append(kernel_time)
+                        took_back.append(stack.supervise(timeout=give_up))
+                        continue
+                    name = getattr(stack.names, part)
+                    stack.client.containers.get(name).kill()
+                    killed = time.monotonic()
+                    page_time, kernel_time = wait_for_each(
+                        [lambda p=paths[part]: page(p), kernel_back], give_up, killed
+                    )
+                    to_page.append(page_time)
+                    to_kernel.append(kernel_time)
+                    wait_until(lambda n=name: page("/hub/health") and _running(stack, n),
+                               give_up, time.monotonic())  # fmt: skip
+                results[part] = (to_page, to_kernel)
+            results["taken back"] = (took_back, [])
+            stock = stock_restart_policy(engine, stack.client.containers.get(stack.names.hub)
+                                         .image.id, give_up)  # fmt: skip
+    finally:
+        engine.remove_everything_but_images()
+        engine.stop()
+    return results, stock
+
+
+def _running(stack: Any, name: str) -> bool:
+    return str(stack.client.containers.get(name).status) == "running"
+
+
+def stock_restart_policy(engine: Any, image: str, give_up: float) -> dict[str, float | None]:
+    """Docker's restart policy (``always``), as stock deployments of JupyterHub rely on it:
+    seconds until a container runs again after ``docker kill``, and after its process is
+    killed from the host (a crash, to Docker); None: not within ``give_up``."""
+    found: dict[str, float | None] = {}
+    for fault in ("docker kill", "process killed"):
+        container = engine.client.containers.run(
+            image, ["python3", "-c", "import time; time.sleep(3600)"], network_mode="none",
+            detach=True, restart_policy={"Name": "always"},
+        )  # fmt: skip
+        try:
+            container.reload()
+            started = container.attrs["State"]["StartedAt"]
+            if fault == "docker kill":
+                container.kill()
+            else:
+                os.kill(container.attrs["State"]["Pid"], signal.SIGKILL)
+            killed = time.monotonic()
+
+            def again(c: Any = container, s: str = started) -> bool:
+                c.reload()
+                return bool(c.status == "running" and c.attrs["State"]["StartedAt"] != s)
+
+            found[fault] = wait_until(again, give_up, killed)
+        finally:
+            container.remove(force=True)
+    return found
+
+
+def print_docker(results: dict, stock: dict, rounds: int, give_up: float) -> None:
+    print(f"\nDocker mode: recovery per fault, {rounds} rounds each (p50, max)")
+    for part in DOCKER_FAULTS:
+        fault = "kill -9 of statbox up, then statbox up" if part == "supervisor" else (
+            f"docker kill of the {part} container")  # fmt: skip
+        print(f"{part:10} {fault}")
+        for index, what in enumerate(("request through the proxy", "kernel started before")):
+            print(f"{'':10} {what:26} Statbox: {summary(results[part][index], give_up)}")
+    taken = summary(results["taken back"][0], give_up)
+    print(f"{'':10} {'new statbox up took it back':26} Statbox: {taken}")
+
+    def shown(value: float | None) -> str:
+        return f"{value:.2f} s" if value is not None else f"never (> {give_up:.0f} s)"
+
+    print(
+        f"stock (restart: always): after docker kill, the container runs again: "
+        f"{shown(stock['docker kill'])}; after its process is killed: "
+        f"{shown(stock['process killed'])}.\n"
+        "stock, hub container killed: stays down, and its proxy (a process in the hub's "
+        "container) with it: every open notebook's connection is lost."
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("local", "docker", "all"), default="local")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--give-up", type=float, default=30.0, help="seconds per round")
     args = parser.parse_args()
     # A stopped benchmark still stops its stacks (the finally clauses run).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.mode in ("docker", "all"):
+        print_docker(*docker_rounds(args.rounds, args.give_up), args.rounds, args.give_up)
+        if args.mode == "docker":
+            return 0
     statbox = statbox_rounds(args.rounds, args.give_up)
     stock = stock_rounds(args.rounds, args.give_up)
     print(f"\nRecovery after kill -9, {args.rounds} rounds each (p50, max)")

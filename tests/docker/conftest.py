@@ -116,6 +116,22 @@ class RunningStack:
     client: Any
     network: IsolatedNetwork
     env: dict[str, str]
+    config: Path
+    log: Path
+    """The output of the ``statbox up`` that runs now."""
+    runs: int = 1
+    """How many ``statbox up`` have supervised it (one more after each :meth:`supervise`)."""
+
+    def supervise(self, timeout: float = 120) -> float:
+        """Start a new ``statbox up`` (the last one is dead) and wait until it says the stack
+        runs; returns the seconds that took. The fixture stops this one at the end."""
+        assert self.proc.poll() is not None, "the last statbox up still runs"
+        self.runs += 1
+        self.log = self.log.with_name(f"{self.log.stem}-{self.runs}.log")
+        started = time.monotonic()
+        self.proc = _start_supervisor(self.config, self.env, self.log)
+        _wait_for_line(self.proc, self.log, "Statbox is running at", timeout=timeout)
+        return time.monotonic() - started
 
     @property
     def proxy_ip(self) -> str:
@@ -153,6 +169,18 @@ def _wait_for_line(proc: subprocess.Popen[bytes], log: Path, text: str, timeout:
     raise TimeoutError(f"statbox up printed no {text!r}:\n{log.read_text()[-3000:]}")
 
 
+def _start_supervisor(config: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "statbox.cli", "up", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+
+
 def make_test_data(root: Path) -> None:
     """The catalog's small samples under ``root/data``, readable by the containers' users."""
     generate(root / "data", "small", progress=False)
@@ -181,6 +209,11 @@ def remove_project(engine: PrivateEngine, project: str) -> None:
 
 @pytest.fixture(scope="session")
 def stack(engine: PrivateEngine, images: Any) -> Iterator[RunningStack]:
+    yield from project_stack(engine)
+
+
+def project_stack(engine: PrivateEngine) -> Iterator[RunningStack]:
+    """A docker-mode stack of a project of its own (the body of a fixture: needs images)."""
     project = f"sbxt{secrets.token_hex(3)}"
     names = DockerNames(project)
     root = Path(tempfile.mkdtemp(prefix="statbox-docker-"))
@@ -207,20 +240,13 @@ def _run_stack(engine, project, names, root, config, env, log, subnets) -> Itera
         isolated_network(engine.client, names.network, labels, subnets[0]) as network,
         isolated_network(engine.client, names.db_network, labels, subnets[1]),
     ):
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "statbox.cli", "up", "--config", str(config)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,
-            )
-        running = RunningStack(proc, root, names, engine.client, network, env)
+        proc = _start_supervisor(config, env, log)
+        running = RunningStack(proc, root, names, engine.client, network, env, config, log)
         try:
             _wait_for_line(proc, log, "Statbox is running at", timeout=300)
             yield running
         finally:
+            proc = running.proc  # the last one started
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
@@ -242,6 +268,6 @@ def _run_stack(engine, project, names, root, config, env, log, subnets) -> Itera
             ]
             for net in networks:
                 net.remove()
-            print(log.read_text(errors="replace")[-4000:])
+            print(running.log.read_text(errors="replace")[-4000:])
             assert [c.name for c in leftover] == [], "statbox up left containers behind"
             assert [n.name for n in networks] == [], "statbox up left networks behind"

@@ -5,17 +5,25 @@
 fills in its variables from the settings and secrets, and then:
 
 * checks everything first (engine reachable, images built, folders present, passwords
-  valid, no container of the project already running); a problem raises with what to do and
-  nothing is created;
+  valid, no other ``statbox up`` of this state folder, no service of the project running
+  that it did not start); a problem raises with what to do and nothing is created;
 * creates what is missing (networks, volumes, the cgroup folder of the users' Dask
-  clusters) and starts db, gateway, proxy, hub in dependency order, waiting for each to
-  answer; on any failure it stops what it started;
+  clusters) and starts db, gateway and proxy side by side, then the hub (dependency order),
+  waiting for each to answer; on any failure it stops what it started;
 * then supervises: a proxy, hub, gateway or database that stops (``docker kill`` is a manual
   stop to Docker, whose restart policy then does nothing) is started again, in its own
   container so it keeps its networks (one created anew joins the users' networks again);
   user containers are never touched because a service stopped. The proxy is a container of
   its own, never restarted because the hub was: open notebooks keep working through it
-  while the hub comes back;
+  while the hub comes back. Its routing table lives in its memory only, so the supervisor
+  keeps a copy (read every poll) and gives a proxy that started again its routes back at
+  once, rather than leaving users' servers unreachable until the hub's next route check;
+* is the only supervisor of its state folder: it holds a lock there (``flock``, released by
+  the kernel however the process ends, so no pid is ever trusted or signalled). A stack left
+  running by a ``statbox up`` that was killed is taken back by the next one: containers it
+  started (labelled with the state folder and a digest of their settings) that still run
+  with the same settings are kept as they are, with their users' containers and kernels;
+  stopped ones (after a power loss) are created again and join the users' networks again;
 * on stop (Ctrl-C, SIGTERM), stops and removes the stack's containers and every user
   container and user network of the project (found by label), and the networks it created.
   Named volumes (homes, database, gateway) stay: starting again takes users, servers' homes
@@ -29,6 +37,9 @@ error naming it, so the file and this interpreter cannot silently disagree.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
+import json
 import os
 import re
 import socket
@@ -36,7 +47,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +108,16 @@ DASK_CGROUP_VARIABLES = {
 }
 """compose.yaml's variables for the host folders (per controller) of the cgroups that cap
 each user's Dask scheduler and workers, bound into the gateway (statbox.configure.gateway)."""
+
+SUPERVISOR_LABEL = "statbox.supervisor"
+"""On what ``statbox up`` creates (services' containers, networks): its state folder, the
+mark that a later ``statbox up`` of the same folder may take it back (and remove it)."""
+
+SPEC_LABEL = "statbox.spec"
+"""On services' containers: :func:`spec_digest` of the settings they were created with."""
+
+LOCK_FILE = "docker-up.lock"
+"""In ``<state>/run``: held (flock) by the one ``statbox up`` supervising that state."""
 
 _VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)\}")
 
@@ -163,6 +184,13 @@ class Stack:
     services: list[Service]
     networks: dict[str, dict[str, Any]]
     volumes: dict[str, str]
+
+
+def spec_digest(service: Service) -> str:
+    """A digest of everything a service's container is created from: a running container
+    with another digest was made with other settings, and is created anew, not taken back."""
+    text = json.dumps(asdict(service), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def images_needed(settings: Any) -> list[str]:
@@ -295,6 +323,13 @@ class DockerStack:
     """Set when the supervisor gives up: the stop that follows leaves users' servers running."""
     say: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
     """Where the supervisor reports what it restarts."""
+    leftovers: list[str] = field(default_factory=list)
+    """What ``prepare()`` found of an earlier run (printed by ``statbox up``)."""
+    lock_fd: int | None = None
+    routes: dict[str, dict[str, Any]] | None = None
+    """The proxy's routing table as last read, and (``routes_of``) the proxy container's id
+    and start time it was read from: a proxy started since has lost its routes."""
+    routes_of: tuple[str, str] | None = None
 
     @property
     def names(self) -> DockerNames:
@@ -344,22 +379,14 @@ class DockerStack:
             raise EnvironmentProblem(
                 f"image {', '.join(missing)} not in the engine: run `statbox images build` first"
             )
-        running = self.client.containers.list(
-            filters={"label": f"{PROJECT_LABEL}={self.names.project}"}
-        )
-        stack_names = {self.names.hub, self.names.proxy, self.names.gateway, self.names.db}
-        if any(c.name in stack_names for c in running):
-            raise EnvironmentProblem(
-                f"a stack of project {self.names.project!r} is already running: stop it first, "
-                "or choose another docker.project"
-            )
-
         run_dir = self.state_dir / "run"
         hub_dir = self.state_dir / "hub"
         for directory, mode in ((self.state_dir, 0o755), (run_dir, 0o755), (hub_dir, 0o700),
                                 (self.state_dir / "logs", 0o700)):  # fmt: skip
             directory.mkdir(parents=True, exist_ok=True)
             directory.chmod(mode)
+        self._hold_lock(run_dir / LOCK_FILE)
+        self._check_running()
         if hub_dir.stat().st_uid != HUB_UID:
             try:
                 os.chown(hub_dir, HUB_UID, HUB_UID)
@@ -394,6 +421,51 @@ class DockerStack:
             self.compose_file.read_text(), variables, settings.docker.publish
         )
         return self.runtime
+
+    def _hold_lock(self, path: Path) -> None:
+        """Be the one supervisor of this state folder, or raise naming the one that is."""
+        if self.lock_fd is not None:
+            return
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise EnvironmentProblem(
+                f"another `statbox up` (pid {holder}) supervises {self.state_dir} "
+                f"(project {self.names.project!r}): stop it first (Ctrl-C or SIGTERM), "
+                "or use another state folder"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.lock_fd = fd
+
+    def _check_running(self) -> None:
+        """Running services of this project: taken back if this state folder's ``statbox
+        up`` started them (and it is gone: we hold its lock), refused otherwise."""
+        running = self.client.containers.list(
+            filters={"label": f"{PROJECT_LABEL}={self.names.project}"}
+        )
+        stack_names = {self.names.hub, self.names.proxy, self.names.gateway, self.names.db}
+        found = sorted(c.name for c in running if c.name in stack_names)
+        foreign = [
+            c.name
+            for c in running
+            if c.name in stack_names and c.labels.get(SUPERVISOR_LABEL) != str(self.state_dir)
+        ]
+        if foreign:
+            raise EnvironmentProblem(
+                f"a stack of project {self.names.project!r} is already running "
+                f"({', '.join(sorted(foreign))}), not started by `statbox up` with state folder "
+                f"{self.state_dir}: stop it first, or choose another docker.project"
+            )
+        if found:
+            self.leftovers = [
+                f"Taking back {', '.join(found)}: left running by a `statbox up` of "
+                f"{self.state_dir} that ended without stopping them. Users' containers are "
+                "kept as they are."
+            ]
 
     def variables(self, socket_path: str) -> dict[str, str]:
         """Every ``${...}`` compose.yaml uses, from the settings, paths and secrets."""
@@ -455,17 +527,57 @@ class DockerStack:
         if self.stack is None:
             self.prepare()
         assert self.stack is not None
+        began = time.monotonic()
         try:
             self._ensure_networks()
             self._ensure_volumes()
-            for service in self.stack.services:
-                self._start_service(service)
+            # In waves: each service once those it depends on answer, those of one wave side
+            # by side (db, gateway and proxy, then the hub): a start after a power loss
+            # creates them all, and one after another took 27 s under load.
+            pending = list(self.stack.services)
+            ready: set[str] = set()
+            while pending:
+                wave = [s for s in pending if set(s.depends_on) <= ready]
+                launched = [s for s in wave if not self._take_back(s)]
+                for service in launched:
+                    self._launch(service)
+                    # After a power loss the users' networks are still there: a service
+                    # created anew joins them again, or the servers the hub takes back
+                    # cannot reach it.
+                    self._rejoin_user_networks(service)
+                for service in launched:
+                    self._settle(service)
+                    self.say(f"The {service.key} answers ({time.monotonic() - began:.1f} s).")
+                ready.update(s.key for s in wave)
+                pending = [s for s in pending if s not in wave]
         except BaseException:
+            if self.leftovers:
+                # Taking back a running stack failed: its users' servers are not ours to end.
+                self.keep_user_containers = True
             self.stop()
             raise
 
+    def _take_back(self, service: Service) -> bool:
+        """Keep ``service``'s container if it runs with the same settings (a stack left
+        running by a killed ``statbox up``); False: it must be created."""
+        import docker
+
+        try:
+            container = self.client.containers.get(service.name)
+        except docker.errors.NotFound:
+            return False
+        if container.status != "running":
+            return False
+        if container.labels.get(SPEC_LABEL) != spec_digest(service):
+            self.say(f"The {service.key} runs with other settings: creating it anew.")
+            return False
+        self.started.append(service.name)
+        self._wait_ready(service, container.attrs["RestartCount"])
+        self.say(f"The {service.key} is taken back as it runs.")
+        return True
+
     def _labels(self) -> dict[str, str]:
-        return {PROJECT_LABEL: self.names.project}
+        return {PROJECT_LABEL: self.names.project, SUPERVISOR_LABEL: str(self.state_dir)}
 
     def _ensure_networks(self) -> None:
         assert self.stack is not None
@@ -481,6 +593,10 @@ class DockerStack:
                         f"network {name} exists with internal={network.attrs.get('Internal')}; "
                         "remove it (docker network rm) so statbox can create it"
                     )
+                labels = network.attrs.get("Labels") or {}
+                if labels.get(SUPERVISOR_LABEL) == str(self.state_dir):
+                    # Created by a `statbox up` of this state that did not stop: ours to remove.
+                    self.created_networks.append(name)
                 continue
             import docker
 
@@ -500,6 +616,11 @@ class DockerStack:
                 self.client.volumes.create(name=name, labels=self._labels())
 
     def _start_service(self, service: Service) -> None:
+        self._launch(service)
+        self._settle(service)
+
+    def _launch(self, service: Service) -> None:
+        """Create and start a service's container (an old one of that name is removed)."""
         import docker
 
         with contextlib.suppress(docker.errors.NotFound):
@@ -519,7 +640,7 @@ class DockerStack:
             environment=service.environment,
             volumes=service.binds,
             ports=service.ports or None,
-            labels=self._labels(),
+            labels={**self._labels(), SPEC_LABEL: spec_digest(service)},
             network=first,
             networking_config=endpoint,
             user=service.user,
@@ -531,6 +652,9 @@ class DockerStack:
             )
         container.start()
         self.started.append(service.name)
+
+    def _settle(self, service: Service) -> None:
+        """Wait until a service just started answers (and check the hub's database)."""
         self._wait_ready(service)
         check_hub_database(
             service.key, self.state_dir, lambda: self.client.containers.get(self.names.db)
@@ -742,7 +866,70 @@ class DockerStack:
                     if failures[service.key] >= RESTART_TRIES:
                         self.keep_user_containers = True
                         return service.name
+            with contextlib.suppress(docker.errors.APIError):
+                self.keep_routes()
             time.sleep(poll)
+
+    def keep_routes(self) -> None:
+        """Read the proxy's routes; if the proxy started since the last read (killed and
+        started again, here or by Docker's restart policy), first give it those routes back.
+
+        The hub would add them too, but only at its next route check (every
+        ``PROXY_ROUTES_CHECK_SECONDS``): until then every user's server is unreachable. A
+        route restored that the hub has since dropped (a server stopped meanwhile) is removed
+        again by that check.
+        """
+        import docker
+
+        try:
+            container = self.client.containers.get(self.names.proxy)
+        except docker.errors.NotFound:
+            return
+        if container.status != "running":
+            return
+        started = (container.id, container.attrs["State"]["StartedAt"])
+        if self.routes and self.routes_of != started:
+            if not self._restore_routes(self.routes):
+                return  # not listening yet: again at the next poll, with the same copy
+            self.say(f"The proxy has its {len(self.routes)} routes back.")
+        routes = self._proxy_api("GET", "")
+        if isinstance(routes, dict):
+            self.routes, self.routes_of = routes, started
+
+    def _restore_routes(self, routes: dict[str, dict[str, Any]]) -> bool:
+        current = self._proxy_api("GET", "")
+        if not isinstance(current, dict):
+            return False
+        for path, route in routes.items():
+            if path not in current:
+                # last_activity is the proxy's own to keep; the rest is the hub's data.
+                body = {key: value for key, value in route.items() if key != "last_activity"}
+                if self._proxy_api("POST", path, body) is None:
+                    return False
+        return True
+
+    def _proxy_api(self, method: str, path: str, body: Any = None) -> Any:
+        """A call to the proxy's API (on its private address); None if it does not answer
+        (gone, not yet on its network, not listening, or no JSON: the supervisor goes on)."""
+        import docker
+
+        assert self.runtime is not None
+        try:
+            ip = self.container_ip(self.names.proxy)
+        except (KeyError, docker.errors.NotFound):
+            return None
+        request = urllib.request.Request(
+            f"http://{ip}:{DOCKER_PORTS.proxy_api}/api/routes{path}",
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"token {self.runtime.secret('proxy_auth_token')}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                text = response.read()
+            return json.loads(text) if text.strip() else {}
+        except (OSError, ValueError):  # URLError is an OSError
+            return None
 
     @contextlib.contextmanager
     def running(self) -> Iterator[DockerStack]:
