@@ -45,6 +45,9 @@ TMP_SIZE = 256 * MiB
 
 UPSTREAM_PRELOAD = "dask_gateway.scheduler_preload"
 PROMPT_PRELOAD = "statbox.spawners.gateway_preload"
+DEFERRED_DASHBOARD_ENV = "STATBOX_DASK_DASHBOARD_DEFERRED"
+"""Tells :data:`PROMPT_PRELOAD` to serve the dashboard once the scheduler is reported (spelt
+there too: importing that module in the gateway would patch upstream's preload there)."""
 
 FORKED_WORKER_ENV = {
     "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD": "fork",
@@ -166,9 +169,17 @@ class SandboxedLocalBackend(RecordedProcessesBackend, LocalBackend):
 
     def get_scheduler_command(self, cluster: Any) -> list[str]:
         """Upstream's, with its preload replaced by one that reports the scheduler to the
-        gateway as soon as it listens (:mod:`statbox.spawners.gateway_preload`)."""
+        gateway as soon as it listens and only then imports and serves the dashboard
+        (:mod:`statbox.spawners.gateway_preload`; its web server, on the same address,
+        starts at once)."""
         command: list[str] = super().get_scheduler_command(cluster)
-        return [PROMPT_PRELOAD if arg == UPSTREAM_PRELOAD else arg for arg in command]
+        command = [PROMPT_PRELOAD if arg == UPSTREAM_PRELOAD else arg for arg in command]
+        return [*command, "--no-dashboard"]
+
+    def get_scheduler_env(self, cluster: Any) -> dict[str, str]:
+        env: dict[str, str] = super().get_scheduler_env(cluster)
+        env[DEFERRED_DASHBOARD_ENV] = "1"
+        return env
 
     def _cluster_group(self, cluster: Any) -> Cgroup | None:
         if self._tree is None:

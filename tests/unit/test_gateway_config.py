@@ -94,3 +94,10 @@ def test_forked_workers_get_what_the_nanny_gives_spawned_ones():
 
     before_spawn = dask.config.get("distributed.nanny.pre-spawn-environ")
     assert {k: str(v) for k, v in before_spawn.items()}.items() <= FORKED_WORKER_ENV.items()
+
+
+def test_the_scheduler_defers_its_dashboard_to_the_preload_that_serves_it():
+    from statbox.spawners import gateway_preload, local_dask
+
+    assert local_dask.DEFERRED_DASHBOARD_ENV == gateway_preload.DEFERRED_DASHBOARD_ENV
+    assert gateway_preload.__name__ == local_dask.PROMPT_PRELOAD
