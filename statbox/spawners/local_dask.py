@@ -43,6 +43,29 @@ MiB = 1024**2
 TMP_SIZE = 256 * MiB
 """Each scheduler's and worker's private /tmp (memory, counted against its group)."""
 
+UPSTREAM_PRELOAD = "dask_gateway.scheduler_preload"
+PROMPT_PRELOAD = "statbox.spawners.gateway_preload"
+DEFERRED_DASHBOARD_ENV = "STATBOX_DASK_DASHBOARD_DEFERRED"
+"""Tells :data:`PROMPT_PRELOAD` to serve the dashboard once the scheduler is reported (spelt
+there too: importing that module in the gateway would patch upstream's preload there)."""
+
+FORKED_WORKER_ENV = {
+    "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD": "fork",
+    # What the nanny sets before it spawns its worker (distributed.yaml's
+    # distributed.nanny.pre-spawn-environ, and the hash seed Nanny adds so that every
+    # worker hashes strings alike): a forked worker inherits the nanny's environment and
+    # interpreter instead, so they are the nanny's from its start.
+    "MALLOC_TRIM_THRESHOLD_": "65536",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "PYTHONHASHSEED": "6640",
+}
+"""A worker's environment: its nanny forks the worker process rather than spawning a new
+interpreter that imports distributed all over again (about half of a worker's start,
+bench/dask.py). The nanny stays: it restarts a worker killed at its memory cap and on
+``client.restart()``, forking again."""
+
 
 class SandboxedClusterConfig(LocalClusterConfig):
     """A cluster's configuration, plus the dataset folders its user may read."""
@@ -137,6 +160,25 @@ class SandboxedLocalBackend(RecordedProcessesBackend, LocalBackend):
         # scheduler's dashboard (Bokeh reads ~/.bokeh at import) takes the scheduler down.
         env: dict[str, str] = super().get_env(cluster)
         env["HOME"] = cluster.state["workdir"]
+        return env
+
+    def get_worker_env(self, cluster: Any) -> dict[str, str]:
+        env: dict[str, str] = super().get_worker_env(cluster)
+        env.update(FORKED_WORKER_ENV)
+        return env
+
+    def get_scheduler_command(self, cluster: Any) -> list[str]:
+        """Upstream's, with its preload replaced by one that reports the scheduler to the
+        gateway as soon as it listens and only then imports and serves the dashboard
+        (:mod:`statbox.spawners.gateway_preload`; its web server, on the same address,
+        starts at once)."""
+        command: list[str] = super().get_scheduler_command(cluster)
+        command = [PROMPT_PRELOAD if arg == UPSTREAM_PRELOAD else arg for arg in command]
+        return [*command, "--no-dashboard"]
+
+    def get_scheduler_env(self, cluster: Any) -> dict[str, str]:
+        env: dict[str, str] = super().get_scheduler_env(cluster)
+        env[DEFERRED_DASHBOARD_ENV] = "1"
         return env
 
     def _cluster_group(self, cluster: Any) -> Cgroup | None:

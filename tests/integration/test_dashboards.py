@@ -272,7 +272,7 @@ def scheduler_dashboard_port(cluster: dict) -> int:
     """The port alice's scheduler serves its dashboard on (found by its listening sockets)."""
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if "scheduler" not in cmdline or "dask_gateway.scheduler_preload" not in cmdline:
+        if "scheduler" not in cmdline or "--preload" not in cmdline:
             continue
         if cluster["name"] not in " ".join(f"{k}={v}" for k, v in proc.environ().items()):
             continue

@@ -15,6 +15,8 @@ import json
 import os
 import pwd
 import signal
+import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -430,3 +432,58 @@ def test_stack_stop_leaves_no_process_and_no_control_group(local_stack, alice):
         for p in Path("/sys/fs/cgroup").glob("*/" * (depth + 1) + f"statbox-*-{port}")
     ]
     assert leftovers == []
+
+
+RESTART_PROBE = """
+import json
+from dask_gateway import Gateway
+cluster = Gateway().new_cluster()
+cluster.scale(1)
+client = cluster.get_client()
+client.wait_for_workers(1, timeout=120)
+
+def me():
+    import os
+    return [os.getpid(), hash("statbox")]
+
+def hog():
+    block = b"x" * (3 * 2**30 // 2)  # written, so resident: beyond the 1 GiB worker's cap
+    return len(block)
+
+out = {"first": list(client.run(me).values())}
+client.restart()
+client.wait_for_workers(1, timeout=120)
+out["restarted"] = list(client.run(me).values())
+try:
+    client.submit(hog, pure=False).result(timeout=300)
+    out["hog"] = "survived"
+except Exception as exc:
+    out["hog"] = type(exc).__name__
+client.wait_for_workers(1, timeout=120)
+out["after_hog"] = list(client.run(me).values())
+out["sum"] = client.submit(sum, range(10)).result()
+client.close()
+cluster.shutdown()
+print(json.dumps(out))
+"""
+
+
+@needs_root
+def test_a_worker_is_restarted_by_its_nanny_and_hashes_alike(local_stack, alice):
+    """Workers start faster as their nanny forks them (statbox.spawners.local_dask); the
+    nanny must still restart a worker on ``client.restart()`` and when one is killed at its
+    memory cap (the nanny-less variant broke both), and every worker must hash strings
+    with the seed distributed gives spawned workers (else shuffles go wrong)."""
+    out = kernel_json(alice, RESTART_PROBE)
+    pids = [out[k][0][0] for k in ("first", "restarted", "after_hog")]
+    assert len(set(pids)) == 3, out
+    assert out["hog"] == "KilledWorker", out
+    assert out["sum"] == 45
+    seeded = subprocess.run(
+        [sys.executable, "-c", "print(hash('statbox'))"],
+        env={**os.environ, "PYTHONHASHSEED": "6640"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert {out[k][0][1] for k in ("first", "restarted", "after_hog")} == {int(seeded.stdout)}, out

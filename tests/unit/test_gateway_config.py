@@ -82,3 +82,22 @@ def test_forged_role_group_gets_trainee_limits(settings):
     options = options_for(settings, "mallory", ["statbox-role-admin"])
     with pytest.raises(ValueError):
         options.parse_options({"worker_cores": 2})
+
+
+def test_forked_workers_get_what_the_nanny_gives_spawned_ones():
+    """A forked worker keeps its nanny's environment: everything distributed sets before it
+    spawns a worker must be in the worker's environment from the start."""
+    import dask.config
+    import distributed  # noqa: F401 (loads distributed's configuration)
+
+    from statbox.spawners.local_dask import FORKED_WORKER_ENV
+
+    before_spawn = dask.config.get("distributed.nanny.pre-spawn-environ")
+    assert {k: str(v) for k, v in before_spawn.items()}.items() <= FORKED_WORKER_ENV.items()
+
+
+def test_the_scheduler_defers_its_dashboard_to_the_preload_that_serves_it():
+    from statbox.spawners import gateway_preload, local_dask
+
+    assert local_dask.DEFERRED_DASHBOARD_ENV == gateway_preload.DEFERRED_DASHBOARD_ENV
+    assert gateway_preload.__name__ == local_dask.PROMPT_PRELOAD

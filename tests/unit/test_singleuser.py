@@ -72,3 +72,43 @@ def test_jupyterlab_import_starts_no_node_process(tmp_path):
     assert out["launched"] == []
     assert out["path_restored"] is True
     assert out["version"]
+
+
+LSP_PROBE = """
+import json, sys
+from pathlib import Path
+from traitlets.config import Application
+from jupyter_lsp.manager import LanguageServerManager
+from statbox.spawners.singleuser import LSP_NODE_ROOTS, language_server_node_roots
+
+app = Application()
+if sys.argv[1] == "statbox":
+    roots = language_server_node_roots(Path.cwd())
+    app.parse_command_line([f"{LSP_NODE_ROOTS}={r}" for r in roots])
+print(json.dumps([str(r) for r in LanguageServerManager(parent=app).node_roots]))
+"""
+
+
+def test_language_servers_are_looked_for_where_jupyter_lsp_looks_without_running_npm(tmp_path):
+    """jupyter_lsp ran ``npm prefix -g`` (a Node.js process) in every server start."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    ran = tmp_path / "npm-ran"
+    (fake_bin / "npm").write_text(f"#!/bin/sh\ntouch {ran}\necho {tmp_path}\n")
+    (fake_bin / "node").write_text("#!/bin/sh\nexit 0\n")
+    for program in ("npm", "node"):
+        (fake_bin / program).chmod(0o755)
+    env = {"PATH": f"{fake_bin}:/usr/bin:/bin", "HOME": str(tmp_path)}
+
+    def roots(which: str) -> list[str]:
+        result = subprocess.run(
+            [sys.executable, "-c", LSP_PROBE, which],
+            capture_output=True, text=True, env=env, cwd=tmp_path, check=True,
+        )  # fmt: skip
+        return list(json.loads(result.stdout.strip().splitlines()[-1]))
+
+    upstream = roots("upstream")
+    assert ran.exists()  # the probe sees what jupyter_lsp does unconfigured
+    ran.unlink()
+    assert roots("statbox") == upstream  # npm's prefix here: where node is (fake_bin/..)
+    assert not ran.exists()
