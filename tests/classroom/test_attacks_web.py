@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -213,6 +214,93 @@ def test_the_instructor_sees_that_carol_submitted_alices_notebook(local_stack, p
     page = people["ines"].get("cohorts/cohort-test").text
     carol_row = page[page.index('data-trainee="carol"') :][:2000]
     assert "alice" in json.dumps(rows["carol"]) or "alice" in carol_row
+
+
+# ------------------------------------------------------------------ revocation
+
+REVOKED: dict[str, str] = {}
+
+
+def graded_certificate(people, trainee: str) -> requests.Response:
+    """ines re-grades ``trainee`` alone (the page's one click), waits, writes the report;
+    the trainee's certificate file of that run (404 when none was issued)."""
+    ines = people["ines"]
+    started = ines.post_form(f"cohorts/cohort-test/courses/{COURSE}/grade", {"trainee": trainee})
+    assert started.status_code == 303, started.text[:300]
+    job = started.headers["Location"].removeprefix(PREFIX)
+    deadline = time.monotonic() + 300
+    while (state := ines.api("GET", job).json()["state"]) not in ("done", "failed"):
+        assert time.monotonic() < deadline, "grading did not end in 300 s"
+        time.sleep(1)
+    assert state == "done", ines.api("GET", job).json()
+    assert ines.post_form(f"{job}/report", {}).status_code == 303
+    REVOKED["job"] = job
+    return ines.get(f"{job}/certificates/{trainee}.json")
+
+
+def test_alices_certificate_is_revoked(local_stack, people):
+    certificate = graded_certificate(people, "alice")
+    assert certificate.status_code == 200
+    REVOKED["id"] = json.loads(certificate.content)["record"]["certificate"]
+    done = people["ines"].post_form(
+        "certificates/revoke", {"certificate": REVOKED["id"], "reason": "copied answers"}
+    )
+    assert done.status_code == 303
+    shown = requests.get(f"{local_stack.base_url}{PREFIX}api/verify/{REVOKED['id']}", timeout=60)
+    assert shown.json()["status"] == "revoked"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HOLE: the public revocation list names every revoked certificate's id and "
+    "verify/<id> then shows anyone on the internet the person's name, cohort, score and the "
+    "reason ('copied answers'), with no certificate in hand (until the report is written "
+    "again: next test)",
+)
+def test_the_revocation_list_does_not_tell_strangers_who_was_revoked_and_why(local_stack):
+    listed = requests.get(f"{local_stack.base_url}{PREFIX}revocations.json", timeout=60).json()
+    ids = [entry["certificate"] for entry in listed["record"]["revoked"]]
+    for certificate in ids:
+        page = requests.get(f"{local_stack.base_url}{PREFIX}verify/{certificate}", timeout=60)
+        assert "alice" not in page.text and "copied answers" not in page.text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HOLE: writing the report of the run again (to list the revocation) removes the "
+    "revoked certificate's files, and its printed link/QR code then answers 404 'this hub issued "
+    "no certificate with that id' instead of 'revoked' with the reason",
+)
+def test_a_revoked_certificates_link_still_says_revoked_after_the_report_is_rewritten(
+    local_stack, people
+):
+    assert people["ines"].post_form(f"{REVOKED['job']}/report", {}).status_code == 303
+    shown = requests.get(f"{local_stack.base_url}{PREFIX}api/verify/{REVOKED['id']}", timeout=60)
+    assert (shown.status_code, shown.json().get("status")) == (200, "revoked")
+
+
+def test_alice_resubmits_her_notebook_with_one_byte_changed(local_stack, people):
+    notebook = json.loads(home_notebook(local_stack, "alice").read_bytes())
+    notebook["metadata"]["x"] = 1
+    put(local_stack, "alice", json.dumps(notebook).encode())
+    assert people["alice"].post_form(f"courses/{COURSE}/submit", {}).status_code == 303
+    REVOKED["again"] = graded_certificate(people, "alice").content.decode()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HOLE: a revoked certificate comes back: the trainee resubmits the same notebook with "
+    "one byte changed, the instructor's next routine re-grade and report issue a new "
+    "certificate (a new id: it hashes the submission) that every hub verifies as valid; the "
+    "revocation binds one submission's bytes, not the trainee and course",
+)
+def test_a_revoked_certificate_does_not_come_back_with_a_changed_byte(local_stack):
+    again = REVOKED["again"]
+    assert again.startswith("{"), "no certificate was issued again"
+    verdict = requests.post(
+        f"{local_stack.base_url}{PREFIX}api/verify", data=again.encode(), timeout=60
+    ).json()
+    assert verdict["status"] != "valid", verdict["message"]
 
 
 # ------------------------------------------------------------------ who is calling
