@@ -13,11 +13,13 @@ succeeds today.
 # ruff: noqa: F811  (local_stack and passwords are the integration tier's fixtures, imported)
 from __future__ import annotations
 
+import ctypes
 import gzip
 import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -301,6 +303,63 @@ def test_a_revoked_certificate_does_not_come_back_with_a_changed_byte(local_stac
         f"{local_stack.base_url}{PREFIX}api/verify", data=again.encode(), timeout=60
     ).json()
     assert verdict["status"] != "valid", verdict["message"]
+
+
+# ------------------------------------------------------------------ opening, raced
+
+RENAME_EXCHANGE = 2
+AT_FDCWD = -100
+
+
+def exchange(first: Path, second: Path) -> None:
+    """Swap two names atomically (renameat2 RENAME_EXCHANGE): what alice's kernel can do in
+    her own home, in a loop, while the service (root) writes the course into it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.renameat2(AT_FDCWD, bytes(first), AT_FDCWD, bytes(second), RENAME_EXCHANGE):
+        raise OSError(ctypes.get_errno(), f"renameat2 {first} {second}")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="HOLE: opening a course checks the trainee's folders for links first and writes "
+    "later (statbox.courses.publish: problems() then _write() by path); alice swaps her "
+    "exercise folder with a link to bob's course folder in a loop and clicks Open: the "
+    "service (root) writes her notebook into bob's folder (a link to any folder: written "
+    "there as root)",
+)
+def test_opening_while_alice_swaps_a_folder_for_a_link_writes_nothing_elsewhere(
+    local_stack, people
+):
+    course = local_stack.state_dir / "homes" / "alice" / "courses" / COURSE
+    victim = local_stack.state_dir / "homes" / "bob" / "courses" / COURSE
+    before = sorted(p.name for p in victim.iterdir())
+    swap = course / "swap"
+    swap.symlink_to(victim)
+    owner = course.stat()
+    os.lchown(swap, owner.st_uid, owner.st_gid)
+    stop = threading.Event()
+
+    def flip() -> None:
+        while not stop.is_set():
+            exchange(course / "exercise", swap)
+
+    flipper = threading.Thread(target=flip, daemon=True)
+    flipper.start()
+    try:
+        for _ in range(60):
+            people["alice"].post_form(f"courses/{COURSE}/open", {})
+            if sorted(p.name for p in victim.iterdir()) != before:
+                break
+    finally:
+        stop.set()
+        flipper.join(10)
+        if (course / "exercise").is_symlink():
+            exchange(course / "exercise", swap)
+        swap.unlink()
+        after = {p.name: p.lstat().st_uid for p in victim.iterdir()}
+        for name in set(after) - set(before):  # what landed there, for the next tests
+            (victim / name).unlink()
+    assert sorted(after) == before, after
 
 
 # ------------------------------------------------------------------ who is calling
