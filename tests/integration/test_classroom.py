@@ -52,9 +52,10 @@ def stack_settings(stack_settings):
     text = stack_settings.read_text()
     text = text.replace(
         "  cohort-test: [alice, bob]\n",
-        "  cohort-test: [alice, bob, carol, ines]\n  cohort-other: [olga, otto]\n"
-        "cohorts: [cohort-test, cohort-other]\n",
+        "  cohort-test: [alice, bob, carol, ines]\n  cohort-other: [olga, otto]\n",
     )
+    text = re.sub(r"^cohorts: .*$", "cohorts: [cohort-test, cohort-other]", text, flags=re.M)
+    assert "cohorts: [cohort-test, cohort-other]" in text
     text = text.replace("    users: [ines]\n", "    users: [ines, otto]\n", 1)
     stack_settings.write_text(text)
     return stack_settings
@@ -280,6 +281,9 @@ def test_the_report_has_the_right_figures_and_issues_one_certificate(people):
     assert certificate.status_code == 200
     assert ines.get(f"{JOB['path']}/certificates/bob.json").status_code == 404
     JOB["certificate"] = certificate.content
+    badge = ines.get(f"{JOB['path']}/certificates/alice.badge.jwt")
+    assert badge.status_code == 200
+    JOB["badge"] = badge.content.strip()
     JOB["id"] = json.loads(certificate.content)["record"]["certificate"]
 
 
@@ -389,6 +393,13 @@ def test_the_public_page_verifies_and_refuses_a_changed_copy(local_stack):
     tampered = anonymous(local_stack, "verify", files={"certificate": ("a.json", changed)})
     assert verdict_of(tampered) == "tampered"
     assert verdict_of(anonymous(local_stack, f"verify/{JOB['id']}")) == "valid"
+    # its Open Badges 3.0 credential too, as a wallet hands it over
+    badge = JOB["badge"]
+    by_badge = anonymous(local_stack, "verify", files={"certificate": ("a.badge.jwt", badge)})
+    assert verdict_of(by_badge) == "valid"
+    forged = badge[:-8] + (b"A" * 8 if not badge.endswith(b"A" * 8) else b"B" * 8)
+    refused = anonymous(local_stack, "verify", files={"certificate": ("a.badge.jwt", forged)})
+    assert verdict_of(refused) != "valid"
     assert anonymous(local_stack, "api/verify/" + "f" * 24).status_code == 404
 
 

@@ -18,7 +18,13 @@ from urllib.parse import urlsplit
 from jupyterhub.services.auth import HubOAuth
 
 from statbox.classroom.setup import classroom_from_settings
-from statbox.classroom.web.app import MAX_BODY_BYTES, ServiceConfig, make_app, template_environment
+from statbox.classroom.web.app import (
+    MAX_BODY_BYTES,
+    ServiceConfig,
+    make_app,
+    template_environment,
+    unisolated_grading,
+)
 from statbox.classroom.web.public import PublicDocuments
 from statbox.configure.hub import hub_public_url
 from statbox.configure.runtime import MissingEnvironment, load_runtime
@@ -41,6 +47,7 @@ async def serve() -> None:
             rt.settings, rt.paths.state_dir, classroom.issuer, classroom.base_url
         ),
         templates=template_environment(),
+        grading_refused=unisolated_grading(rt.settings.certify.isolation),
     )
     listen = urlsplit(os.environ[CLASSROOM_LISTEN_ENV])
     HubOAuth.instance()  # configured from JUPYTERHUB_* before any handler asks for it

@@ -37,6 +37,7 @@ from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import httputil, web
 
 from statbox.certify.certificates import Status, Verdict, revoke
+from statbox.certify.isolation import RlimitsIsolation, backend_class
 from statbox.classroom import Actor, Classroom, NotAllowed, NotFound
 from statbox.classroom.service import parse_deadline
 from statbox.classroom.state import read_json
@@ -74,6 +75,28 @@ class ServiceConfig:
     classroom: Classroom
     public: PublicDocuments
     templates: jinja2.Environment
+    grading_refused: str | None = None
+    """Why this service may not grade (:func:`unisolated_grading`), or None."""
+
+
+def unisolated_grading(isolation: str) -> str | None:
+    """Why grading started from the classroom would not be isolated, or None.
+
+    The service runs as the hub's account, beside the hub's secrets and the certificates'
+    signing key: trainees' code graded with ``rlimits`` (what ``auto`` falls back to without
+    root) would run as that account and could read them, and sign itself a certificate.
+    """
+    try:
+        backend = backend_class(isolation)
+    except BadInput as exc:
+        return str(exc)
+    if backend is RlimitsIsolation:
+        return (
+            "grading from the classroom needs an isolated grader (certify.isolation: sandbox, "
+            "with statbox up as root, or docker); with rlimits trainees' code would run as "
+            "the hub's account. Grade on the host: statbox certify grade"
+        )
+    return None
 
 
 def template_environment() -> jinja2.Environment:
@@ -431,6 +454,9 @@ class GradeAction(PersonHandler):
         actor = self.actor
 
         def act() -> None:
+            if self.config.grading_refused:
+                self.room.members(actor, cohort)  # strangers learn nothing, not even this
+                raise BadInput(self.config.grading_refused)
             trainee = self.field("trainee") or None
             job = self.room.start_grading(actor, cohort, course, trainee=trainee)
             self.done(job, f"cohorts/{quote(cohort)}/courses/{course}/jobs/{job.job}", 202)

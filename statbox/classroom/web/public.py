@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from statbox.certify.certificates import Issuer, Keys, Trust, Verdict, verify
+from statbox.certify.certificates import Issuer, Keys, Trust, Verdict
+from statbox.certify.openbadges import verify_upload
 from statbox.certify.trust import jwks, revocation_list, trust
 from statbox.classroom.state import Layout
 from statbox.settings.model import Settings
@@ -42,11 +43,13 @@ class PublicDocuments:
         return cls(keys, tuple(others), Layout(state_dir), issuer, base_url)
 
     def verify(self, content: bytes) -> Verdict:
+        """The verdict on a certificate's signed ``.json`` file or its Open Badges 3.0
+        credential (``.badge.jwt``)."""
         # This hub's own key and revocations are read at each check: the key is made on first
         # use (perhaps by a report after this service started), and a revocation made a
         # second ago counts.
         own = self.keys.trust()
-        return verify(content, Trust([*own.issuers, *self.others], own.own_revocations))
+        return verify_upload(content, Trust([*own.issuers, *self.others], own.own_revocations))
 
     def certificate(self, certificate: str) -> bytes | None:
         """The signed file of a certificate a report of this hub wrote, by id; else None."""
