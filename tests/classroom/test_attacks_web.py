@@ -335,6 +335,53 @@ def test_a_malformed_snapshot_does_not_stop_the_cohorts_grading(local_stack, peo
     assert "bob" in rows and rows["bob"]["passed"] == "no"
 
 
+SPY_CELL = """
+import glob, os
+seen = []
+for pattern in PATTERNS:
+    for path in glob.glob(pattern)[:3] or [pattern]:
+        try:
+            with open(path, "rb") as handle:
+                seen.append("READ " + path + " " + handle.read(40).decode(errors="replace"))
+        except OSError as exc:
+            seen.append(type(exc).__name__ + " " + os.path.basename(path))
+raise RuntimeError("SPY " + " | ".join(seen))
+"""
+
+
+def test_code_graded_for_carol_reads_no_other_snapshot_nor_the_solution(local_stack, people):
+    """carol's notebook, run by the grader, looks for the job's other snapshots (alice's),
+    the classroom's records, the grader's solution and alice's home, and raises what it read:
+    the failure's reason is what she reads back as feedback."""
+    state = local_stack.state_dir
+    patterns = [
+        f"{state}/classroom/gradings/*/*/*/submissions/*.ipynb",
+        f"{state}/classroom/submissions/*/*/alice/*.ipynb",
+        str(SOLUTION),
+        str(home_notebook(local_stack, "alice")),
+        f"{state}/secrets/certify/*.key",
+    ]
+    notebook = json.loads(home_notebook(local_stack, "carol").read_bytes())
+    spy = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None}
+    spy["source"] = f"PATTERNS = {patterns!r}\n" + SPY_CELL
+    notebook["cells"].insert(1, spy)
+    put(local_stack, "carol", json.dumps(notebook).encode())
+    assert people["carol"].post_form(f"courses/{COURSE}/submit", {}).status_code == 303
+    ines = people["ines"]
+    started = ines.post_form(f"cohorts/cohort-test/courses/{COURSE}/grade", {})
+    job = started.headers["Location"].removeprefix(PREFIX)
+    deadline = time.monotonic() + 300
+    while (status := ines.api("GET", job).json())["state"] not in ("done", "failed"):
+        assert time.monotonic() < deadline, "grading did not end in 300 s"
+        time.sleep(1)
+    assert status["state"] == "done", status["current"]
+    assert ines.post_form(f"{job}/report", {}).status_code == 303
+    report = ines.get(f"{job}/report.csv").text
+    rows = {r["trainee"]: r for r in csv.DictReader(io.StringIO(report))}
+    print("carol's reason:", rows["carol"]["reason"][:600])
+    assert "READ" not in rows["carol"]["reason"]
+
+
 # ------------------------------------------------------------------ opening, raced
 
 RENAME_EXCHANGE = 2
