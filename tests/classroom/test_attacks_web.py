@@ -225,21 +225,28 @@ def test_the_instructor_sees_that_carol_submitted_alices_notebook(local_stack, p
 REVOKED: dict[str, str] = {}
 
 
-def graded_certificate(people, trainee: str) -> requests.Response:
-    """ines re-grades ``trainee`` alone (the page's one click), waits, writes the report;
-    the trainee's certificate file of that run (404 when none was issued)."""
+def graded(people, trainee: str | None = None) -> tuple[str, dict[str, dict[str, str]]]:
+    """ines grades the cohort (or re-grades ``trainee`` alone: the page's one click), waits,
+    writes the report; the job's path and the report's rows by trainee."""
     ines = people["ines"]
-    started = ines.post_form(f"cohorts/cohort-test/courses/{COURSE}/grade", {"trainee": trainee})
+    form = {"trainee": trainee} if trainee else {}
+    started = ines.post_form(f"cohorts/cohort-test/courses/{COURSE}/grade", form)
     assert started.status_code == 303, started.text[:300]
     job = started.headers["Location"].removeprefix(PREFIX)
     deadline = time.monotonic() + 300
-    while (state := ines.api("GET", job).json()["state"]) not in ("done", "failed"):
+    while (status := ines.api("GET", job).json())["state"] not in ("done", "failed"):
         assert time.monotonic() < deadline, "grading did not end in 300 s"
         time.sleep(1)
-    assert state == "done", ines.api("GET", job).json()
+    assert status["state"] == "done", status["current"]
     assert ines.post_form(f"{job}/report", {}).status_code == 303
-    REVOKED["job"] = job
-    return ines.get(f"{job}/certificates/{trainee}.json")
+    report = csv.DictReader(io.StringIO(ines.get(f"{job}/report.csv").text))
+    return job, {row["trainee"]: row for row in report}
+
+
+def graded_certificate(people, trainee: str) -> requests.Response:
+    """``trainee`` re-graded alone; their certificate file of that run (404 when none)."""
+    REVOKED["job"], _ = graded(people, trainee)
+    return people["ines"].get(f"{REVOKED['job']}/certificates/{trainee}.json")
 
 
 def test_alices_certificate_is_revoked(local_stack, people):
@@ -318,19 +325,7 @@ def test_a_malformed_snapshot_does_not_stop_the_cohorts_grading(local_stack, peo
     submitted = people["bob"].post_form(f"courses/{COURSE}/submit", {})
     assert submitted.status_code in (303, 400), submitted.status_code
     assert "Traceback" not in submitted.text
-    ines = people["ines"]
-    started = ines.post_form(f"cohorts/cohort-test/courses/{COURSE}/grade", {})
-    assert started.status_code == 303, started.text[:300]
-    job = started.headers["Location"].removeprefix(PREFIX)
-    deadline = time.monotonic() + 300
-    while (status := ines.api("GET", job).json())["state"] not in ("done", "failed"):
-        assert time.monotonic() < deadline, "grading did not end in 300 s"
-        time.sleep(1)
-    assert status["state"] == "done", status["current"]
-    assert ines.post_form(f"{job}/report", {}).status_code == 303
-    rows = {
-        r["trainee"]: r for r in csv.DictReader(io.StringIO(ines.get(f"{job}/report.csv").text))
-    }
+    _, rows = graded(people)
     assert rows["alice"]["passed"] == "yes"
     assert "bob" in rows and rows["bob"]["passed"] == "no"
 
@@ -367,17 +362,7 @@ def test_code_graded_for_carol_reads_no_other_snapshot_nor_the_solution(local_st
     notebook["cells"].insert(1, spy)
     put(local_stack, "carol", json.dumps(notebook).encode())
     assert people["carol"].post_form(f"courses/{COURSE}/submit", {}).status_code == 303
-    ines = people["ines"]
-    started = ines.post_form(f"cohorts/cohort-test/courses/{COURSE}/grade", {})
-    job = started.headers["Location"].removeprefix(PREFIX)
-    deadline = time.monotonic() + 300
-    while (status := ines.api("GET", job).json())["state"] not in ("done", "failed"):
-        assert time.monotonic() < deadline, "grading did not end in 300 s"
-        time.sleep(1)
-    assert status["state"] == "done", status["current"]
-    assert ines.post_form(f"{job}/report", {}).status_code == 303
-    report = ines.get(f"{job}/report.csv").text
-    rows = {r["trainee"]: r for r in csv.DictReader(io.StringIO(report))}
+    _, rows = graded(people)
     print("carol's reason:", rows["carol"]["reason"][:600])
     assert "READ" not in rows["carol"]["reason"]
 
