@@ -521,8 +521,8 @@ def test_a_compressed_upload_is_not_inflated(local_stack):
 @pytest.mark.xfail(
     strict=True,
     reason="HOLE: signed-in pages and the API (a trainee's home with their score and feedback, "
-    "the instructor's cohort page, a certificate download) carry no Cache-Control: a shared "
-    "computer's browser cache or a caching proxy keeps them after sign-out",
+    "the instructor's cohort page and its API) carry no Cache-Control: a shared computer's "
+    "browser cache or a caching proxy keeps them after sign-out",
 )
 def test_private_pages_are_not_cached(people):
     for person, path in (
