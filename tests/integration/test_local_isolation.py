@@ -418,22 +418,6 @@ def test_every_readable_file_is_on_the_allow_list(local_stack, alice):
     assert "grader" not in listing and "course.yaml" in listing
 
 
-@needs_root
-def test_stack_stop_leaves_no_process_and_no_control_group(local_stack, alice):
-    _detach(alice)
-    tree = local_stack.process_tree()
-    assert local_stack.stop(signal.SIGTERM) == 0
-    assert_all_gone(tree)
-    assert _marked() == []
-    port = local_stack.port
-    leftovers = [
-        str(p)
-        for depth in range(4)
-        for p in Path("/sys/fs/cgroup").glob("*/" * (depth + 1) + f"statbox-*-{port}")
-    ]
-    assert leftovers == []
-
-
 RESTART_PROBE = """
 import json
 from dask_gateway import Gateway
@@ -487,3 +471,19 @@ def test_a_worker_is_restarted_by_its_nanny_and_hashes_alike(local_stack, alice)
         check=True,
     )
     assert {out[k][0][1] for k in ("first", "restarted", "after_hog")} == {int(seeded.stdout)}, out
+
+
+@needs_root
+def test_stack_stop_leaves_no_process_and_no_control_group(local_stack, alice):
+    _detach(alice)
+    tree = local_stack.process_tree()
+    assert local_stack.stop(signal.SIGTERM) == 0
+    assert_all_gone(tree)
+    assert _marked() == []
+    port = local_stack.port
+    leftovers = [
+        str(p)
+        for depth in range(4)
+        for p in Path("/sys/fs/cgroup").glob("*/" * (depth + 1) + f"statbox-*-{port}")
+    ]
+    assert leftovers == []
