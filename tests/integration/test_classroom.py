@@ -281,7 +281,7 @@ def test_the_report_has_the_right_figures_and_issues_one_certificate(people):
     JOB["id"] = json.loads(certificate.content)["record"]["certificate"]
 
 
-def test_released_feedback_reaches_each_trainee_alone(people):
+def test_released_feedback_reaches_each_trainee_alone(local_stack, people):
     done = people["ines"].post_form(f"cohorts/cohort-test/courses/{COURSE}/release", {})
     assert done.status_code == 303
     alice = people["alice"].api("GET", "me").json()["courses"][0]["result"]
@@ -294,7 +294,10 @@ def test_released_feedback_reaches_each_trainee_alone(people):
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
     signed = people["alice"].get(f"courses/{COURSE}/certificate.json")
     assert signed.content == JOB["certificate"]
-    for kind in ("pdf", "json"):
+    badge = people["alice"].get(f"courses/{COURSE}/certificate.badge.jwt")
+    assert badge.status_code == 200 and badge.content.count(b".") == 2  # a compact JWS
+    assert anonymous(local_stack, "api/verify", data=badge.content).json()["status"] == "valid"
+    for kind in ("pdf", "json", "badge.jwt"):
         assert people["bob"].get(f"courses/{COURSE}/certificate.{kind}").status_code == 404
         assert people["olga"].get(f"courses/{COURSE}/certificate.{kind}").status_code == 404
     print(

@@ -364,12 +364,17 @@ class SubmitAction(PersonHandler):
         refusals(lambda: self.done(self.room.submit(actor, course), "", 201))
 
 
-CERTIFICATE_COPIES = {"pdf": "application/pdf", "json": "application/json"}
-"""The copies of their certificate a trainee downloads: to print, and to have verified."""
+CERTIFICATE_COPIES = {
+    "pdf": "application/pdf",
+    "json": "application/json",
+    "badge.jwt": "application/vc+jwt",
+}
+"""The copies of their certificate a trainee downloads: to print, to have verified, and the
+Open Badges 3.0 credential for a digital wallet."""
 
 
 class MyCertificate(PersonHandler):
-    """``courses/<course>/certificate.<pdf|json>``: the signed-in trainee's own certificate
+    """``courses/<course>/certificate.<pdf|json|badge.jwt>``: the signed-in trainee's own certificate
     from the released grading, when they passed; nobody else's (the trainee is the actor)."""
 
     @web.authenticated
@@ -591,7 +596,7 @@ def make_app(config: ServiceConfig, cookie_secret: bytes) -> web.Application:
         ("me", HomePage),
         (f"courses/{NAME}/open", OpenAction),
         (f"courses/{NAME}/submit", SubmitAction),
-        (f"courses/{NAME}/certificate\\.(pdf|json)", MyCertificate),
+        (f"courses/{NAME}/certificate\\.(pdf|json|badge\\.jwt)", MyCertificate),
         (f"cohorts/{NAME}", CohortPage),
         (f"cohorts/{NAME}/publish", PublishAction),
         (f"{course}/grade", GradeAction),
