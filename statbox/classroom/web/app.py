@@ -374,8 +374,9 @@ Open Badges 3.0 credential for a digital wallet."""
 
 
 class MyCertificate(PersonHandler):
-    """``courses/<course>/certificate.<pdf|json|badge.jwt>``: the signed-in trainee's own certificate
-    from the released grading, when they passed; nobody else's (the trainee is the actor)."""
+    """``courses/<course>/certificate.<pdf|json|badge.jwt>``: the signed-in trainee's own
+    certificate from the released grading, when they passed; nobody else's (the trainee is the
+    actor)."""
 
     @web.authenticated
     def get(self, course: str, kind: str) -> None:
