@@ -54,9 +54,13 @@ $(PROXY): package.json package-lock.json
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Servers and Dask processes run under users' uids, which cannot write the checkout's
+# __pycache__: compiled once here, they are not compiled again at every start.
 install: $(BIN)/statbox $(BIN)/pytest $(PROXY)
+	$(BIN)/python -m compileall -q statbox
 
 up: $(BIN)/statbox $(PROXY)
+	$(BIN)/python -m compileall -q statbox
 	$(BIN)/statbox catalog samples --if-missing
 	$(BIN)/statbox up $(ARGS)
 
