@@ -8,7 +8,7 @@ from typing import Any
 
 from statbox.certify.runner import GradingSetup
 from statbox.classroom.service import Classroom
-from statbox.settings.model import LoadedSettings
+from statbox.settings.model import LoadedSettings, Mode, Settings
 
 
 def results_store(loaded: LoadedSettings) -> str:
@@ -19,15 +19,25 @@ def results_store(loaded: LoadedSettings) -> str:
     return results_url(loaded.settings.certify.database, loaded.paths.state_dir, base)
 
 
-def grading_setup(loaded: LoadedSettings) -> GradingSetup:
-    """The runner's view of the settings (paths, store, isolation and limits)."""
+def service_isolation(settings: Settings) -> str:
+    """The grading backend of the classroom service the hub starts: ``auto`` in docker mode
+    is ``docker`` (the service runs in the hub's container, unprivileged and without
+    bubblewrap, beside the Docker engine's socket); otherwise ``certify.isolation``."""
+    isolation = settings.certify.isolation
+    return "docker" if isolation == "auto" and settings.mode is Mode.docker else isolation
+
+
+def grading_setup(loaded: LoadedSettings, isolation: str | None = None) -> GradingSetup:
+    """The runner's view of the settings (paths, store, isolation (``isolation``, else
+    ``certify.isolation``) and limits)."""
     from statbox.catalog.access import RoleAccess
     from statbox.certify.isolation import Limits
     from statbox.settings.model import ROLE_NAMES
 
     certify = loaded.settings.certify
+    isolation = isolation or certify.isolation
     options: dict[str, Any] = {}
-    if certify.isolation == "docker":
+    if isolation == "docker":
         from statbox.modes.docker.stack import singleuser_image
 
         settings = loaded.settings
@@ -42,7 +52,7 @@ def grading_setup(loaded: LoadedSettings) -> GradingSetup:
         state_dir=loaded.paths.state_dir,
         catalog=loaded.paths.catalog,
         database=results_store(loaded),
-        isolation=certify.isolation,
+        isolation=isolation,
         uid_base=certify.uid_base,
         limits=Limits(
             memory=certify.memory,
@@ -62,8 +72,11 @@ def issuer(loaded: LoadedSettings) -> str:
     return f"{hub.name}, {hub.region}" if hub.region else hub.name
 
 
-def classroom_from_settings(loaded: LoadedSettings, state_dir: Path | None = None) -> Classroom:
-    """The classroom of the hub these settings describe (homes of its deployment mode)."""
+def classroom_from_settings(
+    loaded: LoadedSettings, state_dir: Path | None = None, isolation: str | None = None
+) -> Classroom:
+    """The classroom of the hub these settings describe (homes of its deployment mode;
+    grading with ``isolation``, else ``certify.isolation``)."""
     from statbox.modes.base import deployment
 
     if state_dir is not None:  # every path under the state follows it (secrets, results)
@@ -76,6 +89,6 @@ def classroom_from_settings(loaded: LoadedSettings, state_dir: Path | None = Non
         loaded.paths.curriculum,
         state,
         homes,
-        grading_setup(loaded),
+        grading_setup(loaded, isolation),
         issuer(loaded),
     )

@@ -20,6 +20,7 @@ from statbox.contract import (
     CLASSROOM_SERVICE,
     DASHBOARDS_GATEWAY_ENV,
     DASHBOARDS_LISTEN_ENV,
+    DOCKER_GRADING_SCRATCH,
     KUBE_PROXY_PEERS,
     RUNTIME_ENV,
     DockerNames,
@@ -438,7 +439,14 @@ def _classroom_service(rt: Runtime) -> dict[str, Any]:
         )
     # A managed service gets only the variables named here. It reads the run's settings (no
     # secret in them) from the file the hub reads them from, known when the hub starts it.
-    environment = {CLASSROOM_LISTEN_ENV: listen, RUNTIME_ENV: FromHubEnvironment(RUNTIME_ENV)}
+    environment: dict[str, Any] = {
+        CLASSROOM_LISTEN_ENV: listen,
+        RUNTIME_ENV: FromHubEnvironment(RUNTIME_ENV),
+    }
+    if rt.settings.mode is Mode.docker:
+        # Graded kernels' job folders: the grading containers bind them by path, which must
+        # name the same folder on the host as in the hub's container (not its own /tmp).
+        environment["TMPDIR"] = str(rt.paths.state_dir / DOCKER_GRADING_SCRATCH)
     return {
         "name": CLASSROOM_SERVICE,
         "url": url,

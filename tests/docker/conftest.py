@@ -10,7 +10,8 @@ Fixtures (all session-scoped, all cleaning up after themselves):
 - ``images``: ``statbox images build`` into that engine (mmdebstrap base, wheelhouse; cached
   in ``.statbox/build-cache``), returning the result with each image's size.
 - ``stack``: ``statbox up --mode docker`` as a child process, with settings for the tests
-  (alice and bob are trainees, ana an analyst: the repository's catalog entitles analysts,
+  (alice and bob are trainees of cohort-test, which ines teaches, olga of cohort-other; ana
+  an analyst: the repository's catalog entitles analysts,
   and not trainees, to the restricted mobile_phone.events; its small samples are generated
   into the stack's data root),
   on a private network created first with ``--internal`` and host forwarding dropped. It
@@ -58,8 +59,12 @@ hub:
   name: Statbox docker test hub
 groups:
   analysts: [ana]
-  cohort-test: [alice, bob]
+  cohort-test: [alice, bob, ines]
+  cohort-other: [olga]
+cohorts: [cohort-test, cohort-other]
 roles:
+  instructor:
+    users: [ines]
   trainee:
     server: {{cpu: 0.5, memory: 768M}}
   analyst:

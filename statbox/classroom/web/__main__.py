@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from jupyterhub.services.auth import HubOAuth
 
-from statbox.classroom.setup import classroom_from_settings
+from statbox.classroom.setup import classroom_from_settings, service_isolation
 from statbox.classroom.web.app import (
     MAX_BODY_BYTES,
     ServiceConfig,
@@ -38,7 +38,8 @@ async def serve() -> None:
     rt = load_runtime()
     # The runtime's settings carry absolute paths (statbox.configure.runtime.write_runtime).
     loaded = LoadedSettings(rt.settings, None, rt.paths)
-    classroom = classroom_from_settings(loaded)
+    isolation = service_isolation(rt.settings)
+    classroom = classroom_from_settings(loaded, isolation=isolation)
     classroom.base_url = hub_public_url(rt)
     config = ServiceConfig(
         prefix="/" + os.environ["JUPYTERHUB_SERVICE_PREFIX"].strip("/") + "/",
@@ -47,7 +48,7 @@ async def serve() -> None:
             rt.settings, rt.paths.state_dir, classroom.issuer, classroom.base_url
         ),
         templates=template_environment(),
-        grading_refused=unisolated_grading(rt.settings.certify.isolation),
+        grading_refused=unisolated_grading(isolation),
     )
     listen = urlsplit(os.environ[CLASSROOM_LISTEN_ENV])
     HubOAuth.instance()  # configured from JUPYTERHUB_* before any handler asks for it

@@ -9,8 +9,8 @@ trainee role's default image: the Python and libraries trainees worked with):
 * as an unprivileged uid: ``uid_base`` + a host-wide leased slot when the grader is root
   (as the sandbox backend), else the grader's own; no capability, ``no-new-privileges``,
   a read-only root file system, ``/tmp`` and the working directory size-limited tmpfs;
-* mounts: the job's directory at its own path (connection file, IPC sockets, inputs), the
-  launcher ``_sandbox.py``, the data root and the catalog read-only. Nothing else: no
+* mounts: the job's directory at its own path (connection file, IPC sockets, inputs), its
+  copy of the launcher ``_sandbox.py``, the data root and the catalog read-only. Nothing else: no
   Docker socket, no home, no curriculum, no other submission.
 
 The kernel talks to the grader over ZeroMQ's IPC transport through the bind-mounted job
@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import sys
 import threading
 from pathlib import Path
@@ -64,6 +65,13 @@ def in_container_limits(rlimits: dict[str, int]) -> dict[str, int]:
     return {name: value for name, value in rlimits.items() if name not in ("as", "data", "nproc")}
 
 
+def launcher_copy(job: Job) -> Path:
+    """The job's own copy of the launcher ``_sandbox.py``. The engine binds host paths: in
+    docker mode the grader runs in the hub's container, whose installed statbox is at no
+    host path, while the job folder is at the same path on both sides (compose.yaml)."""
+    return job.root / "sandbox.py"
+
+
 def container_config(
     job: Job, image: str, uid: int, gid: int, command: list[str], labels: dict[str, str]
 ) -> dict[str, Any]:
@@ -76,7 +84,7 @@ def container_config(
         str(job.connection_file.parent): {"bind": str(job.connection_file.parent), "mode": "ro"},
         str(job.root / "inputs"): {"bind": str(job.root / "inputs"), "mode": "ro"},
         str(job.root / "ipc"): {"bind": str(job.root / "ipc"), "mode": "rw"},
-        str(LAUNCHER): {"bind": SANDBOX_IN_CONTAINER, "mode": "ro"},
+        str(launcher_copy(job)): {"bind": SANDBOX_IN_CONTAINER, "mode": "ro"},
     }
     for folder in job.datasets:
         volumes[str(folder)] = {"bind": str(folder), "mode": "ro"}
@@ -158,6 +166,9 @@ class DockerIsolation(LeasedUids, IsolationBackend):
         if uid is not None:  # root: the IPC folder gets a size cap of its own
             mount_tmpfs(job.root / "ipc", job.limits.ipc, uid)
         super().prepare(job)
+        copy = launcher_copy(job)
+        shutil.copyfile(LAUNCHER, copy)
+        copy.chmod(0o444)
         inputs = job.root / "inputs"
         for path in inputs.iterdir():
             if path.is_file() and not path.is_symlink():

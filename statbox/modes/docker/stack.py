@@ -69,6 +69,7 @@ from statbox.contract import (
 )
 from statbox.errors import BadInput, EnvironmentProblem, StatboxError
 from statbox.modes.docker.engine import docker_client
+from statbox.modes.docker.hubfolders import give_to_hub
 from statbox.resources import COMPOSE, resource
 from statbox.sandbox.cgroups import Cgroup, CgroupTree
 from statbox.settings.model import LoadedSettings, Settings
@@ -80,9 +81,6 @@ DOCKER_PORTS = Ports(
     public=8000, hub_api=8081, proxy_api=8001, gateway_api=8010, gateway_http=8000, gateway_tcp=8786
 )
 """Ports inside the containers (each container has its own addresses, so they may repeat)."""
-
-HUB_UID = 990
-"""The hub image's account (images/hub/Dockerfile): it owns ``<state>/hub``."""
 
 SUPPORTED_SERVICE_KEYS = frozenset(
     {
@@ -380,21 +378,13 @@ class DockerStack:
                 f"image {', '.join(missing)} not in the engine: run `statbox images build` first"
             )
         run_dir = self.state_dir / "run"
-        hub_dir = self.state_dir / "hub"
-        for directory, mode in ((self.state_dir, 0o755), (run_dir, 0o755), (hub_dir, 0o700),
+        for directory, mode in ((self.state_dir, 0o755), (run_dir, 0o755),
                                 (self.state_dir / "logs", 0o700)):  # fmt: skip
             directory.mkdir(parents=True, exist_ok=True)
             directory.chmod(mode)
         self._hold_lock(run_dir / LOCK_FILE)
         self._check_running()
-        if hub_dir.stat().st_uid != HUB_UID:
-            try:
-                os.chown(hub_dir, HUB_UID, HUB_UID)
-            except PermissionError:
-                raise EnvironmentProblem(
-                    f"{hub_dir} must belong to uid {HUB_UID} (the hub container's account): "
-                    f"run `chown {HUB_UID}:{HUB_UID} {hub_dir}` as root, or start statbox as root"
-                ) from None
+        give_to_hub(self.state_dir)
         self.dask_cgroups = CgroupTree.detect(f"statbox-{self.names.project}-dask")
         if self.dask_cgroups is None or not {"memory", "pids"} <= set(self.dask_cgroups.bases):
             raise EnvironmentProblem(
