@@ -202,11 +202,6 @@ def test_a_huge_file_a_link_or_a_fifo_is_refused_plainly(local_stack, people, ki
     assert mine == []  # nothing of those was recorded
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE: carol submits alice's notebook byte for byte (same SHA-256); the instructor's "
-    "cohort page and API show two ordinary submissions and say nothing of the copy",
-)
 def test_the_instructor_sees_that_carol_submitted_alices_notebook(local_stack, people):
     put(local_stack, "alice", SOLUTION.read_bytes())
     assert people["alice"].post_form(f"courses/{COURSE}/submit", {}).status_code == 303
