@@ -16,6 +16,9 @@ Invariants:
 * Publishing the same material twice changes nothing. Each file is written to a temporary
   name and renamed, so a trainee never sees half a notebook; every target is checked before
   the first file is written.
+* A trainee's links are never followed, even one swapped in while publishing runs: every
+  folder inside a home is opened by descriptor, one name at a time, without following a
+  link, and files are created and renamed relative to it (the publisher may run as root).
 * The exercise template can be personalised per trainee (``personalise(user, notebook)``,
   e.g. the certification work's per-trainee parameters); the ledger records what was
   written, so a personalised template counts as untouched until the trainee edits it.
@@ -158,6 +161,11 @@ _IN_THE_WAY = (errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY, errno.
 """What opening or replacing a name meets when a link, a file or a folder is in the way."""
 
 
+TRAINEE_FILE_READ = 256 * 1024**2
+"""Files of a trainee larger than this are not read (a sparse file of a terabyte would keep
+the publisher hashing): no course file is that large, so such a file is the trainee's."""
+
+
 class InTheWay(Exception):
     """A link, or a file or folder of the wrong kind, where publishing must write (the
     message names it)."""
@@ -238,8 +246,11 @@ class _Folder:
                 raise _in_the_way(self.fd, name, self.shown / name, "file") from None
             raise
         with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
                 raise _in_the_way(self.fd, name, self.shown / name, "file")
+            if info.st_size > TRAINEE_FILE_READ:
+                return "larger than any course file"  # the trainee's own: kept, not hashed
             return hashlib.file_digest(handle, "sha256").hexdigest()
 
     def write(self, name: str, data: bytes) -> None:
