@@ -15,7 +15,10 @@ instructor to repeat the cohort in a second place where it could differ.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -181,6 +184,39 @@ class RosterRow:
     opened_at: datetime | None
     submissions: int
     latest: SubmissionRecord | None
+    same_as: tuple[str, ...] = ()
+    """Other members whose snapshot that counts is the same as this one's: byte for byte,
+    or the same answers once metadata, outputs and empty cells are set aside (a copy)."""
+
+
+def answers_digest(content: bytes) -> str | None:
+    """SHA-256 of a notebook's answers: the type and source of each cell that is not empty,
+    nothing of metadata, outputs, ids or execution counts, so that a copy with one key added
+    or its cells run again is still seen as the same. None when ``content`` is not a
+    notebook."""
+    try:
+        notebook = json.loads(content)
+        cells = notebook["cells"]
+        kept = []
+        for cell in cells:
+            source = cell.get("source", "")
+            text = "".join(source) if isinstance(source, list) else str(source)
+            lines = [line.rstrip() for line in text.strip().splitlines()]
+            if lines:
+                kept.append([str(cell.get("cell_type")), lines])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return hashlib.sha256(json.dumps(kept).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _snapshot_answers(path: Path, sha256: str) -> str | None:
+    """:func:`answers_digest` of the snapshot at ``path`` recorded with ``sha256`` (which
+    keys the cache: a snapshot never changes once submitted)."""
+    try:
+        return answers_digest(path.read_bytes())
+    except OSError:
+        return None
 
 
 @dataclass
@@ -622,7 +658,37 @@ class Classroom:
                     user, _parse_time(opened.get("opened_at")), len(records), self.chosen(records)
                 )
             )
-        return rows
+        same = self._copies(cohort, loaded, rows)
+        return [replace(row, same_as=same.get(row.trainee, ())) for row in rows]
+
+    def _copies(
+        self, cohort: str, loaded: LoadedCourse, rows: list[RosterRow]
+    ) -> dict[str, tuple[str, ...]]:
+        """Per trainee, the others whose snapshot that counts has the same SHA-256 or the
+        same answers (:func:`answers_digest`). The exercise as published (nothing answered)
+        is no copy: everyone starts from it."""
+        exercise = loaded.course.exercise
+        blank: set[str] = set()
+        if exercise is not None:
+            with contextlib.suppress(OSError):
+                template = loaded.path(exercise.notebook).read_bytes()
+                blank = {hashlib.sha256(template).hexdigest(), answers_digest(template) or ""}
+        by_key: dict[str, set[str]] = {}
+        for row in rows:
+            if row.latest is None:
+                continue
+            snapshot = self.layout.submissions(cohort, loaded.id, row.trainee)
+            answers = _snapshot_answers(snapshot / f"{row.latest.number}.ipynb", row.latest.sha256)
+            if row.latest.sha256 in blank or answers in blank:
+                continue
+            keys = [f"sha256:{row.latest.sha256}"] + ([f"answers:{answers}"] if answers else [])
+            for key in keys:
+                by_key.setdefault(key, set()).add(row.trainee)
+        same: dict[str, set[str]] = {}
+        for trainees in by_key.values():
+            for trainee in trainees:
+                same.setdefault(trainee, set()).update(trainees - {trainee})
+        return {trainee: tuple(sorted(others)) for trainee, others in same.items() if others}
 
     def collect(self, actor: Actor, cohort: str, course_id: str, out: Path) -> CollectedSubmissions:
         """Copy the snapshot that counts of each member of ``cohort`` into

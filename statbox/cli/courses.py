@@ -254,7 +254,7 @@ def _time(moment: Any) -> str:
 
 def cmd_roster(args: argparse.Namespace) -> int:
     room = _classroom(args)
-    rows = [["TRAINEE", "OPENED", "SUBMISSIONS", "COUNTS", "SHA-256"]]
+    rows = [["TRAINEE", "OPENED", "SUBMISSIONS", "COUNTS", "SHA-256", "SAME AS"]]
     for row in room.roster(_acting(args), args.cohort, args.course):
         latest = row.latest
         counts = "-"
@@ -269,6 +269,7 @@ def cmd_roster(args: argparse.Namespace) -> int:
                 str(row.submissions),
                 counts,
                 latest.sha256[:16] if latest else "-",
+                ", ".join(row.same_as) or "-",
             ]
         )
     print(_table(rows))

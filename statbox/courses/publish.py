@@ -16,6 +16,9 @@ Invariants:
 * Publishing the same material twice changes nothing. Each file is written to a temporary
   name and renamed, so a trainee never sees half a notebook; every target is checked before
   the first file is written.
+* A trainee's links are never followed, even one swapped in while publishing runs: every
+  folder inside a home is opened by descriptor, one name at a time, without following a
+  link, and files are created and renamed relative to it (the publisher may run as root).
 * The exercise template can be personalised per trainee (``personalise(user, notebook)``,
   e.g. the certification work's per-trainee parameters); the ledger records what was
   written, so a personalised template counts as untouched until the trainee edits it.
@@ -23,11 +26,14 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
 import pwd
-import tempfile
+import secrets
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -145,6 +151,132 @@ def _notebook_bytes(notebook: dict[str, Any]) -> bytes:
     return (json.dumps(notebook, indent=1, ensure_ascii=False) + "\n").encode()
 
 
+# Every file operation inside a home goes through descriptors of folders opened one name at a
+# time from the home, never following a link: a check by path followed by a write by path
+# lets a trainee swap a checked folder for a link in between (renameat2 RENAME_EXCHANGE) and
+# have the publisher, run as root, write wherever the link points. A descriptor stays on the
+# folder it opened whatever is renamed afterwards.
+_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_IN_THE_WAY = (errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST)
+"""What opening or replacing a name meets when a link, a file or a folder is in the way."""
+
+
+TRAINEE_FILE_READ = 256 * 1024**2
+"""Files of a trainee larger than this are not read (a sparse file of a terabyte would keep
+the publisher hashing): no course file is that large, so such a file is the trainee's."""
+
+
+class InTheWay(Exception):
+    """A link, or a file or folder of the wrong kind, where publishing must write (the
+    message names it)."""
+
+
+def _parts(relative: str) -> tuple[str, ...]:
+    return PurePosixPath(relative).parts
+
+
+def _in_the_way(parent_fd: int, name: str, shown: Path, needed: str) -> InTheWay:
+    """Why ``name`` (``shown``) could not be opened as a ``needed`` ("folder" or "file");
+    for the message only: what is there may have changed since."""
+    try:
+        mode = os.lstat(name, dir_fd=parent_fd).st_mode
+    except FileNotFoundError:
+        mode = 0
+    if stat.S_ISLNK(mode):
+        kind = "a symbolic link"
+    elif stat.S_ISDIR(mode) and needed == "file":
+        kind = "a folder"
+    elif stat.S_ISREG(mode) and needed == "folder":
+        kind = "a file"
+    elif mode and needed == "file":
+        kind = "a special file"
+    else:  # what is there now would do: it was swapped back since
+        kind = "swapped while being opened (for a symbolic link?)"
+    if needed == "file":
+        return InTheWay(f"{shown} is not a regular file ({kind})")
+    return InTheWay(f"{shown} is {kind} where a folder is needed")
+
+
+def _open_folder(
+    parent_fd: int, name: str, shown: Path, create: bool, owner: tuple[int, int] | None
+) -> int | None:
+    """The folder ``name`` of the folder open at ``parent_fd`` (made, owned by ``owner``,
+    when missing and ``create``), opened without following a link; None when missing.
+    InTheWay when a link or a file has that name."""
+    made = False
+    try:
+        try:
+            return os.open(name, _FOLDER, dir_fd=parent_fd)
+        except FileNotFoundError:
+            if not create:
+                return None
+        try:
+            os.mkdir(name, 0o755, dir_fd=parent_fd)
+            made = True
+        except FileExistsError:
+            pass  # made meanwhile: open what is there now, by the same rule
+        fd = os.open(name, _FOLDER, dir_fd=parent_fd)
+    except OSError as exc:
+        if exc.errno in _IN_THE_WAY:
+            raise _in_the_way(parent_fd, name, shown, "folder") from None
+        raise
+    if made and owner is not None:
+        os.fchown(fd, *owner)
+    return fd
+
+
+@dataclass(frozen=True)
+class _Folder:
+    """A folder inside a home, open at ``fd``; ``shown`` is its path, for messages only."""
+
+    fd: int
+    shown: Path
+    owner: tuple[int, int] | None
+
+    def digest(self, name: str) -> str | None:
+        """SHA-256 of the regular file ``name`` here, None when there is none; InTheWay
+        for a link or anything but a regular file."""
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(name, flags, dir_fd=self.fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno in _IN_THE_WAY:
+                raise _in_the_way(self.fd, name, self.shown / name, "file") from None
+            raise
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise _in_the_way(self.fd, name, self.shown / name, "file")
+            if info.st_size > TRAINEE_FILE_READ:
+                return "larger than any course file"  # the trainee's own: kept, not hashed
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+
+    def write(self, name: str, data: bytes) -> None:
+        """``data`` as the file ``name`` here: written to a new temporary name, then renamed
+        over it (a link in its place is replaced, never followed)."""
+        temporary = f".statbox-{secrets.token_hex(8)}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(temporary, flags, 0o644, dir_fd=self.fd)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                os.fchmod(out.fileno(), 0o644)
+                if self.owner is not None:
+                    os.fchown(out.fileno(), *self.owner)
+            try:
+                os.replace(temporary, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+            except OSError as exc:
+                if exc.errno in _IN_THE_WAY:
+                    raise _in_the_way(self.fd, name, self.shown / name, "file") from None
+                raise
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary, dir_fd=self.fd)
+            raise
+
+
 @dataclass(frozen=True)
 class Publisher:
     """Where homes and ledgers are, and who should own what is written (local mode)."""
@@ -169,51 +301,62 @@ class Publisher:
             return {}
         return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
-    def _chown(self, path: Path) -> None:
+    def _owner_ids(self, home_fd: int) -> tuple[int, int] | None:
+        """Who must own what is written into the home open at ``home_fd`` (None: whoever
+        writes)."""
         if self.owner is not None:
-            os.chown(path, self.owner.pw_uid, self.owner.pw_gid, follow_symlinks=False)
-            return
+            return self.owner.pw_uid, self.owner.pw_gid
         # Local mode as root: each user's home is owned by their own uid (given at their
         # first server start, statbox.spawners.local); what lands in it becomes theirs too.
-        if os.geteuid() == 0 and self.homes in path.parents:
-            home = self.homes / path.relative_to(self.homes).parts[0]
-            uid = home.stat().st_uid
+        if os.geteuid() == 0:
+            uid = os.fstat(home_fd).st_uid
             if uid != 0:
-                os.chown(path, uid, uid, follow_symlinks=False)
+                return uid, uid
+        return None
 
-    def _make_dirs(self, directory: Path) -> None:
-        missing = [p for p in (directory, *directory.parents) if not p.exists()]
-        for path in reversed(missing):
-            path.mkdir(mode=0o755)
-            if self.homes in path.parents:  # homes itself stays the operator's
-                self._chown(path)
-
-    def _write(self, target: Path, data: bytes) -> None:
-        self._make_dirs(target.parent)
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".statbox-", suffix=".tmp")
+    @contextlib.contextmanager
+    def _folder(self, user: str, parts: tuple[str, ...], create: bool) -> Iterator[_Folder | None]:
+        """The folder ``<home>/<parts...>`` of ``user``, opened one name at a time from
+        ``homes`` (the operator's) without following a link; None when a part is missing and
+        not ``create``. InTheWay when a link or a file is in the way."""
+        if not create and not self.homes.is_dir():
+            yield None
+            return
+        if create:
+            self.homes.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.homes, _FOLDER)
+        shown = self.homes
+        # A home made here is the owner's when one is given; what is made in a home is the
+        # owner's of that home (_owner_ids).
+        owner = (self.owner.pw_uid, self.owner.pw_gid) if self.owner is not None else None
         try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.chmod(temporary, 0o644)
-            self._chown(Path(temporary))
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+            for depth, part in enumerate((user, *parts)):
+                shown = shown / part
+                opened = _open_folder(fd, part, shown, create, owner)
+                os.close(fd)
+                fd = -1
+                if opened is None:
+                    yield None
+                    return
+                fd = opened
+                if depth == 0:
+                    owner = self._owner_ids(fd)
+            yield _Folder(fd, shown, owner)
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
-    def _blocked(self, course_dir: Path, relative: str) -> str | None:
-        """Why ``relative`` cannot be written under ``course_dir`` (a link or a file in the
-        way of a folder), or None. A trainee's links are never followed: they could point
+    def _blocked(self, user: str, course_id: str, relative: str) -> str | None:
+        """Why ``relative`` cannot be written into ``user``'s copy of the course (a link or
+        a file in the way), or None. A trainee's links are never followed: they could point
         anywhere the publisher may write."""
-        path = course_dir
-        for part in PurePosixPath(relative).parts:
-            if path.is_symlink():
-                return f"{path} is a symbolic link"
-            if path.exists() and not path.is_dir():
-                return f"{path} is a file where a folder is needed"
-            path = path / part
-        if path.is_symlink() or (path.exists() and not path.is_file()):
-            return f"{path} is not a regular file"
+        *folders, name = _parts(relative)
+        try:
+            with self._folder(user, ("courses", course_id, *folders), create=False) as folder:
+                if folder is not None:
+                    folder.digest(name)
+        except InTheWay as exc:
+            return str(exc)
         return None
 
     def pristine(self, loaded: LoadedCourse) -> dict[str, str]:
@@ -252,12 +395,8 @@ class Publisher:
         per problem; empty when every target is free."""
         problems: list[str] = []
         for user, files in planned.items():
-            course_dir = self.home(user) / "courses" / course_id
-            for check in (self.home(user), self.home(user) / "courses"):
-                if check.is_symlink() or (check.exists() and not check.is_dir()):
-                    problems.append(f"{user}: {check} is not a folder; nothing was published")
             for relative in files:
-                reason = self._blocked(course_dir, relative)
+                reason = self._blocked(user, course_id, relative)
                 if reason:
                     problems.append(f"{user}: {reason}; move it away and publish again")
         return list(dict.fromkeys(problems))
@@ -275,7 +414,10 @@ class Publisher:
             raise BadInput(*problems)
         done: list[Published] = []
         for user, files in planned.items():
-            done.extend(self._publish_to(course_id, user, files, pristine or {}))
+            try:
+                done.extend(self._publish_to(course_id, user, files, pristine or {}))
+            except InTheWay as exc:  # put there since the check: stop, writing nothing more
+                raise BadInput(f"{user}: {exc}; move it away and publish again") from None
         return done
 
     def publish(
@@ -291,26 +433,29 @@ class Publisher:
     def _publish_to(
         self, course_id: str, user: str, files: dict[str, bytes], pristine: dict[str, str]
     ) -> Iterator[Published]:
-        course_dir = self.home(user) / "courses" / course_id
         ledger = self.read_ledger(user, course_id)
-        for relative, data in files.items():
-            target = course_dir / relative
-            new = _digest(data)
-            current = _file_digest(target)
-            if current is None:
-                self._write(target, data)
+        try:
+            for relative, data in files.items():
+                *folders, name = _parts(relative)
+                with self._folder(user, ("courses", course_id, *folders), create=True) as folder:
+                    assert folder is not None  # made when missing
+                    new = _digest(data)
+                    current = folder.digest(name)
+                    if current is None:
+                        folder.write(name, data)
+                        outcome = Outcome.new
+                    elif current == new:
+                        outcome = Outcome.unchanged
+                    elif current in (ledger.get(relative), pristine.get(relative)):
+                        folder.write(name, data)
+                        outcome = Outcome.updated
+                    else:
+                        yield Published(user, relative, Outcome.kept)
+                        continue
                 ledger[relative] = new
-                yield Published(user, relative, Outcome.new)
-            elif current == new:
-                ledger[relative] = new
-                yield Published(user, relative, Outcome.unchanged)
-            elif current in (ledger.get(relative), pristine.get(relative)):
-                self._write(target, data)
-                ledger[relative] = new
-                yield Published(user, relative, Outcome.updated)
-            else:
-                yield Published(user, relative, Outcome.kept)
-        self.write_ledger(user, course_id, ledger)
+                yield Published(user, relative, outcome)
+        finally:  # what was written is remembered even when a later file is in the way
+            self.write_ledger(user, course_id, ledger)
 
     def write_ledger(self, user: str, course_id: str, ledger: dict[str, str]) -> None:
         ledger_file = self.ledger_file(user, course_id)

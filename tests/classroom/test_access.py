@@ -143,6 +143,40 @@ def test_a_submission_is_a_private_snapshot_with_its_hash_and_late_ones_are_mark
     assert rows["bob"].opened_at is None and rows["bob"].latest is None
 
 
+def test_the_instructor_sees_a_copied_notebook_even_with_metadata_and_outputs_changed(
+    site: Site,
+):
+    published(site)
+    room = site.classroom
+    for name in ("alice", "bob", "carol"):
+        room.open_course(actor(name), COURSE)
+    alices = site.home_course("alice") / EXERCISE
+    alices.write_text(alices.read_text().replace("# your variant", "answer = 42"))
+    room.submit(actor("alice"), COURSE)
+    room.submit(actor("bob"), COURSE)  # his exercise as published: no copy of anyone
+    carols = site.home_course("carol") / EXERCISE
+    carols.write_bytes(alices.read_bytes())
+    room.submit(actor("carol"), COURSE)
+
+    def same() -> dict[str, tuple[str, ...]]:
+        return {r.trainee: r.same_as for r in room.roster(actor("ines"), "kigali", COURSE)}
+
+    assert same() == {"alice": ("carol",), "bob": (), "carol": ("alice",)}
+    notebook = json.loads(carols.read_text())
+    notebook["metadata"]["mine"] = "carol"
+    for cell in notebook["cells"]:
+        cell["metadata"] = {"collapsed": True}
+        if cell["cell_type"] == "code":
+            cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "42"}]
+            cell["execution_count"] = 7
+    notebook["cells"].append({"cell_type": "code", "metadata": {}, "source": "  \n"})
+    carols.write_text(json.dumps(notebook, indent=2))
+    room.submit(actor("carol"), COURSE)
+    assert same() == {"alice": ("carol",), "bob": (), "carol": ("alice",)}
+    with pytest.raises(NotAllowed):  # a trainee never sees who copied whom
+        room.roster(actor("carol"), "kigali", COURSE)
+
+
 def test_a_submitted_link_is_refused(site: Site):
     published(site)
     site.classroom.open_course(actor("bob"), COURSE)

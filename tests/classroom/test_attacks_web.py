@@ -14,7 +14,6 @@ succeeds today.
 from __future__ import annotations
 
 import csv
-import ctypes
 import gzip
 import io
 import json
@@ -40,6 +39,7 @@ from tests.integration.test_classroom import (  # noqa: F401 (classroom_up: a fi
     Visitor,
     classroom_up,
 )
+from tests.racing import exchange
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -202,11 +202,6 @@ def test_a_huge_file_a_link_or_a_fifo_is_refused_plainly(local_stack, people, ki
     assert mine == []  # nothing of those was recorded
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE: carol submits alice's notebook byte for byte (same SHA-256); the instructor's "
-    "cohort page and API show two ordinary submissions and say nothing of the copy",
-)
 def test_the_instructor_sees_that_carol_submitted_alices_notebook(local_stack, people):
     put(local_stack, "alice", SOLUTION.read_bytes())
     assert people["alice"].post_form(f"courses/{COURSE}/submit", {}).status_code == 303
@@ -369,26 +364,7 @@ def test_code_graded_for_carol_reads_no_other_snapshot_nor_the_solution(local_st
 
 # ------------------------------------------------------------------ opening, raced
 
-RENAME_EXCHANGE = 2
-AT_FDCWD = -100
 
-
-def exchange(first: Path, second: Path) -> None:
-    """Swap two names atomically (renameat2 RENAME_EXCHANGE): what alice's kernel can do in
-    her own home, in a loop, while the service (root) writes the course into it."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.renameat2(AT_FDCWD, bytes(first), AT_FDCWD, bytes(second), RENAME_EXCHANGE):
-        raise OSError(ctypes.get_errno(), f"renameat2 {first} {second}")
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="HOLE: opening a course checks the trainee's folders for links first and writes "
-    "later (statbox.courses.publish: problems() then _write() by path); alice swaps her "
-    "exercise folder with a link to bob's course folder in a loop and clicks Open: the "
-    "service (root) writes her notebook into bob's folder (a link to any folder: written "
-    "there as root)",
-)
 def test_opening_while_alice_swaps_a_folder_for_a_link_writes_nothing_elsewhere(
     local_stack, people
 ):

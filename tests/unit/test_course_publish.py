@@ -7,6 +7,7 @@ import json
 import os
 import pwd
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from statbox.courses.publish import (
 )
 from statbox.errors import BadInput
 from statbox.settings.model import parse_settings
+from tests.racing import exchange
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "courses"
 
@@ -193,3 +195,46 @@ def test_users_outside_the_course_audience(course):
         "alice (trainee)",
         "ines (instructor)",
     ]
+
+
+def test_swapping_a_folder_for_a_link_while_publishing_writes_nothing_elsewhere(course, tmp_path):
+    """alice swaps her exercise folder with a link to bob's (renameat2 RENAME_EXCHANGE) in a
+    loop while the course is published to her again and again: a check by path then a write
+    by path lands her notebook in bob's folder; descriptors opened without following a link
+    never do."""
+    state = tmp_path / "state"
+    publish_course(course, ["alice", "bob"], state)
+    mine = course_dir(state, "alice")
+    victim = course_dir(state, "bob")
+    before = {p: p.read_bytes() for p in victim.rglob("*") if p.is_file()}
+    swap = mine / "swap"
+    swap.symlink_to(victim)
+    stop = threading.Event()
+
+    def flip() -> None:
+        while not stop.is_set():
+            exchange(mine / "exercise", swap)
+
+    flipper = threading.Thread(target=flip, daemon=True)
+    flipper.start()
+    refused = 0
+    crashed: list[OSError] = []
+    try:
+        for round_ in range(300):  # a new version each round: each one is written
+
+            def personalise(user: str, notebook: dict, n: int = round_) -> dict:
+                return {**notebook, "metadata": {**notebook["metadata"], "round": n}}
+
+            try:
+                publish_course(course, ["alice"], state, personalise=personalise)
+            except BadInput as exc:
+                assert "symbolic link" in str(exc.messages), exc.messages
+                refused += 1
+            except OSError as exc:  # kept: what landed in bob's folder is asserted first
+                crashed.append(exc)
+    finally:
+        stop.set()
+        flipper.join(10)
+    assert {p: p.read_bytes() for p in victim.rglob("*") if p.is_file()} == before
+    assert crashed == []  # a swap is refused with one clear message, never a traceback
+    assert refused < 300  # some rounds did write (into alice's own folder)
