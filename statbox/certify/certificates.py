@@ -22,6 +22,7 @@ import hashlib
 import html
 import json
 import os
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -150,9 +151,25 @@ def person_name(
     """How a certificate names ``username``: the identity provider's ``name`` claim when the
     hub has it, else ``certify.people`` in the settings, else the username itself."""
     claimed = (claims or {}).get("name")
-    if isinstance(claimed, str) and claimed.strip():
-        return " ".join(claimed.split())[:120]
-    return (people or {}).get(username) or username
+    if isinstance(claimed, str) and display_safe(claimed):
+        return display_safe(claimed)[:120]
+    return display_safe((people or {}).get(username) or "") or username
+
+
+JOINERS = frozenset("\u200c\u200d")
+"""ZERO WIDTH NON-JOINER and JOINER: Arabic- and Indic-script names need them to be spelt."""
+
+
+def display_safe(text: str) -> str:
+    """``text`` without format characters (Unicode category Cf: the bidirectional marks,
+    embeddings, overrides and isolates U+200E/F, U+202A-202E, U+2066-2069, U+061C, and
+    invisible ones) except the joiners, and with runs of white space as one space: a name
+    cannot then reorder what is shown after it (a verdict line's username or score).
+    Every name a certificate shows passes through here."""
+    kept = "".join(
+        ch for ch in text if ch in JOINERS or unicodedata.category(ch) not in ("Cf", "Cc")
+    )
+    return " ".join(kept.split())
 
 
 def make_record(
@@ -169,7 +186,7 @@ def make_record(
         "version": RECORD_VERSION,
         "certificate": certificate_id(attempt),
         "trainee": attempt.trainee,
-        "name": person or attempt.trainee,
+        "name": display_safe(person or "") or attempt.trainee,
         "course": {"id": attempt.course, "title": course_title},
         "exercise": attempt.exercise,
         "cohort": attempt.cohort,
@@ -204,6 +221,10 @@ def sign(record: dict[str, Any], key: Ed25519PrivateKey) -> bytes:
     return canonical(envelope) + b"\n"
 
 
+ENVELOPE_KEYS = frozenset({"record", "signature"})
+SIGNATURE_KEYS = frozenset({"algorithm", "key_id", "value"})
+
+
 def open_envelope(content: bytes) -> tuple[dict[str, Any], str, bytes]:
     """The record, signer key id and signature of a file :func:`sign` wrote, once its bytes
     are exactly the canonical form; ValueError saying what is wrong otherwise."""
@@ -216,6 +237,10 @@ def open_envelope(content: bytes) -> tuple[dict[str, Any], str, bytes]:
         raise ValueError(f"not a signed Statbox document ({type(exc).__name__})") from None
     if not isinstance(record, dict) or not isinstance(signer, str):
         raise ValueError("not a signed Statbox document")
+    # Only what sign() writes: a field beside the record or in the signature is unsigned
+    # text a reader might believe ("verified by the registrar"), so the file is refused.
+    if envelope.keys() != ENVELOPE_KEYS or signature.keys() != SIGNATURE_KEYS:
+        raise ValueError("the file has fields outside the signed record")
     if algorithm != ALGORITHM:
         raise ValueError(f"unsupported signature algorithm {str(algorithm)[:20]!r}")
     if content.rstrip(b"\n") != canonical(envelope):
@@ -258,7 +283,8 @@ class Certifies:
     def of(cls, record: Mapping[str, Any], signed_by: str = OWN) -> Certifies:
         return cls(
             certificate=str(record["certificate"]),
-            person=str(record.get("name") or record["trainee"]),
+            # a trusted hub's (or an older) certificate may carry any name: shown safe here too
+            person=display_safe(str(record.get("name") or "")) or str(record["trainee"]),
             username=str(record["trainee"]),
             course=str(record["course"]["id"]),
             course_title=str(record["course"]["title"]),

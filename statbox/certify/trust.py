@@ -175,7 +175,25 @@ def trust(
     ``extra_keys``) and the settings' trusted issuers, their files relative to ``base``."""
     own = keys.trust(extra_keys)
     issuers = [trusted_issuer(e, base, i) for i, e in enumerate(trusted_issuers)]
+    refuse_shared_keys(own.issuers, issuers)
     return Trust([*own.issuers, *issuers], own.own_revocations)
+
+
+def refuse_shared_keys(local: Sequence[Issuer], others: Sequence[Issuer]) -> None:
+    """A key belongs to exactly one issuer: public keys are public, so a hub listing another
+    hub's key (or this hub's) among its own would be taken as the issuer of that hub's
+    certificates, and its revocation list would revoke them. :class:`BadInput` naming both.
+    ``local`` (this hub's key, the operator's own PEM files) may repeat each other."""
+    holder = {kid: issuer.name for issuer in local for kid in issuer.keys}
+    for issuer in others:
+        for kid in issuer.keys:
+            if kid in holder:
+                raise BadInput(
+                    f"certify.trusted_issuers: {issuer.name!r} lists the public key {kid} that "
+                    f"{holder[kid]!r} also holds; a key belongs to one issuer: remove it from "
+                    "the keys of the one it is not"
+                )
+        holder.update(dict.fromkeys(issuer.keys, issuer.name))
 
 
 def hub_trust(loaded: Any, extra_keys: Sequence[Path] = ()) -> Trust:
