@@ -248,10 +248,10 @@ class VerifyById(PublicHandler):
     """``verify/<id>``: the link and QR code printed on a certificate."""
 
     def get(self, certificate: str) -> None:
-        content = self.config.public.certificate(certificate)
-        if content is None:
+        verdict = self.config.public.verify_by_id(certificate)
+        if verdict is None:
             raise web.HTTPError(404, "this hub issued no certificate with that id")
-        self.show_verdict(self.config.public.verify(content))
+        self.show_verdict(verdict)
 
 
 class KeysDocument(PublicHandler):
@@ -269,6 +269,11 @@ class RevocationsDocument(PublicHandler):
 
 class PersonHandler(HubOAuthenticated, BaseHandler):
     """Pages and API for a signed-in person; the library decides what they may do."""
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        # a person's scores, feedback and cohort: kept by no browser or proxy cache
+        self.set_header("Cache-Control", "no-store, private")
 
     @property
     def actor(self) -> Actor:
@@ -558,7 +563,8 @@ class RevokeAction(PersonHandler):
             reason = self.field("reason")
             if not reason:
                 raise BadInput("say why the certificate is revoked (reason)")
-            entry = revoke(self.config.public.keys, certificate, reason[:500])
+            record = json.loads(content)["record"]  # bars re-issuing to its trainee too
+            entry = revoke(self.config.public.keys, certificate, reason[:500], record)
             self.done(entry, f"verify/{quote(certificate)}")
 
         refusals(act)
