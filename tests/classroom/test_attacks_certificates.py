@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,8 @@ from statbox.certify.certificates import (
     Status,
     canonical,
     key_id,
+    lift,
+    make_record,
     person_name,
     revoke,
     sign,
@@ -33,7 +36,7 @@ from statbox.certify.openbadges import verify_upload
 from statbox.certify.trust import jwk, jwks, key_uri, revocation_list, trust
 from statbox.errors import BadInput
 from statbox.settings.model import TrustedIssuer
-from tests.certify.certificates import BRASILIA, KIGALI, hub, issue
+from tests.certify.certificates import BRASILIA, KIGALI, hub, issue, stored
 
 KIGALI_NAME = "Statbox Kigali"
 BRASILIA_NAME = "Statbox Brasília"
@@ -275,3 +278,51 @@ def test_a_look_alike_name_still_shows_the_real_username(kigali):
     verdict = verify(content, keys)
     assert verdict.status is Status.VALID
     assert "(mallory)" in verdict.message
+
+
+def test_joiners_that_names_need_are_kept():
+    """ZWNJ/ZWJ spell Persian and Indic names; only display-reordering controls go."""
+    for claimed in ("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", "\u0915\u094d\u200d\u0937"):
+        assert person_name("mallory", claims={"name": claimed}) == claimed
+    assert person_name("mallory", claims={"name": "\u202e\u2066"}) == "mallory"
+
+
+# ------------------------------------------------------------------ revocations
+
+
+def test_a_revocation_bars_another_submission_until_lifted(kigali):
+    """The same trainee, course, exercise and cohort with another submission (a new id):
+    revoked with the first, until an instructor lifts the bar; the first stays revoked."""
+    keys, record, content, _ = kigali
+    revoke(keys, record["certificate"], "copied answers", record)
+    again = stored("bob", digest="cd" * 32)
+    other = sign(make_record(again, "Shop prices", KIGALI_NAME, "Bob Mugisha"), keys.signing_key())  # type: ignore[arg-type]
+    assert json.loads(other)["record"]["certificate"] != record["certificate"]
+    assert verify(other, keys).status is Status.REVOKED
+    # another trainee, or the same trainee's other cohort, is not barred
+    for changed in (stored("alice", digest="cd" * 32), replace(again, cohort="cohort-b")):
+        fresh = sign(make_record(changed, "Shop prices", KIGALI_NAME), keys.signing_key())  # type: ignore[arg-type]
+        assert verify(fresh, keys).status is Status.VALID
+    lift(keys, record["certificate"])
+    assert verify(other, keys).status is Status.VALID
+    assert verify(content, keys).status is Status.REVOKED
+
+
+def test_the_published_revocation_list_names_no_one(kigali, tmp_path):
+    """Published: digests, dates and reasons only the certificate opens; another hub holding
+    the certificate reads the reason."""
+    keys, record, content, _ = kigali
+    revoke(keys, record["certificate"], "copied answers", record)
+    published = revocation_list(keys, KIGALI_NAME)
+    for secret in (record["certificate"], "copied answers", "bob", "cohort"):
+        assert secret.encode() not in published, secret
+    elsewhere = tmp_path / "revocations.json"
+    elsewhere.write_bytes(published)
+    lima = trust(
+        hub(tmp_path, "lima"),
+        [TrustedIssuer(name=KIGALI_NAME, jwks=jwks(keys, KIGALI), revocations_file=elsewhere)],
+        base=Path("/"),
+    )
+    verdict = verify(content, lima)
+    assert verdict.status is Status.REVOKED and verdict.revocation is not None
+    assert verdict.revocation["reason"] == "copied answers"
