@@ -36,7 +36,7 @@ import jinja2
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import httputil, web
 
-from statbox.certify.certificates import Status, Verdict, revoke
+from statbox.certify.certificates import Status, Verdict, lift, revoke
 from statbox.certify.isolation import RlimitsIsolation, backend_class
 from statbox.classroom import Actor, Classroom, NotAllowed, NotFound
 from statbox.classroom.service import parse_deadline
@@ -570,6 +570,29 @@ class RevokeAction(PersonHandler):
         refusals(act)
 
 
+class LiftAction(PersonHandler):
+    """Lift a revocation's bar (the trainee may be certified again) in a cohort the person
+    teaches. The cohort comes from the bar itself: the report removed the certificate's files."""
+
+    @web.authenticated
+    def post(self, certificate: str) -> None:
+        actor = self.actor
+
+        def act() -> None:
+            missing = f"no revoked certificate {certificate[:32]!r} of a cohort you teach"
+            entry = self.config.public.keys.revoked().get(certificate)
+            bars = entry.get("bars") if entry else None
+            if not isinstance(bars, dict):
+                raise NotFound(missing)
+            try:
+                self.room.members(actor, str(bars.get("cohort", "")))
+            except NotAllowed:
+                raise NotFound(missing) from None
+            self.done(lift(self.config.public.keys, certificate), f"verify/{quote(certificate)}")
+
+        refusals(act)
+
+
 class NotHere(BaseHandler):
     """Anything else under the prefix: 404 (the service opens only what people need)."""
 
@@ -607,6 +630,7 @@ def make_app(config: ServiceConfig, cookie_secret: bytes) -> web.Application:
         (f"{course}/jobs/{JOB}/(.+)", ReportFile),
         ("certificates/revoke", RevokeAction),
         (f"certificates/{CERTIFICATE}/revoke", RevokeAction),
+        (f"certificates/{CERTIFICATE}/lift", LiftAction),
         (f"verify/{CERTIFICATE}", VerifyById),
         ("verify", VerifyApi),
     ]
