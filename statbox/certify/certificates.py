@@ -22,15 +22,17 @@ import hashlib
 import html
 import json
 import os
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from statbox.errors import BadInput
 from statbox.privatefile import create_private_file
@@ -103,7 +105,7 @@ class Keys:
             issuers.append(Issuer(f"the key in {path}", self.public_key_file(path)))
         return Trust(issuers, self.revoked())
 
-    def revoked(self) -> dict[str, dict[str, str]]:
+    def revoked(self) -> dict[str, dict[str, Any]]:
         if not self.revoked_path.exists():
             return {}
         try:
@@ -123,6 +125,7 @@ class Issuer:
     name: str
     keys: Mapping[str, Ed25519PublicKey]
     revoked: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Its published revocations, by :func:`revocation_digest` of the certificate id."""
 
 
 @dataclass(frozen=True)
@@ -150,9 +153,25 @@ def person_name(
     """How a certificate names ``username``: the identity provider's ``name`` claim when the
     hub has it, else ``certify.people`` in the settings, else the username itself."""
     claimed = (claims or {}).get("name")
-    if isinstance(claimed, str) and claimed.strip():
-        return " ".join(claimed.split())[:120]
-    return (people or {}).get(username) or username
+    if isinstance(claimed, str) and display_safe(claimed):
+        return display_safe(claimed)[:120]
+    return display_safe((people or {}).get(username) or "") or username
+
+
+JOINERS = frozenset("\u200c\u200d")
+"""ZERO WIDTH NON-JOINER and JOINER: Arabic- and Indic-script names need them to be spelt."""
+
+
+def display_safe(text: str) -> str:
+    """``text`` without format characters (Unicode category Cf: the bidirectional marks,
+    embeddings, overrides and isolates U+200E/F, U+202A-202E, U+2066-2069, U+061C, and
+    invisible ones) except the joiners, and with runs of white space as one space: a name
+    cannot then reorder what is shown after it (a verdict line's username or score).
+    Every name a certificate shows passes through here."""
+    kept = "".join(
+        ch for ch in text if ch in JOINERS or unicodedata.category(ch) not in ("Cf", "Cc")
+    )
+    return " ".join(kept.split())
 
 
 def make_record(
@@ -169,7 +188,7 @@ def make_record(
         "version": RECORD_VERSION,
         "certificate": certificate_id(attempt),
         "trainee": attempt.trainee,
-        "name": person or attempt.trainee,
+        "name": display_safe(person or "") or attempt.trainee,
         "course": {"id": attempt.course, "title": course_title},
         "exercise": attempt.exercise,
         "cohort": attempt.cohort,
@@ -204,6 +223,10 @@ def sign(record: dict[str, Any], key: Ed25519PrivateKey) -> bytes:
     return canonical(envelope) + b"\n"
 
 
+ENVELOPE_KEYS = frozenset({"record", "signature"})
+SIGNATURE_KEYS = frozenset({"algorithm", "key_id", "value"})
+
+
 def open_envelope(content: bytes) -> tuple[dict[str, Any], str, bytes]:
     """The record, signer key id and signature of a file :func:`sign` wrote, once its bytes
     are exactly the canonical form; ValueError saying what is wrong otherwise."""
@@ -216,6 +239,10 @@ def open_envelope(content: bytes) -> tuple[dict[str, Any], str, bytes]:
         raise ValueError(f"not a signed Statbox document ({type(exc).__name__})") from None
     if not isinstance(record, dict) or not isinstance(signer, str):
         raise ValueError("not a signed Statbox document")
+    # Only what sign() writes: a field beside the record or in the signature is unsigned
+    # text a reader might believe ("verified by the registrar"), so the file is refused.
+    if envelope.keys() != ENVELOPE_KEYS or signature.keys() != SIGNATURE_KEYS:
+        raise ValueError("the file has fields outside the signed record")
     if algorithm != ALGORITHM:
         raise ValueError(f"unsupported signature algorithm {str(algorithm)[:20]!r}")
     if content.rstrip(b"\n") != canonical(envelope):
@@ -258,7 +285,8 @@ class Certifies:
     def of(cls, record: Mapping[str, Any], signed_by: str = OWN) -> Certifies:
         return cls(
             certificate=str(record["certificate"]),
-            person=str(record.get("name") or record["trainee"]),
+            # a trusted hub's (or an older) certificate may carry any name: shown safe here too
+            person=display_safe(str(record.get("name") or "")) or str(record["trainee"]),
             username=str(record["trainee"]),
             course=str(record["course"]["id"]),
             course_title=str(record["course"]["title"]),
@@ -350,19 +378,26 @@ def signed_verdict(
     """The verdict on a document whose signature by ``issuer`` holds: revoked (by its issuer,
     or by this hub) or valid. Shared by certificates and their Open Badges credentials."""
     signed_by = issuer.name
-    revoked = issuer.revoked.get(certifies.certificate)
+    revoked: Mapping[str, str] | None = issuer.revoked.get(revocation_digest(certifies.certificate))
+    if revoked is not None and "sealed_reason" in revoked:
+        reason = open_reason(certifies.certificate, str(revoked["sealed_reason"]))
+        revoked = {**revoked, "reason": reason}
     revoked_by = signed_by
     if revoked is None and certifies.certificate in trust.own_revocations:
         revoked, revoked_by = trust.own_revocations[certifies.certificate], OWN
+    if revoked is None and issuer.name == OWN:
+        # this hub's revocation bars the trainee's course and cohort, whatever submission
+        revoked = barring(trust.own_revocations.values(), certifies)
     if revoked is not None:
         revocation = {
             "reason": str(revoked.get("reason", "")),
             "at": str(revoked.get("at", "?")),
             "by": revoked_by,
         }
+        reason = f": {revocation['reason']}" if revocation["reason"] else ""
         return Verdict(
             Status.REVOKED,
-            f"invalid: revoked on {revocation['at']} by {revoked_by}: {revocation['reason']}",
+            f"invalid: revoked on {revocation['at']} by {revoked_by}{reason}",
             record,
             certifies,
             signed_by,
@@ -385,20 +420,100 @@ def signed_verdict(
     )
 
 
-def revoke(keys: Keys, certificate: str, reason: str) -> dict[str, str]:
-    """Add ``certificate`` (an id) to the revocation list; return the entry."""
+BARRED_FIELDS = ("trainee", "course", "exercise", "cohort")
+"""What a revocation bars, besides its one certificate: a new certificate of the same
+trainee, course, exercise and cohort (another submission has another id) until lifted."""
+
+
+def revocation_digest(certificate: str) -> str:
+    """How a published revocation list names a certificate: a holder computes it from the
+    id on the certificate; someone holding only the list cannot turn it back into an id (ids
+    hash the submission's SHA-256), so cannot open ``verify/<id>`` to learn who it was."""
+    return hashlib.sha256(f"statbox-revoked\0{certificate}".encode()).hexdigest()
+
+
+def _bars(record: Mapping[str, Any]) -> dict[str, str]:
+    course = record["course"]
+    course_id = course["id"] if isinstance(course, Mapping) else course
+    return {
+        "trainee": str(record["trainee"]),
+        "course": str(course_id),
+        "exercise": str(record["exercise"]),
+        "cohort": str(record["cohort"]),
+    }
+
+
+def _reason_key(certificate: str) -> bytes:
+    return hashlib.sha256(f"statbox-revocation-reason\0{certificate}".encode()).digest()
+
+
+def seal_reason(certificate: str, reason: str) -> str:
+    """``reason`` encrypted (AES-GCM) under a key only the certificate's id gives."""
+    nonce = os.urandom(12)
+    sealed = AESGCM(_reason_key(certificate)).encrypt(nonce, reason.encode(), None)
+    return base64.b64encode(nonce + sealed).decode()
+
+
+def open_reason(certificate: str, sealed: str) -> str:
+    """The reason :func:`seal_reason` sealed for ``certificate``; "" when it does not open."""
+    try:
+        raw = base64.b64decode(sealed, validate=True)
+        return AESGCM(_reason_key(certificate)).decrypt(raw[:12], raw[12:], None).decode()
+    except (ValueError, InvalidTag, UnicodeDecodeError):
+        return ""
+
+
+def barring(entries: Any, certified: Any) -> Mapping[str, str] | None:
+    """This hub's revocation entry that bars ``certified`` (a :class:`Certifies` or a stored
+    attempt: anything with trainee/username, course, exercise and cohort), else None."""
+    trainee = getattr(certified, "username", None) or certified.trainee
+    wanted = {
+        "trainee": str(trainee),
+        "course": str(certified.course),
+        "exercise": str(certified.exercise),
+        "cohort": str(certified.cohort),
+    }
+    return next((e for e in entries if e.get("bars") == wanted), None)
+
+
+def revoke(
+    keys: Keys, certificate: str, reason: str, record: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Add ``certificate`` (an id) to the revocation list; return the entry. With its
+    ``record``, the revocation also bars re-issuing to that trainee, course, exercise and
+    cohort until :func:`lift` (a changed byte in the submission would make a new id)."""
     entries = keys.revoked()
-    entry = {
+    entry: dict[str, Any] = {
         "certificate": certificate,
         "reason": reason,
         "at": datetime.now(UTC).replace(microsecond=0).isoformat(),
     }
+    if record is not None:
+        entry["bars"] = _bars(record)
     entries[certificate] = entry
+    _write_revoked(keys, entries)
+    return entry
+
+
+def lift(keys: Keys, certificate: str) -> dict[str, Any]:
+    """An instructor lifts the bar of ``certificate``'s revocation: the trainee may be
+    certified again (the revoked certificate itself stays revoked). Return the entry."""
+    entries = keys.revoked()
+    if certificate not in entries:
+        raise BadInput(f"{certificate[:64]!r}: no revoked certificate with that id")
+    entry = dict(entries[certificate])
+    entry.pop("bars", None)
+    entry["lifted"] = datetime.now(UTC).replace(microsecond=0).isoformat()
+    entries[certificate] = entry
+    _write_revoked(keys, entries)
+    return entry
+
+
+def _write_revoked(keys: Keys, entries: Mapping[str, Any]) -> None:
     keys.revoked_path.parent.mkdir(parents=True, exist_ok=True)
     temporary = keys.revoked_path.with_suffix(".tmp")
     temporary.write_text(json.dumps({"revoked": list(entries.values())}, indent=1) + "\n")
     os.replace(temporary, keys.revoked_path)
-    return entry
 
 
 def check_lines(record: Mapping[str, Any]) -> list[str]:

@@ -29,6 +29,7 @@ from typing import Any
 from statbox.certify import openbadges
 from statbox.certify.certificates import (
     Keys,
+    barring,
     certificate_html,
     certificate_id,
     file_name,
@@ -138,11 +139,13 @@ def write_report(
     if not attempts:
         raise BadInput(f"no attempts of {run.course}/{run.exercise} in cohort {run.cohort!r} yet")
     revocations = keys.revoked()
-    revoked = {
-        a.trainee: revocations[certificate_id(a)]["reason"]
-        for a in attempts
-        if a.passed and certificate_id(a) in revocations
-    }
+    # A revocation bars its trainee's course/exercise/cohort too: a resubmission with one
+    # byte changed (a new certificate id) is listed as revoked, not certified again.
+    revoked = {}
+    for attempt in attempts:
+        entry = revocations.get(certificate_id(attempt)) or barring(revocations.values(), attempt)
+        if attempt.passed and entry is not None:
+            revoked[attempt.trainee] = str(entry["reason"])
     files = [out / "report.html", out / "report.csv"]
     _atomic_write(files[0], report_html(attempts, exercise, run, revoked).encode())
     _atomic_write(files[1], report_csv(attempts, exercise, revoked).encode())

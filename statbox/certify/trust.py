@@ -34,6 +34,8 @@ from statbox.certify.certificates import (
     key_id,
     open_envelope,
     public_pem,
+    revocation_digest,
+    seal_reason,
     sign,
 )
 from statbox.errors import BadInput
@@ -104,14 +106,27 @@ def revocation_list(keys: Keys, issuer: str) -> bytes:
     """This hub's revocation list as the signed document it publishes."""
     key = keys.signing_key(create=True)
     assert key is not None
-    entries = sorted(keys.revoked().values(), key=lambda entry: entry["certificate"])
+    # Each certificate's digest, date and reason sealed with its id: no id (verify/<id> would
+    # name the person), no bar (it names the trainee), no reason in clear (the hub's words
+    # about a person); who holds the certificate reads the reason, a stranger cannot.
+    entries = sorted(
+        (
+            {
+                "digest": revocation_digest(str(entry["certificate"])),
+                "at": str(entry["at"]),
+                "sealed_reason": seal_reason(str(entry["certificate"]), str(entry["reason"])),
+            }
+            for entry in keys.revoked().values()
+        ),
+        key=lambda entry: entry["digest"],
+    )
     return sign({"type": REVOCATIONS_TYPE, "issuer": issuer, "revoked": entries}, key)
 
 
 def read_revocation_list(
     content: bytes, signers: Mapping[str, Ed25519PublicKey], source: str
 ) -> dict[str, dict[str, str]]:
-    """The entries of a published revocation list, by certificate id, once its signature
+    """The entries of a published revocation list, by :func:`revocation_digest`, once its signature
     proves it is the issuer's own; else :class:`BadInput` naming ``source``."""
     try:
         record, signer, signature = open_envelope(content)
@@ -131,7 +146,13 @@ def read_revocation_list(
             "download it again from the issuer"
         ) from None
     try:
-        return {str(entry["certificate"]): dict(entry) for entry in record["revoked"]}
+        # by digest; a list published before digests names ids, read as their digests
+        return {
+            str(entry["digest"])
+            if "digest" in entry
+            else revocation_digest(str(entry["certificate"])): dict(entry)
+            for entry in record["revoked"]
+        }
     except (KeyError, TypeError) as exc:
         raise BadInput(f"{source}: not a revocation list ({exc})") from None
 
@@ -175,7 +196,25 @@ def trust(
     ``extra_keys``) and the settings' trusted issuers, their files relative to ``base``."""
     own = keys.trust(extra_keys)
     issuers = [trusted_issuer(e, base, i) for i, e in enumerate(trusted_issuers)]
+    refuse_shared_keys(own.issuers, issuers)
     return Trust([*own.issuers, *issuers], own.own_revocations)
+
+
+def refuse_shared_keys(local: Sequence[Issuer], others: Sequence[Issuer]) -> None:
+    """A key belongs to exactly one issuer: public keys are public, so a hub listing another
+    hub's key (or this hub's) among its own would be taken as the issuer of that hub's
+    certificates, and its revocation list would revoke them. :class:`BadInput` naming both.
+    ``local`` (this hub's key, the operator's own PEM files) may repeat each other."""
+    holder = {kid: issuer.name for issuer in local for kid in issuer.keys}
+    for issuer in others:
+        for kid in issuer.keys:
+            if kid in holder:
+                raise BadInput(
+                    f"certify.trusted_issuers: {issuer.name!r} lists the public key {kid} that "
+                    f"{holder[kid]!r} also holds; a key belongs to one issuer: remove it from "
+                    "the keys of the one it is not"
+                )
+        holder.update(dict.fromkeys(issuer.keys, issuer.name))
 
 
 def hub_trust(loaded: Any, extra_keys: Sequence[Path] = ()) -> Trust:

@@ -10,6 +10,7 @@ The contract operators script (keep these names)::
     statbox certify report --out DIR
     statbox certify verify FILE [--json]
     statbox certify revoke ID|FILE --reason TEXT
+    statbox certify lift ID
     statbox certify keys --out DIR
 
 ``grade`` is the classroom's path: the submitted snapshots of the cohort's trainees, graded
@@ -222,21 +223,35 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
     from statbox.certify.certificates import Keys, revoke
 
-    certificate = args.certificate
+    certificate, record = args.certificate, None
     if certificate.endswith(".json"):
         try:
-            certificate = json.loads(Path(certificate).read_bytes())["record"]["certificate"]
+            record = json.loads(Path(certificate).read_bytes())["record"]
+            certificate = record["certificate"]
         except (OSError, ValueError, KeyError, TypeError):
             raise BadInput(f"{args.certificate}: not a certificate file") from None
     if not certificate.isalnum() or len(certificate) > 64:
         raise BadInput(f"{certificate[:64]!r}: not a certificate id")
     if not args.reason.strip():
         raise BadInput("--reason: say why (it is shown to whoever verifies the certificate)")
-    entry = revoke(Keys(_settings(args).paths.state_dir), certificate, args.reason)
+    # with the file, the revocation also bars re-issuing to its trainee (until `lift`)
+    entry = revoke(Keys(_settings(args).paths.state_dir), certificate, args.reason, record)
+    barred = " It bars the trainee's course until lifted." if record else ""
     print(
-        f"Revoked certificate {entry['certificate']} ({entry['reason']}).\n"
+        f"Revoked certificate {entry['certificate']} ({entry['reason']}).{barred}\n"
         "  Other hubs see it once they have the new revocation list: "
         "statbox certify keys --out DIR"
+    )
+    return ExitCode.OK
+
+
+def cmd_lift(args: argparse.Namespace) -> int:
+    from statbox.certify.certificates import Keys, lift
+
+    entry = lift(Keys(_settings(args).paths.state_dir), args.certificate)
+    print(
+        f"Lifted the bar of revoked certificate {entry['certificate']}: its trainee may be "
+        "certified again (this certificate stays revoked)."
     )
     return ExitCode.OK
 
@@ -340,6 +355,11 @@ def register(commands: Any) -> None:
     revoke.add_argument(
         "--reason", required=True, help="why: shown to whoever verifies the certificate"
     )
+
+    lifted = add(
+        "lift", cmd_lift, "Let a revoked certificate's trainee be certified again for its course."
+    )
+    lifted.add_argument("certificate", metavar="ID", help="the revoked certificate's id")
 
     keys = add(
         "keys",

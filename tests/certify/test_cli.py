@@ -126,6 +126,8 @@ def test_collect_run_report_verify_and_revoke(config, tmp_path, capsys, sandbox)
     forged.write_bytes(record.read_bytes().replace(b'"score":10', b'"score":11'))
     assert certify(config, "verify", str(forged)) == 1
     assert "tampered" in capsys.readouterr().out
+    kept = tmp_path / "alice-kept.json"  # the holder's copy: the report removes its own
+    kept.write_bytes(record.read_bytes())
     assert certify(config, "revoke", str(record), "--reason", "shared with a classmate") == 0
     assert certify(config, "verify", str(record)) == 1
     assert "revoked" in capsys.readouterr().out
@@ -141,6 +143,14 @@ def test_collect_run_report_verify_and_revoke(config, tmp_path, capsys, sandbox)
             "certificate revoked: shared with a classmate",
             "no",
         ]
+    # lifting the bar: an unknown id is refused; the revoked certificate itself stays revoked
+    capsys.readouterr()
+    assert certify(config, "lift", "f" * 24) == 2
+    assert "no revoked certificate" in capsys.readouterr().err
+    identity = json.loads(kept.read_bytes())["record"]["certificate"]
+    assert certify(config, "lift", identity) == 0
+    assert "Lifted" in capsys.readouterr().out
+    assert certify(config, "verify", str(kept)) == 1
 
 
 BAD_RUNS = {

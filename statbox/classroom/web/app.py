@@ -36,7 +36,7 @@ import jinja2
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import httputil, web
 
-from statbox.certify.certificates import Status, Verdict, revoke
+from statbox.certify.certificates import Status, Verdict, lift, revoke
 from statbox.certify.isolation import RlimitsIsolation, backend_class
 from statbox.classroom import Actor, Classroom, NotAllowed, NotFound
 from statbox.classroom.service import parse_deadline
@@ -248,10 +248,10 @@ class VerifyById(PublicHandler):
     """``verify/<id>``: the link and QR code printed on a certificate."""
 
     def get(self, certificate: str) -> None:
-        content = self.config.public.certificate(certificate)
-        if content is None:
+        verdict = self.config.public.verify_by_id(certificate)
+        if verdict is None:
             raise web.HTTPError(404, "this hub issued no certificate with that id")
-        self.show_verdict(self.config.public.verify(content))
+        self.show_verdict(verdict)
 
 
 class KeysDocument(PublicHandler):
@@ -269,6 +269,11 @@ class RevocationsDocument(PublicHandler):
 
 class PersonHandler(HubOAuthenticated, BaseHandler):
     """Pages and API for a signed-in person; the library decides what they may do."""
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        # a person's scores, feedback and cohort: kept by no browser or proxy cache
+        self.set_header("Cache-Control", "no-store, private")
 
     @property
     def actor(self) -> Actor:
@@ -564,8 +569,32 @@ class RevokeAction(PersonHandler):
             reason = self.field("reason")
             if not reason:
                 raise BadInput("say why the certificate is revoked (reason)")
-            entry = revoke(self.config.public.keys, certificate, reason[:500])
+            record = json.loads(content)["record"]  # bars re-issuing to its trainee too
+            entry = revoke(self.config.public.keys, certificate, reason[:500], record)
             self.done(entry, f"verify/{quote(certificate)}")
+
+        refusals(act)
+
+
+class LiftAction(PersonHandler):
+    """Lift a revocation's bar (the trainee may be certified again) in a cohort the person
+    teaches. The cohort comes from the bar itself: the report removed the certificate's files."""
+
+    @web.authenticated
+    def post(self, certificate: str) -> None:
+        actor = self.actor
+
+        def act() -> None:
+            missing = f"no revoked certificate {certificate[:32]!r} of a cohort you teach"
+            entry = self.config.public.keys.revoked().get(certificate)
+            bars = entry.get("bars") if entry else None
+            if not isinstance(bars, dict):
+                raise NotFound(missing)
+            try:
+                self.room.members(actor, str(bars.get("cohort", "")))
+            except NotAllowed:
+                raise NotFound(missing) from None
+            self.done(lift(self.config.public.keys, certificate), f"verify/{quote(certificate)}")
 
         refusals(act)
 
@@ -607,6 +636,7 @@ def make_app(config: ServiceConfig, cookie_secret: bytes) -> web.Application:
         (f"{course}/jobs/{JOB}/(.+)", ReportFile),
         ("certificates/revoke", RevokeAction),
         (f"certificates/{CERTIFICATE}/revoke", RevokeAction),
+        (f"certificates/{CERTIFICATE}/lift", LiftAction),
         (f"verify/{CERTIFICATE}", VerifyById),
         ("verify", VerifyApi),
     ]

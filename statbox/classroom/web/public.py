@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from statbox.certify.certificates import Issuer, Keys, Trust, Verdict
+from statbox.certify.certificates import Issuer, Keys, Status, Trust, Verdict
 from statbox.certify.openbadges import verify_upload
 from statbox.certify.trust import jwks, revocation_list, trust
 from statbox.classroom.state import Layout
@@ -50,6 +50,31 @@ class PublicDocuments:
         # second ago counts.
         own = self.keys.trust()
         return verify_upload(content, Trust([*own.issuers, *self.others], own.own_revocations))
+
+    def verify_by_id(self, certificate: str) -> Verdict | None:
+        """The verdict ``verify/<id>`` shows (the link and QR code on a certificate); None
+        when this hub issued no such certificate. A revoked one says only that, when and by
+        whom: whoever has the id (the list of revocations named ids once) learns neither the
+        person nor the reason. It says so after its report dropped its files, too."""
+        if not CERTIFICATE_ID.fullmatch(certificate):
+            return None
+        entry = self.keys.revoked().get(certificate)
+        verdict = None
+        if entry is None:
+            content = self.certificate(certificate)
+            if content is None:
+                return None
+            verdict = self.verify(content)
+            if verdict.status is not Status.REVOKED or verdict.revocation is None:
+                return verdict
+            entry = dict(verdict.revocation)
+        at = str(entry.get("at", "?"))
+        return Verdict(
+            Status.REVOKED,
+            f"invalid: certificate {certificate} was revoked on {at} by {self.issuer}; "
+            "whoever holds the certificate file can upload it to see why",
+            revocation={"at": at, "by": self.issuer, "reason": ""},
+        )
 
     def certificate(self, certificate: str) -> bytes | None:
         """The signed file of a certificate a report of this hub wrote, by id; else None."""
