@@ -291,6 +291,11 @@ class Publisher:
     def home(self, user: str) -> Path:
         return self.homes / user
 
+    def home_names(self, user: str) -> tuple[str, ...]:
+        """The names walked from ``homes`` (opened as it is: the operator's) to ``user``'s
+        home, each opened without following a link."""
+        return (user,)
+
     def ledger_file(self, user: str, course_id: str) -> Path:
         return self.ledgers / user / f"{course_id}.json"
 
@@ -329,8 +334,11 @@ class Publisher:
         # A home made here is the owner's when one is given; what is made in a home is the
         # owner's of that home (_owner_ids).
         owner = (self.owner.pw_uid, self.owner.pw_gid) if self.owner is not None else None
+        home_names = self.home_names(user)
         try:
-            for depth, part in enumerate((user, *parts)):
+            if not home_names:  # homes is the home itself
+                owner = self._owner_ids(fd)
+            for depth, part in enumerate((*home_names, *parts), start=1):
                 shown = shown / part
                 opened = _open_folder(fd, part, shown, create, owner)
                 os.close(fd)
@@ -339,7 +347,7 @@ class Publisher:
                     yield None
                     return
                 fd = opened
-                if depth == 0:
+                if depth == len(home_names):
                     owner = self._owner_ids(fd)
             yield _Folder(fd, shown, owner)
         finally:

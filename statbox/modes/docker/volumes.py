@@ -63,6 +63,9 @@ class _VolumePublisher(Publisher):
     def home(self, user: str) -> Path:
         return self.homes
 
+    def home_names(self, user: str) -> tuple[str, ...]:
+        return ()
+
 
 def main(payload: str = PAYLOAD, home: str = HOME, scratch: str = "/tmp/statbox-ledgers") -> int:
     """Run inside a helper container: check or apply the plan in ``payload`` to the home
