@@ -196,7 +196,8 @@ PROBE = textwrap.dedent(
     """
     import json, os, subprocess, sys
     import papermill
-    course = os.path.expanduser("~/courses/getting-started/01-welcome.ipynb")
+    # the course material the release serves this trainee (homes get courses when published)
+    course = os.path.join(os.environ["STATBOX_CURRICULUM"], "getting-started", "01-welcome.ipynb")
     out = os.path.expanduser("~/welcome-run.ipynb")
     papermill.execute_notebook(course, out, kernel_name="python3", progress_bar=False)
     print(json.dumps({"python": sys.executable, "ran": os.path.exists(out)}))

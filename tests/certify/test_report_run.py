@@ -8,7 +8,7 @@ import csv
 import pytest
 
 from statbox.certify.certificates import Keys
-from statbox.certify.report import write_report
+from statbox.certify.report import Issuing, write_report
 from tests.certify.conftest import SAMPLE
 
 pytestmark = [pytest.mark.certify, pytest.mark.usefixtures("sandbox")]
@@ -27,12 +27,12 @@ def test_a_report_agrees_with_its_runs_results_after_a_later_run(grading, sample
     later = grading.run({"alice": TEMPLATE.read_bytes()}, out="later", workers=1)
     assert first.attempts[0].total == 10 and later.attempts[0].total == 0
     keys = Keys(grading.state_dir)
-    write_report(first.out, sample_exercise, keys, "Test hub")
+    write_report(first.out, sample_exercise, keys, Issuing("Test hub", "http://127.0.0.1:8000"))
     assert (
         rows(first.out / "report.csv")
         == rows(first.out / "results.csv")
         == {"alice": ("10", "yes")}
     )
     assert (first.out / "certificates" / "alice.json").is_file()
-    write_report(later.out, sample_exercise, keys, "Test hub")
+    write_report(later.out, sample_exercise, keys, Issuing("Test hub", "http://127.0.0.1:8000"))
     assert rows(later.out / "report.csv") == rows(later.out / "results.csv")
