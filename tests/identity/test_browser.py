@@ -1,5 +1,6 @@
 """A real browser (Debian's headless Chromium, driven by playwright) signs in, reaches
-JupyterLab, opens the course notebook in ~/courses, runs a cell and reads its output; a
+JupyterLab, opens the course its cohort was given from the Classroom (as the README's trainee
+tour says), opens the course notebook in ~/courses, runs a cell and reads its output; a
 screenshot of JupyterLab is kept in ``tests/artifacts/`` (git-ignored) for people to look at.
 
 Two ways in: the local stack's own login form (class password), and the OpenID provider's
@@ -12,12 +13,15 @@ from collections.abc import Iterator
 
 import pytest
 
+from statbox.cli import main
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, REPO, require_tool
+from tests.integration.hubclient import StatboxProcess
 
 pytestmark = [pytest.mark.identity, pytest.mark.browser, pytest.mark.slow]
 
 ARTIFACTS = REPO / "tests" / "artifacts"
-NOTEBOOK = "courses/getting-started/01-welcome.ipynb"
+COURSE = "getting-started"
+NOTEBOOK = f"courses/{COURSE}/01-welcome.ipynb"
 # the first lesson's cell that lists what the catalog holds
 CATALOG_CELL = "for name in catalog.entries"
 
@@ -41,9 +45,19 @@ def page(browser):
     context.close()
 
 
+def open_from_the_classroom(page, stack: StatboxProcess, user: str, cohort: str) -> None:
+    """From a signed-in page: once Lab is there (the home exists), the operator publishes the
+    course to the user's cohort, and the user clicks Open in the Classroom."""
+    page.wait_for_url(f"{stack.base_url}/user/{user}/lab**")
+    common = ["--config", str(stack.config), "--state-dir", str(stack.state_dir)]
+    assert main(["course", "publish", COURSE, "--cohort", cohort, *common]) == 0
+    page.goto(f"{stack.base_url}/services/classroom/")
+    page.locator(f'section[data-course="{COURSE}"] button[name=open]').click()
+
+
 def run_course_cell_and_screenshot(page, base_url: str, user: str, shot: str) -> str:
-    """From a signed-in page: wait for Lab, open the course notebook, run the cell that lists
-    the catalog, and keep a screenshot. Returns the cell's output text."""
+    """From the page Open led to: wait for Lab, open the course notebook, run the cell that
+    lists the catalog, and keep a screenshot. Returns the cell's output text."""
     page.wait_for_url(f"{base_url}/user/{user}/lab**")
     page.wait_for_selector("#jupyterlab-splash", state="detached")
     page.goto(f"{base_url}/user/{user}/lab/tree/{NOTEBOOK}")
@@ -88,10 +102,11 @@ def test_a_browser_signs_in_through_the_login_form_and_runs_the_course(
 ):
     base = password_stack.base_url
     page.goto(f"{base}/hub/login")
-    page.fill("#username_input", "lena")
+    page.fill("#username_input", "ana")  # of cohort analysts in these settings
     page.fill("#password_input", passwords["user"])
     page.click("#login_submit")
-    text = run_course_cell_and_screenshot(page, base, "lena", "browser-password-jupyterlab.png")
+    open_from_the_classroom(page, password_stack, "ana", "analysts")
+    text = run_course_cell_and_screenshot(page, base, "ana", "browser-password-jupyterlab.png")
     assert "sdg.indicators" in text
     assert (ARTIFACTS / "browser-password-jupyterlab.png").stat().st_size > 10_000
 
@@ -106,6 +121,7 @@ def test_a_browser_signs_in_through_the_identity_provider_and_runs_the_course(pa
     page.click("button[type=submit]")
     page.wait_for_selector("input[name=prompt][value=consent]", state="attached")
     page.click("button[type=submit]")
+    open_from_the_classroom(page, oidc_stack, "bea", "cohort-a")  # her provider's group
     text = run_course_cell_and_screenshot(page, base, "bea", "browser-oidc-jupyterlab.png")
     assert "sdg.indicators" in text
     assert (ARTIFACTS / "browser-oidc-jupyterlab.png").stat().st_size > 10_000
