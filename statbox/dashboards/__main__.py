@@ -8,7 +8,6 @@ variable is a one-line message and exit code 2.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit
 from jupyterhub.services.auth import HubOAuth
 
 from statbox.contract import DASHBOARDS_GATEWAY_ENV, DASHBOARDS_LISTEN_ENV
+from statbox.contract.service import run_service
 from statbox.dashboards.front import FrontConfig, make_app
 
 REQUIRED = ("JUPYTERHUB_SERVICE_PREFIX", DASHBOARDS_GATEWAY_ENV, DASHBOARDS_LISTEN_ENV)
@@ -40,18 +40,7 @@ async def serve() -> None:
 
 
 def main() -> int:
-    missing = [name for name in REQUIRED if not os.environ.get(name)]
-    if missing:
-        print(
-            f"statbox.dashboards: {', '.join(missing)} not set: the hub starts this service "
-            "and sets them (JupyterHub.services in statbox.configure.hub)",
-            file=sys.stderr,
-        )
-        return 2
-    logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(name)s] %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
-    return 0
+    return run_service("statbox.dashboards", REQUIRED, serve)
 
 
 if __name__ == "__main__":

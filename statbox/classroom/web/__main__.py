@@ -8,7 +8,6 @@ an unreadable runtime is a one-line message and exit code 2.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -29,6 +28,7 @@ from statbox.classroom.web.public import PublicDocuments
 from statbox.configure.hub import hub_public_url
 from statbox.configure.runtime import MissingEnvironment, load_runtime
 from statbox.contract import CLASSROOM_LISTEN_ENV, RUNTIME_ENV
+from statbox.contract.service import run_service
 from statbox.settings.model import LoadedSettings
 
 REQUIRED = ("JUPYTERHUB_SERVICE_PREFIX", CLASSROOM_LISTEN_ENV, RUNTIME_ENV)
@@ -64,24 +64,16 @@ async def serve() -> None:
     await asyncio.Event().wait()
 
 
-def main() -> int:
-    missing = [name for name in REQUIRED if not os.environ.get(name)]
-    if missing:
-        print(
-            f"statbox.classroom.web: {', '.join(missing)} not set: the hub starts this service "
-            "and sets them (JupyterHub.services in statbox.configure.hub)",
-            file=sys.stderr,
-        )
-        return 2
-    logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(name)s] %(message)s")
+def _runtime_problem() -> str | None:
     try:
         load_runtime()
     except MissingEnvironment as exc:
-        print(f"statbox.classroom.web: {exc}", file=sys.stderr)
-        return 2
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
-    return 0
+        return str(exc)
+    return None
+
+
+def main() -> int:
+    return run_service("statbox.classroom.web", REQUIRED, serve, _runtime_problem)
 
 
 if __name__ == "__main__":
