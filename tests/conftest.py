@@ -7,6 +7,8 @@ when ``CI=true``: CI must never pass by skipping.
 Fixtures here:
 - ``repo``: the checkout's root directory.
 - ``require_tool(name, found)``: skip (or fail under CI) when a tool a test needs is missing.
+- ``repo_samples``: the small sample datasets under the checkout's ``data/`` (what ``make up``
+  generates), for stacks whose settings read data from there; made once if missing.
 """
 
 from __future__ import annotations
@@ -23,6 +25,16 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def repo_samples() -> Path:
+    from statbox.catalog.samples import generate, is_current
+
+    data = REPO / "data"
+    if not is_current(data, "small"):
+        generate(data, "small", progress=False)
+    return data
 
 
 def require_tool(name: str, found: bool) -> None:

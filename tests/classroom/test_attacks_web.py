@@ -42,7 +42,11 @@ from tests.integration.test_classroom import (  # noqa: F401 (classroom_up: a fi
 )
 from tests.racing import exchange
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.usefixtures("repo_samples"),  # grading reads the sample data
+]
 
 SOLUTION = REPO / "curriculum" / COURSE / "grader" / "solution.ipynb"
 

@@ -34,7 +34,11 @@ from statbox.courses.notebooks import notebook_parameters
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, REPO, require_tool
 from tests.integration.hubclient import HubUser
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.usefixtures("repo_samples"),  # grading reads the sample data
+]
 
 PREFIX = "/services/classroom/"
 ARTIFACTS = REPO / "tests" / "artifacts" / "classroom"

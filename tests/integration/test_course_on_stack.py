@@ -10,7 +10,6 @@ import textwrap
 
 import pytest
 
-from statbox.catalog.samples import generate, is_current
 from statbox.cli import main
 from statbox.courses import load_course
 from statbox.courses.run import load_verifier
@@ -41,9 +40,8 @@ RUN_LESSON = textwrap.dedent(
 
 
 @pytest.fixture(scope="module", autouse=True)
-def samples() -> None:
-    if not is_current(SAMPLES, "small"):
-        generate(SAMPLES, "small", progress=False)
+def samples(repo_samples) -> None:
+    """The lesson reads the sample data of the stack's data root."""
 
 
 def test_published_dask_lesson_runs_on_a_gateway_cluster(
