@@ -194,11 +194,9 @@ class Indicators:
             raise BadInput(f"{trigger!r} is not a trigger: one of {', '.join(TRIGGERS)}")
         loaded = self._runnable(actor, indicator_id).loaded
         spec = loaded.spec
-        if period is None:
-            tz = spec.schedule.timezone if spec.schedule else "UTC"
-            chosen = latest_complete(spec.period.frequency, datetime.now(UTC), tz)
-        else:
-            chosen = Period.parse(period, spec.period.frequency)
+        latest = _latest(loaded)
+        chosen = latest if period is None else Period.parse(period, spec.period.frequency)
+        _refuse_unfinished(chosen, latest)
         return self._run(loaded, chosen, trigger, actor.name, self._data(loaded))  # type: ignore[arg-type]
 
     def backfill(
@@ -210,6 +208,7 @@ class Indicators:
             raise BadInput(f"--workers {workers}: from 1 to 16")
         loaded = self._runnable(actor, indicator_id).loaded
         periods = between(first, last, loaded.spec.period.frequency)
+        _refuse_unfinished(periods[-1], _latest(loaded))
         data = self._data(loaded)  # one version of the data for the whole range
 
         def one(period: Period) -> RunRecord:
@@ -363,3 +362,16 @@ class Indicators:
         if fmt == "sdmx-csv":
             return sdmx.sdmx_csv(view.id, series, rows)
         return sdmx.sdmx_json(view.id, view.spec.title, series, rows)
+
+
+def _latest(loaded: LoadedIndicator) -> Period:
+    """The indicator's latest complete period now, in its schedule's time zone."""
+    spec = loaded.spec
+    tz = spec.schedule.timezone if spec.schedule else "UTC"
+    return latest_complete(spec.period.frequency, datetime.now(UTC), tz)
+
+
+def _refuse_unfinished(period: Period, latest: Period) -> None:
+    # a period not over yet has incomplete data: a run would publish a partial figure
+    if latest < period:
+        raise BadInput(f"{period} is not over yet (the latest complete period is {latest})")

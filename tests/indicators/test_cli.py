@@ -44,6 +44,10 @@ def test_list_promote_and_refusals(config: str, capsys: pytest.CaptureFixture[st
     assert capsys.readouterr().err == (
         "statbox: no indicator 'nowhere' (see `statbox indicator list`)\n"
     )
+    assert (
+        main(["indicator", "run", "shop-weekly", "--period", "2099-W01", "--config", config]) == 2
+    )
+    assert "2099-W01 is not over yet" in capsys.readouterr().err
     assert main(["indicator", "backfill", "shop-weekly", "--first", "2026-W03",
                  "--last", "2026-W01", "--config", config]) == 2  # fmt: skip
     assert "before --first" in capsys.readouterr().err
