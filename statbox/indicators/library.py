@@ -43,7 +43,7 @@ from statbox.indicators import sdmx
 from statbox.indicators.periods import Period, between, latest_complete
 from statbox.indicators.runner import Runner
 from statbox.indicators.series import OutputProblem, check_output, to_csv
-from statbox.indicators.spec import STAGES, LoadedIndicator, load_indicators
+from statbox.indicators.spec import STAGES, Indicator, LoadedIndicator, load_indicators
 from statbox.indicators.store import (
     IndicatorStore,
     Revision,
@@ -77,7 +77,7 @@ class IndicatorView:
         return self.loaded.id
 
     @property
-    def spec(self) -> Any:
+    def spec(self) -> Indicator:
         return self.loaded.spec
 
     def to_json(self) -> dict[str, Any]:
