@@ -278,7 +278,12 @@ class PersonHandler(HubOAuthenticated, BaseHandler):
     @property
     def actor(self) -> Actor:
         model = self.current_user
-        return Actor.user(str(model["name"]), [str(g) for g in model.get("groups") or []])
+        claimed = (model.get("user_info") or {}).get("name")
+        return Actor.user(
+            str(model["name"]),
+            [str(g) for g in model.get("groups") or []],
+            claimed if isinstance(claimed, str) else "",
+        )
 
     @property
     def room(self) -> Classroom:
