@@ -121,6 +121,7 @@ class Indicators:
             catalog=setup.catalog,
             uid_base=setup.uid_base,
             hidden=[paths.state_dir, paths.curriculum, paths.indicators, *setup.hidden],
+            options=setup.isolation_options,
         )
         return cls(loaded.settings, paths.indicators, paths.state_dir, runner)
 
