@@ -18,7 +18,7 @@ from statbox.indicators.runner import Runner
 from statbox.indicators.store import IndicatorStore
 from tests.indicators.conftest import ANA, READ_PRICES, WRITE, Site, write_indicator
 
-pytestmark = pytest.mark.usefixtures("sandbox")
+pytestmark = [pytest.mark.certify, pytest.mark.usefixtures("sandbox")]
 
 
 @contextlib.contextmanager
