@@ -20,10 +20,13 @@ from types import ModuleType
 import pandas as pd
 import pytest
 
+from statbox.classroom.people import Actor
 from statbox.courses.run import _close_thread_event_loop as close_thread_event_loop
+from statbox.indicators.library import Indicators
 from statbox.indicators.periods import Period, between
 from statbox.indicators.series import check_output
 from statbox.indicators.spec import LoadedIndicator, load_indicators
+from statbox.settings.model import load_settings
 from tests.conftest import REPO
 
 INDICATORS = REPO / "indicators"
@@ -132,8 +135,8 @@ def test_the_two_indicators_load_with_the_sample_period_as_backfill(shipped, rep
     assert sorted(shipped) == ["ais-port-calls", "food-price-index"]
     ais, food = shipped["ais-port-calls"], shipped["food-price-index"]
     assert (ais.spec.period.frequency, food.spec.period.frequency) == ("weekly", "monthly")
-    positions = pd.read_parquet(repo_samples / "ais" / "positions", columns=["timestamp"])
-    weeks = sorted(set(positions["timestamp"].dt.strftime("%G-W%V")))
+    days = [p.name.removeprefix("date=") for p in (repo_samples / "ais" / "positions").iterdir()]
+    weeks = sorted(set(pd.to_datetime(pd.Series(days)).dt.strftime("%G-W%V")))
     assert [p.label for p in backfill(ais)] == weeks
     transactions = pd.read_parquet(repo_samples / "scanner" / "transactions", columns=["week"])
     thursdays = pd.to_datetime(transactions["week"]) + pd.Timedelta(days=3)
@@ -196,16 +199,21 @@ def test_a_week_without_reports_writes_zero_for_every_port(shipped, runs, data_e
     assert len(got) == 2 * len(region) and set(got["OBS_VALUE"]) == {0.0}
 
 
-def course_food_index(repo_samples: Path, month: str) -> dict[str, float]:
-    """GEKS-Törnqvist of ``month`` against January 2023 = 100, with the course's
-    ``geks_tornqvist`` over the window's monthly unit values (a week in its Thursday's
-    month), for all food and for each subclass: {COICOP code: index}."""
-    checks = module_from(SCANNER_COURSE / "grader" / "checks.py")
+def food_sales(repo_samples: Path) -> pd.DataFrame:
+    """The sample's food sales, each week in its Thursday's month (``month``)."""
     transactions = pd.read_parquet(repo_samples / "scanner" / "transactions")
     products = pd.read_parquet(repo_samples / "scanner" / "products")
     thursday = (pd.to_datetime(transactions["week"]) + pd.Timedelta(days=3)).dt.strftime("%Y-%m")
     sales = transactions.assign(month=thursday).merge(products[["gtin", "coicop"]], on="gtin")
-    sales = sales[sales["month"].between("2023-01", month) & sales["coicop"].str.startswith("01")]
+    return sales[sales["coicop"].str.startswith("01")]
+
+
+def course_food_index(food: pd.DataFrame, month: str) -> dict[str, float]:
+    """GEKS-Törnqvist of ``month`` against January 2023 = 100, with the course's
+    ``geks_tornqvist`` over the window's monthly unit values, for all food and for each
+    subclass: {COICOP code: index}."""
+    checks = module_from(SCANNER_COURSE / "grader" / "checks.py")
+    sales = food[food["month"].between("2023-01", month)]
     result = {}
     for code, group in [("01", sales), *sales.groupby("coicop")]:
         cells = group.groupby(["month", "gtin"])[["turnover", "quantity"]].sum()
@@ -217,12 +225,13 @@ def course_food_index(repo_samples: Path, month: str) -> dict[str, float]:
 
 def test_monthly_food_index_is_the_course_geks_month_by_month(shipped, runs, repo_samples):
     loaded = shipped["food-price-index"]
+    food = food_sales(repo_samples)
     changes = set()
     for period in backfill(loaded):
         got = observations(runs[(loaded.id, period.label)], loaded, period.label)
         assert set(got["REF_AREA"]) == {"RW"} and set(got["UNIT_MEASURE"]) == {"IX"}
         values = dict(zip(got["COICOP"], got["OBS_VALUE"], strict=True))
-        expected = course_food_index(repo_samples, period.label)
+        expected = course_food_index(food, period.label)
         assert values.keys() == expected.keys()
         for code, value in expected.items():
             assert values[code] == pytest.approx(value, rel=1e-9), f"{period} {code}"
@@ -239,3 +248,35 @@ def test_a_month_without_sales_fails_and_writes_nothing(shipped, runs):
         run.error
         == f"ValueError: no food sales in {NO_SCANNER_DATA}: the index of this month is unknown"
     )
+
+
+@pytest.mark.usefixtures("sandbox")
+def test_a_library_run_in_the_sandbox_publishes_what_papermill_wrote(
+    shipped, runs, repo_samples, tmp_path
+):
+    """What ``make up`` backfills: each indicator run by the library in the grading sandbox
+    (its own uid, no network, only its declared sources) gives plain papermill's figures."""
+    tmp_path.chmod(0o755)
+    owners = sorted({loaded.spec.owner for loaded in shipped.values()})
+    config = tmp_path / "statbox.yaml"
+    config.write_text(
+        f"paths: {{indicators: {INDICATORS}, curriculum: {REPO / 'curriculum'}, "
+        f"state_dir: {tmp_path / 'state'}, catalog: {CATALOG}, data_root: {repo_samples}}}\n"
+        f"roles: {{analyst: {{users: [{', '.join(owners)}]}}}}\n"
+        "indicators: {retries: 0}\n"
+    )
+    library = Indicators.from_settings(load_settings(config))
+    try:
+        for indicator_id, period in [
+            ("ais-port-calls", "2024-W12"),
+            ("food-price-index", "2023-12"),
+        ]:
+            loaded = shipped[indicator_id]
+            record = library.run(Actor.user(loaded.spec.owner), indicator_id, period)
+            assert record.outcome == "succeeded", f"{indicator_id} {period}: {record.error}"
+            assert sorted(s.entry for s in record.sources) == sorted(loaded.spec.sources)
+            published = library.observations(Actor.user("admin"), indicator_id)
+            papermill = observations(runs[(indicator_id, period)], loaded, period)
+            assert pd.DataFrame(published).astype({"OBS_VALUE": float}).equals(papermill)
+    finally:
+        library.close()
