@@ -132,7 +132,7 @@ def observations(run: Run, loaded: LoadedIndicator, period: str) -> pd.DataFrame
 
 
 def test_the_two_indicators_load_with_the_sample_period_as_backfill(shipped, repo_samples):
-    assert sorted(shipped) == ["ais-port-calls", "food-price-index"]
+    assert {"ais-port-calls", "food-price-index"} <= set(shipped)
     ais, food = shipped["ais-port-calls"], shipped["food-price-index"]
     assert (ais.spec.period.frequency, food.spec.period.frequency) == ("weekly", "monthly")
     days = [p.name.removeprefix("date=") for p in (repo_samples / "ais" / "positions").iterdir()]
