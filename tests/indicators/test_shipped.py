@@ -257,12 +257,10 @@ def test_a_library_run_in_the_sandbox_publishes_what_papermill_wrote(
     """What ``make up`` backfills: each indicator run by the library in the grading sandbox
     (its own uid, no network, only its declared sources) gives plain papermill's figures."""
     tmp_path.chmod(0o755)
-    owners = sorted({loaded.spec.owner for loaded in shipped.values()})
-    config = tmp_path / "statbox.yaml"
+    config = tmp_path / "statbox.yaml"  # the defaults `make up` has: owners are no analysts
     config.write_text(
         f"paths: {{indicators: {INDICATORS}, curriculum: {REPO / 'curriculum'}, "
         f"state_dir: {tmp_path / 'state'}, catalog: {CATALOG}, data_root: {repo_samples}}}\n"
-        f"roles: {{analyst: {{users: [{', '.join(owners)}]}}}}\n"
         "indicators: {retries: 0}\n"
     )
     library = Indicators.from_settings(load_settings(config))
