@@ -66,9 +66,9 @@ def test_every_shipped_translation_keeps_the_rule(original, translation):
         # What a reader types or compares with the code stays as it is: inline code (variable
         # names, tags, values) and every number (thresholds, points, years, AIS types).
         assert Counter(INLINE_CODE.findall(text)) == Counter(INLINE_CODE.findall(english)), where
-        assert Counter(NUMBER.findall(_without_markup(text))) == Counter(
-            NUMBER.findall(english)
-        ), where
+        assert Counter(NUMBER.findall(_without_markup(text))) == Counter(NUMBER.findall(english)), (
+            where
+        )
 
 
 def _without_markup(text: str) -> str:
@@ -120,8 +120,8 @@ def _change_parameters(cells):
 
 
 def _add_cell(cells):
-    cells.insert(4, {"cell_type": "code", "id": "x1", "metadata": {}, "outputs": [],
-                     "execution_count": None, "source": ["port_calls = 999"]})  # fmt: skip
+    added = {"cell_type": "code", "id": "x1", "metadata": {}, "outputs": [], "source": ["x = 1"]}
+    cells.insert(4, {**added, "execution_count": None})
 
 
 def _change_id(cells):
@@ -147,8 +147,15 @@ def _empty_text(cells):
         (EXERCISE, _code_as_markdown, 4, "markdown cell where the original has a code cell"),
         (LESSON, _empty_text, 2, "empty"),
     ],
-    ids=["code-changed", "tag-removed", "parameters-changed", "cell-added", "id-changed",
-         "code-made-text", "text-dropped"],  # fmt: skip
+    ids=[
+        "code-changed",
+        "tag-removed",
+        "parameters-changed",
+        "cell-added",
+        "id-changed",
+        "code-made-text",
+        "text-dropped",
+    ],
 )
 @pytest.mark.parametrize("language", ["pt-BR", "ar"])
 def test_a_translation_that_would_run_or_grade_differently_is_refused(
