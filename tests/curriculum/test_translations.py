@@ -260,3 +260,35 @@ def test_a_trainee_gets_each_notebook_once_in_their_language(courses, tmp_path, 
     chosen = read_notebook(pick(loaded.path(EXERCISE), language))
     assert template["cells"][0]["source"] == chosen["cells"][0]["source"]  # its words
     assert "port = 'ANA'" in source_of(template["cells"][1])  # and the trainee's variant
+
+
+# ---------------------------------------------------------------- grading a translated notebook
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_grading_a_translated_exercise_restores_the_code_and_keeps_its_words(language):
+    """A trainee who worked in the translation is graded on the English template's code
+    (protected and parameters cells restored from it, as for everyone) without being told
+    that the cells they never touched "were edited", and reads the feedback in their words."""
+    import nbformat
+
+    from statbox.certify import notebook as nbops
+    from statbox.certify.exercise import load_exercise
+
+    loaded = load_curriculum(CURRICULUM)["ais-port-calls"]
+    graded = load_exercise(loaded)
+    path = translation_path(loaded.path(EXERCISE), language)
+    submission = nbformat.read(path, as_version=4)
+    submission.cells[4].source = "in_port_reports = 1"  # the trainee's answer
+    submission.cells[2].source += "\nin_port_reports = 10**6"  # a protected cell, edited
+    restored, notes = nbops.restore_protected(graded.template, submission, graded.translations)
+    assert notes == [f"protected cell 3 ({'import os'!r}) was edited: the original was restored"]
+    for index, (cell, english) in enumerate(
+        zip(restored.cells, graded.template.cells, strict=True)
+    ):
+        if index == 4:
+            assert cell.source == "in_port_reports = 1"
+        elif cell.cell_type == "code":
+            assert cell.source == english.source, index
+        else:
+            assert cell.source == nbformat.read(path, as_version=4).cells[index].source
