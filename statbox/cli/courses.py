@@ -29,6 +29,7 @@ from statbox.courses.model import (
     load_course,
 )
 from statbox.courses.model import load_curriculum as _load_curriculum
+from statbox.courses.translations import LANGUAGES
 from statbox.errors import BadInput, ExitCode
 from statbox.settings.model import LoadedSettings
 
@@ -278,7 +279,7 @@ def cmd_roster(args: argparse.Namespace) -> int:
 
 def cmd_open(args: argparse.Namespace) -> int:
     room = _classroom(args)
-    opened = room.open_course(_acting(args), args.course, args.cohort)
+    opened = room.open_course(_acting(args), args.course, args.cohort, args.language)
     print(f"{opened.course} (cohort {opened.cohort}) is in {opened.where}")
     if opened.exercise:
         variant = ", ".join(f"{k} = {v!r}" for k, v in opened.variant.items()) or "none"
@@ -426,6 +427,13 @@ def register(commands: Any) -> None:
             metavar="USER",
             help="the trainee (the classroom page does this for the signed-in trainee)",
         )
+        if name == "open":
+            parser.add_argument(
+                "--language",
+                metavar="TAG",
+                help=f"the notebooks in this language where the course has a translation "
+                f"({', '.join(LANGUAGES)}), else in English (the default)",
+            )
 
     release = add(
         "release",

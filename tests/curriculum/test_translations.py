@@ -216,6 +216,10 @@ def test_a_translation_of_a_missing_notebook_is_reported_not_raised(tmp_path):
         ("rw", None),
         ("", None),
         (None, None),
+        # a tag only ever chooses among the shipped files: it is never made into a path
+        ("../grader/solution", None),
+        ("fr/../../grader/solution", None),
+        ("fr-../../../grader", "fr"),
     ],
 )
 def test_pick_falls_back_to_the_language_then_to_english(language, expected):
@@ -292,3 +296,49 @@ def test_grading_a_translated_exercise_restores_the_code_and_keeps_its_words(lan
             assert cell.source == english.source, index
         else:
             assert cell.source == nbformat.read(path, as_version=4).cells[index].source
+
+
+# ---------------------------------------------------------------- the classroom
+
+
+CLASSROOM_SETTINGS = """\
+paths:
+  curriculum: curriculum
+  state_dir: state
+cohorts: [recife]
+groups:
+  recife: [joana, wang, ines]
+roles:
+  instructor:
+    users: [ines]
+"""
+
+
+def test_a_trainee_opens_the_course_in_their_language_and_english_by_default(tmp_path):
+    from statbox.classroom import Actor, Classroom
+    from statbox.modes.base import FolderHomes
+    from statbox.settings.model import load_settings
+
+    shutil.copytree(CURRICULUM / "ais-port-calls", tmp_path / "curriculum" / "ais-port-calls")
+    (tmp_path / "statbox.yaml").write_text(CLASSROOM_SETTINGS)
+    settings = load_settings(tmp_path / "statbox.yaml")
+    state = settings.paths.state_dir
+    room = Classroom(settings.settings, tmp_path / "curriculum", state, FolderHomes(state))
+    room.publish(Actor.user("ines"), "ais-port-calls", "recife")
+    course = tmp_path / "curriculum" / "ais-port-calls"
+    for user, language, expected in (("joana", "pt-BR", "pt-BR"), ("wang", None, None)):
+        opened = room.open_course(Actor.user(user), "ais-port-calls", language=language)
+        home = state / "homes" / user / "courses" / "ais-port-calls"
+        assert opened.lessons == ["01-port-calls.ipynb", "02-port-activity-indicator.ipynb"]
+        assert sorted(p.name for p in home.rglob("*.ipynb")) == [
+            "01-port-calls.ipynb",
+            "02-port-activity-indicator.ipynb",
+            "port-calls-exercise.ipynb",
+        ]
+        lesson = course / "01-port-calls.ipynb"
+        wanted = lesson if expected is None else translation_path(lesson, expected)
+        assert (home / "01-port-calls.ipynb").read_bytes() == wanted.read_bytes()
+        template = read_notebook(home / EXERCISE)
+        words = read_notebook(pick(course / EXERCISE, language))["cells"][0]["source"]
+        assert template["cells"][0]["source"] == words
+        assert f"seed = {opened.variant['seed']!r}" in source_of(template["cells"][1])
