@@ -144,7 +144,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from statbox.courses.run import Environment, NotebookRun, course_jobs, run_jobs
+    from statbox.courses.run import (
+        Environment,
+        NotebookRun,
+        course_jobs,
+        run_jobs,
+        translation_jobs,
+    )
 
     if args.jobs < 1:
         raise BadInput(f"--jobs {args.jobs}: must be at least 1")
@@ -168,6 +174,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not loaded.paths.catalog.is_file():
         raise BadInput(f"paths.catalog: {loaded.paths.catalog} does not exist")
     jobs = [job for course in courses for job in course_jobs(course)]
+    if args.translations:
+        jobs += [job for course in courses for job in translation_jobs(course)]
     keep = Path(args.output).resolve() if args.output else None
     workdir = keep or Path(tempfile.mkdtemp(prefix="statbox-course-check-"))
     print(f"Running {len(jobs)} notebooks of {len(courses)} courses on {data_root}", flush=True)
@@ -354,6 +362,11 @@ def register(commands: Any) -> None:
     )
     check.add_argument(
         "--jobs", type=int, default=2, metavar="N", help="notebooks run at once (default: 2)"
+    )
+    check.add_argument(
+        "--translations",
+        action="store_true",
+        help="run every translation too, its figures checked as the original's",
     )
     check.add_argument(
         "--output",
