@@ -30,6 +30,7 @@ from statbox.courses.run import (
     translation_jobs,
 )
 from statbox.courses.translations import translations_of
+from tests.certify.conftest import sandbox  # noqa: F401 (fixture)
 from tests.curriculum.conftest import CATALOG, CURRICULUM, THREADS
 
 pytestmark = pytest.mark.curriculum
@@ -45,25 +46,30 @@ def _translated() -> list[NotebookJob]:
     return [job for loaded in _curriculum().values() for job in translation_jobs(loaded)]
 
 
-def _solution_jobs(workdir: Path) -> list[NotebookJob]:
-    """For each translated exercise template, the English reference solution with the
-    translation's text: what a trainee reading that language submits when every answer is
+def translated_solution(loaded: LoadedCourse, translation: Path) -> str:
+    """The English reference solution with the words of ``translation`` (a translation of the
+    exercise template): what a trainee reading that language submits when every answer is
     right. Built from the solution's code (by cell id) so that it stays the solution."""
+    assert loaded.course.exercise is not None
+    solution = read_notebook(loaded.path(loaded.course.exercise.solution))
+    words = {c.get("id"): c["source"] for c in read_notebook(translation)["cells"]}
+    for cell in solution["cells"]:
+        if cell["cell_type"] != "code" and cell.get("id") in words:
+            cell["source"] = words[cell["id"]]
+    return json.dumps(solution, ensure_ascii=False)
+
+
+def _solution_jobs(workdir: Path) -> list[NotebookJob]:
+    """A job for each translated solution (:func:`translated_solution`)."""
     jobs = []
     for loaded in _curriculum().values():
         exercise = loaded.course.exercise
         if exercise is None:
             continue
         (job,) = [j for j in course_jobs(loaded) if j.notebook == exercise.solution]
-        solution = read_notebook(loaded.path(exercise.solution))
         for language, path in translations_of(loaded.path(exercise.notebook)).items():
-            words = {c.get("id"): c["source"] for c in read_notebook(path)["cells"]}
-            translated = json.loads(json.dumps(solution))
-            for cell in translated["cells"]:
-                if cell["cell_type"] != "code" and cell.get("id") in words:
-                    cell["source"] = words[cell["id"]]
             file = workdir / f"{loaded.id}-solution.{language}.ipynb"
-            file.write_text(json.dumps(translated, ensure_ascii=False))
+            file.write_text(translated_solution(loaded, path))
             jobs.append(
                 NotebookJob(
                     loaded,
@@ -145,3 +151,42 @@ def test_the_translated_exercise_grades_the_reference_solution_at_full_marks(
     assert all(fraction == 1 for fraction, _ in full.values()), full
     empty = score(checks.CHECKS, answers_of(template.results), expected)
     assert all(fraction == 0 for fraction, _ in empty.values()), empty
+
+
+TRAINEES = {"pt-BR": "joana", "zh-CN": "wang", "ar": "amal", "fr": "claire"}
+
+
+@pytest.mark.certify
+@pytest.mark.usefixtures("sandbox")
+def test_trainees_who_worked_in_a_translation_are_graded_for_real_at_full_marks(
+    sample_data, tmp_path
+):
+    """The real grader (isolated kernels, each trainee's own variant injected) on the
+    reference solution as each language's trainee submits it: full marks, and no note telling
+    them that the protected text they never touched "was edited"."""
+    from statbox.certify.runner import GradingSetup, RunOptions, run
+    from tests.certify.conftest import write_secret
+
+    for path in [sample_data, *sample_data.rglob("*")]:  # the sandbox's account reads them
+        path.chmod(path.stat().st_mode | 0o555 if path.is_dir() else path.stat().st_mode | 0o444)
+    loaded = _curriculum()["ais-port-calls"]
+    assert loaded.course.exercise is not None
+    submissions = tmp_path / "submissions"
+    submissions.mkdir()
+    translations = translations_of(loaded.path(loaded.course.exercise.notebook))
+    assert sorted(translations) == sorted(TRAINEES)
+    for language, path in translations.items():
+        (submissions / f"{TRAINEES[language]}.ipynb").write_text(translated_solution(loaded, path))
+    write_secret(tmp_path / "state")
+    setup = GradingSetup(
+        curriculum=CURRICULUM, data_root=sample_data, state_dir=tmp_path / "state", catalog=CATALOG
+    )
+    summary = run(
+        setup, RunOptions(loaded.id, None, submissions, tmp_path / "out", workers=2), progress=False
+    )
+    by = {attempt.trainee: attempt for attempt in summary.attempts}
+    assert sorted(by) == sorted(TRAINEES.values())
+    assert len({repr(attempt.variant) for attempt in by.values()}) > 1  # their own variants
+    for name, attempt in by.items():
+        assert attempt.total == attempt.max_score, (name, attempt.scores, attempt.reason)
+        assert "edited" not in attempt.reason, (name, attempt.reason)
