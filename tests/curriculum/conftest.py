@@ -78,7 +78,9 @@ def curriculum_runs(request, sample_data, tmp_path_factory) -> dict[str, Noteboo
         params = getattr(item, "callspec", None)
         params = params.params if params is not None else {}
         wanted.add(params.get("notebook", ""))
-        wanted.add(params.get("translation", "").split("@")[0])  # its original
+        translation = params.get("translation")
+        if isinstance(translation, str):  # "<course>/<notebook>@<lang>": its original
+            wanted.add(translation.split("@")[0])
         wanted.update(name for name in jobs if name.split("/")[0] == params.get("loaded"))
     runs = run_jobs(
         [job for name, job in jobs.items() if name in wanted],
