@@ -29,7 +29,7 @@ from statbox.courses.model import (
     load_course,
 )
 from statbox.courses.model import load_curriculum as _load_curriculum
-from statbox.courses.translations import LANGUAGES
+from statbox.courses.translations import LANGUAGES, translations_of
 from statbox.errors import BadInput, ExitCode
 from statbox.settings.model import LoadedSettings
 
@@ -127,6 +127,17 @@ def cmd_show(args: argparse.Namespace) -> int:
     print("You will be able to:")
     for outcome in course.outcomes:
         print(f"  - {outcome}")
+    translated = [translations_of(loaded.path(n)) for n in course.published_notebooks()]
+    if any(translated):
+        found = [language for language in LANGUAGES if any(language in t for t in translated)]
+        print(
+            "  also in: "
+            + ", ".join(
+                f"{language} ({sum(language in t for t in translated)} of {len(translated)} "
+                "notebooks)"
+                for language in found
+            )
+        )
     print("Lessons:")
     for number, lesson in enumerate(course.lessons, 1):
         print(f"  {number}. {lesson.title}  ({lesson.notebook})")

@@ -342,3 +342,21 @@ def test_a_trainee_opens_the_course_in_their_language_and_english_by_default(tmp
         words = read_notebook(pick(course / EXERCISE, language))["cells"][0]["source"]
         assert template["cells"][0]["source"] == words
         assert f"seed = {opened.variant['seed']!r}" in source_of(template["cells"][1])
+
+
+def test_course_show_says_which_languages_a_course_is_in(capsys, course_copy):
+    from statbox.cli import main
+
+    translation_path(course_copy / LESSON, "fr").unlink()
+    (course_copy.parent / "statbox.yaml").write_text(
+        f"paths:\n  curriculum: {course_copy.parent}\n"
+    )
+    code = main(
+        ["course", "show", "ais-port-calls", "--config", str(course_copy.parent / "statbox.yaml")]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert (
+        "also in: pt-BR (3 of 3 notebooks), zh-CN (3 of 3 notebooks), ar (3 of 3 notebooks), "
+        "fr (2 of 3 notebooks)"
+    ) in out
