@@ -117,16 +117,6 @@ def cmd_show(args: argparse.Namespace) -> int:
     course = loaded.course
     print(f"{course.id}: {course.title}")
     print(f"  level {course.level}, {_hours(course.duration)}, language {course.language}")
-    print(f"  for: {', '.join(course.audience)}")
-    if course.summary:
-        print(f"  {course.summary}")
-    if course.prerequisites:
-        print(f"  take first: {', '.join(course.prerequisites)}")
-    if course.datasets:
-        print(f"  datasets: {', '.join(course.datasets)}")
-    print("You will be able to:")
-    for outcome in course.outcomes:
-        print(f"  - {outcome}")
     translated = [translations_of(loaded.path(n)) for n in course.published_notebooks()]
     if any(translated):
         found = [language for language in LANGUAGES if any(language in t for t in translated)]
@@ -138,6 +128,16 @@ def cmd_show(args: argparse.Namespace) -> int:
                 for language in found
             )
         )
+    print(f"  for: {', '.join(course.audience)}")
+    if course.summary:
+        print(f"  {course.summary}")
+    if course.prerequisites:
+        print(f"  take first: {', '.join(course.prerequisites)}")
+    if course.datasets:
+        print(f"  datasets: {', '.join(course.datasets)}")
+    print("You will be able to:")
+    for outcome in course.outcomes:
+        print(f"  - {outcome}")
     print("Lessons:")
     for number, lesson in enumerate(course.lessons, 1):
         print(f"  {number}. {lesson.title}  ({lesson.notebook})")
