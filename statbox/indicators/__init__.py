@@ -1,0 +1,1 @@
+"""Fast indicators: scheduled, versioned papermill runs of ``indicators/<id>/``, published."""
