@@ -272,6 +272,8 @@ class Paths(_Model):
     """The root Intake catalog users open through STATBOX_CATALOG."""
     curriculum: Path
     """Folder of courses; each user finds them in their home under courses/."""
+    indicators: Path = Path("indicators")
+    """Folder of fast indicators, one folder each (indicator.yaml and its notebook)."""
     data_root: DataURL | Path = Field(union_mode="left_to_right")
     """Where the catalog's data lives: a directory (sample data from `statbox catalog samples`)
     or, in production, an object-storage URL (s3://, gs://, az://, abfs://, https://)."""
@@ -420,6 +422,21 @@ class CertifySettings(_Model):
         return people
 
 
+class IndicatorSettings(_Model):
+    """How fast indicators run and publish (``statbox indicator``, the indicator pages)."""
+
+    public: bool = True
+    """Whether production indicators are shown to visitors who have not signed in."""
+    promoters: GroupNames = Field(default_factory=list)
+    """Groups whose members may promote an indicator (poc, pilot, production), besides admins."""
+    retries: int = Field(2, ge=0, le=10)
+    """Times a failed run is tried again before it is reported failed."""
+    retry_delay_seconds: float = Field(5, ge=0, le=3600)
+    """Seconds between a failed attempt and the next one."""
+    workers: int = Field(2, ge=1, le=64)
+    """Periods a backfill runs at once (one sandboxed kernel each) unless told otherwise."""
+
+
 class Settings(_Model):
     """Statbox settings (statbox.yaml)."""
 
@@ -442,6 +459,7 @@ class Settings(_Model):
     kubernetes: KubernetesSettings
     docker: DockerSettings
     certify: CertifySettings = Field(default_factory=CertifySettings)  # type: ignore[arg-type]
+    indicators: IndicatorSettings = Field(default_factory=IndicatorSettings)  # type: ignore[arg-type]
 
     @field_validator("groups")
     @classmethod
