@@ -78,6 +78,7 @@ def test_one_culler_per_idle_timeout_scoped_to_its_roles(runtime):
     assert set(services) == {
         "dask-gateway",
         "classroom",
+        "indicators",
         "idle-culler-admin-analyst",
         "idle-culler-instructor",
         "idle-culler-trainee",
