@@ -18,11 +18,11 @@ from statbox.configure.runtime import Runtime
 from statbox.contract import (
     CLASSROOM_LISTEN_ENV,
     CLASSROOM_SERVICE,
-    INDICATORS_LISTEN_ENV,
-    INDICATORS_SERVICE,
     DASHBOARDS_GATEWAY_ENV,
     DASHBOARDS_LISTEN_ENV,
     DOCKER_GRADING_SCRATCH,
+    INDICATORS_LISTEN_ENV,
+    INDICATORS_SERVICE,
     KUBE_PROXY_PEERS,
     RUNTIME_ENV,
     DockerNames,
