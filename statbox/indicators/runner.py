@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nbformat
 from nbformat import NotebookNode
+from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 
 from statbox.certify.execution import execute
@@ -51,7 +51,7 @@ from statbox.contract import CATALOG_ENV
 from statbox.errors import EnvironmentProblem
 from statbox.sandbox import Sandbox
 
-OUTPUT_LIMIT = 64 * 1024**2
+OUTPUT_LIMIT = 16 * 1024**2
 """Largest output CSV a run may hand back (bytes); its folder holds no more, as root."""
 OUT_DIR = "out"
 MAX_SLOTS = 16
@@ -198,7 +198,7 @@ class Runner:
                 job.catalog.chmod(0o644)
                 job.env[CATALOG_ENV] = str(job.catalog)
             target = output_dir(job) / output
-            nb = nbformat.read(notebook, as_version=4)
+            nb = load_notebook_node(str(notebook))  # papermill's metadata and tags
             nb = parameterize_notebook(nb, {**parameters, "output": str(target)})
             kill_all(stray_processes(None, backend.uid(job)))  # a crashed run's leftovers
             execution = execute(nb, job, backend)

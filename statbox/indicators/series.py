@@ -25,6 +25,13 @@ class OutputProblem(ValueError):
 def check_output(data: bytes, series: Series, period: str) -> list[dict[str, str]]:
     """The observations in ``data`` (a CSV), checked; see the module docstring."""
     try:
+        return _check(data, series, period)
+    except csv.Error as exc:
+        raise OutputProblem(f"the output is not CSV: {exc}") from None
+
+
+def _check(data: bytes, series: Series, period: str) -> list[dict[str, str]]:
+    try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise OutputProblem("the output is not UTF-8 text") from None
