@@ -377,52 +377,54 @@ class Scheduler:
         finally:
             claim.release()
 
-    def first_backfill(self) -> dict[str, int]:
-        """Publish each indicator's sample period (``period.backfill``) once, when it has no
-        vintage yet: a new stack shows series at once. Two attempts at most, like a slot;
-        an indicator being run elsewhere is left to that run. Returns the number of
-        successful runs per indicator backfilled."""
-        done: dict[str, int] = {}
+    def claim_backfills(self) -> list[Claim]:
+        """Claim the first-start backfill of each indicator that has a sample period
+        (``period.backfill``) and no vintage yet: a new stack shows series at once. Two
+        attempts at most, like a slot; an indicator being run elsewhere is left to that run.
+        Quick (locks and a journal line): the runs are :meth:`run_backfill`'s."""
+        claims: list[Claim] = []
+        now = self.clock()
         for item in self.runs.scheduled():
             if item.backfill is None:
                 continue
             lock = self._run_lock(item.indicator)
             if lock is None:
                 continue
+            with self.journal(item.indicator).locked() as journal:
+                tries = sum(1 for e in journal.entries() if e.get("event") == "backfill")
+                if tries >= ATTEMPTS or self.runs.published(item):
+                    lock.close()
+                    continue
+                first, last = item.backfill
+                journal.append(
+                    {"event": "backfill", "first": first, "last": last, "at": _stamp(now),
+                     "by": self.me}
+                )  # fmt: skip
+            claims.append(Claim(item, now, tries + 1, lock))
+        return claims
+
+    def run_backfill(self, claim: Claim) -> int:
+        """Run a claimed backfill, record how it ended, release the run lock; the number
+        of periods published."""
+        try:
             try:
-                with self.journal(item.indicator).locked() as journal:
-                    tries = sum(1 for e in journal.entries() if e.get("event") == "backfill")
-                    if tries >= ATTEMPTS or self.runs.published(item):
-                        continue
-                    first, last = item.backfill
-                    journal.append(
-                        {
-                            "event": "backfill",
-                            "first": first,
-                            "last": last,
-                            "at": _stamp(self.clock()),
-                            "by": self.me,
-                        }
-                    )
-                try:
-                    outcomes = self.runs.backfill(item)
-                except Exception as exc:
-                    log.exception("%s: first backfill failed", item.indicator)
-                    outcomes = [Outcome("", "failed", str(exc)[:300])]
-                good = sum(1 for outcome in outcomes if outcome.outcome == "succeeded")
-                with self.journal(item.indicator).locked() as journal:
-                    journal.append(
-                        {
-                            "event": "backfilled",
-                            "at": _stamp(self.clock()),
-                            "runs": len(outcomes),
-                            "succeeded": good,
-                        }
-                    )
-                done[item.indicator] = good
-            finally:
-                lock.close()
-        return done
+                outcomes = self.runs.backfill(claim.item)
+            except Exception as exc:
+                log.exception("%s: first backfill failed", claim.item.indicator)
+                outcomes = [Outcome("", "failed", str(exc)[:300])]
+            good = sum(1 for outcome in outcomes if outcome.outcome == "succeeded")
+            with self.journal(claim.item.indicator).locked() as journal:
+                journal.append(
+                    {"event": "backfilled", "at": _stamp(self.clock()), "runs": len(outcomes),
+                     "succeeded": good}
+                )  # fmt: skip
+            return good
+        finally:
+            claim.release()
+
+    def first_backfill(self) -> dict[str, int]:
+        """Claim and run the first-start backfills one after another (tests, the CLI)."""
+        return {c.item.indicator: self.run_backfill(c) for c in self.claim_backfills()}
 
     def tick(self, now: datetime | None = None) -> list[Outcome]:
         """Claim and run what is due, one after another (tests, and the CLI)."""
@@ -445,9 +447,11 @@ class Scheduler:
         notebook: minutes of waiting on a kernel), sleep until the next slot."""
         loop = asyncio.get_running_loop()
         pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="indicator-run")
-        # In the background: the hub is up and pages answer while the sample period runs;
-        # the indicators it backfills hold their run locks, so no slot of theirs starts.
-        backfilling = loop.run_in_executor(None, self.first_backfill)
+        # Claimed before any slot (a slot's run would publish a vintage first), run in the
+        # background: the pages answer meanwhile, and the indicators being backfilled hold
+        # their run locks, so no slot of theirs starts until the sample period is out.
+        backfills = await loop.run_in_executor(None, self.claim_backfills)
+        backfilling = [loop.run_in_executor(None, self.run_backfill, c) for c in backfills]
         try:
             while True:
                 try:
@@ -462,7 +466,8 @@ class Scheduler:
             # Runs under way are not waited for: their claims stay open in the journal, and
             # the next start runs them once more.
             pool.shutdown(wait=False, cancel_futures=True)
-            backfilling.cancel()
+            for future in backfilling:
+                future.cancel()
 
 
 # ----------------------------------------------------------------------------- the library

@@ -237,3 +237,13 @@ def test_first_start_backfills_once_until_published(tmp_path):
     assert Scheduler(runs, tmp_path).first_backfill() == {}
     assert runs.backfilled == [WEEKLY.indicator]
     assert events(tmp_path)[:2] == ["backfill", "backfilled"]
+
+
+def test_no_slot_of_an_indicator_starts_while_its_sample_period_is_published(tmp_path):
+    runs = RecordingRuns(WEEKLY)
+    scheduler = Scheduler(runs, tmp_path)
+    [backfill] = scheduler.claim_backfills()
+    assert scheduler.claim_due(utc(2024, 3, 11, 6, 1)) == []  # its run lock is held
+    assert scheduler.run_backfill(backfill) == 1
+    scheduler.tick(utc(2024, 3, 11, 6, 2))  # arms now, after the backfill
+    assert runs.ran == []
