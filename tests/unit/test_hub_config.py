@@ -63,6 +63,7 @@ def test_notebook_tokens_reach_the_gateway_and_nothing_more(runtime):
         "self",
         GATEWAY_ACCESS_SCOPE,
         "access:services!service=classroom",
+        "access:services!service=indicators",
     ]
     assert roles["server"]["scopes"] == [
         "users:activity!user",
