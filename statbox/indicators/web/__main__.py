@@ -10,6 +10,7 @@ a missing variable or an unreadable runtime is a one-line message and exit code 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 from jupyterhub.services.auth import HubOAuth
 
 from statbox.classroom.setup import service_isolation
+from statbox.classroom.web.app import unisolated_grading
 from statbox.configure.runtime import load_runtime, runtime_problem
 from statbox.contract import INDICATORS_LISTEN_ENV, RUNTIME_ENV
 from statbox.contract.service import run_service
@@ -36,11 +38,22 @@ async def serve() -> None:
     rt = load_runtime()
     # The runtime's settings carry absolute paths (statbox.configure.runtime.write_runtime).
     loaded = LoadedSettings(rt.settings, None, rt.paths)
-    indicators = Indicators.from_settings(loaded, isolation=service_isolation(rt.settings))
+    isolation = service_isolation(rt.settings)
+    indicators = Indicators.from_settings(loaded, isolation=isolation)
+    # An indicator's notebook is its owner's code: run beside the hub's secrets with only
+    # resource limits, it could read them. Then this service serves pages and runs nothing.
+    refused = None
+    if unisolated_grading(isolation) is not None:
+        refused = (
+            "running indicators from the service needs the sandbox (certify.isolation: sandbox "
+            "or auto where bubblewrap runs); with rlimits owners' notebooks would run as the "
+            "hub's account. Run them on the host: statbox indicator run"
+        )
     config = ServiceConfig(
         prefix="/" + os.environ["JUPYTERHUB_SERVICE_PREFIX"].strip("/") + "/",
         indicators=indicators,
         templates=template_environment(),
+        runs_refused=refused,
     )
     listen = urlsplit(os.environ[INDICATORS_LISTEN_ENV])
     HubOAuth.instance()  # configured from JUPYTERHUB_* before any handler asks for it
@@ -53,6 +66,9 @@ async def serve() -> None:
         max_body_size=MAX_BODY_BYTES,
     )
     logging.getLogger("statbox.indicators").info("Indicators on %s", listen.netloc)
+    if refused:
+        logging.getLogger("statbox.indicators").error("no scheduled runs: %s", refused)
+        await asyncio.Event().wait()
     scheduler = Scheduler(LibraryRuns(indicators), rt.paths.state_dir)
     await scheduler.serve(workers=rt.settings.indicators.workers)
 

@@ -60,6 +60,9 @@ class ServiceConfig:
     runs: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="manual-run")
     )
+    runs_refused: str | None = None
+    """Why this service may not run notebooks (statbox.classroom.web.app.unisolated_grading),
+    or None: pages are served either way."""
 
 
 def template_environment() -> jinja2.Environment:
