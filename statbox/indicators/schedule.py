@@ -122,7 +122,13 @@ def next_slot(cron: str, timezone: str, now: datetime) -> datetime | None:
 
 
 def _stamp(moment: datetime) -> str:
+    """A slot (cron names whole seconds)."""
     return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _when(moment: datetime) -> str:
+    """When a decision was taken: to the millisecond, so that a catch-up shows its lateness."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 class Journal:
@@ -340,7 +346,7 @@ class Scheduler:
                 if decision is None:
                     lock.close()
                     return None
-                entry: dict[str, Any] = {"event": decision.event, "at": _stamp(now), "by": self.me}
+                entry: dict[str, Any] = {"event": decision.event, "at": _when(now), "by": self.me}
                 if decision.slot is not None:
                     entry |= {"slot": _stamp(decision.slot), "attempt": decision.attempt}
                 journal.append(entry)
@@ -367,7 +373,7 @@ class Scheduler:
                     {
                         "event": "finished",
                         "slot": _stamp(claim.slot),
-                        "at": _stamp(self.clock()),
+                        "at": _when(self.clock()),
                         "run_id": outcome.run_id,
                         "outcome": outcome.outcome,
                         "error": outcome.error,
@@ -397,7 +403,7 @@ class Scheduler:
                     continue
                 first, last = item.backfill
                 journal.append(
-                    {"event": "backfill", "first": first, "last": last, "at": _stamp(now),
+                    {"event": "backfill", "first": first, "last": last, "at": _when(now),
                      "by": self.me}
                 )  # fmt: skip
             claims.append(Claim(item, now, tries + 1, lock))
@@ -415,7 +421,7 @@ class Scheduler:
             good = sum(1 for outcome in outcomes if outcome.outcome == "succeeded")
             with self.journal(claim.item.indicator).locked() as journal:
                 journal.append(
-                    {"event": "backfilled", "at": _stamp(self.clock()), "runs": len(outcomes),
+                    {"event": "backfilled", "at": _when(self.clock()), "runs": len(outcomes),
                      "succeeded": good}
                 )  # fmt: skip
             return good
