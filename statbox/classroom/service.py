@@ -490,9 +490,12 @@ class Classroom:
             )
         return mine[0], self._course(course_id)
 
-    def open_course(self, actor: Actor, course_id: str, cohort: str | None = None) -> Opened:
+    def open_course(
+        self, actor: Actor, course_id: str, cohort: str | None = None, language: str | None = None
+    ) -> Opened:
         """Put the course's lessons and the trainee's own variant of the exercise into the
-        notebook they will open, ``<home>/courses/<course>/``.
+        notebook they will open, ``<home>/courses/<course>/``, each in ``language`` (a BCP 47
+        tag) where the course has a translation, else in English (the default).
 
         Files the trainee has not changed are brought up to date; files they changed are kept
         as they are, and no look-alike is written beside them (opening again adds no file).
@@ -500,7 +503,7 @@ class Classroom:
         cohort: the same one :meth:`start_grading` injects again.
         """
         publication, loaded = self._learner_publication(actor, course_id, cohort)
-        files, variants = self._write_homes(loaded, publication.cohort, [actor.name])
+        files, variants = self._write_homes(loaded, publication.cohort, [actor.name], language)
         variant = variants[actor.name]
         record = self.layout.opened(publication.cohort, loaded.id, actor.name)
         if read_json(record) is None:
@@ -517,7 +520,7 @@ class Classroom:
         )
 
     def _write_homes(
-        self, loaded: LoadedCourse, cohort: str, users: list[str]
+        self, loaded: LoadedCourse, cohort: str, users: list[str], language: str | None = None
     ) -> tuple[list[Published], dict[str, dict[str, Any]]]:
         """The course into each of ``users``' homes with their variant of ``cohort``, every
         home checked before the first file is written (the publisher's rule)."""
@@ -530,7 +533,7 @@ class Classroom:
             secret = cohort_secret(self.state_dir, cohort)
             personalise = make_personaliser(loaded, secret)
             variants = {user: parameters_for(loaded, user, secret) for user in users}
-        return self.homes.publish(loaded, users, personalise), variants
+        return self.homes.publish(loaded, users, personalise, language), variants
 
     def deliver(self, actor: Actor, course_id: str, cohort: str) -> list[Published]:
         """Write a published course into the homes of the cohort's members who have one and

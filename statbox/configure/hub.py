@@ -21,6 +21,8 @@ from statbox.contract import (
     DASHBOARDS_GATEWAY_ENV,
     DASHBOARDS_LISTEN_ENV,
     DOCKER_GRADING_SCRATCH,
+    INDICATORS_LISTEN_ENV,
+    INDICATORS_SERVICE,
     KUBE_PROXY_PEERS,
     RUNTIME_ENV,
     DockerNames,
@@ -69,6 +71,7 @@ def configure_hub(c: Any, rt: Runtime) -> None:
     c.JupyterHub.services = [
         _gateway_service(rt),
         _classroom_service(rt),
+        _indicators_service(rt),
         *(_culler_services(rt)),
     ]
     c.JupyterHub.load_roles = [*token_roles(), *_culler_roles(rt), *cohort_roles(s)]
@@ -409,12 +412,6 @@ def _gateway_service(rt: Runtime) -> dict[str, Any]:
     }
 
 
-CLASSROOM_OAUTH_SCOPES = (f"access:services!service={CLASSROOM_SERVICE}",)
-"""All a browser's OAuth token for the classroom may do: reach the classroom (the hub adds
-the identify scopes, name and groups, itself). What a person may do there the service
-decides from their cohorts (statbox.classroom.web.library), not from hub scopes."""
-
-
 @dataclass(frozen=True)
 class FromHubEnvironment:
     """A service's environment value read from the hub's own environment when the hub
@@ -427,37 +424,65 @@ class FromHubEnvironment:
         return os.environ.get(self.name, "")
 
 
-def _classroom_service(rt: Runtime) -> dict[str, Any]:
-    """The classroom (:mod:`statbox.classroom.web`): pages and API for trainees and
-    instructors, and the public verification page, started and stopped by the hub."""
-    url, listen = _beside_hub(rt, rt.ports.classroom)
+def _pages_service(
+    rt: Runtime, name: str, module: str, port: int, listen_env: str, description: str
+) -> dict[str, Any]:
+    """A service of Statbox's own pages beside the hub (the classroom, the indicators),
+    started and stopped by the hub, reached by people through the hub's proxy only."""
+    url, listen = _beside_hub(rt, port)
     if rt.settings.mode is Mode.docker:
         # Only the proxy needs it: the hub's name on the private network alone, which users'
         # containers (on networks the hub also joins) cannot reach.
-        url = listen = (
-            f"http://{DockerNames(rt.settings.docker.project).hub_private}:{rt.ports.classroom}"
-        )
+        url = listen = f"http://{DockerNames(rt.settings.docker.project).hub_private}:{port}"
     # A managed service gets only the variables named here. It reads the run's settings (no
     # secret in them) from the file the hub reads them from, known when the hub starts it.
     environment: dict[str, Any] = {
-        CLASSROOM_LISTEN_ENV: listen,
+        listen_env: listen,
         RUNTIME_ENV: FromHubEnvironment(RUNTIME_ENV),
     }
     if rt.settings.mode is Mode.docker:
-        # Graded kernels' job folders: the grading containers bind them by path, which must
-        # name the same folder on the host as in the hub's container (not its own /tmp).
+        # Graded kernels' (and indicator runs') job folders: their containers bind them by
+        # path, which must name the same folder on the host as in the hub's container.
         environment["TMPDIR"] = str(rt.paths.state_dir / DOCKER_GRADING_SCRATCH)
     return {
-        "name": CLASSROOM_SERVICE,
+        "name": name,
         "url": url,
-        "command": [rt.python, "-m", "statbox.classroom.web"],
+        "command": [rt.python, "-m", module],
         "environment": environment,
-        "oauth_client_allowed_scopes": list(CLASSROOM_OAUTH_SCOPES),
+        # All a browser's OAuth token for it may do: reach it (the hub adds the identify
+        # scopes, name and groups). What a person may do there the service's library decides.
+        "oauth_client_allowed_scopes": [f"access:services!service={name}"],
         # Statbox's own pages: no "authorize this application?" page on the way in
         "oauth_no_confirm": True,
         "display": True,
-        "info": {"description": "Courses, submissions, grades and certificates"},
+        "info": {"description": description},
     }
+
+
+def _classroom_service(rt: Runtime) -> dict[str, Any]:
+    """The classroom (:mod:`statbox.classroom.web`): pages and API for trainees and
+    instructors, and the public verification page."""
+    return _pages_service(
+        rt,
+        CLASSROOM_SERVICE,
+        "statbox.classroom.web",
+        rt.ports.classroom,
+        CLASSROOM_LISTEN_ENV,
+        "Courses, submissions, grades and certificates",
+    )
+
+
+def _indicators_service(rt: Runtime) -> dict[str, Any]:
+    """The indicators (:mod:`statbox.indicators.web`): their scheduler, the published
+    indicators' pages (public ones without login) and JSON API."""
+    return _pages_service(
+        rt,
+        INDICATORS_SERVICE,
+        "statbox.indicators.web",
+        rt.ports.indicators,
+        INDICATORS_LISTEN_ENV,
+        "Published indicators: series, runs, revisions, downloads",
+    )
 
 
 def _roles_by_idle_timeout(rt: Runtime) -> dict[int, list[str]]:

@@ -129,3 +129,13 @@ def _secrets(env: Mapping[str, str]) -> dict[str, str]:
             with contextlib.suppress(FileNotFoundError):
                 found.setdefault(name, (Path(folder) / name).read_text().strip())
     return found
+
+
+def runtime_problem() -> str | None:
+    """Why a hub-managed service cannot load the runtime (one sentence), or None: what
+    :func:`statbox.contract.service.run_service` checks before serving."""
+    try:
+        load_runtime()
+    except MissingEnvironment as exc:
+        return str(exc)
+    return None

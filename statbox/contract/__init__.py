@@ -246,6 +246,15 @@ CLASSROOM_LISTEN_ENV = "STATBOX_CLASSROOM_LISTEN"
 """In the classroom service: the ``http://host:port`` it listens on."""
 CLASSROOM_PORT = 8020
 """The classroom service's port inside the hub's container or pod (local mode picks one)."""
+# ----------------------------------------------------------------------------- indicators
+
+INDICATORS_SERVICE = "indicators"
+"""The indicators' pages and scheduler as a JupyterHub service: ``/services/indicators/``."""
+INDICATORS_LISTEN_ENV = "STATBOX_INDICATORS_LISTEN"
+"""In the indicators service: the ``http://host:port`` it listens on."""
+INDICATORS_PORT = 8030
+"""The indicators service's port inside the hub's container or pod (local mode picks one)."""
+
 DOCKER_GRADING_SCRATCH = "grading"
 """Docker mode: under the state folder, the job folders of the classroom's graded kernels
 (the service's TMPDIR), mounted into the hub's container at their host path because the

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from statbox.contract import CLASSROOM_PORT, DASHBOARDS_PORT
+from statbox.contract import CLASSROOM_PORT, DASHBOARDS_PORT, INDICATORS_PORT
 
 Port = Field(ge=1, le=65535)
 
@@ -36,6 +36,8 @@ class RuntimePorts(_Strict):
     """The dashboards' front (local mode: a free loopback port; else its container's)."""
     classroom: int = Field(default=CLASSROOM_PORT, ge=1, le=65535)
     """The classroom service (local mode: a free loopback port; else its container's)."""
+    indicators: int = Field(default=INDICATORS_PORT, ge=1, le=65535)
+    """The indicators service (local mode: a free loopback port; else its container's)."""
 
 
 class RuntimeHosts(_Strict):

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from statbox.contract import CLASSROOM_SERVICE
+from statbox.contract import CLASSROOM_SERVICE, INDICATORS_SERVICE
 from statbox.settings.model import GitHubAuth, OIDCAuth, Role, Settings
 from statbox.settings.names import (
     GATEWAY_SERVICE,
@@ -156,6 +156,11 @@ CLASSROOM_ACCESS_SCOPE = f"access:services!service={CLASSROOM_SERVICE}"
 they may do there from their cohorts; a notebook's token may not (user code acts in the
 classroom only through the person's own browser or a token they made)."""
 
+INDICATORS_ACCESS_SCOPE = f"access:services!service={INDICATORS_SERVICE}"
+"""Every signed-in person may reach the indicators' pages (statbox.indicators.web), which
+decide what they may see and do there (the library's stages and owners); a notebook's token
+may not."""
+
 SERVER_TOKEN_SCOPES = ("users:activity!user", "access:servers!server", GATEWAY_ACCESS_SCOPE)
 """The token a notebook holds: what jupyterhub-singleuser needs (activity, its own OAuth) and
 what Dask Gateway needs (the gateway identifies the user and their groups through
@@ -164,13 +169,21 @@ what Dask Gateway needs (the gateway identifies the user and their groups throug
 
 def token_roles() -> list[dict[str, Any]]:
     """The built-in ``user`` and ``server`` roles, each plus access to Dask Gateway, and the
-    user's to the classroom.
+    user's to the classroom and the indicators.
 
     ``user`` (every user, and the tokens they make) is JupyterHub's ``self``: their own server
     and tokens, nothing of anyone else's. ``server`` is the notebook's token.
     """
     return [
-        {"name": "user", "scopes": ["self", GATEWAY_ACCESS_SCOPE, CLASSROOM_ACCESS_SCOPE]},
+        {
+            "name": "user",
+            "scopes": [
+                "self",
+                GATEWAY_ACCESS_SCOPE,
+                CLASSROOM_ACCESS_SCOPE,
+                INDICATORS_ACCESS_SCOPE,
+            ],
+        },
         {"name": "server", "scopes": list(SERVER_TOKEN_SCOPES)},
     ]
 

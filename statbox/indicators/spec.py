@@ -54,7 +54,8 @@ class _Model(BaseModel):
 
 class Schedule(_Model):
     cron: str
-    """Five fields (minute hour day-of-month month day-of-week), e.g. "0 6 * * 1"."""
+    """Five fields (minute hour day-of-month month day-of-week), e.g. "0 6 * * 1"; six with
+    seconds first (statbox.indicators.schedule) for schedules seconds apart."""
     timezone: str = "UTC"
     """IANA time zone the cron is read in, e.g. Europe/London."""
 
@@ -62,7 +63,7 @@ class Schedule(_Model):
     @classmethod
     def _five_fields(cls, value: str) -> str:
         fields = value.split()
-        if len(fields) != 5 or not all(CRON_FIELD.match(f) for f in fields):
+        if len(fields) not in (5, 6) or not all(CRON_FIELD.match(f) for f in fields):
             raise ValueError("must be five cron fields: minute hour day month weekday")
         return value
 

@@ -431,29 +431,27 @@ def test_dask_pods_and_user_pods_are_confined_by_the_values():
     ]
 
 
-def test_classroom_is_a_hub_service_the_proxy_alone_reaches(render, tmp_path):
-    """The classroom runs in the hub's pod (a hub-managed service) on runtime.json's
-    ports.classroom, which the hub Service opens and the hub pod admits from the proxy only
-    (people come through the proxy; user pods have no business there)."""
+@pytest.mark.parametrize("name", ["classroom", "indicators"])
+def test_pages_services_are_hub_services_the_proxy_alone_reaches(name, render, tmp_path):
+    """The classroom and the indicators run in the hub's pod (hub-managed services) on
+    runtime.json's ports, which the hub Service opens and the hub pod admits from the proxy
+    only (people come through the proxy; user pods have no business there)."""
     c, _ = _hub_config_from_chart("values-rwanda.yaml", render, tmp_path)
     runtime = json.loads(find(render(), "ConfigMap", "statbox-config")["data"]["runtime.json"])
-    port = runtime["ports"]["classroom"]
-    classroom = next(s for s in c.JupyterHub.services if s["name"] == "classroom")
-    assert classroom["url"] == f"http://hub:{port}"
-    assert classroom["command"] == ["python3", "-m", "statbox.classroom.web"]
-    assert classroom["oauth_client_allowed_scopes"] == ["access:services!service=classroom"]
+    port = runtime["ports"][name]
+    service = next(s for s in c.JupyterHub.services if s["name"] == name)
+    assert service["url"] == f"http://hub:{port}"
+    assert service["command"] == ["python3", "-m", f"statbox.{name}.web"]
+    assert service["oauth_client_allowed_scopes"] == [f"access:services!service={name}"]
     hub = values_file("values.yaml")["jupyterhub"]["hub"]
-    assert {"name": "classroom", "port": port, "targetPort": port} in hub["service"]["extraPorts"]
+    assert {"name": name, "port": port, "targetPort": port} in hub["service"]["extraPorts"]
     rules = [
         r
         for r in hub["networkPolicy"]["ingress"]
         if {"port": port, "protocol": "TCP"} in r["ports"]
     ]
-    assert rules == [
-        {
-            "from": [{"podSelector": {"matchLabels": {"component": "proxy"}}}],
-            "ports": [{"port": port, "protocol": "TCP"}],
-        }
+    assert [rule["from"] for rule in rules] == [
+        [{"podSelector": {"matchLabels": {"component": "proxy"}}}]
     ]
     # user pods may not reach it directly
     egress = values_file("values.yaml")["jupyterhub"]["singleuser"]["networkPolicy"]["egress"]

@@ -42,7 +42,6 @@ import pytest
 from statbox.contract import PROJECT_LABEL, DockerNames
 from statbox.modes.docker.images import DEFAULT_CACHE
 from statbox.sandbox import CgroupTree
-from statbox.settings.model import load_settings
 from tests.conftest import REPO
 from tests.docker.conftest import (
     PASSWORDS,
@@ -413,9 +412,9 @@ def test_bundle_with_images_installs_into_an_empty_engine(engine, images, offlin
     finally:
         # --prepare makes the clusters' cgroup folder `docker compose up` needs; `statbox up`
         # would remove it at stop, so the test does, as test_docker_stack's prepare test does.
-        if (prefix / "statbox.yaml").is_file():
-            project = load_settings(prefix / "statbox.yaml").settings.docker.project
-            tree = CgroupTree.detect(f"statbox-{project}-dask")
+        for env_file in prefix.glob("**/run/compose.env"):
+            variables = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+            tree = CgroupTree.detect(f"statbox-{variables['STATBOX_PROJECT']}-dask")
             if tree is not None:
                 tree.remove()
         fresh.remove_everything_but_images()

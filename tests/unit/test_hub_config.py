@@ -63,6 +63,7 @@ def test_notebook_tokens_reach_the_gateway_and_nothing_more(runtime):
         "self",
         GATEWAY_ACCESS_SCOPE,
         "access:services!service=classroom",
+        "access:services!service=indicators",
     ]
     assert roles["server"]["scopes"] == [
         "users:activity!user",
@@ -78,6 +79,7 @@ def test_one_culler_per_idle_timeout_scoped_to_its_roles(runtime):
     assert set(services) == {
         "dask-gateway",
         "classroom",
+        "indicators",
         "idle-culler-admin-analyst",
         "idle-culler-instructor",
         "idle-culler-trainee",

@@ -8,7 +8,9 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("module", ["statbox.dashboards", "statbox.classroom.web"])
+@pytest.mark.parametrize(
+    "module", ["statbox.dashboards", "statbox.classroom.web", "statbox.indicators.web"]
+)
 def test_a_service_without_the_hubs_environment_says_what_is_missing(module):
     done = subprocess.run(
         [sys.executable, "-m", module], capture_output=True, text=True, env={}, timeout=60

@@ -76,8 +76,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
 {{- define "statbox.runtime" -}}
-{{- /* dashboards, classroom: the ports of the services in the hub pod, as jupyterhub.hub.service.extraPorts opens them */ -}}
-{{- $ports := dict "public" 8000 "hub_api" 8081 "proxy_api" 8001 "gateway_api" 8000 "gateway_http" 80 "gateway_tcp" 8786 "dashboards" 8010 "classroom" 8020 -}}
+{{- /* dashboards, classroom, indicators: the ports of the services in the hub pod, as jupyterhub.hub.service.extraPorts opens them */ -}}
+{{- $ports := dict "public" 8000 "hub_api" 8081 "proxy_api" 8001 "gateway_api" 8000 "gateway_http" 80 "gateway_tcp" 8786 "dashboards" 8010 "classroom" 8020 "indicators" 8030 -}}
 {{- $record := dict "settings" (include "statbox.settings" . | fromJson) "ports" $ports -}}
 {{- /* python3 on the PATH of Statbox's images runs the cullers and the user servers */ -}}
 {{- $_ := set $record "proxy_command" list -}}

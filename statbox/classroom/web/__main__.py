@@ -26,7 +26,7 @@ from statbox.classroom.web.app import (
 )
 from statbox.classroom.web.public import PublicDocuments
 from statbox.configure.hub import hub_public_url
-from statbox.configure.runtime import MissingEnvironment, load_runtime
+from statbox.configure.runtime import load_runtime, runtime_problem
 from statbox.contract import CLASSROOM_LISTEN_ENV, RUNTIME_ENV
 from statbox.contract.service import run_service
 from statbox.settings.model import LoadedSettings
@@ -64,16 +64,8 @@ async def serve() -> None:
     await asyncio.Event().wait()
 
 
-def _runtime_problem() -> str | None:
-    try:
-        load_runtime()
-    except MissingEnvironment as exc:
-        return str(exc)
-    return None
-
-
 def main() -> int:
-    return run_service("statbox.classroom.web", REQUIRED, serve, _runtime_problem)
+    return run_service("statbox.classroom.web", REQUIRED, serve, runtime_problem)
 
 
 if __name__ == "__main__":

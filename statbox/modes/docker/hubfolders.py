@@ -6,7 +6,8 @@ classroom service it starts: its records (``classroom``), the results store, tru
 revocations (``certify``), the signing key and cohort secrets (``secrets/certify``, never the
 rest of ``secrets/``), the ledgers of what publishing wrote (``courses``) and the scratch of
 graded kernels (``grading``: the docker backend's containers bind their job folders by path,
-which must mean the same on the host as in the hub's container).
+which must mean the same on the host as in the hub's container), and the indicators service's
+runs, vintages, stages and schedule journals (``indicators``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from statbox.errors import EnvironmentProblem
 HUB_UID = 990
 """The hub image's account (``jupyterhub``)."""
 
-HUB_FOLDERS = ("hub", "classroom", "certify", "secrets/certify", "courses", DOCKER_GRADING_SCRATCH)
+HUB_FOLDERS = (
+    "hub",
+    "classroom",
+    "certify",
+    "secrets/certify",
+    "courses",
+    DOCKER_GRADING_SCRATCH,
+    "indicators",
+)
 """Under the state folder, in compose.yaml's order."""
 
 

@@ -470,6 +470,7 @@ class DockerStack:
             "STATBOX_STATE_DIR": str(self.state_dir),
             "STATBOX_CATALOG_DIR": str(paths.catalog.parent),
             CURRICULUM_ENV: str(paths.curriculum),
+            "STATBOX_INDICATORS": str(paths.indicators),
             DATA_ROOT_ENV: str(paths.data_root),
             "STATBOX_DOCKER_SOCKET": socket_path,
             "STATBOX_DOCKER_GID": str(os.stat(socket_path).st_gid),

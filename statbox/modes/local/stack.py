@@ -75,6 +75,7 @@ INTERNAL_PORTS = (
     "gateway_tcp",
     "dashboards",
     "classroom",
+    "indicators",
 )
 """Ports on loopback, kept from run to run (run/ports.json)."""
 SANDBOXES = frozenset({"bwrap", "setpriv"})

@@ -1,0 +1,190 @@
+"""The indicators pages and API in-process, as an anonymous visitor sees them: no hub needed
+for a visitor without a cookie or token (HubOAuth then identifies nobody). Signed-in people,
+Run now and Promote: tests/integration/test_indicators_service.py on a real stack.
+
+The state is what the library writes (its store, its promote), the app the real one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from statbox.classroom.people import Actor
+from statbox.indicators.library import Indicators
+from statbox.indicators.store import IndicatorStore, RunRecord, new_run_id, now_iso
+from statbox.indicators.web import plot
+from statbox.indicators.web.app import ServiceConfig, make_app, template_environment
+from statbox.modes.local.stack import free_port
+from statbox.settings.model import load_settings
+from tests.indicators.conftest import READ_PRICES, WRITE, write_indicator
+
+PREFIX = "/services/indicators/"
+HEADER = "FREQ,REF_AREA,INDICATOR,TIME_PERIOD,OBS_VALUE,UNIT_MEASURE,OBS_STATUS\n"
+
+
+def vintage(week: str, values: dict[str, float]) -> bytes:
+    rows = "".join(f"W,{shop},PRICE,{week},{value},EUR,A\n" for shop, value in values.items())
+    return (HEADER + rows).encode()
+
+
+def publish(state: Path, indicator: str, week: str, values: dict[str, float]) -> None:
+    store = IndicatorStore(state, indicator)
+    number = store.publish(week, vintage(week, values))
+    store.save_run(
+        RunRecord(
+            run_id=new_run_id(week),
+            indicator=indicator,
+            period=week,
+            trigger="backfill",
+            requested_by="ana",
+            parameters={"week": week},
+            code_sha256="0" * 64,
+            started_at=now_iso(),
+            finished_at=now_iso(),
+            attempts=1,
+            outcome="succeeded",
+            vintage=number,
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("indicators-web")
+    for indicator, stage in (
+        ("shop-public", "pilot"),
+        ("shop-pilot", "pilot"),
+        ("shop-poc", "poc"),
+    ):
+        write_indicator(root / "indicators", indicator, stage, READ_PRICES + WRITE)
+    (root / "statbox.yaml").write_text(
+        "paths: {indicators: indicators, state_dir: state, curriculum: .}\n"
+        "roles: {analyst: {users: [ana]}}\n"
+    )
+    loaded = load_settings(root / "statbox.yaml")
+    state = loaded.paths.state_dir
+    library = Indicators(loaded.settings, loaded.paths.indicators, state, runner=None)  # type: ignore[arg-type]
+    library.promote(Actor.operator(), "shop-public", "production")
+    for indicator in ("shop-public", "shop-pilot", "shop-poc"):
+        publish(state, indicator, "2026-W01", {"s1": 10.0, "s2": 20.0})
+        publish(state, indicator, "2026-W02", {"s1": 11.0, "s2": 19.0})
+    publish(state, "shop-public", "2026-W02", {"s1": 12.5, "s2": 19.0})  # a revision of s1
+    port = free_port()
+    env = {
+        "JUPYTERHUB_API_TOKEN": "not-used-by-anonymous-requests",
+        "JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api",
+        "JUPYTERHUB_BASE_URL": "/",
+        "JUPYTERHUB_SERVICE_PREFIX": PREFIX,
+        "JUPYTERHUB_CLIENT_ID": "service-indicators",
+        "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{PREFIX}oauth_callback",
+        "JUPYTERHUB_HOST": "",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def serve() -> None:
+            asyncio.set_event_loop(loop)
+            config = ServiceConfig(PREFIX, library, template_environment())
+            make_app(config, cookie_secret=b"x" * 32).listen(port, "127.0.0.1")
+            loop.call_soon(ready.set)
+            loop.run_forever()
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        assert ready.wait(10)
+        try:
+            yield f"http://127.0.0.1:{port}{PREFIX}"
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+
+
+def get(service: str, path: str) -> requests.Response:
+    return requests.get(f"{service}{path}", allow_redirects=False, timeout=30)
+
+
+def test_anonymous_sees_the_public_production_indicator_only(service):
+    index = get(service, "")
+    assert index.status_code == 200
+    assert "shop-public" in index.text
+    assert "shop-pilot" not in index.text and "shop-poc" not in index.text
+    api = get(service, "api/indicators").json()
+    assert [item["id"] for item in api["indicators"]] == ["shop-public"]
+    assert api["indicators"][0]["latest_period"] == "2026-W02"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "shop-poc",
+        "shop-pilot",
+        "api/indicators/shop-poc",
+        "api/indicators/shop-poc/observations",
+        "shop-poc/download/csv",
+        "shop-pilot/download/sdmx-json",
+        "no-such-one",
+    ],
+)
+def test_anything_not_public_is_not_found_like_nothing(service, path):
+    response = get(service, path)
+    assert response.status_code == 404
+    assert "10.0" not in response.text and "s1" not in response.text
+
+
+def test_the_public_page_has_its_plot_values_revision_and_downloads(service):
+    page = get(service, "shop-public")
+    assert page.status_code == 200
+    assert page.headers["Cache-Control"] == "public, max-age=60"
+    assert "Cookie" in page.headers["Vary"]
+    assert "script" not in page.text.lower()
+    svg = page.text[page.text.index("<svg") : page.text.index("</svg>") + 6]
+    tree = ET.fromstring(svg)
+    lines = tree.findall(".//{http://www.w3.org/2000/svg}polyline")
+    assert len(lines) == 2  # one per shop
+    assert all(len(line.get("points", "").split()) == 2 for line in lines)  # two weeks each
+    assert "12.5" in page.text and "+2.5" in page.text  # latest value, change on the week
+    assert 'id="revisions"' in page.text and "1 → 2" in page.text  # s1's revision
+    assert "Run now" not in page.text and "Promote" not in page.text
+    for fmt in ("csv", "sdmx-csv", "sdmx-json"):
+        download = get(service, f"shop-public/download/{fmt}")
+        assert download.status_code == 200, fmt
+        assert b"12.5" in download.content, fmt
+    observations = get(service, "api/indicators/shop-public/observations").json()
+    assert {(o["REF_AREA"], o["TIME_PERIOD"], float(o["OBS_VALUE"])) for o in
+            observations["observations"]} == {
+        ("s1", "2026-W01", 10.0), ("s2", "2026-W01", 20.0),
+        ("s1", "2026-W02", 12.5), ("s2", "2026-W02", 19.0),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "path", ["shop-public/run", "shop-public/promote", "api/indicators/shop-public/promote"]
+)
+def test_an_anonymous_post_changes_nothing(service, path):
+    response = requests.post(
+        f"{service}{path}", data={"stage": "poc"}, allow_redirects=False, timeout=30
+    )
+    # sent to sign in (a page) or refused (the API); never done
+    assert response.status_code in (302, 403), response.status_code
+    assert get(service, "api/indicators/shop-public").json()["stage"] == "production"
+
+
+def test_text_in_the_plot_is_escaped():
+    rows = [
+        {"FREQ": "W", "REF_AREA": "<script>x</script>", "INDICATOR": "P", "TIME_PERIOD": "2026-W01",
+         "OBS_VALUE": "1"},
+    ]  # fmt: skip
+    (figure,) = plot.figures(rows, ["FREQ", "REF_AREA", "INDICATOR"], "OBS_VALUE")
+    svg = figure.svg()
+    assert "<script>" not in svg and "&lt;script&gt;" in svg
+    ET.fromstring(svg)  # well-formed
