@@ -2,8 +2,8 @@
 
 Invariant: nothing in ``statbox`` reads a file of the checkout it was built from; whatever a
 command needs at run time is here, so a wheel installed anywhere works from any directory.
-In a checkout, ``catalogs`` and ``curriculum`` are links to the repository's folders of the
-same name (where their authors edit them); a wheel carries copies.
+In a checkout, ``catalogs``, ``curriculum`` and ``indicators`` are links to the repository's
+folders of the same name (where their authors edit them); a wheel carries copies.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ CATALOGS = "catalogs"
 """The shipped Intake catalogs; ``catalogs/statbox.yaml`` is the root catalog."""
 CURRICULUM = "curriculum"
 """The shipped courses."""
+INDICATORS = "indicators"
+"""The shipped fast indicators (weekly AIS port calls, a monthly food price index)."""
 
 
 def resource(name: str) -> Path:

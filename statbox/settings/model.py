@@ -34,7 +34,7 @@ from pydantic import (
 )
 
 from statbox.contract import DATA_URL, ROLE_NAMES, AccessLevel
-from statbox.resources import CATALOGS, CURRICULUM, DEFAULT_SETTINGS, resource
+from statbox.resources import CATALOGS, CURRICULUM, DEFAULT_SETTINGS, INDICATORS, resource
 from statbox.settings.names import (
     GROUP_PATTERN,
     RESERVED_GROUP_PREFIXES,
@@ -612,8 +612,8 @@ def load_settings(
     """Load ``path`` (or only the defaults when None), apply ``overrides``, and validate.
 
     Relative paths in the settings resolve against the file's directory, or the current
-    directory when there is no file. A catalog or curriculum left at its default that is not
-    there is the one Statbox ships.
+    directory when there is no file. A catalog, curriculum or indicators folder left at its
+    default that is not there is the one Statbox ships.
     """
     if path is None:
         data: dict[str, Any] = {}
@@ -628,7 +628,7 @@ def load_settings(
     given = deep_merge(data, overrides)
     settings = parse_settings(given, source, lines)
     paths = settings.resolved_paths(base)
-    # Left at their defaults, the catalog and the curriculum are the folders of that name
+    # Left at their defaults, the catalog, curriculum and indicators are the folders of that name
     # here when there are any (a checkout, an unpacked bundle), else the ones Statbox ships.
     unset = SHIPPED.keys() - set(given.get("paths") or {})
     shipped = {
@@ -639,7 +639,11 @@ def load_settings(
     return LoadedSettings(settings, None if path is None else Path(path), paths)
 
 
-SHIPPED = {"catalog": f"{CATALOGS}/statbox.yaml", "curriculum": CURRICULUM}
+SHIPPED = {
+    "catalog": f"{CATALOGS}/statbox.yaml",
+    "curriculum": CURRICULUM,
+    "indicators": INDICATORS,
+}
 """Paths whose default falls back to what the package carries (statbox.resources)."""
 
 

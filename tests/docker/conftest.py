@@ -47,6 +47,7 @@ from tests.docker.engine import (
     free_subnet,
     isolated_network,
 )
+from tests.integration.test_indicators_service import write_indicator
 
 PASSWORDS = {"user": "class-password-for-docker", "admin": "admin-password-for-docker-" + "y" * 16}
 
@@ -78,6 +79,7 @@ docker:
 paths:
   catalog: {repo}/catalogs/statbox.yaml
   curriculum: {repo}/curriculum
+  indicators: {root}/indicators
   data_root: {root}/data
   state_dir: {root}/state
 """
@@ -223,6 +225,10 @@ def project_stack(engine: PrivateEngine) -> Iterator[RunningStack]:
     names = DockerNames(project)
     root = Path(tempfile.mkdtemp(prefix="statbox-docker-"))
     make_test_data(root)
+    # one tiny indicator with a two-week sample period: the service backfills it at first
+    # start, in grading containers (test_docker_indicators)
+    write_indicator(root / "indicators", "ticks", "production", None, backfill=True)
+    (root / "indicators").chmod(0o755)
     private = free_subnet()
     db = free_subnet(exclude=(private,))
     users = free_subnet(exclude=(private, db))

@@ -116,6 +116,7 @@ roles:
 paths:
   catalog: {repo}/catalogs/statbox.yaml
   curriculum: {repo}/curriculum
+  indicators: {repo}/tests/fixtures/no-indicators   # none: a first start backfills what it finds
   data_root: {repo}/data
 """
 

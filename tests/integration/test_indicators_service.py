@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from datetime import UTC, datetime
@@ -104,9 +105,9 @@ def stack_settings(stack_settings):
     write_indicator(root, "pilot-one", "pilot", None, backfill=False)
     write_indicator(root, "secret-poc", "poc", None, backfill=False)
     root.chmod(0o755)
-    text = stack_settings.read_text().replace(
-        "  curriculum: ", f"  indicators: {root}\n  curriculum: ", 1
-    )
+    text = stack_settings.read_text()
+    text = re.sub(r"^  indicators: .*$", f"  indicators: {root}", text, count=1, flags=re.M)
+    assert f"  indicators: {root}\n" in text
     text += "indicators:\n  retries: 0\n  retry_delay_seconds: 0\n"
     stack_settings.write_text(text)
     return stack_settings

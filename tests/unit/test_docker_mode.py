@@ -523,3 +523,13 @@ def test_a_proxy_hub_or_gateway_created_again_joins_every_users_network_again():
         for net in ("kigali-net-alice", "kigali-net-bob")
         for key in ("proxy", "hub", "gateway")
     )
+
+
+def test_a_folder_mounted_twice_is_refused_naming_the_service_and_folder():
+    """Docker refuses such a container ("Duplicate mount point") only when the stack starts,
+    without naming the file: the compose file is checked when it is read."""
+    text = COMPOSE_FILE.read_text()
+    line = "      - ${STATBOX_STATE_DIR}/hub:${STATBOX_STATE_DIR}/hub\n"
+    assert line in text
+    with pytest.raises(BadInput, match=r"services\.hub: /srv/statbox_state_dir/hub is mounted twice"):
+        parse_compose(text.replace(line, line + line), VARIABLES, publish=False)

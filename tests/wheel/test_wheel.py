@@ -38,7 +38,7 @@ from tests.conftest import REPO
 pytestmark = [pytest.mark.wheel, pytest.mark.slow]
 
 RESOURCES = "statbox/resources"
-SHIPPED_FOLDERS = ("catalogs", "curriculum")
+SHIPPED_FOLDERS = ("catalogs", "curriculum", "indicators")
 """Folders of the checkout the package carries as statbox/resources/<name> (links there)."""
 ROOT_SKIPPED = {
     ".git", ".venv", ".statbox", "node_modules", "build", "dist", "data", "tests", "bench",
@@ -184,6 +184,8 @@ def test_wheel_carries_every_resource_as_files(wheel):
         links = [n for n, info in members.items() if stat.S_ISLNK(info.external_attr >> 16)]
         assert links == []
     assert "statbox/resources/curriculum/getting-started/course.yaml" in members
+    assert "statbox/resources/indicators/ais-port-calls/indicator.yaml" in members
+    assert "statbox/indicators/web/templates/indicator.html" in members
 
 
 # ---------------------------------------------------------------- installed, run elsewhere
@@ -208,12 +210,14 @@ PROBE = textwrap.dedent(
         "resources": [
             str(resources.resource(name))
             for name in (resources.DEFAULT_SETTINGS, resources.COMPOSE, resources.HUB_CONFIG,
-                         resources.GATEWAY_CONFIG, resources.CATALOGS, resources.CURRICULUM)
+                         resources.GATEWAY_CONFIG, resources.CATALOGS, resources.CURRICULUM,
+                         resources.INDICATORS)
         ],
         "defaults": str(DEFAULTS_FILE),
         "compose": str(COMPOSE_FILE),
         "catalog": str(loaded.paths.catalog),
         "curriculum": str(loaded.paths.curriculum),
+        "indicators": str(loaded.paths.indicators),
     }))
     """
 )
@@ -231,7 +235,7 @@ def test_statbox_is_the_wheel_and_its_resources_are_inside_the_install(venv, scr
     for module in found["modules"]:
         assert Path(module).is_relative_to(installed), module
     paths = [*found["resources"], found["defaults"], found["compose"]]
-    paths += [found["catalog"], found["curriculum"]]
+    paths += [found["catalog"], found["curriculum"], found["indicators"]]
     for path in map(Path, paths):
         assert path.is_relative_to(installed / "resources"), path
         assert path.exists(), path

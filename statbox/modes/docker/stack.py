@@ -222,12 +222,17 @@ def parse_compose(text: str, variables: dict[str, str], publish: bool) -> Stack:
                 f"`statbox up` (supported: {', '.join(sorted(SUPPORTED_SERVICE_KEYS))})"
             )
         binds = []
+        targets: set[str] = set()
         for volume in spec.get("volumes", []):
             source = volume.split(":", 1)[0]
             if "/" not in source:
                 if source not in volumes:
                     raise BadInput(f"compose.yaml: services.{key}: volume {source!r} not declared")
                 volume = volumes[source] + volume[len(source) :]
+            target = volume.split(":")[1] if volume.count(":") else volume
+            if target in targets:  # the engine refuses the container, naming no line
+                raise BadInput(f"compose.yaml: services.{key}: {target} is mounted twice")
+            targets.add(target)
             binds.append(volume)
         ports: dict[str, tuple[str, int]] = {}
         if publish:
