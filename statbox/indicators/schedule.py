@@ -312,7 +312,6 @@ class Scheduler:
     def claim_due(self, now: datetime | None = None) -> list[Claim]:
         """Claim, in the journals, every slot that is due now; the caller runs each claim
         (:meth:`run_claim`). An indicator whose run is under way anywhere is left alone."""
-        now = now or self.clock()
         claims: list[Claim] = []
         for item in self.runs.scheduled():
             if not item.cron:
@@ -336,12 +335,15 @@ class Scheduler:
             return None
         return lock
 
-    def _claim(self, item: Scheduled, now: datetime) -> Claim | None:
+    def _claim(self, item: Scheduled, now: datetime | None) -> Claim | None:
         lock = self._run_lock(item.indicator)
         if lock is None:
             return None
         try:
             with self.journal(item.indicator).locked() as journal:
+                # The clock is read once the journal is ours: waiting for it must not make
+                # the decision about an earlier instant than the one it is taken at.
+                now = now or self.clock()
                 decision = decide(journal.entries(), item.cron, item.timezone, now)
                 if decision is None:
                     lock.close()
