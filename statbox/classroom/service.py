@@ -340,11 +340,18 @@ class Classroom:
         """The actor's role and cohorts (remembering the groups they act with, so that
         :meth:`members` knows identity-provider cohorts too)."""
         found = standing(self.settings, actor)
-        if not actor.is_operator and is_valid_username(actor.name) and actor.groups:
+        if not actor.is_operator and is_valid_username(actor.name):
+            record: dict[str, Any] = {"groups": list(actor.groups)}
+            if actor.full_name:
+                record["name"] = actor.full_name
             path = self.layout.person(actor.name)
-            if read_json(path) != {"groups": list(actor.groups)}:
-                write_json(path, {"groups": list(actor.groups)})
+            if (actor.groups or actor.full_name) and read_json(path) != record:
+                write_json(path, record)
         return found
+
+    def claimed_names(self) -> dict[str, str]:
+        """Full names the identity provider gave people (see :meth:`Layout.claimed_names`)."""
+        return self.layout.claimed_names()
 
     def _teacher(self, actor: Actor, cohort: str) -> Standing:
         """The actor's standing if they may manage ``cohort``; NotAllowed otherwise."""
@@ -894,7 +901,7 @@ class Classroom:
             folder / "run",
             exercise,
             Keys(self.state_dir),
-            Issuing(self.issuer, self.base_url, self.settings.certify.people),
+            Issuing(self.issuer, self.base_url, self.settings.certify.people, self.claimed_names()),
             self.grading.database,
         )
         return folder / "run"

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from statbox.cli.common import CommandGroup, load
+from statbox.cli.common import acting as _acting
+from statbox.cli.common import table as _table
 from statbox.contract import is_data_url
 from statbox.courses.model import (
     COURSE_FILE,
@@ -73,14 +75,6 @@ def load_one(loaded: LoadedSettings, course_id: str) -> LoadedCourse:
 def _hours(seconds: float) -> str:
     hours, minutes = divmod(round(seconds / 60), 60)
     return f"{hours}h{minutes:02d}" if hours else f"{minutes}m"
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
 
 
 # ----------------------------------------------------------------------------- commands
@@ -201,20 +195,6 @@ def _classroom(args: argparse.Namespace) -> Any:
     loaded = _settings(args)
     state_dir = getattr(args, "state_dir", None)
     return classroom_from_settings(loaded, Path(state_dir).resolve() if state_dir else None)
-
-
-def _acting(args: argparse.Namespace) -> Any:
-    """Who a command acts for: the operator on the host, or with ``--as USER`` that user
-    (with the groups the settings give them), as the classroom service would act for them."""
-    from statbox.classroom import Actor
-    from statbox.settings.names import is_valid_username
-
-    name = getattr(args, "as_user", None)
-    if name is None:
-        return Actor.operator()
-    if not is_valid_username(name):
-        raise BadInput(f"--as {name[:64]!r}: not a username (lower-case letters, digits, . _ -)")
-    return Actor.user(name)
 
 
 def _outcomes(published: list[Any]) -> dict[str, str]:
