@@ -41,6 +41,8 @@ from tornado.httputil import url_concat
 from traitlets import Enum, Float, Instance, Set, Unicode, default
 from traitlets.config import Configurable
 
+from statbox.i18n import COOKIE, Speaker, choose
+from statbox.i18n import _ as N_
 from statbox.identity.hubapi import limit_handlers
 from statbox.identity.roles import groups_for, resolve_role, sign_in
 from statbox.identity.throttle import (
@@ -71,37 +73,49 @@ class Refusal:
 REFUSALS = {
     "username": Refusal(
         403,
-        "This username cannot be used here. Usernames are lower-case letters, digits, '.', '_' "
-        "and '-', at most 63, starting with a letter or digit.",
+        N_(
+            "This username cannot be used here. Usernames are lower-case letters, digits, "
+            "'.', '_' and '-', at most 63, starting with a letter or digit."
+        ),
     ),
     "email": Refusal(
         403,
-        "Your identity provider has not verified your email address, which names you here. "
-        "Verify it, or ask your administrator.",
+        N_(
+            "Your identity provider has not verified your email address, which names you "
+            "here. Verify it, or ask your administrator."
+        ),
     ),
     "groups": Refusal(
         403,
-        "Your identity provider did not send your groups as a list, so this hub cannot tell "
-        "what you may do. Ask your administrator.",
+        N_(
+            "Your identity provider did not send your groups as a list, so this hub cannot "
+            "tell what you may do. Ask your administrator."
+        ),
     ),
     "identity": Refusal(
         403,
-        "This username already belongs to another account of your identity provider. "
-        "Ask your administrator.",
+        N_(
+            "This username already belongs to another account of your identity provider. "
+            "Ask your administrator."
+        ),
     ),
     "not-allowed": Refusal(
-        403, "Your account is not allowed to use this hub. Ask your administrator for access."
+        403, N_("Your account is not allowed to use this hub. Ask your administrator for access.")
     ),
     "state": Refusal(
         400,
-        "The sign-in could not be verified: it was started in another browser or tab, or it "
-        "has expired. Please sign in again.",
+        N_(
+            "The sign-in could not be verified: it was started in another browser or tab, or "
+            "it has expired. Please sign in again."
+        ),
     ),
-    "code": Refusal(400, "That sign-in has expired or was already used. Please sign in again."),
+    "code": Refusal(400, N_("That sign-in has expired or was already used. Please sign in again.")),
     "provider": Refusal(
         502,
-        "The identity provider could not sign you in just now. Please try again, or ask your "
-        "administrator.",
+        N_(
+            "The identity provider could not sign you in just now. Please try again, or ask "
+            "your administrator."
+        ),
     ),
 }
 """Every way a sign-in is refused. Pages show these fixed texts only, never text from the
@@ -223,10 +237,34 @@ class StatboxLoginHandler(OnHostRedirects, LoginHandler):
     """The hub's login page, saying why a sign-in was refused (``?refused=<key>``), and never
     echoing back a username that is not one."""
 
+    @property
+    def speaker(self) -> Speaker:
+        """The person's language: saved choice (cookie), browser, then ``hub.language``."""
+        return Speaker(
+            choose(
+                self.get_cookie(COOKIE),
+                self.request.headers.get("Accept-Language"),
+                self.authenticator.settings.hub.language,
+            )
+        )
+
+    @property
+    def template_namespace(self) -> dict[str, Any]:
+        speaker = self.speaker
+        return {
+            **super().template_namespace,
+            "statbox_lang": speaker.language,
+            "statbox_dir": speaker.dir,
+            "_": speaker.gettext,
+        }
+
     def _render(self, login_error: Any = None, username: Any = None, **kwargs: Any) -> Any:
         if login_error is None:
             refusal = REFUSALS.get(self.get_argument("refused", ""))
             login_error = refusal.message if refusal else None
+        if isinstance(login_error, str):
+            # Our own refusals are in the catalogs; anything else is shown as it is.
+            login_error = self.speaker.gettext(login_error)
         if username and not is_valid_username(str(username).strip().lower()):
             username = ""
         return super()._render(login_error=login_error, username=username, **kwargs)
