@@ -1,0 +1,118 @@
+"""The hub in Arabic, a person in Chinese, in a real Chromium on one local stack.
+
+The stack's ``hub.language`` is ``ar``. A browser asking for a language Statbox does not
+speak (German) gets the hub's: the sign-in page, the classroom and JupyterLab in Arabic,
+right to left (read from the page's computed direction, not from our markup). A browser
+asking for Chinese gets Chinese everywhere, JupyterLab included. Screenshots go to
+tests/artifacts/i18n/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, REPO, require_tool
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
+
+ARTIFACTS = REPO / "tests" / "artifacts" / "i18n"
+CLASSROOM = "/services/classroom/"
+DIRECTION = "getComputedStyle(document.documentElement).direction"
+
+
+@pytest.fixture(scope="module")
+def stack_settings(stack_settings):
+    text = stack_settings.read_text()
+    assert "  name: Statbox test hub\n" in text
+    stack_settings.write_text(
+        text.replace("  name: Statbox test hub\n", "  name: Statbox test hub\n  language: ar\n")
+    )
+    return stack_settings
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_tool("chromium", CHROMIUM.exists())
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def shot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def sign_in(page, stack, name: str, password: str) -> None:
+    page.goto(f"{stack.base_url}/hub/login")
+    page.fill("#username_input", name)
+    page.fill("#password_input", password)
+    page.click("#login_submit")
+    page.wait_for_url(f"**/user/{name}/lab**", timeout=120_000)
+    page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=120_000)
+
+
+@pytest.mark.parametrize(
+    ("locale", "user", "lang", "direction", "sign_in_word", "classroom_word", "lab_word"),
+    [
+        ("de-DE", "alice", "ar", "rtl", "تسجيل الدخول", "التحقق من شهادة", "مساعده"),
+        ("zh-CN", "bob", "zh-CN", "ltr", "登录", "验证证书", "帮助"),
+    ],
+)
+def test_sign_in_classroom_and_jupyterlab(
+    local_stack,
+    passwords,
+    browser,
+    locale,
+    user,
+    lang,
+    direction,
+    sign_in_word,
+    classroom_word,
+    lab_word,
+):
+    context = browser.new_context(locale=locale, viewport={"width": 1100, "height": 760})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(f"{local_stack.base_url}/hub/login")
+        assert page.evaluate(DIRECTION) == direction
+        assert page.evaluate("document.documentElement.lang") == lang
+        assert sign_in_word in page.inner_text("form")
+        shot(page, f"sign-in-{lang}.png")
+
+        sign_in(page, local_stack, user, passwords["user"])
+        page.wait_for_selector(".lm-MenuBar-content")
+        assert lab_word in page.inner_text(".lm-MenuBar-content")
+        shot(page, f"jupyterlab-{lang}.png")
+
+        page.goto(f"{local_stack.base_url}{CLASSROOM}")
+        page.wait_for_selector("footer #language")
+        assert page.evaluate(DIRECTION) == direction
+        assert classroom_word in page.inner_text("header")
+        shot(page, f"classroom-{lang}.png")
+    finally:
+        context.close()
+
+
+def test_a_saved_choice_outlives_the_browsers_preference(local_stack, browser):
+    context = browser.new_context(locale="zh-CN")
+    try:
+        page = context.new_page()
+        page.goto(f"{local_stack.base_url}{CLASSROOM}verify")
+        assert "验证证书" in page.inner_text("h1")
+        page.select_option("footer select[name=language]", "ar")
+        page.click("footer button")
+        page.wait_for_selector("html[lang=ar]")
+        assert page.evaluate(DIRECTION) == "rtl"
+        # the cookie has path /: the hub's sign-in page follows the choice too
+        page.goto(f"{local_stack.base_url}/hub/login")
+        assert page.evaluate(DIRECTION) == "rtl" and "تسجيل الدخول" in page.inner_text("form")
+    finally:
+        context.close()
