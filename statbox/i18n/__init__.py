@@ -138,12 +138,24 @@ class Speaker:
 
     language: str
 
+    @classmethod
+    def of(cls, saved: str | None, accept_language: str | None, hub_language: str) -> Speaker:
+        """The speaker of a request: its cookie (:data:`COOKIE`), its ``Accept-Language``
+        header and the hub's language, as :func:`choose` orders them."""
+        return cls(choose(saved, accept_language, hub_language))
+
     @property
     def dir(self) -> str:
         return direction(self.language)
 
     def gettext(self, message: str) -> str:
         return translations(self.language).gettext(message)
+
+    def text(self, message: str, **values: object) -> str:
+        """``message`` translated, then its ``%(name)s`` placeholders filled from ``values``
+        (as Jinja's new-style ``_()`` does; a template without the i18n extension uses it)."""
+        translated = self.gettext(message)
+        return translated % values if values else translated
 
     def ngettext(self, singular: str, plural: str, n: int) -> str:
         return translations(self.language).ngettext(singular, plural, n)

@@ -41,7 +41,7 @@ from tornado.httputil import url_concat
 from traitlets import Enum, Float, Instance, Set, Unicode, default
 from traitlets.config import Configurable
 
-from statbox.i18n import COOKIE, Speaker, choose
+from statbox.i18n import COOKIE, Speaker
 from statbox.i18n import _ as N_
 from statbox.identity.hubapi import limit_handlers
 from statbox.identity.roles import groups_for, resolve_role, sign_in
@@ -240,12 +240,9 @@ class StatboxLoginHandler(OnHostRedirects, LoginHandler):
     @property
     def speaker(self) -> Speaker:
         """The person's language: saved choice (cookie), browser, then ``hub.language``."""
-        return Speaker(
-            choose(
-                self.get_cookie(COOKIE),
-                self.request.headers.get("Accept-Language"),
-                self.authenticator.settings.hub.language,
-            )
+        hub_language = self.authenticator.settings.hub.language
+        return Speaker.of(
+            self.get_cookie(COOKIE), self.request.headers.get("Accept-Language"), hub_language
         )
 
     @property
@@ -255,7 +252,7 @@ class StatboxLoginHandler(OnHostRedirects, LoginHandler):
             **super().template_namespace,
             "statbox_lang": speaker.language,
             "statbox_dir": speaker.dir,
-            "_": speaker.gettext,
+            "_": speaker.text,
         }
 
     def _render(self, login_error: Any = None, username: Any = None, **kwargs: Any) -> Any:

@@ -45,7 +45,7 @@ from statbox.classroom.state import read_json
 from statbox.classroom.web.public import PublicDocuments
 from statbox.courses.model import LoadedCourse, load_curriculum
 from statbox.errors import BadInput
-from statbox.i18n import COOKIE, LANGUAGES, NAMES, Speaker, choose, translations
+from statbox.i18n import COOKIE, LANGUAGES, NAMES, Speaker, translations
 from statbox.i18n import _ as N_
 
 MAX_CERTIFICATE_BYTES = 64 * 1024
@@ -171,12 +171,10 @@ class BaseHandler(web.RequestHandler):
     @property
     def speaker(self) -> Speaker:
         """The person's language: their saved choice (cookie), their browser's, the hub's."""
-        return Speaker(
-            choose(
-                self.get_cookie(COOKIE),
-                self.request.headers.get("Accept-Language"),
-                self.config.language,
-            )
+        return Speaker.of(
+            self.get_cookie(COOKIE),
+            self.request.headers.get("Accept-Language"),
+            self.config.language,
         )
 
     def render_page(self, name: str, status: int = 200, **values: Any) -> None:
