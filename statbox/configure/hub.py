@@ -7,6 +7,7 @@ tests call it with a bare ``traitlets.config.Config()``.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from statbox.contract import (
     RUNTIME_ENV,
     DockerNames,
 )
-from statbox.i18n import LANGUAGE_ENV, direction
+from statbox.i18n import LANGUAGE_ENV, Speaker, direction
 from statbox.identity.roles import GATEWAY_ACCESS_SCOPE, cohort_roles, token_roles, users_with_role
 from statbox.settings.model import ROLE_NAMES, GitHubAuth, Mode, OIDCAuth
 from statbox.settings.names import GATEWAY_SERVICE, USERNAME_PATTERN, role_group
@@ -54,6 +55,10 @@ LEFT_TO_THE_DEPLOYMENT: dict[Mode, frozenset[str]] = {
 CULLER_SCOPES = ("list:users", "read:users:activity", "read:servers", "delete:servers")
 
 
+def _translator(speaker: Speaker, user: Any) -> Callable[..., str]:
+    return speaker.text
+
+
 def configure_hub(c: Any, rt: Runtime) -> None:
     """Set every JupyterHub traitlet Statbox decides on ``c`` from the runtime ``rt``."""
     s = rt.settings
@@ -65,6 +70,10 @@ def configure_hub(c: Any, rt: Runtime) -> None:
         "statbox_region": s.hub.region,
         "statbox_hub_language": s.hub.language,
         "statbox_hub_dir": direction(s.hub.language),
+        # JupyterHub calls a callable template variable with the user: this one gives the
+        # error pages their translator (statbox/identity/templates/error.html); the sign-in
+        # page replaces it with the person's (statbox.identity.auth.StatboxLoginHandler).
+        "_": functools.partial(_translator, Speaker(s.hub.language)),
     }
     # Statbox's sign-in page and page frame (the person's language, right to left in Arabic)
     c.JupyterHub.template_paths = [str(resources.files("statbox.identity") / "templates")]

@@ -121,6 +121,22 @@ REFUSALS = {
 """Every way a sign-in is refused. Pages show these fixed texts only, never text from the
 request or the provider, so nothing can be injected into them."""
 
+HTTP_REASONS = (
+    N_("Bad Request"),
+    N_("Unauthorized"),
+    N_("Forbidden"),
+    N_("Not Found"),
+    N_("Method Not Allowed"),
+    N_("Request Entity Too Large"),
+    N_("Too Many Requests"),
+    N_("Internal Server Error"),
+    N_("Bad Gateway"),
+    N_("Service Unavailable"),
+    N_("Gateway Timeout"),
+)
+"""The status words the hub's error pages show (tornado's reasons), for the catalogs: the
+pages translate them (statbox/identity/templates/error.html)."""
+
 MAX_GROUPS = 1000
 """More groups than this in one claim is refused, not stored."""
 

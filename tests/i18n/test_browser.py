@@ -116,3 +116,17 @@ def test_a_saved_choice_outlives_the_browsers_preference(local_stack, browser):
         assert page.evaluate(DIRECTION) == "rtl" and "تسجيل الدخول" in page.inner_text("form")
     finally:
         context.close()
+
+
+def test_the_hubs_error_pages_speak_the_hubs_language(local_stack, browser):
+    context = browser.new_context(locale="de-DE")
+    try:
+        page = context.new_page()
+        answer = page.goto(f"{local_stack.base_url}/hub/no-such-page")
+        assert answer is not None and answer.status == 404
+        assert page.evaluate(DIRECTION) == "rtl"
+        text = page.inner_text("div.error")
+        assert "غير موجود" in text and "لا توجد هذه الصفحة على هذه المنصة" in text, text
+        shot(page, "hub-404-ar.png")
+    finally:
+        context.close()
