@@ -547,8 +547,11 @@ def certificate_words(record: Mapping[str, Any], language: str) -> dict[str, tup
         "date": str(record["date"]),
     }
     local = Speaker(language)
+    # Dates and scores read left to right inside a right-to-left sentence: isolated (LRI ...
+    # PDI), or the bidirectional algorithm turns 2026-12-01 into 01-12-2026.
+    isolated = {k: f"\u2066{v}\u2069" for k, v in values.items()} if local.dir == "rtl" else values
     return {
-        key: (text % values, local.gettext(text) % values)
+        key: (text % values, local.gettext(text) % isolated)
         if "%(" in text
         else (text, local.gettext(text))
         for key, text in CERTIFICATE_WORDS.items()

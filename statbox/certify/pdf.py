@@ -141,15 +141,14 @@ def _line(pdf: FPDF, text: str, y: float, size: float, bold: bool = False) -> No
 
 
 def _pair(pdf: FPDF, texts: tuple[str, str], y: float, size: float, bold: bool = False) -> None:
-    """English and the hub's language side by side (one centred line when they are equal).
-    The hub's language takes the left column when it is written right to left."""
+    """English (left) and the hub's language (right) side by side; one centred line when
+    they are the same."""
     english, local = texts
     if english == local:
         _line(pdf, english, y, size, bold)
         return
     half = (pdf.epw - 10) / 2
-    columns = (local, english) if family_for(local) == "arabic" else (english, local)
-    for index, text in enumerate(columns):
+    for index, text in enumerate((english, local)):
         pdf.set_font(family_for(text), "B" if bold else "", size)
         pdf.set_xy(pdf.l_margin + index * (half + 10), y)
         pdf.cell(w=half, h=size * 0.5, text=text, align="C")
