@@ -3,11 +3,16 @@ and the settings accept only the languages Statbox ships."""
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 from statbox.i18n import LANGUAGES, Speaker, choose, direction, from_accept_language
 from statbox.settings.model import HubSettings
+from statbox.spawners.singleuser import lab_language_arguments
 
 
 @pytest.mark.parametrize(
@@ -62,3 +67,13 @@ def test_the_settings_take_every_shipped_language(language):
 def test_the_settings_refuse_a_language_with_the_list():
     with pytest.raises(ValidationError, match="pt-BR"):
         HubSettings(language="pt")
+
+
+def test_jupyterlab_gets_the_language_packs_locale_in_its_own_settings_folder():
+    assert lab_language_arguments(None) == lab_language_arguments("en") == []
+    assert lab_language_arguments("xx") == []  # an unknown value changes nothing
+    (argument,) = lab_language_arguments("ar")
+    folder = Path(argument.split("=", 1)[1])
+    overrides = json.loads((folder / "overrides.json").read_text())
+    shutil.rmtree(folder)
+    assert overrides == {"@jupyterlab/translation-extension:plugin": {"locale": "ar_SA"}}
