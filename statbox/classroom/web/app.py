@@ -31,7 +31,7 @@ from datetime import datetime
 from functools import cache
 from importlib import resources
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jinja2
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
@@ -189,7 +189,6 @@ class BaseHandler(web.RequestHandler):
                 lang=speaker.language,
                 dir=speaker.dir,
                 languages=[(tag, NAMES[tag]) for tag in LANGUAGES],
-                here=self.request.path,
                 **values,
             )
         )
@@ -657,13 +656,15 @@ class LiftAction(PersonHandler):
 
 class LanguageChoice(BaseHandler):
     """The language form on every page: saves the choice in a cookie the hub's pages read
-    too (path ``/``), then goes back to the page, which must be one of this service's."""
+    too (path ``/``), then goes back to the page it was sent from (the ``Referer``, which
+    the pages' same-origin policy sends), if that is one of this service's pages. Pages do
+    not carry their own address in the form: nothing of a request is echoed into a page."""
 
     def post(self) -> None:
         language = self.get_body_argument("language", "")
         if language not in LANGUAGES:
             raise web.HTTPError(400, N_("Choose one of the languages offered."))
-        back = self.get_body_argument("next", "")
+        back = urlsplit(self.request.headers.get("Referer", "")).path
         if not back.startswith(self.config.prefix) or "//" in back or "\\" in back:
             back = self.config.prefix
         self.set_cookie(COOKIE, language, path="/", expires_days=365, samesite="Lax")
