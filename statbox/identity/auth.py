@@ -157,6 +157,12 @@ class SignInRefused(web.HTTPError):
         self.jupyterhub_message = refusal.message
 
 
+THROTTLED = N_("Too many failed sign-ins: please wait %(seconds)s seconds and try again.")
+UPSTREAM_MESSAGES = (N_("Invalid username or password"),)
+"""What JupyterHub's own login handler tells a person, for the catalogs: the login page
+translates it (:class:`StatboxLoginHandler`)."""
+
+
 class SignInThrottled(web.HTTPError):
     """Too many failed sign-ins of this name from this address, or from this address: 429,
     with how long to wait (the password was not looked at)."""
@@ -164,9 +170,11 @@ class SignInThrottled(web.HTTPError):
     def __init__(self, seconds: float):
         self.seconds = max(1, math.ceil(seconds))
         super().__init__(429, "sign-in throttled for %d s", self.seconds)
-        self.jupyterhub_message = (
-            f"Too many failed sign-ins: please wait {self.seconds} seconds and try again."
-        )
+        self.jupyterhub_message = THROTTLED % {"seconds": self.seconds}
+
+    def message_in(self, speaker: Speaker) -> str:
+        """What the login page says, in ``speaker``'s language."""
+        return speaker.text(THROTTLED, seconds=self.seconds)
 
 
 def checked_username(name: object) -> str:
@@ -288,7 +296,7 @@ class StatboxLoginHandler(OnHostRedirects, LoginHandler):
         except SignInThrottled as throttled:
             self.set_status(429)
             self.set_header("Retry-After", str(throttled.seconds))
-            self.finish(await self._render(login_error=throttled.jupyterhub_message))
+            self.finish(await self._render(login_error=throttled.message_in(self.speaker)))
 
 
 def refusal_url(handler: BaseHandler, key: str) -> str:

@@ -11,9 +11,11 @@ holds it to a word the pack does translate.)
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, REPO, require_tool
 
@@ -132,3 +134,28 @@ def test_the_hubs_error_pages_speak_the_hubs_language(local_stack, browser):
         shot(page, "hub-404-ar.png")
     finally:
         context.close()
+
+
+def page_text(response: requests.Response) -> str:
+    """The hub says no charset in its header (the page's <meta> says UTF-8, which browsers
+    follow; requests would guess Latin-1)."""
+    return response.content.decode()
+
+
+def test_a_refused_sign_in_is_explained_in_the_persons_language(local_stack):
+    login = f"{local_stack.base_url}/hub/login?refused=code"
+    arabic = page_text(requests.get(login, headers={"Accept-Language": "de"}, timeout=10))
+    assert "انتهت صلاحية تسجيل الدخول هذا أو سبق استخدامه" in arabic
+    french = page_text(requests.get(login, headers={"Accept-Language": "fr-FR"}, timeout=10))
+    assert "Cette connexion a expiré ou a déjà été utilisée" in french
+    # a wrong password: JupyterHub's own message, translated too
+    session = requests.Session()
+    session.headers["Accept-Language"] = "zh-CN"
+    form = page_text(session.get(f"{local_stack.base_url}/hub/login", timeout=10))
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', form).group(1)
+    wrong = session.post(
+        f"{local_stack.base_url}/hub/login",
+        data={"username": "carol", "password": "wrong-password", "_xsrf": xsrf},
+        timeout=10,
+    )
+    assert "用户名或密码错误" in page_text(wrong), wrong.status_code
