@@ -7,7 +7,6 @@ tests call it with a bare ``traitlets.config.Config()``.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,8 +54,16 @@ LEFT_TO_THE_DEPLOYMENT: dict[Mode, frozenset[str]] = {
 CULLER_SCOPES = ("list:users", "read:users:activity", "read:servers", "delete:servers")
 
 
-def _translator(speaker: Speaker, user: Any) -> Callable[..., str]:
-    return speaker.text
+@dataclass(frozen=True)
+class HubPagesText:
+    """The ``_`` of the hub's templates: JupyterHub calls a callable template variable with
+    the user, and gets the translator of the hub's language. A value (equal when the
+    language is), so configuring twice sets the same thing."""
+
+    language: str
+
+    def __call__(self, user: Any) -> Callable[..., str]:
+        return Speaker(self.language).text
 
 
 def configure_hub(c: Any, rt: Runtime) -> None:
@@ -70,10 +77,9 @@ def configure_hub(c: Any, rt: Runtime) -> None:
         "statbox_region": s.hub.region,
         "statbox_hub_language": s.hub.language,
         "statbox_hub_dir": direction(s.hub.language),
-        # JupyterHub calls a callable template variable with the user: this one gives the
-        # error pages their translator (statbox/identity/templates/error.html); the sign-in
+        # the error pages' translator (statbox/identity/templates/error.html); the sign-in
         # page replaces it with the person's (statbox.identity.auth.StatboxLoginHandler).
-        "_": functools.partial(_translator, Speaker(s.hub.language)),
+        "_": HubPagesText(s.hub.language),
     }
     # Statbox's sign-in page and page frame (the person's language, right to left in Arabic)
     c.JupyterHub.template_paths = [str(resources.files("statbox.identity") / "templates")]
