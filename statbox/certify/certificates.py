@@ -35,6 +35,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from statbox.errors import BadInput
+from statbox.i18n import Speaker
+from statbox.i18n import _ as N_
 from statbox.privatefile import create_private_file
 
 RECORD_TYPE = "statbox-certificate"
@@ -525,11 +527,56 @@ def check_lines(record: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def certificate_html(record: dict[str, Any]) -> str:
+CERTIFICATE_WORDS = {
+    "title": N_("CERTIFICATE"),
+    "certifies": N_("This certifies that"),
+    "passed": N_("passed the certification exercise of"),
+    "score": N_("with %(score)s of %(max)s points (%(percent)s%%) on %(date)s"),
+    "scan": N_("Scan to verify"),
+}
+"""What a certificate says around the person's name and the course, in English; each is
+printed beside its translation in the hub's language (statbox.i18n catalogs)."""
+
+
+def certificate_words(record: Mapping[str, Any], language: str) -> dict[str, tuple[str, str]]:
+    """Each of :data:`CERTIFICATE_WORDS` as (English, hub language), filled in from ``record``."""
+    values = {
+        "score": f"{record['score']:g}",
+        "max": str(record["max_score"]),
+        "percent": f"{record['percent']:g}",
+        "date": str(record["date"]),
+    }
+    local = Speaker(language)
+    # Dates and scores read left to right inside a right-to-left sentence: isolated (LRI ...
+    # PDI), or the bidirectional algorithm turns 2026-12-01 into 01-12-2026.
+    isolated = {k: f"\u2066{v}\u2069" for k, v in values.items()} if local.dir == "rtl" else values
+    return {
+        key: (text % values, local.gettext(text) % isolated)
+        if "%(" in text
+        else (text, local.gettext(text))
+        for key, text in CERTIFICATE_WORDS.items()
+    }
+
+
+def certificate_html(record: dict[str, Any], language: str = "en") -> str:
+    """The HTML copy of certificate ``record``: English and the hub's ``language`` side by
+    side (each in its own direction)."""
     e = html.escape
     person = record.get("name") or record["trainee"]
     url = record.get("verify_url")
     link = f', or open <a href="{e(url)}">{e(url)}</a>' if url else ""
+    words = certificate_words(record, language)
+    local = Speaker(language)
+
+    def pair(key: str, tag: str = "p") -> str:
+        english, translated = words[key]
+        if english == translated:
+            return f"<{tag}>{e(english)}</{tag}>"
+        return (
+            f'<div class="pair"><{tag} lang="en" dir="ltr">{e(english)}</{tag}>'
+            f'<{tag} lang="{e(local.language)}" dir="{local.dir}">{e(translated)}</{tag}></div>'
+        )
+
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Certificate: {e(person)}</title>
 <style>
@@ -537,15 +584,17 @@ body {{ font-family: "Noto Sans", "Noto Sans Arabic", "Noto Sans CJK SC", sans-s
   background: #f4f4f4; }}
 .certificate {{ max-width: 46rem; margin: 3rem auto; padding: 3rem; background: #fff;
   border: 6px double #1f4e79; text-align: center; }}
-h1 {{ color: #1f4e79; letter-spacing: .1em; }} .small {{ color: #555; font-size: .85rem; }}
+h1 {{ color: #1f4e79; letter-spacing: .1em; }}
+
+.pair {{ display: flex; gap: 2rem; justify-content: center; }} .pair > * {{ flex: 1; }}
+.small {{ color: #555; font-size: .85rem; }}
 </style></head><body><div class="certificate">
-<h1>CERTIFICATE</h1>
-<p>This certifies that</p>
+{pair("title", "h1")}
+{pair("certifies")}
 <h2 dir="auto">{e(person)}</h2>
-<p>passed the certification exercise of</p>
+{pair("passed")}
 <h2 dir="auto">{e(record["course"]["title"])}</h2>
-<p>with {record["score"]:g} of {record["max_score"]} points ({record["percent"]:g}%)
-on {e(record["date"])}.</p>
+{pair("score")}
 <p dir="auto">{e(record["issuer"])}</p>
 <p class="small">Certificate {e(record["certificate"])}; {e(record["trainee"])}, cohort
 {e(record["cohort"])}; submission SHA-256 {e(record["submission_sha256"])};

@@ -28,7 +28,7 @@ import segno
 from fontTools.ttLib import TTCollection
 from fpdf import FPDF
 
-from statbox.certify.certificates import check_lines
+from statbox.certify.certificates import certificate_words, check_lines
 from statbox.errors import EnvironmentProblem
 
 FONT_DIRS = (Path("/usr/share/fonts/truetype/noto"), Path("/usr/share/fonts/opentype/noto"))
@@ -140,6 +140,20 @@ def _line(pdf: FPDF, text: str, y: float, size: float, bold: bool = False) -> No
     pdf.cell(w=pdf.epw, h=size * 0.5, text=text, align="C")
 
 
+def _pair(pdf: FPDF, texts: tuple[str, str], y: float, size: float, bold: bool = False) -> None:
+    """English (left) and the hub's language (right) side by side; one centred line when
+    they are the same."""
+    english, local = texts
+    if english == local:
+        _line(pdf, english, y, size, bold)
+        return
+    half = (pdf.epw - 10) / 2
+    for index, text in enumerate((english, local)):
+        pdf.set_font(family_for(text), "B" if bold else "", size)
+        pdf.set_xy(pdf.l_margin + index * (half + 10), y)
+        pdf.cell(w=half, h=size * 0.5, text=text, align="C")
+
+
 def _qr_code(pdf: FPDF, url: str, x: float, y: float, size: float) -> None:
     """``url`` as a QR code of side ``size`` mm, drawn as vector squares (crisp at any zoom)."""
     code = segno.make(url, error="m")
@@ -152,11 +166,14 @@ def _qr_code(pdf: FPDF, url: str, x: float, y: float, size: float) -> None:
                 pdf.rect(x + column * module, y + row_index * module, module, module, style="F")
 
 
-def certificate_pdf(record: Mapping[str, Any]) -> bytes:
-    """The PDF of certificate ``record``: one landscape A4 page."""
+def certificate_pdf(record: Mapping[str, Any], language: str = "en") -> bytes:
+    """The PDF of certificate ``record``: one landscape A4 page, in English and, side by
+    side, in the hub's ``language`` (one of :data:`statbox.i18n.LANGUAGES`)."""
     person = str(record.get("name") or record["trainee"])
     course = str(record["course"]["title"])
+    words = certificate_words(record, language)
     texts = [person, course, str(record["issuer"]), str(record["trainee"])]
+    texts += [local for _, local in words.values()]
     pdf = _document(f"Certificate: {person}, {course}", families_for(texts))
     pdf.set_draw_color(31, 78, 121)
     pdf.set_line_width(1.4)
@@ -164,19 +181,13 @@ def certificate_pdf(record: Mapping[str, Any]) -> bytes:
     pdf.set_line_width(0.35)
     pdf.rect(14, 14, pdf.w - 28, pdf.h - 28)
     pdf.set_text_color(31, 78, 121)
-    _line(pdf, "CERTIFICATE", 28, 34, bold=True)
+    _pair(pdf, words["title"], 28, 30, bold=True)
     pdf.set_text_color(34, 34, 34)
-    _line(pdf, "This certifies that", 52, 14)
+    _pair(pdf, words["certifies"], 52, 14)
     _line(pdf, person, 64, 28, bold=True)
-    _line(pdf, "passed the certification exercise of", 86, 14)
+    _pair(pdf, words["passed"], 86, 14)
     _line(pdf, course, 97, 22, bold=True)
-    _line(
-        pdf,
-        f"with {record['score']:g} of {record['max_score']} points ({record['percent']:g}%) "
-        f"on {record['date']}",
-        115,
-        14,
-    )
+    _pair(pdf, words["score"], 115, 13)
     _line(pdf, str(record["issuer"]), 128, 14)
     pdf.set_text_color(85, 85, 85)
     small = [
@@ -190,7 +201,7 @@ def certificate_pdf(record: Mapping[str, Any]) -> bytes:
         _qr_code(pdf, str(url), pdf.w - 54, pdf.h - 58, 30)
         pdf.set_font("latin", "", 7)
         pdf.set_xy(pdf.w - 54, pdf.h - 28)
-        pdf.cell(w=30, h=3, text="Scan to verify", align="C")
+        pdf.cell(w=30, h=3, text=words["scan"][0], align="C")
     for index, text in enumerate(small):
         pdf.set_font(family_for(text), "", 8)
         pdf.set_xy(24, 152 + index * 5)

@@ -97,6 +97,8 @@ class Issuing:
     """``certify.people``: names for those whose identity provider sends none."""
     claimed: Mapping[str, str] = field(default_factory=dict)
     """Names the identity provider sent, by username: these come first."""
+    language: str = "en"
+    """The hub's language (``hub.language``): certificates say it beside English."""
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -173,8 +175,8 @@ def write_report(
         )
         for suffix, data in (
             (".json", sign(record, key)),
-            (".html", certificate_html(record).encode()),
-            (".pdf", certificate_pdf(record)),
+            (".html", certificate_html(record, issuing.language).encode()),
+            (".pdf", certificate_pdf(record, issuing.language)),
             (".badge.jwt", openbadges.issue(record, key, issuing.base_url).encode() + b"\n"),
         ):
             path = directory / file_name(record, suffix)

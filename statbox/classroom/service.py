@@ -904,7 +904,13 @@ class Classroom:
             folder / "run",
             exercise,
             Keys(self.state_dir),
-            Issuing(self.issuer, self.base_url, self.settings.certify.people, self.claimed_names()),
+            Issuing(
+                self.issuer,
+                self.base_url,
+                self.settings.certify.people,
+                self.claimed_names(),
+                self.settings.hub.language,
+            ),
             self.grading.database,
         )
         return folder / "run"

@@ -189,7 +189,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     hub = loaded.settings.hub
     claimed = Layout(loaded.paths.state_dir).claimed_names()
     issuing = Issuing(
-        issuer_name(hub), public_base_url(hub), loaded.settings.certify.people, claimed
+        issuer_name(hub),
+        public_base_url(hub),
+        loaded.settings.certify.people,
+        claimed,
+        hub.language,
     )
     summary = write_report(
         out, exercise, Keys(loaded.paths.state_dir), issuing, results_store(loaded)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +28,7 @@ from statbox.contract import (
     RUNTIME_ENV,
     DockerNames,
 )
+from statbox.i18n import LANGUAGE_ENV, Speaker, direction
 from statbox.identity.roles import GATEWAY_ACCESS_SCOPE, cohort_roles, token_roles, users_with_role
 from statbox.settings.model import ROLE_NAMES, GitHubAuth, Mode, OIDCAuth
 from statbox.settings.names import GATEWAY_SERVICE, USERNAME_PATTERN, role_group
@@ -54,13 +56,35 @@ LEFT_TO_THE_DEPLOYMENT: dict[Mode, frozenset[str]] = {
 CULLER_SCOPES = ("list:users", "read:users:activity", "read:servers", "delete:servers")
 
 
+@dataclass(frozen=True)
+class HubPagesText:
+    """The ``_`` of the hub's templates: JupyterHub calls a callable template variable with
+    the user, and gets the translator of the hub's language. A value (equal when the
+    language is), so configuring twice sets the same thing."""
+
+    language: str
+
+    def __call__(self, user: Any) -> Callable[..., str]:
+        return Speaker(self.language).text
+
+
 def configure_hub(c: Any, rt: Runtime) -> None:
     """Set every JupyterHub traitlet Statbox decides on ``c`` from the runtime ``rt``."""
     s = rt.settings
     left = LEFT_TO_THE_DEPLOYMENT.get(s.mode, frozenset())
     if "network" not in left:
         _configure_network(c, rt)
-    c.JupyterHub.template_vars = {"statbox_hub": s.hub.name, "statbox_region": s.hub.region}
+    c.JupyterHub.template_vars = {
+        "statbox_hub": s.hub.name,
+        "statbox_region": s.hub.region,
+        "statbox_hub_language": s.hub.language,
+        "statbox_hub_dir": direction(s.hub.language),
+        # the error pages' translator (statbox/identity/templates/error.html); the sign-in
+        # page replaces it with the person's (statbox.identity.auth.StatboxLoginHandler).
+        "_": HubPagesText(s.hub.language),
+    }
+    # Statbox's sign-in page and page frame (the person's language, right to left in Arabic)
+    c.JupyterHub.template_paths = [str(resources.files("statbox.identity") / "templates")]
 
     _configure_auth(c, rt)
     _configure_limits(c, rt)
@@ -220,7 +244,10 @@ def _configure_spawner(c: Any, rt: Runtime) -> None:
     c.Spawner.default_url = "/lab"
     c.Spawner.http_timeout = 60
     c.Spawner.start_timeout = 120
-    c.Spawner.environment = gateway_client_environment(rt)
+    c.Spawner.environment = {
+        **gateway_client_environment(rt),
+        LANGUAGE_ENV: s.hub.language,  # JupyterLab's default language
+    }
     c.StatboxSpawnerMixin.settings = s
     c.StatboxSpawnerMixin.catalog_path = str(rt.paths.catalog)
     c.StatboxSpawnerMixin.curriculum_path = str(rt.paths.curriculum)

@@ -41,6 +41,8 @@ from tornado.httputil import url_concat
 from traitlets import Enum, Float, Instance, Set, Unicode, default
 from traitlets.config import Configurable
 
+from statbox.i18n import COOKIE, Speaker
+from statbox.i18n import _ as N_
 from statbox.identity.hubapi import limit_handlers
 from statbox.identity.roles import groups_for, resolve_role, sign_in
 from statbox.identity.throttle import (
@@ -71,41 +73,69 @@ class Refusal:
 REFUSALS = {
     "username": Refusal(
         403,
-        "This username cannot be used here. Usernames are lower-case letters, digits, '.', '_' "
-        "and '-', at most 63, starting with a letter or digit.",
+        N_(
+            "This username cannot be used here. Usernames are lower-case letters, digits, "
+            "'.', '_' and '-', at most 63, starting with a letter or digit."
+        ),
     ),
     "email": Refusal(
         403,
-        "Your identity provider has not verified your email address, which names you here. "
-        "Verify it, or ask your administrator.",
+        N_(
+            "Your identity provider has not verified your email address, which names you "
+            "here. Verify it, or ask your administrator."
+        ),
     ),
     "groups": Refusal(
         403,
-        "Your identity provider did not send your groups as a list, so this hub cannot tell "
-        "what you may do. Ask your administrator.",
+        N_(
+            "Your identity provider did not send your groups as a list, so this hub cannot "
+            "tell what you may do. Ask your administrator."
+        ),
     ),
     "identity": Refusal(
         403,
-        "This username already belongs to another account of your identity provider. "
-        "Ask your administrator.",
+        N_(
+            "This username already belongs to another account of your identity provider. "
+            "Ask your administrator."
+        ),
     ),
     "not-allowed": Refusal(
-        403, "Your account is not allowed to use this hub. Ask your administrator for access."
+        403, N_("Your account is not allowed to use this hub. Ask your administrator for access.")
     ),
     "state": Refusal(
         400,
-        "The sign-in could not be verified: it was started in another browser or tab, or it "
-        "has expired. Please sign in again.",
+        N_(
+            "The sign-in could not be verified: it was started in another browser or tab, or "
+            "it has expired. Please sign in again."
+        ),
     ),
-    "code": Refusal(400, "That sign-in has expired or was already used. Please sign in again."),
+    "code": Refusal(400, N_("That sign-in has expired or was already used. Please sign in again.")),
     "provider": Refusal(
         502,
-        "The identity provider could not sign you in just now. Please try again, or ask your "
-        "administrator.",
+        N_(
+            "The identity provider could not sign you in just now. Please try again, or ask "
+            "your administrator."
+        ),
     ),
 }
 """Every way a sign-in is refused. Pages show these fixed texts only, never text from the
 request or the provider, so nothing can be injected into them."""
+
+HTTP_REASONS = (
+    N_("Bad Request"),
+    N_("Unauthorized"),
+    N_("Forbidden"),
+    N_("Not Found"),
+    N_("Method Not Allowed"),
+    N_("Request Entity Too Large"),
+    N_("Too Many Requests"),
+    N_("Internal Server Error"),
+    N_("Bad Gateway"),
+    N_("Service Unavailable"),
+    N_("Gateway Timeout"),
+)
+"""The status words the hub's error pages show (tornado's reasons), for the catalogs: the
+pages translate them (statbox/identity/templates/error.html)."""
 
 MAX_GROUPS = 1000
 """More groups than this in one claim is refused, not stored."""
@@ -127,6 +157,12 @@ class SignInRefused(web.HTTPError):
         self.jupyterhub_message = refusal.message
 
 
+THROTTLED = N_("Too many failed sign-ins: please wait %(seconds)s seconds and try again.")
+UPSTREAM_MESSAGES = (N_("Invalid username or password"),)
+"""What JupyterHub's own login handler tells a person, for the catalogs: the login page
+translates it (:class:`StatboxLoginHandler`)."""
+
+
 class SignInThrottled(web.HTTPError):
     """Too many failed sign-ins of this name from this address, or from this address: 429,
     with how long to wait (the password was not looked at)."""
@@ -134,9 +170,11 @@ class SignInThrottled(web.HTTPError):
     def __init__(self, seconds: float):
         self.seconds = max(1, math.ceil(seconds))
         super().__init__(429, "sign-in throttled for %d s", self.seconds)
-        self.jupyterhub_message = (
-            f"Too many failed sign-ins: please wait {self.seconds} seconds and try again."
-        )
+        self.jupyterhub_message = THROTTLED % {"seconds": self.seconds}
+
+    def message_in(self, speaker: Speaker) -> str:
+        """What the login page says, in ``speaker``'s language."""
+        return speaker.text(THROTTLED, seconds=self.seconds)
 
 
 def checked_username(name: object) -> str:
@@ -223,10 +261,31 @@ class StatboxLoginHandler(OnHostRedirects, LoginHandler):
     """The hub's login page, saying why a sign-in was refused (``?refused=<key>``), and never
     echoing back a username that is not one."""
 
+    @property
+    def speaker(self) -> Speaker:
+        """The person's language: saved choice (cookie), browser, then ``hub.language``."""
+        hub_language = self.authenticator.settings.hub.language
+        return Speaker.of(
+            self.get_cookie(COOKIE), self.request.headers.get("Accept-Language"), hub_language
+        )
+
+    @property
+    def template_namespace(self) -> dict[str, Any]:
+        speaker = self.speaker
+        return {
+            **super().template_namespace,
+            "statbox_lang": speaker.language,
+            "statbox_dir": speaker.dir,
+            "_": speaker.text,
+        }
+
     def _render(self, login_error: Any = None, username: Any = None, **kwargs: Any) -> Any:
         if login_error is None:
             refusal = REFUSALS.get(self.get_argument("refused", ""))
             login_error = refusal.message if refusal else None
+        if isinstance(login_error, str):
+            # Our own refusals are in the catalogs; anything else is shown as it is.
+            login_error = self.speaker.gettext(login_error)
         if username and not is_valid_username(str(username).strip().lower()):
             username = ""
         return super()._render(login_error=login_error, username=username, **kwargs)
@@ -237,7 +296,7 @@ class StatboxLoginHandler(OnHostRedirects, LoginHandler):
         except SignInThrottled as throttled:
             self.set_status(429)
             self.set_header("Retry-After", str(throttled.seconds))
-            self.finish(await self._render(login_error=throttled.jupyterhub_message))
+            self.finish(await self._render(login_error=throttled.message_in(self.speaker)))
 
 
 def refusal_url(handler: BaseHandler, key: str) -> str:

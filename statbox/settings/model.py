@@ -29,11 +29,13 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from statbox.contract import DATA_URL, ROLE_NAMES, AccessLevel
+from statbox.i18n import LANGUAGES
 from statbox.resources import CATALOGS, CURRICULUM, DEFAULT_SETTINGS, INDICATORS, resource
 from statbox.settings.names import (
     GROUP_PATTERN,
@@ -73,6 +75,22 @@ def _group_names(groups: list[str]) -> list[str]:
 
 
 Usernames = Annotated[list[str], AfterValidator(_usernames)]
+
+
+def _language(value: str) -> str:
+    if value not in LANGUAGES:
+        raise ValueError(
+            f"{value!r} is not a language Statbox speaks: one of {', '.join(LANGUAGES)}"
+        )
+    return value
+
+
+Language = Annotated[
+    str,
+    AfterValidator(_language),
+    WithJsonSchema({"type": "string", "enum": list(LANGUAGES)}),
+]
+"""One of :data:`statbox.i18n.LANGUAGES` (the schema lists them)."""
 """Usernames, each held to the one safe pattern."""
 GroupNames = Annotated[list[str], AfterValidator(_group_names)]
 """Group names, none of them one Statbox reserves for itself."""
@@ -96,6 +114,10 @@ class HubSettings(_Model):
     """Name shown on the login page and in the README of a bundle."""
     region: str = Field("", max_length=80)
     """The regional hub this deployment serves, e.g. "Rwanda regional hub"."""
+    language: Language = "en"
+    """The hub's language (en, pt-BR, zh-CN, ar, fr): its pages, JupyterLab and certificates
+    (beside English) speak it. A person's saved choice (the language form of the classroom's
+    pages), else their browser's preference, overrides it for them."""
     ip: str = "127.0.0.1"
     """Address the public proxy listens on (local mode). 0.0.0.0 shares the hub on a network."""
     port: int = Field(8000, ge=0, le=65535)

@@ -18,6 +18,7 @@ from traitlets.config import Configurable
 
 from statbox.catalog.access import RoleAccess, role_access_environment
 from statbox.contract import CATALOG_ENV, CURRICULUM_ENV, DATA_ROOT_ENV, GROUPS_ENV, ROLE_ENV
+from statbox.i18n import COOKIE, LANGUAGE_ENV, choose
 from statbox.identity.roles import resolve_role
 from statbox.settings.model import Role, Settings
 
@@ -60,8 +61,24 @@ class StatboxSpawnerMixin(Configurable):
             CATALOG_ENV: self.catalog_path,
             DATA_ROOT_ENV: self.data_root,
             CURRICULUM_ENV: self.curriculum_path,
+            LANGUAGE_ENV: self.person_language(),
             **role_access_environment(RoleAccess.of(self.settings, role_name)),
         }
+
+    def person_language(self) -> str:
+        """JupyterLab's default language for this server: the person's saved choice or
+        browser's, when they started it from a browser (the hub hands the spawner the
+        request as ``handler``), else ``hub.language``. What they pick in Lab's own menu
+        is kept in their settings and wins over this."""
+        handler: Any = getattr(self, "handler", None)
+        request = getattr(handler, "request", None)
+        if request is None:
+            return choose(None, None, self.settings.hub.language)
+        return choose(
+            handler.get_cookie(COOKIE),
+            request.headers.get("Accept-Language"),
+            self.settings.hub.language,
+        )
 
 
 async def wait_until_listening(

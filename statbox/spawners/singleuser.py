@@ -22,12 +22,16 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import json
 import os
 import shutil
 import sys
+import tempfile
 import types
 from pathlib import Path
 from typing import Any
+
+from statbox.i18n import LANGUAGE_ENV, SOURCE_LANGUAGE, lab_overrides, supported
 
 DEFERRED_MODULE = "rfc3987_syntax"
 
@@ -139,6 +143,21 @@ def language_server_node_roots(home: Path) -> list[str]:
     return [str(root) for root in roots]
 
 
+def lab_language_arguments(language: str | None) -> list[str]:
+    """JupyterLab's default language, as the hub's ``hub.language`` says, or nothing.
+
+    The overrides go in a folder of the server's own (JupyterLab's app settings folder, which
+    a pip-installed JupyterLab does not otherwise have), so the shared environment is never
+    written to.
+    """
+    known = supported(language)
+    if known in (None, SOURCE_LANGUAGE):
+        return []
+    folder = Path(tempfile.mkdtemp(prefix="statbox-lab-settings-"))
+    (folder / "overrides.json").write_text(json.dumps(lab_overrides(known)))
+    return [f"--LabApp.app_settings_dir={folder}"]
+
+
 def main() -> None:
     # No course is copied here: courses reach a home when published and opened
     # (statbox.classroom), so the publisher knows every file it wrote and each trainee's
@@ -150,6 +169,8 @@ def main() -> None:
     sys.argv[0] = "jupyterhub-singleuser"
     if not any(arg.startswith(LSP_NODE_ROOTS) for arg in sys.argv):
         sys.argv += [f"{LSP_NODE_ROOTS}={root}" for root in language_server_node_roots(Path.cwd())]
+    if not any(arg.startswith("--LabApp.app_settings_dir") for arg in sys.argv):
+        sys.argv += lab_language_arguments(os.environ.get(LANGUAGE_ENV))
     sys.exit(singleuser_main())
 
 

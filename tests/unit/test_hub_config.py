@@ -107,7 +107,7 @@ def test_gateway_service_is_the_dashboards_front_and_clients_use_it(runtime):
     assert gateway["api_token"] == "f" * 64
     assert GATEWAY_ACCESS_SCOPE in gateway["oauth_client_allowed_scopes"]
     env = gateway_client_environment(runtime)
-    assert c.Spawner.environment == env
+    assert c.Spawner.environment == {**env, "STATBOX_LANGUAGE": runtime.settings.hub.language}
     assert env["DASK_GATEWAY__ADDRESS"] == "http://127.0.0.1:9006/services/dask-gateway"
     assert env["DASK_GATEWAY__PUBLIC_ADDRESS"] == "/services/dask-gateway/"
     assert env["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://127.0.0.1:9005"

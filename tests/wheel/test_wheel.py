@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pytest
 
+from statbox.i18n import LANGUAGES, SOURCE_LANGUAGE, catalog_path
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.wheel, pytest.mark.slow]
@@ -186,6 +187,11 @@ def test_wheel_carries_every_resource_as_files(wheel):
     assert "statbox/resources/curriculum/getting-started/course.yaml" in members
     assert "statbox/resources/indicators/ais-port-calls/indicator.yaml" in members
     assert "statbox/indicators/web/templates/indicator.html" in members
+    # the pages in every language: the catalogs and the hub's own templates
+    for language in set(LANGUAGES) - {SOURCE_LANGUAGE}:
+        assert f"statbox/i18n/{catalog_path(language)}" in members, language
+    for page in ("page.html", "login.html", "error.html", "404.html"):
+        assert f"statbox/identity/templates/{page}" in members, page
 
 
 # ---------------------------------------------------------------- installed, run elsewhere

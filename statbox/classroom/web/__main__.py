@@ -47,8 +47,9 @@ async def serve() -> None:
         public=PublicDocuments.of(
             rt.settings, rt.paths.state_dir, classroom.issuer, classroom.base_url
         ),
-        templates=template_environment(),
+        templates=template_environment,
         grading_refused=unisolated_grading(isolation),
+        language=rt.settings.hub.language,
     )
     listen = urlsplit(os.environ[CLASSROOM_LISTEN_ENV])
     HubOAuth.instance()  # configured from JUPYTERHUB_* before any handler asks for it

@@ -28,9 +28,10 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, is_dataclass
 from datetime import datetime
+from functools import cache
 from importlib import resources
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jinja2
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
@@ -44,6 +45,8 @@ from statbox.classroom.state import read_json
 from statbox.classroom.web.public import PublicDocuments
 from statbox.courses.model import LoadedCourse, load_curriculum
 from statbox.errors import BadInput
+from statbox.i18n import COOKIE, LANGUAGES, NAMES, Speaker, translations
+from statbox.i18n import _ as N_
 
 MAX_CERTIFICATE_BYTES = 64 * 1024
 """A certificate file is a few KiB; anything above this is not one."""
@@ -53,7 +56,7 @@ MAX_BODY_BYTES = 1024 * 1024
 """What the server reads of any other request body (the HTTP server's own limit)."""
 MAX_DRAINED_BYTES = 256 * 1024 * 1024
 """What the verification form reads (and drops) before cutting an upload off."""
-TOO_LARGE = f"that file is larger than a certificate ({MAX_CERTIFICATE_BYTES} bytes at most)"
+TOO_LARGE = N_("That file is larger than a certificate: 64 KiB at most.")
 
 ERRORS: tuple[tuple[type[Exception], int], ...] = (
     (NotAllowed, 403),
@@ -62,7 +65,7 @@ ERRORS: tuple[tuple[type[Exception], int], ...] = (
 )
 """Library errors and the status each is answered with (the first that matches)."""
 
-STATUS_WORDS = {400: "Bad request", 403: "Forbidden", 404: "Not found"}
+STATUS_WORDS = {400: N_("Bad request"), 403: N_("Forbidden"), 404: N_("Not found")}
 REPORT_FILE = re.compile(r"report\.(html|csv)|certificates/[a-z0-9][a-z0-9._-]{0,80}")
 """What of a grading run an instructor may download: the report and its certificates."""
 
@@ -74,9 +77,13 @@ class ServiceConfig:
     prefix: str
     classroom: Classroom
     public: PublicDocuments
-    templates: jinja2.Environment
+    templates: Callable[[str], jinja2.Environment]
+    """The pages in a language (:func:`template_environment`)."""
     grading_refused: str | None = None
     """Why this service may not grade (:func:`unisolated_grading`), or None."""
+    language: str = "en"
+    """The hub's language (``hub.language``): a person who chose none and whose browser
+    asks for none we speak gets it."""
 
 
 def unisolated_grading(isolation: str) -> str | None:
@@ -99,13 +106,25 @@ def unisolated_grading(isolation: str) -> str | None:
     return None
 
 
-def template_environment() -> jinja2.Environment:
-    """Templates from the package (``statbox/classroom/web/templates``), escaped."""
+@cache
+def template_environment(language: str = "en") -> jinja2.Environment:
+    """Templates from the package (``statbox/classroom/web/templates``), escaped, speaking
+    ``language`` (``_("...")`` in a template is a message of the catalogs)."""
     folder = resources.files("statbox.classroom.web") / "templates"
     loader = jinja2.DictLoader(
         {item.name: item.read_text() for item in folder.iterdir() if item.name.endswith(".html")}
     )
-    return jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
+    environment = jinja2.Environment(
+        loader=loader,
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        extensions=["jinja2.ext.i18n"],
+    )
+    texts = translations(language)
+    environment.install_gettext_callables(  # type: ignore[attr-defined]
+        texts.gettext, texts.ngettext, newstyle=True
+    )
+    return environment
 
 
 def plain(value: Any) -> Any:
@@ -149,11 +168,30 @@ class BaseHandler(web.RequestHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "same-origin")
 
+    @property
+    def speaker(self) -> Speaker:
+        """The person's language: their saved choice (cookie), their browser's, the hub's."""
+        return Speaker.of(
+            self.get_cookie(COOKIE),
+            self.request.headers.get("Accept-Language"),
+            self.config.language,
+        )
+
     def render_page(self, name: str, status: int = 200, **values: Any) -> None:
-        template = self.config.templates.get_template(name)
+        speaker = self.speaker
+        template = self.config.templates(speaker.language).get_template(name)
         self.set_status(status)
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(template.render(prefix=self.config.prefix, **values))
+        self.set_header("Content-Language", speaker.language)
+        self.finish(
+            template.render(
+                prefix=self.config.prefix,
+                lang=speaker.language,
+                dir=speaker.dir,
+                languages=[(tag, NAMES[tag]) for tag in LANGUAGES],
+                **values,
+            )
+        )
 
     def answer_json(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -169,9 +207,10 @@ class BaseHandler(web.RequestHandler):
             self.set_header("Content-Type", "application/json")
             self.finish(json.dumps({"status": status_code, "message": message}))
             return
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        template = self.config.templates.get_template("error.html")
-        self.finish(template.render(prefix=self.config.prefix, status=status_code, message=message))
+        # Our own messages are in the catalogs; the library's refusals (names, paths) are not.
+        self.render_page(
+            "error.html", status_code, code=status_code, message=self.speaker.gettext(message)
+        )
 
 
 def refusals(action: Callable[[], None]) -> None:
@@ -225,7 +264,7 @@ class VerifyPage(PublicHandler):
         )
         uploaded = files.get("certificate") or []
         if not uploaded:
-            raise web.HTTPError(400, "choose a certificate file (.json) to upload")
+            raise web.HTTPError(400, N_("Choose a certificate file (.json) to upload."))
         content = uploaded[0]["body"]
         if len(content) > MAX_CERTIFICATE_BYTES:
             raise web.HTTPError(400, TOO_LARGE)
@@ -250,7 +289,7 @@ class VerifyById(PublicHandler):
     def get(self, certificate: str) -> None:
         verdict = self.config.public.verify_by_id(certificate)
         if verdict is None:
-            raise web.HTTPError(404, "this hub issued no certificate with that id")
+            raise web.HTTPError(404, N_("This hub issued no certificate with that id."))
         self.show_verdict(verdict)
 
 
@@ -295,7 +334,7 @@ class PersonHandler(HubOAuthenticated, BaseHandler):
             try:
                 body = json.loads(self.request.body or b"{}")
             except ValueError:
-                raise web.HTTPError(400, "the body is not JSON") from None
+                raise web.HTTPError(400, N_("The body is not JSON.")) from None
             value = body.get(name, default) if isinstance(body, dict) else default
             return str(value if value is not None else default)
         return self.get_body_argument(name, default).strip()
@@ -528,7 +567,7 @@ class ReportFile(PersonHandler):
     def get(self, cohort: str, course: str, job: str, name: str) -> None:
         actor = self.actor
         if not REPORT_FILE.fullmatch(name):
-            raise web.HTTPError(404, "no such file")
+            raise web.HTTPError(404, N_("No such file."))
 
         def show() -> None:
             self.room.job(actor, cohort, course, job)  # the library's check, and that it exists
@@ -615,11 +654,28 @@ class LiftAction(PersonHandler):
         refusals(act)
 
 
+class LanguageChoice(BaseHandler):
+    """The language form on every page: saves the choice in a cookie the hub's pages read
+    too (path ``/``), then goes back to the page it was sent from (the ``Referer``, which
+    the pages' same-origin policy sends), if that is one of this service's pages. Pages do
+    not carry their own address in the form: nothing of a request is echoed into a page."""
+
+    def post(self) -> None:
+        language = self.get_body_argument("language", "")
+        if language not in LANGUAGES:
+            raise web.HTTPError(400, N_("Choose one of the languages offered."))
+        back = urlsplit(self.request.headers.get("Referer", "")).path
+        if not back.startswith(self.config.prefix) or "//" in back or "\\" in back:
+            back = self.config.prefix
+        self.set_cookie(COOKIE, language, path="/", expires_days=365, samesite="Lax")
+        self.redirect(back, status=303)
+
+
 class NotHere(BaseHandler):
     """Anything else under the prefix: 404 (the service opens only what people need)."""
 
     def prepare(self) -> None:
-        raise web.HTTPError(404, "no such page")
+        raise web.HTTPError(404, N_("No such page."))
 
 
 NAME = r"([a-z0-9][a-z0-9._-]{0,63})"
@@ -657,6 +713,7 @@ def make_app(config: ServiceConfig, cookie_secret: bytes) -> web.Application:
         ("verify", VerifyApi),
     ]
     routes: list[tuple[str, type[web.RequestHandler]]] = [
+        (f"{p}language", LanguageChoice),
         (f"{p}verify", VerifyPage),
         (f"{p}keys.json", KeysDocument),
         (f"{p}revocations.json", RevocationsDocument),
