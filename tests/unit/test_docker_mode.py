@@ -531,5 +531,6 @@ def test_a_folder_mounted_twice_is_refused_naming_the_service_and_folder():
     text = COMPOSE_FILE.read_text()
     line = "      - ${STATBOX_STATE_DIR}/hub:${STATBOX_STATE_DIR}/hub\n"
     assert line in text
-    with pytest.raises(BadInput, match=r"services\.hub: /srv/statbox_state_dir/hub is mounted twice"):
+    twice = r"services\.hub: /srv/statbox_state_dir/hub is mounted twice"
+    with pytest.raises(BadInput, match=twice):
         parse_compose(text.replace(line, line + line), VARIABLES, publish=False)
