@@ -144,6 +144,16 @@ def with_cell(notebook: Path | bytes, source: str) -> bytes:
     return json.dumps(nb).encode()
 
 
+def far_apart(a: Any, b: Any, beyond: float = 1.0) -> bool:
+    """Whether a copied answer ``a`` cannot earn any credit where ``b`` is right: numbers
+    more than ``beyond`` apart (the graders give partial credit to near misses), anything
+    else unequal."""
+    numbers = (int, float)
+    if isinstance(a, numbers) and isinstance(b, numbers):
+        return abs(a - b) > beyond
+    return bool(a != b)
+
+
 def with_answers(template: Path, answers: dict[str, Any]) -> bytes:
     """The template with the answers written in as literals: answers copied from someone."""
     return with_cell(template, "\n".join(f"{name} = {value!r}" for name, value in answers.items()))

@@ -31,7 +31,7 @@ import requests
 from statbox.certify.certificates import revocation_digest
 from statbox.certify.exercise import find_course, load_exercise
 from statbox.courses.notebooks import notebook_parameters
-from tests.certify.conftest import with_answers, with_cell
+from tests.certify.conftest import far_apart, with_answers, with_cell
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, REPO, require_tool
 from tests.integration.hubclient import HubUser
 
@@ -299,8 +299,11 @@ def test_the_report_has_the_right_figures_and_issues_one_certificate(people):
     assert all(float(rows["bob"][t]) > 0 for t in tasks if t != LAST_TASK), rows["bob"]
     exercise = load_exercise(find_course(REPO / "curriculum", COURSE))
     carol_right = exercise.reference({**exercise.allowed, **JOB["carol_variant"]}, REPO / "data")
-    differing = [t for t in tasks if carol_right[t] != JOB["alice_right"][t]]
-    assert differing and all(float(rows["carol"][t]) == 0 for t in differing), rows["carol"]
+    # beyond the grader's partial credit (an index within 0.5 scores half)
+    differing = [t for t in tasks if far_apart(carol_right[t], JOB["alice_right"][t])]
+    # (the cohort's secret is new with each stack: the two variants may be near on some task)
+    assert all(float(rows["carol"][t]) == 0 for t in differing), rows["carol"]
+    assert float(rows["carol"]["percent"]) < 100, rows["carol"]
     certificate = ines.get(f"{JOB['path']}/certificates/alice.json")
     assert certificate.status_code == 200
     assert ines.get(f"{JOB['path']}/certificates/bob.json").status_code == 404
