@@ -57,7 +57,9 @@ def publish(state: Path, indicator: str, week: str, values: dict[str, float]) ->
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory) -> Iterator[str]:
+def services(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """The service over one library twice: for an English-speaking hub (``en``, the
+    default) and for a French-speaking one (``fr``: ``hub.language: fr``)."""
     root = tmp_path_factory.mktemp("indicators-web")
     for indicator, stage in (
         ("shop-public", "pilot"),
@@ -77,7 +79,7 @@ def service(tmp_path_factory) -> Iterator[str]:
         publish(state, indicator, "2026-W01", {"s1": 10.0, "s2": 20.0})
         publish(state, indicator, "2026-W02", {"s1": 11.0, "s2": 19.0})
     publish(state, "shop-public", "2026-W02", {"s1": 12.5, "s2": 19.0})  # a revision of s1
-    port = free_port()
+    ports = {"en": free_port(), "fr": free_port()}
     env = {
         "JUPYTERHUB_API_TOKEN": "not-used-by-anonymous-requests",
         "JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api",
@@ -95,8 +97,9 @@ def service(tmp_path_factory) -> Iterator[str]:
 
         def serve() -> None:
             asyncio.set_event_loop(loop)
-            config = ServiceConfig(PREFIX, library, template_environment)
-            make_app(config, cookie_secret=b"x" * 32).listen(port, "127.0.0.1")
+            for language, port in ports.items():
+                config = ServiceConfig(PREFIX, library, template_environment, language=language)
+                make_app(config, cookie_secret=b"x" * 32).listen(port, "127.0.0.1")
             loop.call_soon(ready.set)
             loop.run_forever()
 
@@ -104,10 +107,15 @@ def service(tmp_path_factory) -> Iterator[str]:
         thread.start()
         assert ready.wait(10)
         try:
-            yield f"http://127.0.0.1:{port}{PREFIX}"
+            yield {language: f"http://127.0.0.1:{port}{PREFIX}" for language, port in ports.items()}
         finally:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def service(services) -> str:
+    return services["en"]
 
 
 def get(service: str, path: str) -> requests.Response:
@@ -296,3 +304,11 @@ def test_the_plot_says_what_it_left_out_in_the_readers_words():
     svg = figure.svg("+{hidden} autres & <suite>")
     assert "+3 autres &amp; &lt;suite&gt;" in svg
     ET.fromstring(svg)
+
+
+def test_a_hub_speaking_french_shows_french_unless_the_reader_asks_otherwise(services):
+    french = page_in(services["fr"], "shop-public")
+    assert french.html == {"lang": "fr", "dir": "ltr"}
+    assert ("h2", "Dernières valeurs") in french.texts and ("th", "Millésime") in french.texts
+    chinese = page_in(services["fr"], "shop-public", **{"Accept-Language": "zh-CN"})
+    assert ("h2", "最新数值") in chinese.texts
