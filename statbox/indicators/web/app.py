@@ -13,6 +13,10 @@ script, nothing fetched from elsewhere); the two actions (Run now, Promote) are 
 answered by a redirect (303). HubOAuth accepts its cookie for a POST only with the hub's
 XSRF token (the forms carry it), so a forged POST finds nobody signed in and is refused.
 What a signed-in person may do is again the library's decision: its refusals become 403/404.
+
+Pages speak the reader's language exactly as the classroom's (:mod:`statbox.i18n`: the saved
+choice, the browser's, the hub's; the same catalogs, cookie and language form); the JSON API
+answers in English, its codes (stages, outcomes) as stored.
 """
 
 from __future__ import annotations
