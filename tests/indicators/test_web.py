@@ -310,5 +310,8 @@ def test_a_hub_speaking_french_shows_french_unless_the_reader_asks_otherwise(ser
     french = page_in(services["fr"], "shop-public")
     assert french.html == {"lang": "fr", "dir": "ltr"}
     assert ("h2", "Dernières valeurs") in french.texts and ("th", "Millésime") in french.texts
+    # numbers as French writes them: "12.5" would read as twelve thousand five hundred
+    latest = requests.get(f"{services['fr']}shop-public", timeout=30).text
+    assert ">12,5<" in latest and ">+2,5<" in latest and ">12.5<" not in latest
     chinese = page_in(services["fr"], "shop-public", **{"Accept-Language": "zh-CN"})
     assert ("h2", "最新数值") in chinese.texts

@@ -23,12 +23,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
+from babel import Locale
+from babel.numbers import format_decimal
+from jinja2.runtime import Context
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 
@@ -103,10 +107,20 @@ def template_environment(language: str = "en") -> jinja2.Environment:
     return page_templates("statbox.indicators.web", language, number=_number)
 
 
-def _number(value: float | None, signed: bool = False) -> str:
+@jinja2.pass_context
+def _number(context: Context, value: float | None, signed: bool = False) -> str:
+    """A value (6 significant digits) or a change (4, with its sign) written as the page's
+    language writes numbers: ``12,5`` in French and Portuguese, where ``12.5`` would read
+    as twelve thousand five hundred (Babel's CLDR data; the digits stay 0-9)."""
     if value is None:
         return ""
-    return f"{value:+,.4g}" if signed else f"{value:,.6g}"
+    if not math.isfinite(value):
+        return str(value)
+    rounded = float(f"{value:.{4 if signed else 6}g}")
+    text = format_decimal(
+        rounded, locale=Locale.parse(context["lang"], sep="-"), decimal_quantization=False
+    )
+    return f"+{text}" if signed and rounded > 0 else text
 
 
 class Handler(HubOAuthenticated, web.RequestHandler):
