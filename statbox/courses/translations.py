@@ -20,14 +20,17 @@ import re
 from pathlib import Path
 from typing import Any
 
+from statbox import i18n
 from statbox.courses.notebooks import NotebookProblem, cell_tags, read_notebook, source_of
 from statbox.settings.yamlfile import Problem
 
-LANGUAGES: tuple[str, ...] = ("pt-BR", "zh-CN", "ar", "fr")
-"""The languages course material is translated into (BCP 47 tags); the original is English.
-The one list: the regional hubs' languages (Brazil, China, the UAE, Rwanda)."""
+ORIGINAL_LANGUAGE = i18n.SOURCE_LANGUAGE
 
-ORIGINAL_LANGUAGE = "en"
+LANGUAGES: tuple[str, ...] = tuple(
+    language for language in i18n.LANGUAGES if language != ORIGINAL_LANGUAGE
+)
+"""The languages course material is translated into (BCP 47 tags): every language Statbox
+speaks (:data:`statbox.i18n.LANGUAGES`, the one list) but the original's, English."""
 
 _TRANSLATION_NAME = re.compile(r"^(?P<stem>.+)\.(?P<language>[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*)$")
 

@@ -11,6 +11,7 @@ import asyncio
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,9 @@ def publish(state: Path, indicator: str, week: str, values: dict[str, float]) ->
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory) -> Iterator[str]:
+def services(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """The service over one library twice: for an English-speaking hub (``en``, the
+    default) and for a French-speaking one (``fr``: ``hub.language: fr``)."""
     root = tmp_path_factory.mktemp("indicators-web")
     for indicator, stage in (
         ("shop-public", "pilot"),
@@ -76,7 +79,7 @@ def service(tmp_path_factory) -> Iterator[str]:
         publish(state, indicator, "2026-W01", {"s1": 10.0, "s2": 20.0})
         publish(state, indicator, "2026-W02", {"s1": 11.0, "s2": 19.0})
     publish(state, "shop-public", "2026-W02", {"s1": 12.5, "s2": 19.0})  # a revision of s1
-    port = free_port()
+    ports = {"en": free_port(), "fr": free_port()}
     env = {
         "JUPYTERHUB_API_TOKEN": "not-used-by-anonymous-requests",
         "JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api",
@@ -94,8 +97,9 @@ def service(tmp_path_factory) -> Iterator[str]:
 
         def serve() -> None:
             asyncio.set_event_loop(loop)
-            config = ServiceConfig(PREFIX, library, template_environment())
-            make_app(config, cookie_secret=b"x" * 32).listen(port, "127.0.0.1")
+            for language, port in ports.items():
+                config = ServiceConfig(PREFIX, library, template_environment, language=language)
+                make_app(config, cookie_secret=b"x" * 32).listen(port, "127.0.0.1")
             loop.call_soon(ready.set)
             loop.run_forever()
 
@@ -103,10 +107,15 @@ def service(tmp_path_factory) -> Iterator[str]:
         thread.start()
         assert ready.wait(10)
         try:
-            yield f"http://127.0.0.1:{port}{PREFIX}"
+            yield {language: f"http://127.0.0.1:{port}{PREFIX}" for language, port in ports.items()}
         finally:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def service(services) -> str:
+    return services["en"]
 
 
 def get(service: str, path: str) -> requests.Response:
@@ -188,3 +197,121 @@ def test_text_in_the_plot_is_escaped():
     svg = figure.svg()
     assert "<script>" not in svg and "&lt;script&gt;" in svg
     ET.fromstring(svg)  # well-formed
+
+
+class Texts(HTMLParser):
+    """The text of each heading, table head, label, button and option of a page, and the
+    ``<html>`` element's attributes."""
+
+    LABELS = ("h1", "h2", "th", "label", "button", "option", "title")
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.html: dict[str, str | None] = {}
+        self.open: list[str] = []
+        self.texts: list[tuple[str, str]] = []
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "html":
+            self.html = dict(attrs)
+        if tag in self.LABELS:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.open and self.open[-1] == tag:
+            self.open.pop()
+
+    def handle_data(self, data: str) -> None:
+        if self.open and data.strip():
+            self.texts.append((self.open[-1], data.strip()))
+
+
+def page_in(service: str, path: str, **headers: str) -> Texts:
+    response = requests.get(f"{service}{path}", headers=headers, timeout=30)
+    assert response.status_code == 200, response.status_code
+    return Texts(response.text)
+
+
+NOT_WORDS = {"%", "Statbox", "English", "Français", "Português (Brasil)", "简体中文", "العربية"}
+"""Texts the same in every language: a symbol, the product's name, the languages' own names."""
+DATA = {"s1", "s2", "PRICE"}
+"""The fixture's series codes (in the plot's legend and the latest values)."""
+
+
+@pytest.mark.parametrize("path", ["", "shop-public"])
+def test_the_indicator_pages_in_arabic_are_right_to_left_and_translated(service, path):
+    english = page_in(service, path)
+    assert english.html == {"lang": "en", "dir": "ltr"}
+    assert ("h1", "Published indicators") in english.texts or ("h2", "Latest values") in (
+        english.texts
+    )
+    arabic = page_in(service, path, Cookie="statbox-language=ar")
+    assert arabic.html == {"lang": "ar", "dir": "rtl"}
+    labels = {text for _, text in english.texts} - NOT_WORDS
+    # the indicator's own title and its series' codes are its owner's, not ours
+    labels = {text for text in labels if "shop prices" not in text and text not in DATA}
+    left_in_english = labels & {text for _, text in arabic.texts}
+    assert not left_in_english, f"not translated into Arabic: {sorted(left_in_english)}"
+    if path:
+        assert ("h2", "أحدث القيم") in arabic.texts and ("th", "الإصدار") in arabic.texts
+
+
+def test_a_chinese_browser_gets_the_indicator_pages_in_chinese(service):
+    headers = {"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"}
+    index = page_in(service, "", **headers)
+    assert index.html == {"lang": "zh-CN", "dir": "ltr"}
+    assert ("h1", "已发布的指标") in index.texts
+    page = requests.get(f"{service}shop-public", headers=headers, timeout=30)
+    assert page.headers["Content-Language"] == "zh-CN"
+    assert "最新数值" in page.text and "正式运行" in page.text  # a heading, the stage
+    assert "Latest values" not in page.text
+    # a shared cache keeps one copy per language, not the first reader's for everyone
+    assert "Accept-Language" in page.headers["Vary"]
+
+
+def test_the_error_page_speaks_the_readers_language_and_the_api_english(service):
+    page = requests.get(f"{service}no/such/page", headers={"Accept-Language": "fr"}, timeout=30)
+    assert page.status_code == 404
+    assert 'lang="fr"' in page.text and "Page inexistante." in page.text
+    api = requests.get(f"{service}api/nothing", headers={"Accept-Language": "fr"}, timeout=30)
+    assert api.json() == {"status": 404, "message": "No such page."}
+
+
+def test_the_language_form_saves_the_choice_and_goes_back(service):
+    answer = requests.post(
+        f"{service}language",
+        data={"language": "pt-BR"},
+        headers={"Referer": f"{service}shop-public"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert answer.status_code == 303
+    assert answer.headers["Location"] == f"{PREFIX}shop-public"
+    assert answer.cookies["statbox-language"] == "pt-BR"
+    # the saved choice wins over the browser's
+    chosen = page_in(
+        service, "shop-public", Cookie="statbox-language=pt-BR", **{"Accept-Language": "ar"}
+    )
+    assert chosen.html == {"lang": "pt-BR", "dir": "ltr"}
+    assert ("h2", "Valores mais recentes") in chosen.texts
+    refused = requests.post(f"{service}language", data={"language": "xx"}, timeout=30)
+    assert refused.status_code == 400
+
+
+def test_the_plot_says_what_it_left_out_in_the_readers_words():
+    figure = plot.Figure("t", ["2026-W01"], [plot.Line("a", {"2026-W01": 1.0})], hidden=3)
+    svg = figure.svg("+{hidden} autres & <suite>")
+    assert "+3 autres &amp; &lt;suite&gt;" in svg
+    ET.fromstring(svg)
+
+
+def test_a_hub_speaking_french_shows_french_unless_the_reader_asks_otherwise(services):
+    french = page_in(services["fr"], "shop-public")
+    assert french.html == {"lang": "fr", "dir": "ltr"}
+    assert ("h2", "Dernières valeurs") in french.texts and ("th", "Millésime") in french.texts
+    # numbers as French writes them: "12.5" would read as twelve thousand five hundred
+    latest = requests.get(f"{services['fr']}shop-public", timeout=30).text
+    assert ">12,5<" in latest and ">+2,5<" in latest and ">12.5<" not in latest
+    chinese = page_in(services["fr"], "shop-public", **{"Accept-Language": "zh-CN"})
+    assert ("h2", "最新数值") in chinese.texts

@@ -107,10 +107,13 @@ def unisolated_grading(isolation: str) -> str | None:
 
 
 @cache
-def template_environment(language: str = "en") -> jinja2.Environment:
-    """Templates from the package (``statbox/classroom/web/templates``), escaped, speaking
-    ``language`` (``_("...")`` in a template is a message of the catalogs)."""
-    folder = resources.files("statbox.classroom.web") / "templates"
+def page_templates(
+    package: str, language: str, **filters: Callable[..., str]
+) -> jinja2.Environment:
+    """The page templates of ``package`` (its ``templates`` folder), escaped, speaking
+    ``language`` (``_("...")`` in a template is a message of the catalogs). The classroom's
+    and the indicators' pages are made the same way."""
+    folder = resources.files(package) / "templates"
     loader = jinja2.DictLoader(
         {item.name: item.read_text() for item in folder.iterdir() if item.name.endswith(".html")}
     )
@@ -124,7 +127,47 @@ def template_environment(language: str = "en") -> jinja2.Environment:
     environment.install_gettext_callables(  # type: ignore[attr-defined]
         texts.gettext, texts.ngettext, newstyle=True
     )
+    environment.filters.update(filters)
     return environment
+
+
+def template_environment(language: str = "en") -> jinja2.Environment:
+    """The classroom's pages (``statbox/classroom/web/templates``) in ``language``."""
+    return page_templates("statbox.classroom.web", language)
+
+
+def speaker_of(handler: web.RequestHandler, hub_language: str) -> Speaker:
+    """The language of a request: the person's saved choice (the cookie), their browser's
+    (``Accept-Language``), else the hub's."""
+    return Speaker.of(
+        handler.get_cookie(COOKIE), handler.request.headers.get("Accept-Language"), hub_language
+    )
+
+
+def page_language(speaker: Speaker) -> dict[str, Any]:
+    """What every page's ``base.html`` needs of its language: ``<html lang dir>`` and the
+    language form's choices."""
+    return {
+        "lang": speaker.language,
+        "dir": speaker.dir,
+        "languages": [(tag, NAMES[tag]) for tag in LANGUAGES],
+    }
+
+
+def save_language(handler: web.RequestHandler, prefix: str) -> None:
+    """Answer the language form posted to ``handler``: save the choice in a cookie the hub's
+    pages read too (path ``/``), then go back to the page it was sent from (the ``Referer``,
+    which the pages' same-origin policy sends) if that is one of the service's pages under
+    ``prefix``. Pages do not carry their own address in the form: nothing of a request is
+    echoed into a page."""
+    language = handler.get_body_argument("language", "")
+    if language not in LANGUAGES:
+        raise web.HTTPError(400, N_("Choose one of the languages offered."))
+    back = urlsplit(handler.request.headers.get("Referer", "")).path
+    if not back.startswith(prefix) or "//" in back or "\\" in back:
+        back = prefix
+    handler.set_cookie(COOKIE, language, path="/", expires_days=365, samesite="Lax")
+    handler.redirect(back, status=303)
 
 
 def plain(value: Any) -> Any:
@@ -170,12 +213,8 @@ class BaseHandler(web.RequestHandler):
 
     @property
     def speaker(self) -> Speaker:
-        """The person's language: their saved choice (cookie), their browser's, the hub's."""
-        return Speaker.of(
-            self.get_cookie(COOKIE),
-            self.request.headers.get("Accept-Language"),
-            self.config.language,
-        )
+        """The person's language (:func:`speaker_of`)."""
+        return speaker_of(self, self.config.language)
 
     def render_page(self, name: str, status: int = 200, **values: Any) -> None:
         speaker = self.speaker
@@ -183,15 +222,7 @@ class BaseHandler(web.RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Language", speaker.language)
-        self.finish(
-            template.render(
-                prefix=self.config.prefix,
-                lang=speaker.language,
-                dir=speaker.dir,
-                languages=[(tag, NAMES[tag]) for tag in LANGUAGES],
-                **values,
-            )
-        )
+        self.finish(template.render(prefix=self.config.prefix, **page_language(speaker), **values))
 
     def answer_json(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -655,20 +686,10 @@ class LiftAction(PersonHandler):
 
 
 class LanguageChoice(BaseHandler):
-    """The language form on every page: saves the choice in a cookie the hub's pages read
-    too (path ``/``), then goes back to the page it was sent from (the ``Referer``, which
-    the pages' same-origin policy sends), if that is one of this service's pages. Pages do
-    not carry their own address in the form: nothing of a request is echoed into a page."""
+    """The language form on every page (:func:`save_language`)."""
 
     def post(self) -> None:
-        language = self.get_body_argument("language", "")
-        if language not in LANGUAGES:
-            raise web.HTTPError(400, N_("Choose one of the languages offered."))
-        back = urlsplit(self.request.headers.get("Referer", "")).path
-        if not back.startswith(self.config.prefix) or "//" in back or "\\" in back:
-            back = self.config.prefix
-        self.set_cookie(COOKIE, language, path="/", expires_days=365, samesite="Lax")
-        self.redirect(back, status=303)
+        save_language(self, self.config.prefix)
 
 
 class NotHere(BaseHandler):

@@ -53,8 +53,9 @@ async def serve() -> None:
     config = ServiceConfig(
         prefix="/" + os.environ["JUPYTERHUB_SERVICE_PREFIX"].strip("/") + "/",
         indicators=indicators,
-        templates=template_environment(),
+        templates=template_environment,
         runs_refused=refused,
+        language=rt.settings.hub.language,
     )
     listen = urlsplit(os.environ[INDICATORS_LISTEN_ENV])
     HubOAuth.instance()  # configured from JUPYTERHUB_* before any handler asks for it

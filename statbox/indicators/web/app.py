@@ -13,25 +13,42 @@ script, nothing fetched from elsewhere); the two actions (Run now, Promote) are 
 answered by a redirect (303). HubOAuth accepts its cookie for a POST only with the hub's
 XSRF token (the forms carry it), so a forged POST finds nobody signed in and is refused.
 What a signed-in person may do is again the library's decision: its refusals become 403/404.
+
+Pages speak the reader's language exactly as the classroom's (:mod:`statbox.i18n`: the saved
+choice, the browser's, the hub's; the same catalogs, cookie and language form); the JSON API
+answers in English, its codes (stages, outcomes) as stored.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 import jinja2
+from babel import Locale
+from babel.numbers import format_decimal
+from jinja2.runtime import Context
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 
 from statbox.classroom import Actor, NotAllowed
-from statbox.classroom.web.app import STATUS_WORDS, plain, refusals
+from statbox.classroom.web.app import (
+    STATUS_WORDS,
+    page_language,
+    page_templates,
+    plain,
+    refusals,
+    save_language,
+    speaker_of,
+)
 from statbox.errors import BadInput
+from statbox.i18n import Speaker
+from statbox.i18n import _ as N_
 from statbox.indicators.library import Indicators, IndicatorView
 from statbox.indicators.schedule import Journal
 from statbox.indicators.spec import STAGES
@@ -46,7 +63,23 @@ DOWNLOADS = {
 }
 """Download formats: (media type, file name suffix)."""
 PUBLIC_CACHE = "public, max-age=60"
-"""What a shared cache may keep of an anonymous answer (Vary keeps it from signed-in ones)."""
+"""What a shared cache may keep of an anonymous answer (Vary keeps it from signed-in ones,
+and one language's page from a reader of another)."""
+
+WORDS: dict[str, str] = {
+    "poc": N_("proof of concept"),
+    "pilot": N_("pilot"),
+    "production": N_("production"),
+    "weekly": N_("weekly"),
+    "monthly": N_("monthly"),
+    "schedule": N_("scheduled"),
+    "manual": N_("by hand"),
+    "backfill": N_("backfill"),
+    "succeeded": N_("succeeded"),
+    "failed": N_("failed"),
+}
+"""How the pages name the stages, frequencies, triggers and outcomes the library stores as
+codes (the codes stay in the API and in class names)."""
 
 
 @dataclass
@@ -56,32 +89,38 @@ class ServiceConfig:
 
     prefix: str
     indicators: Indicators
-    templates: jinja2.Environment
+    templates: Callable[[str], jinja2.Environment]
+    """The pages in a language (:func:`template_environment`)."""
     runs: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="manual-run")
     )
     runs_refused: str | None = None
     """Why this service may not run notebooks (statbox.classroom.web.app.unisolated_grading),
     or None: pages are served either way."""
+    language: str = "en"
+    """The hub's language (``hub.language``): a person who chose none and whose browser
+    asks for none we speak gets it."""
 
 
-def template_environment() -> jinja2.Environment:
-    """Templates from the package (``statbox/indicators/web/templates``), escaped."""
-    folder = resources.files("statbox.indicators.web") / "templates"
-    loader = jinja2.DictLoader(
-        {item.name: item.read_text() for item in folder.iterdir() if item.name.endswith(".html")}
-    )
-    environment = jinja2.Environment(
-        loader=loader, autoescape=True, undefined=jinja2.StrictUndefined
-    )
-    environment.filters["number"] = _number
-    return environment
+def template_environment(language: str = "en") -> jinja2.Environment:
+    """The pages (``statbox/indicators/web/templates``) in ``language``, as the classroom's."""
+    return page_templates("statbox.indicators.web", language, number=_number)
 
 
-def _number(value: float | None, signed: bool = False) -> str:
+@jinja2.pass_context
+def _number(context: Context, value: float | None, signed: bool = False) -> str:
+    """A value (6 significant digits) or a change (4, with its sign) written as the page's
+    language writes numbers: ``12,5`` in French and Portuguese, where ``12.5`` would read
+    as twelve thousand five hundred (Babel's CLDR data; the digits stay 0-9)."""
     if value is None:
         return ""
-    return f"{value:+,.4g}" if signed else f"{value:,.6g}"
+    if not math.isfinite(value):
+        return str(value)
+    rounded = float(f"{value:.{4 if signed else 6}g}")
+    text = format_decimal(
+        rounded, locale=Locale.parse(context["lang"], sep="-"), decimal_quantization=False
+    )
+    return f"+{text}" if signed and rounded > 0 else text
 
 
 class Handler(HubOAuthenticated, web.RequestHandler):
@@ -117,7 +156,8 @@ class Handler(HubOAuthenticated, web.RequestHandler):
         )
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "same-origin")
-        self.set_header("Vary", "Cookie, Authorization")
+        # The language is the cookie's choice, else the browser's (Accept-Language).
+        self.set_header("Vary", "Cookie, Authorization, Accept-Language")
 
     def cache(self) -> None:
         """Anonymous answers are the same for every visitor; a person's are theirs."""
@@ -126,14 +166,40 @@ class Handler(HubOAuthenticated, web.RequestHandler):
         else:
             self.set_header("Cache-Control", "no-store, private")
 
-    def render_page(self, name: str, status: int = 200, **values: Any) -> None:
-        template = self.config.templates.get_template(name)
+    @property
+    def speaker(self) -> Speaker:
+        """The person's language, as the classroom's (:func:`speaker_of`)."""
+        return speaker_of(self, self.config.language)
+
+    def said(self, message: str, **values: object) -> str:
+        """One of our messages for this request: in the reader's language on a page, as
+        written (English) in the API, as the classroom's API answers."""
+        if self.is_api:
+            return message % values if values else message
+        return self.speaker.text(message, **values)
+
+    def render_page(
+        self, name: str, status: int = 200, user: str | None = None, **values: Any
+    ) -> None:
+        speaker = self.speaker
+        template = self.config.templates(speaker.language).get_template(name)
         self.set_status(status)
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        actor = self.actor
+        self.set_header("Content-Language", speaker.language)
         self.finish(
-            template.render(prefix=self.config.prefix, user=actor.name if actor else None, **values)
+            template.render(
+                prefix=self.config.prefix,
+                user=user,
+                words=WORDS,
+                **page_language(speaker),
+                **values,
+            )
         )
+
+    def render_own_page(self, name: str, **values: Any) -> None:
+        """A page of the signed-in person (their name in its header) or of a visitor."""
+        actor = self.actor
+        self.render_page(name, user=actor.name if actor else None, **values)
 
     def answer_json(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -150,16 +216,14 @@ class Handler(HubOAuthenticated, web.RequestHandler):
             self.set_header("Content-Type", "application/json")
             self.finish(json.dumps({"status": status_code, "message": message}))
             return
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        template = self.config.templates.get_template("error.html")
         actor = self.actor if status_code != 403 else None
-        self.finish(
-            template.render(
-                prefix=self.config.prefix,
-                user=actor.name if actor else None,
-                status=status_code,
-                message=message,
-            )
+        # Our own messages are in the catalogs; the library's refusals (names, paths) are not.
+        self.render_page(
+            "error.html",
+            status_code,
+            user=actor.name if actor else None,
+            code=status_code,
+            message=self.speaker.gettext(message),
         )
 
     def view(self, indicator: str) -> IndicatorView:
@@ -194,7 +258,7 @@ class IndexPage(Handler):
         if self.is_api:
             self.answer_json({"indicators": items})
         else:
-            self.render_page("index.html", indicators=items)
+            self.render_own_page("index.html", indicators=items)
 
 
 class Login(Handler):
@@ -230,7 +294,7 @@ class IndicatorPage(Handler):
         runs = self.library.runs(actor, indicator)
         journal = Journal(self.library.state_dir / "indicators" / indicator).entries()
         self.cache()
-        self.render_page(
+        self.render_own_page(
             "indicator.html",
             view=view,
             figures=plot.figures(rows, list(series.dimensions), series.measure),
@@ -282,7 +346,7 @@ class Action(Handler):
             try:
                 body = json.loads(self.request.body or b"{}")
             except ValueError:
-                raise web.HTTPError(400, "the body is not JSON") from None
+                raise web.HTTPError(400, N_("The body is not JSON.")) from None
             return str(body.get(name, "")) if isinstance(body, dict) else ""
         return self.get_body_argument(name, "").strip()
 
@@ -311,7 +375,11 @@ class RunNow(Action):
                 # the library's own rule (IndicatorView.can_run), checked before the
                 # background run so that the refusal reaches the person
                 raise NotAllowed(
-                    f"only {view.spec.owner} (its owner) and admins may run {indicator}"
+                    self.said(
+                        N_("Only %(owner)s (its owner) and admins may run %(indicator)s."),
+                        owner=view.spec.owner,
+                        indicator=indicator,
+                    )
                 )
             self.config.runs.submit(self._run, actor, indicator)
             self.done({"started": True, "indicator": indicator}, indicator, "?started=1", 202)
@@ -335,18 +403,27 @@ class Promote(Action):
         def act() -> None:
             stage = self.field("stage")
             if not stage:
-                raise BadInput(f"choose a stage: {', '.join(STAGES)}")
+                raise BadInput(
+                    self.said(N_("Choose a stage: %(stages)s."), stages=", ".join(STAGES))
+                )
             now = self.library.promote(actor, indicator, stage)
             self.done({"indicator": indicator, "stage": now}, indicator)
 
         self.act(act)
 
 
+class LanguageChoice(Handler):
+    """The language form on every page, as the classroom's (the cookie is the same one)."""
+
+    def post(self) -> None:
+        save_language(self, self.config.prefix)
+
+
 class NotHere(Handler):
     """Anything else under the prefix: 404."""
 
     def prepare(self) -> None:
-        raise web.HTTPError(404, "no such page")
+        raise web.HTTPError(404, N_("No such page."))
 
 
 ID = r"([a-z0-9][a-z0-9-]{1,62})"
@@ -361,6 +438,7 @@ def make_app(config: ServiceConfig, cookie_secret: bytes) -> web.Application:
     routes: list[tuple[str, type[web.RequestHandler]]] = [
         ("", IndexPage),
         ("login", Login),
+        ("language", LanguageChoice),
         ("api/indicators", IndexPage),
         (f"api/indicators/{ID}", IndicatorPage),
         (f"api/indicators/{ID}/observations", Observations),

@@ -39,8 +39,10 @@ class Figure:
     hidden: int
     """Series left out of the figure (more than MAX_LINES)."""
 
-    def svg(self) -> str:
-        return render_svg(self)
+    def svg(self, more: str = "+{hidden} more (downloads)") -> str:
+        """The figure as SVG; ``more`` says how many series were left out (the page passes
+        it in the reader's language, ``{hidden}`` standing for the count)."""
+        return render_svg(self, more)
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ def _fmt(value: float) -> str:
     return f"{value:g}"
 
 
-def render_svg(figure: Figure) -> str:
+def render_svg(figure: Figure, more: str = "+{hidden} more (downloads)") -> str:
     """The figure as an ``<svg>`` element (title and legend included), all text escaped."""
     values = [v for line in figure.lines for v in line.points.values()]
     ticks = _ticks(min([0.0, *values]), max(values or [1.0]))
@@ -195,7 +197,7 @@ def render_svg(figure: Figure) -> str:
     if figure.hidden:
         parts.append(
             f'<text x="{WIDTH - RIGHT + 10}" y="{TOP + 6 + 15 * len(figure.lines) + 4}" '
-            f'fill="#666">+{figure.hidden} more (downloads)</text>'
+            f'fill="#666">{escape(str(more).replace("{hidden}", str(figure.hidden)))}</text>'
         )
     parts.append("</g></svg>")
     return "".join(parts)
