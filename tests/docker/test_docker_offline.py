@@ -410,16 +410,19 @@ def test_bundle_with_images_installs_into_an_empty_engine(engine, images, offlin
         assert prepared.returncode == 0, prepared.stderr
         assert fresh.client.containers.list(all=True) == []
     finally:
+        try:
+            fresh.remove_everything_but_images()
+        finally:
+            fresh.stop()  # the second engine stops whatever else failed
+            shutil.rmtree(fresh.data_root, ignore_errors=True)
         # --prepare makes the clusters' cgroup folder `docker compose up` needs; `statbox up`
         # would remove it at stop, so the test does, as test_docker_stack's prepare test does.
         for env_file in prefix.glob("**/run/compose.env"):
-            variables = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
-            tree = CgroupTree.detect(f"statbox-{variables['STATBOX_PROJECT']}-dask")
+            names = [line.partition("=") for line in env_file.read_text().splitlines()]
+            project = next((value for key, _, value in names if key == "STATBOX_PROJECT"), "")
+            tree = CgroupTree.detect(f"statbox-{project}-dask") if project else None
             if tree is not None:
                 tree.remove()
-        fresh.remove_everything_but_images()
-        fresh.stop()
-        shutil.rmtree(fresh.data_root, ignore_errors=True)
     single = carried["statbox/singleuser:latest"]
     print(
         f"bundle: {out.stat().st_size / 1e9:.2f} GB, made in {create_seconds:.0f} s; "
