@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from statbox.cli import main
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, REPO, require_tool
+from tests.integration.test_classroom import Visitor
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 
@@ -159,3 +161,20 @@ def test_a_refused_sign_in_is_explained_in_the_persons_language(local_stack):
         timeout=10,
     )
     assert "用户名或密码错误" in page_text(wrong), wrong.status_code
+
+
+def test_a_course_opened_from_the_classroom_arrives_in_the_persons_language(local_stack, passwords):
+    """ana's browser asks for French on an Arabic hub: Open puts the French lessons (the
+    course ships translations) in her home, under the lessons' own names."""
+    common = ["--config", str(local_stack.config), "--state-dir", str(local_stack.state_dir)]
+    assert main(["course", "publish", "getting-started", "--cohort", "analysts", *common]) == 0
+    ana = Visitor(local_stack, "ana", passwords["user"])
+    ana.user.session.headers["Accept-Language"] = "fr-FR,fr;q=0.9"
+    assert ana.post_form("courses/getting-started/open", {}).status_code == 303
+    home = local_stack.state_dir / "homes" / "ana" / "courses" / "getting-started"
+    course = REPO / "curriculum" / "getting-started"
+    for lesson in ("01-welcome", "02-catalog-tour"):
+        assert (home / f"{lesson}.ipynb").read_bytes() == (
+            course / f"{lesson}.fr.ipynb"
+        ).read_bytes()
+    assert not list(home.glob("*.fr.ipynb"))  # one file per lesson, under its own name

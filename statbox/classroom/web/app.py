@@ -423,8 +423,11 @@ class OpenAction(PersonHandler):
     def post(self, course: str) -> None:
         actor = self.actor
 
+        language = self.speaker.language
+
         def act() -> None:
-            opened = self.room.open_course(actor, course)
+            # the lessons in the person's language where the course has a translation
+            opened = self.room.open_course(actor, course, language=language)
             # Courses land in <home>/courses/<course>/ (statbox.courses.publish), which is
             # where the trainee's server starts; open the exercise, else the folder.
             inside = f"courses/{opened.course}/{opened.exercise or ''}".rstrip("/")
