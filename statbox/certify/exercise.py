@@ -32,6 +32,7 @@ from statbox.certify.variants import exercise_id
 from statbox.courses.model import COURSE_FILE, GRADER_DIR, CurriculumError, Exercise, LoadedCourse
 from statbox.courses.model import load_course as _load_course
 from statbox.courses.notebooks import parameters_cell, parse_parameters, source_of
+from statbox.courses.translations import translations_of
 from statbox.errors import BadInput
 
 Check = Callable[[Any, Any], tuple[float, str]]
@@ -58,6 +59,9 @@ class GradedExercise:
     reference: Reference
     checks: dict[str, Check]
     grader_version: str
+    translations: tuple[NotebookNode, ...] = ()
+    """The template's translations (the same cells and code, other words): a trainee who
+    worked in one keeps its words in the graded notebook (see restore_protected)."""
 
     @property
     def course_id(self) -> str:
@@ -125,6 +129,9 @@ def load_exercise(loaded: LoadedCourse, name: str | None = None) -> GradedExerci
         reference=reference,
         checks=checks,
         grader_version=f"statbox {statbox_version()}; grader {digest.hexdigest()[:16]}",
+        translations=tuple(
+            nbformat.read(path, as_version=4) for path in translations_of(template_path).values()
+        ),
     )
 
 

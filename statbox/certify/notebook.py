@@ -14,6 +14,7 @@ import ast
 import copy
 import inspect
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import nbformat
@@ -118,7 +119,9 @@ def _locked(cell: NotebookNode) -> bool:
 
 
 def restore_protected(
-    template: NotebookNode, submission: NotebookNode
+    template: NotebookNode,
+    submission: NotebookNode,
+    translations: Sequence[NotebookNode] = (),
 ) -> tuple[NotebookNode, list[str]]:
     """The notebook to grade: the submission's own cells in its order, with every cell the
     template tags ``protected`` or ``parameters`` taken from the template (restored if
@@ -126,6 +129,10 @@ def restore_protected(
 
     Cells are matched by cell id, else by the order of locked cells (old notebooks have no
     ids). A trainee cell carrying a tag only the grader sets loses the tag.
+
+    ``translations``: the template's translations (statbox.courses.translations: the same
+    cells, code identical). A locked text cell as one of them has it is the trainee's
+    language, not an edit: it stays as it is. Code always comes from the template.
     """
     locked = [(i, c) for i, c in enumerate(template.cells) if _locked(c)]
     template_ids = {c.get("id"): i for i, c in enumerate(template.cells) if c.get("id")}
@@ -151,7 +158,7 @@ def restore_protected(
     for cell in submission.cells:
         index = match(cell)
         if index is not None:
-            original = template.cells[index]
+            original = _in_language(template.cells[index], index, cell, translations)
             if cell.get("source") != original.get("source") or cell.get(
                 "cell_type"
             ) != original.get("cell_type"):
@@ -189,6 +196,22 @@ def restore_protected(
     )
     result.cells = cells
     return result, notes
+
+
+def _in_language(
+    original: NotebookNode, index: int, cell: NotebookNode, translations: Sequence[NotebookNode]
+) -> NotebookNode:
+    """``original`` (a locked template cell), or the same cell of the translation whose
+    words ``cell`` has when it is a text cell (never code: that is the template's)."""
+    if original.get("cell_type") == "code":
+        return original
+    for translation in translations:
+        if index < len(translation.cells):
+            translated = translation.cells[index]
+            same_kind = translated.get("cell_type") == original.get("cell_type")
+            if same_kind and translated.get("source") == cell.get("source"):
+                return translated
+    return original
 
 
 def _describe(cell: NotebookNode, index: int) -> str:

@@ -144,7 +144,9 @@ class RestoreProtected(Step):
 
     def run(self, state: GradingState) -> None:
         assert state.notebook is not None
-        state.notebook, notes = nbops.restore_protected(state.exercise.template, state.notebook)
+        state.notebook, notes = nbops.restore_protected(
+            state.exercise.template, state.notebook, state.exercise.translations
+        )
         state.notes.extend(notes)
 
 

@@ -94,6 +94,9 @@ class Issuing:
     issuer: str
     base_url: str
     people: Mapping[str, str] = field(default_factory=dict)
+    """``certify.people``: names for those whose identity provider sends none."""
+    claimed: Mapping[str, str] = field(default_factory=dict)
+    """Names the identity provider sent, by username: these come first."""
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -163,7 +166,9 @@ def write_report(
             attempt,
             exercise.loaded.course.title,
             issuing.issuer,
-            person_name(attempt.trainee, issuing.people),
+            person_name(
+                attempt.trainee, issuing.people, {"name": issuing.claimed.get(attempt.trainee)}
+            ),
             verify_url(issuing.base_url, certificate_id(attempt)),
         )
         for suffix, data in (

@@ -132,15 +132,19 @@ def make_personaliser(loaded: LoadedCourse, secret: bytes) -> Personalise:
     Any other notebook (a lesson, even one with the same parameters) is returned unchanged."""
     exercise = loaded.course.exercise
     template = None
+
+    def code(cells: list[dict[str, Any]]) -> list[str]:
+        # The template is told by its code: a translation of it (other words, the same code,
+        # statbox.courses.translations) is the template too, and gets the variant.
+        return [source_of(c) for c in cells if c.get("cell_type") == "code"]
+
     if exercise is not None:
-        template = [
-            source_of(c) for c in json.loads(loaded.path(exercise.notebook).read_text())["cells"]
-        ]
+        template = code(json.loads(loaded.path(exercise.notebook).read_text())["cells"])
 
     def personalise(trainee: str, notebook_json: dict[str, Any]) -> dict[str, Any]:
         if exercise is None or not exercise.variant:
             return notebook_json
-        if [source_of(c) for c in notebook_json.get("cells", [])] != template:
+        if code(notebook_json.get("cells", [])) != template:
             return notebook_json  # a lesson, or not the template as published
         parameters = parameters_for(loaded, trainee, secret)
         record = {"trainee": trainee, "course": loaded.id, "exercise": exercise_id(exercise)}

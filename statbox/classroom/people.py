@@ -35,6 +35,9 @@ class Actor:
     name: str
     groups: tuple[str, ...] = ()
     is_operator: bool = False
+    full_name: str = ""
+    """The identity provider's name claim, when it sends one (the hub keeps it in the
+    user's ``user_info``): what their certificates print, before ``certify.people``."""
 
     @classmethod
     def operator(cls) -> Actor:
@@ -43,8 +46,8 @@ class Actor:
         return cls(OPERATOR, (), True)
 
     @classmethod
-    def user(cls, name: str, groups: Iterable[str] = ()) -> Actor:
-        return cls(name, tuple(sorted(set(groups))))
+    def user(cls, name: str, groups: Iterable[str] = (), full_name: str = "") -> Actor:
+        return cls(name, tuple(sorted(set(groups))), full_name=full_name)
 
 
 @dataclass(frozen=True)

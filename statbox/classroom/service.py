@@ -340,11 +340,18 @@ class Classroom:
         """The actor's role and cohorts (remembering the groups they act with, so that
         :meth:`members` knows identity-provider cohorts too)."""
         found = standing(self.settings, actor)
-        if not actor.is_operator and is_valid_username(actor.name) and actor.groups:
+        if not actor.is_operator and is_valid_username(actor.name):
+            record: dict[str, Any] = {"groups": list(actor.groups)}
+            if actor.full_name:
+                record["name"] = actor.full_name
             path = self.layout.person(actor.name)
-            if read_json(path) != {"groups": list(actor.groups)}:
-                write_json(path, {"groups": list(actor.groups)})
+            if (actor.groups or actor.full_name) and read_json(path) != record:
+                write_json(path, record)
         return found
+
+    def claimed_names(self) -> dict[str, str]:
+        """Full names the identity provider gave people (see :meth:`Layout.claimed_names`)."""
+        return self.layout.claimed_names()
 
     def _teacher(self, actor: Actor, cohort: str) -> Standing:
         """The actor's standing if they may manage ``cohort``; NotAllowed otherwise."""
@@ -483,9 +490,12 @@ class Classroom:
             )
         return mine[0], self._course(course_id)
 
-    def open_course(self, actor: Actor, course_id: str, cohort: str | None = None) -> Opened:
+    def open_course(
+        self, actor: Actor, course_id: str, cohort: str | None = None, language: str | None = None
+    ) -> Opened:
         """Put the course's lessons and the trainee's own variant of the exercise into the
-        notebook they will open, ``<home>/courses/<course>/``.
+        notebook they will open, ``<home>/courses/<course>/``, each in ``language`` (a BCP 47
+        tag) where the course has a translation, else in English (the default).
 
         Files the trainee has not changed are brought up to date; files they changed are kept
         as they are, and no look-alike is written beside them (opening again adds no file).
@@ -493,7 +503,7 @@ class Classroom:
         cohort: the same one :meth:`start_grading` injects again.
         """
         publication, loaded = self._learner_publication(actor, course_id, cohort)
-        files, variants = self._write_homes(loaded, publication.cohort, [actor.name])
+        files, variants = self._write_homes(loaded, publication.cohort, [actor.name], language)
         variant = variants[actor.name]
         record = self.layout.opened(publication.cohort, loaded.id, actor.name)
         if read_json(record) is None:
@@ -510,7 +520,7 @@ class Classroom:
         )
 
     def _write_homes(
-        self, loaded: LoadedCourse, cohort: str, users: list[str]
+        self, loaded: LoadedCourse, cohort: str, users: list[str], language: str | None = None
     ) -> tuple[list[Published], dict[str, dict[str, Any]]]:
         """The course into each of ``users``' homes with their variant of ``cohort``, every
         home checked before the first file is written (the publisher's rule)."""
@@ -523,7 +533,7 @@ class Classroom:
             secret = cohort_secret(self.state_dir, cohort)
             personalise = make_personaliser(loaded, secret)
             variants = {user: parameters_for(loaded, user, secret) for user in users}
-        return self.homes.publish(loaded, users, personalise), variants
+        return self.homes.publish(loaded, users, personalise, language), variants
 
     def deliver(self, actor: Actor, course_id: str, cohort: str) -> list[Published]:
         """Write a published course into the homes of the cohort's members who have one and
@@ -894,7 +904,7 @@ class Classroom:
             folder / "run",
             exercise,
             Keys(self.state_dir),
-            Issuing(self.issuer, self.base_url, self.settings.certify.people),
+            Issuing(self.issuer, self.base_url, self.settings.certify.people, self.claimed_names()),
             self.grading.database,
         )
         return folder / "run"

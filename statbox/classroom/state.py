@@ -87,3 +87,17 @@ class Layout:
 
     def people(self) -> Path:
         return self.root / "people"
+
+    def claimed_names(self) -> dict[str, str]:
+        """Full names the identity provider gave people when they last used the classroom,
+        by username: their certificates print these before ``certify.people``."""
+        names: dict[str, str] = {}
+        try:
+            records = sorted(self.people().glob("*.json"))
+        except OSError:
+            return names
+        for path in records:
+            name = (read_json(path) or {}).get("name")
+            if isinstance(name, str):
+                names[path.stem] = name
+        return names

@@ -49,6 +49,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "statbox.cli.backup",
     "statbox.cli.bundle",
     "statbox.cli.certify",
+    "statbox.cli.indicators",
 )
 """Modules that add command groups: each has ``register(commands)`` taking the top-level
 subparsers and adding one group whose leaf parsers ``set_defaults(func=...)``; a ``func``

@@ -165,6 +165,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from statbox.certify.exercise import find_course, load_exercise
     from statbox.certify.report import Issuing, read_run_record, write_report
     from statbox.certify.trust import issuer_name, public_base_url
+    from statbox.classroom.state import Layout
 
     loaded = _settings(args)
     if args.out is None:
@@ -186,7 +187,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     run = read_run_record(out)
     exercise = load_exercise(find_course(loaded.paths.curriculum, run.course), run.exercise)
     hub = loaded.settings.hub
-    issuing = Issuing(issuer_name(hub), public_base_url(hub), loaded.settings.certify.people)
+    claimed = Layout(loaded.paths.state_dir).claimed_names()
+    issuing = Issuing(
+        issuer_name(hub), public_base_url(hub), loaded.settings.certify.people, claimed
+    )
     summary = write_report(
         out, exercise, Keys(loaded.paths.state_dir), issuing, results_store(loaded)
     )

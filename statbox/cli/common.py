@@ -77,3 +77,27 @@ def load(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> L
     from statbox.settings.model import load_settings
 
     return load_settings(settings_file(args.config), overrides or {})
+
+
+def acting(args: argparse.Namespace) -> Any:
+    """Who a command acts for: the operator on the host, or with ``--as USER`` that user
+    (with the groups the settings give them), as the hub's services would act for them."""
+    from statbox.classroom.people import Actor
+    from statbox.errors import BadInput
+    from statbox.settings.names import is_valid_username
+
+    name = getattr(args, "as_user", None)
+    if name is None:
+        return Actor.operator()
+    if not is_valid_username(name):
+        raise BadInput(f"--as {name[:64]!r}: not a username (lower-case letters, digits, . _ -)")
+    return Actor.user(name)
+
+
+def table(rows: list[list[str]]) -> str:
+    """Rows as left-aligned columns two spaces apart (the first row is the header)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from statbox.cli.common import CommandGroup, load
+from statbox.cli.common import acting as _acting
+from statbox.cli.common import table as _table
 from statbox.contract import is_data_url
 from statbox.courses.model import (
     COURSE_FILE,
@@ -29,6 +31,7 @@ from statbox.courses.model import (
     load_course,
 )
 from statbox.courses.model import load_curriculum as _load_curriculum
+from statbox.courses.translations import LANGUAGES, translations_of
 from statbox.errors import BadInput, ExitCode
 from statbox.settings.model import LoadedSettings
 
@@ -75,14 +78,6 @@ def _hours(seconds: float) -> str:
     return f"{hours}h{minutes:02d}" if hours else f"{minutes}m"
 
 
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
-
-
 # ----------------------------------------------------------------------------- commands
 
 
@@ -116,6 +111,17 @@ def cmd_show(args: argparse.Namespace) -> int:
     course = loaded.course
     print(f"{course.id}: {course.title}")
     print(f"  level {course.level}, {_hours(course.duration)}, language {course.language}")
+    translated = [translations_of(loaded.path(n)) for n in course.published_notebooks()]
+    if any(translated):
+        found = [language for language in LANGUAGES if any(language in t for t in translated)]
+        print(
+            "  also in: "
+            + ", ".join(
+                f"{language} ({sum(language in t for t in translated)} of {len(translated)} "
+                "notebooks)"
+                for language in found
+            )
+        )
     print(f"  for: {', '.join(course.audience)}")
     if course.summary:
         print(f"  {course.summary}")
@@ -143,7 +149,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from statbox.courses.run import Environment, NotebookRun, course_jobs, run_jobs
+    from statbox.courses.run import (
+        Environment,
+        NotebookRun,
+        course_jobs,
+        run_jobs,
+        translation_jobs,
+    )
 
     if args.jobs < 1:
         raise BadInput(f"--jobs {args.jobs}: must be at least 1")
@@ -167,6 +179,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not loaded.paths.catalog.is_file():
         raise BadInput(f"paths.catalog: {loaded.paths.catalog} does not exist")
     jobs = [job for course in courses for job in course_jobs(course)]
+    if args.translations:
+        jobs += [job for course in courses for job in translation_jobs(course)]
     keep = Path(args.output).resolve() if args.output else None
     workdir = keep or Path(tempfile.mkdtemp(prefix="statbox-course-check-"))
     print(f"Running {len(jobs)} notebooks of {len(courses)} courses on {data_root}", flush=True)
@@ -201,20 +215,6 @@ def _classroom(args: argparse.Namespace) -> Any:
     loaded = _settings(args)
     state_dir = getattr(args, "state_dir", None)
     return classroom_from_settings(loaded, Path(state_dir).resolve() if state_dir else None)
-
-
-def _acting(args: argparse.Namespace) -> Any:
-    """Who a command acts for: the operator on the host, or with ``--as USER`` that user
-    (with the groups the settings give them), as the classroom service would act for them."""
-    from statbox.classroom import Actor
-    from statbox.settings.names import is_valid_username
-
-    name = getattr(args, "as_user", None)
-    if name is None:
-        return Actor.operator()
-    if not is_valid_username(name):
-        raise BadInput(f"--as {name[:64]!r}: not a username (lower-case letters, digits, . _ -)")
-    return Actor.user(name)
 
 
 def _outcomes(published: list[Any]) -> dict[str, str]:
@@ -278,7 +278,7 @@ def cmd_roster(args: argparse.Namespace) -> int:
 
 def cmd_open(args: argparse.Namespace) -> int:
     room = _classroom(args)
-    opened = room.open_course(_acting(args), args.course, args.cohort)
+    opened = room.open_course(_acting(args), args.course, args.cohort, args.language)
     print(f"{opened.course} (cohort {opened.cohort}) is in {opened.where}")
     if opened.exercise:
         variant = ", ".join(f"{k} = {v!r}" for k, v in opened.variant.items()) or "none"
@@ -355,6 +355,11 @@ def register(commands: Any) -> None:
         "--jobs", type=int, default=2, metavar="N", help="notebooks run at once (default: 2)"
     )
     check.add_argument(
+        "--translations",
+        action="store_true",
+        help="run every translation too, its figures checked as the original's",
+    )
+    check.add_argument(
         "--output",
         metavar="DIR",
         help="keep the executed notebooks here (default: a temporary folder, kept on failure)",
@@ -426,6 +431,13 @@ def register(commands: Any) -> None:
             metavar="USER",
             help="the trainee (the classroom page does this for the signed-in trainee)",
         )
+        if name == "open":
+            parser.add_argument(
+                "--language",
+                metavar="TAG",
+                help=f"the notebooks in this language where the course has a translation "
+                f"({', '.join(LANGUAGES)}), else in English (the default)",
+            )
 
     release = add(
         "release",

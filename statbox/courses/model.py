@@ -32,6 +32,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from statbox.courses.notebooks import NotebookProblem, notebook_parameters
+from statbox.courses.translations import original_of, translation_problems
 from statbox.settings.model import ROLE_NAMES, RoleName
 from statbox.settings.units import Duration
 from statbox.settings.yamlfile import (
@@ -213,6 +214,11 @@ class Course(_Model):
             yield ("exercise", "notebook"), self.exercise.notebook
             yield ("exercise", "solution"), self.exercise.solution
 
+    def published_notebooks(self) -> list[str]:
+        """The notebooks trainees read, which may have translations (not the solution)."""
+        named = [lesson.notebook for lesson in self.lessons]
+        return named + ([self.exercise.notebook] if self.exercise is not None else [])
+
 
 @dataclass(frozen=True)
 class LoadedCourse:
@@ -278,6 +284,28 @@ def _folder_problems(course: Course, directory: Path, source: str, lines: Lines)
                         ("exercise", "variant", name),
                         f"not a parameter of {exercise.notebook} (its parameters: {known})",
                     )
+    problems.extend(_translation_problems(course, directory))
+    return problems
+
+
+def _translation_problems(course: Course, directory: Path) -> list[Problem]:
+    """Translations that break the rule of :mod:`statbox.courses.translations`, and
+    translations of a notebook the course does not publish (they would reach nobody)."""
+    problems: list[Problem] = []
+    published = course.published_notebooks()
+    for notebook in published:
+        problems.extend(translation_problems(directory / notebook))
+    for path in sorted(directory.rglob("*.ipynb")):
+        original = original_of(path)
+        parts = path.relative_to(directory).parts
+        if original is None or parts[0] == GRADER_DIR or any(p.startswith(".") for p in parts):
+            continue
+        if original.relative_to(directory).as_posix() not in published:
+            message = (
+                f"translates {original.name}, which is no lesson or exercise of {COURSE_FILE}: "
+                "rename or remove it"
+            )
+            problems.append(Problem(str(path), None, "", message))
     return problems
 
 

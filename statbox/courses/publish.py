@@ -42,6 +42,7 @@ from typing import Any
 
 from statbox.courses.model import GRADER_DIR, LoadedCourse
 from statbox.courses.notebooks import NotebookProblem, read_notebook
+from statbox.courses.translations import language_of, pick
 from statbox.errors import BadInput
 from statbox.identity.roles import groups_for, resolve_role
 from statbox.settings.model import Settings
@@ -78,7 +79,9 @@ class Published:
 
 
 def material(loaded: LoadedCourse) -> list[str]:
-    """Files of the course trainees get, relative to its folder, sorted."""
+    """Files of the course trainees get, relative to its folder, sorted. Translations
+    (``<stem>.<language>.ipynb``) are not among them: a trainee gets each notebook once, under
+    its own name, in their language (:meth:`Publisher.plan`)."""
     found = []
     for directory, dirnames, filenames in os.walk(loaded.directory):
         relative = Path(directory).relative_to(loaded.directory)
@@ -95,6 +98,8 @@ def material(loaded: LoadedCourse) -> list[str]:
             path = Path(directory) / name
             if path.is_symlink() or not path.is_file():
                 continue  # a link could point anywhere (grader/ included): never follow it
+            if language_of(path) is not None:
+                continue
             found.append((relative / name).as_posix())
     return sorted(found)
 
@@ -379,17 +384,26 @@ class Publisher:
         loaded: LoadedCourse,
         users: Iterable[str],
         personalise: Personalise | None = None,
+        language: str | None = None,
     ) -> dict[str, dict[str, bytes]]:
-        """What each of ``users`` gets: relative path -> content (personalised where asked)."""
+        """What each of ``users`` gets: relative path -> content (personalised where asked).
+        ``language``: each lesson and the exercise template in that language where the course
+        has a translation (under the original's name), else in English."""
         files = material(loaded)
         template = loaded.course.exercise.notebook if loaded.course.exercise else None
-        originals = {relative: loaded.path(relative).read_bytes() for relative in files}
+        translated = set(loaded.course.published_notebooks())
+
+        def chosen(relative: str) -> Path:
+            path = loaded.path(relative)
+            return pick(path, language) if relative in translated else path
+
+        originals = {relative: chosen(relative).read_bytes() for relative in files}
         template_json: dict[str, Any] | None = None
         if template is not None and personalise is not None:
             try:
-                template_json = read_notebook(loaded.path(template))
+                template_json = read_notebook(chosen(template))
             except NotebookProblem as exc:
-                raise BadInput(f"{loaded.path(template)}: {exc}") from None
+                raise BadInput(f"{chosen(template)}: {exc}") from None
 
         def content(user: str, relative: str) -> bytes:
             if relative == template and template_json is not None and personalise is not None:
@@ -433,10 +447,13 @@ class Publisher:
         loaded: LoadedCourse,
         users: Iterable[str],
         personalise: Personalise | None = None,
+        language: str | None = None,
     ) -> list[Published]:
-        """Publish ``loaded`` to each of ``users``; see the module docstring."""
+        """Publish ``loaded`` to each of ``users``, in ``language`` where translated; see the
+        module docstring."""
         # Every target is checked, and every personalised version made, before any write.
-        return self.apply(loaded.id, self.plan(loaded, users, personalise), self.pristine(loaded))
+        planned = self.plan(loaded, users, personalise, language)
+        return self.apply(loaded.id, planned, self.pristine(loaded))
 
     def _publish_to(
         self, course_id: str, user: str, files: dict[str, bytes], pristine: dict[str, str]

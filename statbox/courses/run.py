@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
@@ -34,6 +34,7 @@ from statbox.contract import CATALOG_ENV, DATA_ROOT_ENV
 from statbox.courses.model import GRADER_DIR, LoadedCourse
 from statbox.courses.notebooks import cell_tags, read_notebook
 from statbox.courses.results import RESULTS_ENV, read_results
+from statbox.courses.translations import translations_of
 
 VERIFY_FILE = f"{GRADER_DIR}/verify.py"
 ANSWERS_KEY = "answers"
@@ -54,10 +55,20 @@ class NotebookJob:
     tasks: tuple[str, ...] = ()
     """Exercise notebooks: the task ids, matching ``answers``."""
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+    """The file to run when it is not ``notebook`` itself: a translation of it, whose figures
+    must be the notebook's (grader/verify.py checks them as the notebook's)."""
+    label: str = ""
+    """Tells this job from others of the same notebook (e.g. the translation's language)."""
 
     @property
     def name(self) -> str:
-        return f"{self.course.id}/{self.notebook}"
+        suffix = f"@{self.label}" if self.label else ""
+        return f"{self.course.id}/{self.notebook}{suffix}"
+
+    @property
+    def path(self) -> Path:
+        return self.source if self.source is not None else self.course.path(self.notebook)
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,19 @@ def course_jobs(loaded: LoadedCourse) -> list[NotebookJob]:
         for notebook in (exercise.solution, exercise.notebook):
             jobs.append(NotebookJob(loaded, notebook, answers=answers, tasks=tasks))
     return jobs
+
+
+def translation_jobs(loaded: LoadedCourse) -> list[NotebookJob]:
+    """A job for every translation of a lesson or of the exercise template, each checked by
+    grader/verify.py as the notebook it translates (so with the same figures)."""
+    jobs = [
+        job for job in course_jobs(loaded) if job.notebook in loaded.course.published_notebooks()
+    ]
+    return [
+        replace(job, source=path, label=language)
+        for job in jobs
+        for language, path in translations_of(job.path).items()
+    ]
 
 
 def load_verifier(loaded: LoadedCourse) -> dict[str, Callable[[dict[str, Any], Path], None]]:
@@ -197,13 +221,13 @@ def run_notebook(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    slug = job.name.replace("/", "__").removesuffix(".ipynb")
+    slug = job.name.replace("/", "__").replace("@", "__").removesuffix(".ipynb")
     folder = workdir / slug
     folder.mkdir(parents=True, exist_ok=True)
     results_file = folder / "results.json"
     results_file.unlink(missing_ok=True)
     output = folder / "executed.ipynb"
-    source = job.course.path(job.notebook)
+    source = job.path
     started = time.monotonic()
     failure: str | None = None
     kernel_log = (folder / "kernel.log").open("w")

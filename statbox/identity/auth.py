@@ -482,7 +482,10 @@ class StatboxOAuthMixin(StatboxAuthMixin):
         identity = claim(user_info, self.identity_claim)
         if not isinstance(identity, str | int) or isinstance(identity, bool) or identity == "":
             raise SignInRefused("provider", f"no usable {self.identity_claim!r} claim")
-        auth_model["user_info"] = {"identity": f"{self.identity_realm} {identity}"}
+        auth_model["user_info"] = {
+            "identity": f"{self.identity_realm} {identity}",
+            **full_name(user_info),
+        }
         return auth_model
 
     async def check_blocked_users(self, username: str, authentication: Any = None) -> bool:
@@ -505,6 +508,24 @@ class StatboxOAuthMixin(StatboxAuthMixin):
                 "identity",
                 f"{describe(authentication['name'])} is bound to another identity",
             )
+
+
+NAME_CLAIM = "name"
+"""The claim holding a person's full name (OpenID Connect's standard claim; GitHub's user
+object has the same key): certificates print it (statbox.classroom, statbox.certify)."""
+
+MAX_NAME_CHARACTERS = 200
+
+
+def full_name(user_info: dict[str, Any]) -> dict[str, str]:
+    """``{"name": ...}`` from the provider's name claim, kept in the hub's user model
+    (``user_info``, which a service reads with its identify scopes), or nothing when the
+    provider sends none usable. Only length is bounded here: whoever shows it makes it
+    safe to show (statbox.certify.certificates.display_safe)."""
+    name = user_info.get(NAME_CLAIM)
+    if not isinstance(name, str) or not name.strip():
+        return {}
+    return {"name": name.strip()[:MAX_NAME_CHARACTERS]}
 
 
 LOGIN_BUTTON_HTML = """\

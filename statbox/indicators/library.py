@@ -43,7 +43,7 @@ from statbox.indicators import sdmx
 from statbox.indicators.periods import Period, between, latest_complete
 from statbox.indicators.runner import Runner
 from statbox.indicators.series import OutputProblem, check_output, to_csv
-from statbox.indicators.spec import STAGES, LoadedIndicator, load_indicators
+from statbox.indicators.spec import STAGES, Indicator, LoadedIndicator, load_indicators
 from statbox.indicators.store import (
     IndicatorStore,
     Revision,
@@ -77,7 +77,7 @@ class IndicatorView:
         return self.loaded.id
 
     @property
-    def spec(self) -> Any:
+    def spec(self) -> Indicator:
         return self.loaded.spec
 
     def to_json(self) -> dict[str, Any]:
@@ -121,6 +121,7 @@ class Indicators:
             catalog=setup.catalog,
             uid_base=setup.uid_base,
             hidden=[paths.state_dir, paths.curriculum, paths.indicators, *setup.hidden],
+            options=setup.isolation_options,
         )
         return cls(loaded.settings, paths.indicators, paths.state_dir, runner)
 
@@ -194,11 +195,9 @@ class Indicators:
             raise BadInput(f"{trigger!r} is not a trigger: one of {', '.join(TRIGGERS)}")
         loaded = self._runnable(actor, indicator_id).loaded
         spec = loaded.spec
-        if period is None:
-            tz = spec.schedule.timezone if spec.schedule else "UTC"
-            chosen = latest_complete(spec.period.frequency, datetime.now(UTC), tz)
-        else:
-            chosen = Period.parse(period, spec.period.frequency)
+        latest = _latest(loaded)
+        chosen = latest if period is None else Period.parse(period, spec.period.frequency)
+        _refuse_unfinished(chosen, latest)
         return self._run(loaded, chosen, trigger, actor.name, self._data(loaded))  # type: ignore[arg-type]
 
     def backfill(
@@ -210,6 +209,7 @@ class Indicators:
             raise BadInput(f"--workers {workers}: from 1 to 16")
         loaded = self._runnable(actor, indicator_id).loaded
         periods = between(first, last, loaded.spec.period.frequency)
+        _refuse_unfinished(periods[-1], _latest(loaded))
         data = self._data(loaded)  # one version of the data for the whole range
 
         def one(period: Period) -> RunRecord:
@@ -363,3 +363,16 @@ class Indicators:
         if fmt == "sdmx-csv":
             return sdmx.sdmx_csv(view.id, series, rows)
         return sdmx.sdmx_json(view.id, view.spec.title, series, rows)
+
+
+def _latest(loaded: LoadedIndicator) -> Period:
+    """The indicator's latest complete period now, in its schedule's time zone."""
+    spec = loaded.spec
+    tz = spec.schedule.timezone if spec.schedule else "UTC"
+    return latest_complete(spec.period.frequency, datetime.now(UTC), tz)
+
+
+def _refuse_unfinished(period: Period, latest: Period) -> None:
+    # a period not over yet has incomplete data: a run would publish a partial figure
+    if latest < period:
+        raise BadInput(f"{period} is not over yet (the latest complete period is {latest})")

@@ -22,6 +22,7 @@ when it returns the kernel, its processes and its job directory are gone.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import stat
 import threading
@@ -72,18 +73,24 @@ def output_dir(job: Job) -> Path:
     return job.root / OUT_DIR
 
 
+def prepare_output(backend: IsolationBackend, job: Job) -> None:
+    """Give the job's ``out/`` folder to the kernel's uid: as root a memory file system of
+    its own, capped a little above :data:`OUTPUT_LIMIT`, so a notebook cannot fill the disk
+    through its output; otherwise the folder as it is (the read is capped all the same)."""
+    out = output_dir(job)
+    uid = backend.uid(job)
+    if uid is not None:
+        mount_tmpfs(out, OUTPUT_LIMIT + 1024**2, uid)
+    else:
+        out.chmod(0o700)
+
+
 class IndicatorSandbox(SandboxIsolation):
     """The grading sandbox plus one writable folder, ``out/``, for the output CSV."""
 
     def prepare(self, job: Job) -> None:
         super().prepare(job)
-        out = output_dir(job)
-        uid = self.uid(job)
-        if uid is not None:
-            # on the host, capped: a notebook cannot fill the disk through its output
-            mount_tmpfs(out, OUTPUT_LIMIT + 1024**2, uid)
-        else:
-            out.chmod(0o700)
+        prepare_output(self, job)
 
     def sandbox(self, job: Job, argv: list[str]) -> Sandbox:
         return super().sandbox(job, argv).bind_read_write(output_dir(job))
@@ -98,24 +105,33 @@ class IndicatorRlimits(RlimitsIsolation):
 
     def prepare(self, job: Job) -> None:
         super().prepare(job)
-        output_dir(job).chmod(0o700)
+        prepare_output(self, job)
 
     def release_output(self, job: Job) -> None:
         pass
 
 
-def indicator_backend(name: str, uid_base: int) -> IsolationBackend:
-    """The backend called ``name`` (auto, sandbox or rlimits) with the output folder."""
+BACKENDS: dict[str, str] = {
+    "sandbox": "statbox.indicators.runner:IndicatorSandbox",
+    "rlimits": "statbox.indicators.runner:IndicatorRlimits",
+    "docker": "statbox.indicators.container:IndicatorDocker",
+}
+"""Certify's isolation backends with the output folder, by name: ``module:Class``, imported
+only when chosen (the docker one needs the Docker client)."""
+
+
+def indicator_backend(name: str, uid_base: int, **options: Any) -> IsolationBackend:
+    """The backend called ``name`` (auto, sandbox, rlimits or docker) with the output folder;
+    ``options``: the backend's own (docker: the image and the project)."""
     if name == "auto":
         name = "sandbox" if SandboxIsolation.unavailable() is None else "rlimits"
-    if name == "sandbox":
-        return IndicatorSandbox(uid_base)
-    if name == "rlimits":
-        return IndicatorRlimits(uid_base)
-    raise EnvironmentProblem(
-        f"indicators run with isolation sandbox or rlimits, not {name!r}: set "
-        "certify.isolation to auto, or run `statbox indicator` where bubblewrap runs"
+    if name not in BACKENDS:
+        raise EnvironmentProblem(f"isolation {name!r} is not a backend ({', '.join(BACKENDS)})")
+    module_name, class_name = BACKENDS[name].split(":")
+    backend: IsolationBackend = getattr(importlib.import_module(module_name), class_name)(
+        uid_base, **options
     )
+    return backend
 
 
 class Runner:
@@ -132,6 +148,7 @@ class Runner:
         uid_base: int = 200000,
         slots: int = MAX_SLOTS,
         hidden: list[Path] | None = None,
+        options: dict[str, Any] | None = None,
     ):
         self.isolation = isolation
         self.limits = limits
@@ -141,6 +158,8 @@ class Runner:
         self.uid_base = uid_base
         self.slots = slots
         self.hidden = hidden or []
+        self.options = options or {}
+        """The isolation backend's own keyword arguments (docker: the image, the project)."""
         self._executor: LocalExecutor | None = None
         self._lock = threading.Lock()
 
@@ -148,7 +167,7 @@ class Runner:
     def executor(self) -> LocalExecutor:
         with self._lock:
             if self._executor is None:
-                backend = indicator_backend(self.isolation, self.uid_base)
+                backend = indicator_backend(self.isolation, self.uid_base, **self.options)
                 self._executor = LocalExecutor(
                     backend,
                     self.limits,

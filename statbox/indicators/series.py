@@ -15,7 +15,9 @@ import math
 
 from statbox.indicators.spec import Series
 
-MAX_ROWS = 1_000_000
+MAX_ROWS = 100_000
+"""Most observations one run may publish: parsing stops there, so an output cannot make the
+service hold more than about a hundred megabytes of rows (an indicator has far fewer)."""
 
 
 class OutputProblem(ValueError):

@@ -44,8 +44,15 @@ class Homes(Protocol):
     exercises from them."""
 
     def publish(
-        self, course: LoadedCourse, users: list[str], personalise: Personalise | None
-    ) -> list[Published]: ...
+        self,
+        course: LoadedCourse,
+        users: list[str],
+        personalise: Personalise | None,
+        language: str | None = None,
+    ) -> list[Published]:
+        """Each notebook in ``language`` where the course has a translation, else English."""
+        ...
+
     def collect(self, course_id: str, notebook: str, out: Path) -> Collected: ...
     def where(self, user: str, course_id: str) -> str: ...
 
@@ -63,10 +70,14 @@ class FolderHomes:
         return self.state_dir / "homes"
 
     def publish(
-        self, course: LoadedCourse, users: list[str], personalise: Personalise | None
+        self,
+        course: LoadedCourse,
+        users: list[str],
+        personalise: Personalise | None,
+        language: str | None = None,
     ) -> list[Published]:
         publisher = Publisher(self.root, self.state_dir / PUBLISHED_LEDGERS, self.owner)
-        return publisher.publish(course, users, personalise)
+        return publisher.publish(course, users, personalise, language)
 
     def collect(self, course_id: str, notebook: str, out: Path) -> Collected:
         return LocalHomes(self.root).collect(course_id, notebook, out)

@@ -308,9 +308,16 @@ def test_only_an_instructor_of_the_cohort_lifts_the_bar(people):
     report certifies her again (next test), her revoked certificate stays revoked."""
     refused = people["alice"].api("POST", f"certificates/{REVOKED['id']}/lift")
     assert refused.status_code in (403, 404), refused.status_code
-    lifted = people["ines"].api("POST", f"certificates/{REVOKED['id']}/lift")
-    assert lifted.status_code == 200, lifted.text[:300]
-    assert "bars" not in lifted.json()
+    # ines finds the bar on her cohort's page, with its Lift button, and presses it
+    page = people["ines"].get("cohorts/cohort-test")
+    action = f"{PREFIX}certificates/{REVOKED['id']}/lift"
+    assert page.status_code == 200 and f'action="{action}"' in page.text, page.text[-2000:]
+    barred = people["ines"].api("GET", "cohorts/cohort-test").json()["barred"]
+    assert [(b["certificate"], b["trainee"]) for b in barred] == [(REVOKED["id"], "alice")]
+    lifted = people["ines"].post_form(f"certificates/{REVOKED['id']}/lift", {})
+    assert lifted.status_code == 303, lifted.text[:300]
+    assert people["ines"].api("GET", "cohorts/cohort-test").json()["barred"] == []
+    assert f'action="{action}"' not in people["ines"].get("cohorts/cohort-test").text
     shown = requests.get(f"{people['ines'].base}api/verify/{REVOKED['id']}", timeout=60)
     assert shown.json()["status"] == "revoked"
 

@@ -15,19 +15,24 @@ import pytest
 from statbox.certify.certificates import Keys, certificate_id, revoke
 from statbox.certify.exercise import find_course, load_exercise
 from statbox.certify.report import run_attempts
-from statbox.classroom import NotAllowed
+from statbox.classroom import Actor, NotAllowed
 from tests.certify.conftest import with_answers, with_cell
 from tests.classroom.conftest import Site, actor
 
 COURSE = "shop-prices"
 EXERCISE = "exercise/exercise.ipynb"
+ALICE_NAME = "أليس مبابازي"
 
 
 @pytest.mark.usefixtures("sandbox")
 def test_a_cohort_from_publication_to_released_feedback(site: Site, data_root):
     room = site.classroom
     room.publish(actor("ines"), COURSE, "kigali")
-    opened = {name: room.open_course(actor(name), COURSE) for name in ("alice", "bob", "carol")}
+    opened = {name: room.open_course(actor(name), COURSE) for name in ("bob", "carol")}
+    # alice signed in through an identity provider that sent her full name (the hub's
+    # user_info.name): her certificate prints it
+    alice = Actor.user("alice", full_name=ALICE_NAME)
+    opened = {"alice": room.open_course(alice, COURSE), **opened}
     assert len({o.variant["seed"] for o in opened.values()}) == 3
     solution = (site.root / "curriculum" / COURSE / "grader" / "solution.ipynb").read_bytes()
     exercise = load_exercise(find_course(site.root / "curriculum", COURSE))
@@ -69,7 +74,8 @@ def test_a_cohort_from_publication_to_released_feedback(site: Site, data_root):
     with open(run / "report.csv") as handle:
         report = {r["trainee"]: (r["score"], r["passed"]) for r in csv.DictReader(handle)}
     assert report == results
-    assert (run / "certificates" / "alice.json").is_file()
+    issued = json.loads((run / "certificates" / "alice.json").read_text())
+    assert issued["record"]["name"] == ALICE_NAME
 
     # Nothing released yet: nobody reads a result; then each reads their own only.
     assert room.my_result(actor("alice"), COURSE) is None

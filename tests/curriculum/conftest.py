@@ -70,6 +70,7 @@ def sample_data() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def curriculum_runs(request, sample_data, tmp_path_factory) -> dict[str, NotebookRun]:
     """Runs of the notebooks the selected tests need: those a ``notebook`` parameter names,
+    the originals of those a ``translation`` parameter names (``<course>/<notebook>@<lang>``),
     and every notebook of a course a ``loaded`` parameter names."""
     jobs = curriculum_jobs()
     wanted: set[str] = set()
@@ -77,6 +78,9 @@ def curriculum_runs(request, sample_data, tmp_path_factory) -> dict[str, Noteboo
         params = getattr(item, "callspec", None)
         params = params.params if params is not None else {}
         wanted.add(params.get("notebook", ""))
+        translation = params.get("translation")
+        if isinstance(translation, str):  # "<course>/<notebook>@<lang>": its original
+            wanted.add(translation.split("@")[0])
         wanted.update(name for name in jobs if name.split("/")[0] == params.get("loaded"))
     runs = run_jobs(
         [job for name, job in jobs.items() if name in wanted],

@@ -41,6 +41,7 @@ import pytest
 
 from statbox.contract import PROJECT_LABEL, DockerNames
 from statbox.modes.docker.images import DEFAULT_CACHE
+from statbox.sandbox import CgroupTree
 from tests.conftest import REPO
 from tests.docker.conftest import (
     PASSWORDS,
@@ -381,9 +382,9 @@ def test_bundle_with_images_installs_into_an_empty_engine(engine, images, offlin
 
     fresh = PrivateEngine(Path(tempfile.mkdtemp(prefix="sbx-fresh-engine-")))
     fresh.start()
+    prefix = tmp_path / "opt-statbox"
     try:
         assert fresh.client.images.list() == []
-        prefix = tmp_path / "opt-statbox"
         installer = subprocess.run(
             ["tar", "-xOf", str(out), "install.py"], capture_output=True
         ).stdout
@@ -409,6 +410,13 @@ def test_bundle_with_images_installs_into_an_empty_engine(engine, images, offlin
         assert prepared.returncode == 0, prepared.stderr
         assert fresh.client.containers.list(all=True) == []
     finally:
+        # --prepare makes the clusters' cgroup folder `docker compose up` needs; `statbox up`
+        # would remove it at stop, so the test does, as test_docker_stack's prepare test does.
+        for env_file in prefix.glob("**/run/compose.env"):
+            variables = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+            tree = CgroupTree.detect(f"statbox-{variables['STATBOX_PROJECT']}-dask")
+            if tree is not None:
+                tree.remove()
         fresh.remove_everything_but_images()
         fresh.stop()
         shutil.rmtree(fresh.data_root, ignore_errors=True)

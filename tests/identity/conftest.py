@@ -46,6 +46,9 @@ CLIENT_ID = "statbox-tests"
 CLIENT_SECRET = "client-secret-of-the-test-provider"
 
 HUGE_NAME = "h" * 1024 * 1024
+ALICE_NAME = "أليس  Mbabazi"
+"""alice's full name claim (two spaces: kept as sent; whoever shows it tidies it)."""
+BEA_NAME = "Béatrice Uwase 李蓓"
 
 
 def account(username: Any, groups: Any = None) -> dict[str, Any]:
@@ -59,10 +62,10 @@ def account(username: Any, groups: Any = None) -> dict[str, Any]:
 
 ACCOUNTS: dict[str, dict[str, Any]] = {
     # trainees: cohort-a (alice, carol), cohort-b (bob); bea and dora for the browser and sync
-    "alice": account("alice", ["learners", "cohort-a"]),
+    "alice": {**account("alice", ["learners", "cohort-a"]), "name": ALICE_NAME},
     "carol": account("carol", ["learners", "cohort-a"]),
     "bob": account("bob", ["learners", "cohort-b"]),
-    "bea": account("bea", ["learners", "cohort-a"]),
+    "bea": {**account("bea", ["learners", "cohort-a"]), "name": BEA_NAME},
     "dora": account("Dora", ["learners", "cohort-b"]),
     # the instructor of cohort-a, an analyst and an admin
     "ines": account("ines", ["staff", "instructors", "cohort-a"]),

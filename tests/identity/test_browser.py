@@ -13,8 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from statbox.classroom.state import Layout
 from statbox.cli import main
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, REPO, require_tool
+from tests.identity.conftest import BEA_NAME
 from tests.integration.hubclient import StatboxProcess
 
 pytestmark = [pytest.mark.identity, pytest.mark.browser, pytest.mark.slow]
@@ -123,5 +125,8 @@ def test_a_browser_signs_in_through_the_identity_provider_and_runs_the_course(pa
     page.click("button[type=submit]")
     open_from_the_classroom(page, oidc_stack, "bea", "cohort-a")  # her provider's group
     text = run_course_cell_and_screenshot(page, base, "bea", "browser-oidc-jupyterlab.png")
+    # The classroom learnt her full name from the provider (through the hub's user model),
+    # for her certificates: Layout.claimed_names is what the report prints.
+    assert Layout(oidc_stack.state_dir).claimed_names()["bea"] == BEA_NAME
     assert "sdg.indicators" in text
     assert (ARTIFACTS / "browser-oidc-jupyterlab.png").stat().st_size > 10_000

@@ -15,7 +15,7 @@ import requests
 from markupsafe import escape
 
 from statbox.identity.auth import REFUSALS
-from tests.identity.conftest import hub_log
+from tests.identity.conftest import ALICE_NAME, hub_log
 from tests.identity.oidcclient import SESSION_COOKIE, refusal_of
 from tests.integration.hubclient import HubUser
 
@@ -153,6 +153,8 @@ def test_another_identity_cannot_take_a_bound_username(
     after = hub_model(oidc_stack, admin_token, "alice").json()
     assert after["user_info"] == before["user_info"]
     assert after["user_info"]["identity"] == f"{oidc_provider.issuer} alice"
+    # the provider's name claim, kept for the classroom's certificates; mallory's is not taken
+    assert after["user_info"]["name"] == ALICE_NAME
     assert user("alice").sign_in().status_code == 302
 
 

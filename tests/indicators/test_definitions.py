@@ -3,6 +3,7 @@ and promotes what. No kernel: these run anywhere."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -149,3 +150,33 @@ def test_anonymous_sees_nothing_when_indicators_are_not_public(site: Site) -> No
             hidden.get(None, "shop-weekly")
     finally:
         library.promote(ADMIN, "shop-weekly", "pilot")
+
+
+HEADER = "FREQ,REF_AREA,INDICATOR,TIME_PERIOD,OBS_VALUE,UNIT_MEASURE,OBS_STATUS\n"
+GOOD = "W,S1,PRICE,2026-W02,61.5,EUR,A\n"
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("FREQ,REF_AREA\n" + GOOD, "missing INDICATOR, TIME_PERIOD"),
+        (HEADER + GOOD.replace("PRICE", "COST"), "row 2: INDICATOR 'COST' is not one of PRICE"),
+        (HEADER + GOOD.replace("61.5", "n/a"), "row 2: OBS_VALUE 'n/a' is not a number"),
+        (HEADER + GOOD.replace("61.5", "nan"), "row 2: OBS_VALUE 'nan' is not a number"),
+        (HEADER + GOOD.replace("2026-W02", "2026-W03"), "row 2: TIME_PERIOD '2026-W03' is not"),
+        (HEADER + GOOD + GOOD, "row 3: the key W.S1.PRICE.2026-W02 repeats row 2"),
+        (HEADER + GOOD.replace(",S1,", ",,"), "row 2: REF_AREA is empty"),
+        (HEADER + "W,S1\n", "row 2: 2 values, expected 7"),
+        (HEADER, "no observations"),
+        ("", "the output is empty"),
+    ],
+)
+def test_an_output_breaking_the_series_is_refused_with_the_reason(
+    site: Site, text: str, reason: str
+) -> None:
+    from statbox.indicators.series import OutputProblem, check_output
+
+    series = site.indicators.get(ANA, "shop-weekly").spec.series
+    assert check_output((HEADER + GOOD).encode(), series, "2026-W02")[0]["OBS_VALUE"] == "61.5"
+    with pytest.raises(OutputProblem, match=re.escape(reason)):
+        check_output(text.encode(), series, "2026-W02")

@@ -7,10 +7,12 @@ import contextlib
 import csv
 import hashlib
 import json
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from statbox.indicators.library import Indicators
@@ -18,7 +20,7 @@ from statbox.indicators.runner import Runner
 from statbox.indicators.store import IndicatorStore
 from tests.indicators.conftest import ANA, READ_PRICES, WRITE, Site, write_indicator
 
-pytestmark = pytest.mark.usefixtures("sandbox")
+pytestmark = [pytest.mark.certify, pytest.mark.usefixtures("sandbox")]
 
 
 @contextlib.contextmanager
@@ -187,3 +189,38 @@ def test_a_run_reads_no_secret_no_other_state_and_reaches_no_network(site: Site)
         assert leaked.outcome == "failed" and "hub-secret" in (leaked.error or "")
     finally:
         listener.close()
+
+
+LINGER = """\
+import os, subprocess, sys
+# a run must not inherit anything from an earlier one: files in /tmp, processes
+assert not os.path.exists("/tmp/planted"), "a file planted by an earlier run is here"
+with open("/tmp/planted", "w") as handle:
+    handle.write("for the next run")
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", {marker!r}],
+                 start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+"""
+
+
+def test_a_run_leaves_nothing_behind_for_the_next(site: Site) -> None:
+    """A detached process and a planted file do not outlive the run that made them."""
+    marker = f"statbox-linger-{os.getpid()}"
+    body = LINGER.format(marker=marker) + READ_PRICES + WRITE
+    write_indicator(site.root / "indicators", "shop-linger", "pilot", body)
+    try:
+        for week in ("2026-W01", "2026-W02"):
+            record = site.indicators.run(ANA, "shop-linger", week)
+            assert record.outcome == "succeeded", record.error
+            assert lingering(marker) == []
+    finally:
+        for process in lingering(marker):
+            process.kill()
+
+
+def lingering(marker: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if marker in (process.info["cmdline"] or []):
+                found.append(process)
+    return found

@@ -4,7 +4,7 @@ People: ines teaches cohort-test (alice, bob, carol); olga is a trainee of cohor
 taught by otto. Each signs in through the hub's form; the service identifies them by the
 hub's OAuth and the classroom library (statbox.classroom) decides what they may do.
 The journey: ines publishes a certifying course with a deadline; each trainee opens it and
-finds their own variant; alice answers right, bob and carol submit the template; ines grades
+finds their own variant; alice answers right, bob partly, carol copies alice's answers; ines grades
 from the page and watches its progress, writes the report (alice passes, her certificate is
 issued), releases; the public page verifies the certificate, refuses a changed copy and
 shows it revoked. The attacks: trainees of the same and of another cohort, and an
@@ -22,7 +22,6 @@ import io
 import json
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -30,7 +29,9 @@ import pytest
 import requests
 
 from statbox.certify.certificates import revocation_digest
+from statbox.certify.exercise import find_course, load_exercise
 from statbox.courses.notebooks import notebook_parameters
+from tests.certify.conftest import with_answers, with_cell
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, REPO, require_tool
 from tests.integration.hubclient import HubUser
 
@@ -48,6 +49,9 @@ SOLUTION = REPO / "curriculum" / COURSE / "grader" / "solution.ipynb"
 PAGE_WEIGHT = 8 * 1024
 """Bytes a page may weigh at most (it is all there is: no script, style sheet or image)."""
 TRAINEES = ("alice", "bob", "carol")
+LAST_TASK = "geks_last"
+JOB: dict = {}
+"""What the journey's steps hand on to the next (tests run in file order)."""
 
 
 @pytest.fixture(scope="module")
@@ -225,12 +229,27 @@ def test_each_trainee_opens_their_own_variant(local_stack, people):
     assert not list(homes.glob("*/courses/*/**/*.update-*"))
 
 
+def trainee_writes(stack, trainee: str, content: bytes) -> None:
+    """What the trainee saves in the notebook they opened (written as root, kept theirs)."""
+    notebook = stack.state_dir / "homes" / trainee / "courses" / COURSE / EXERCISE
+    owner = notebook.stat()
+    notebook.write_bytes(content)
+    os.chown(notebook, owner.st_uid, owner.st_gid)
+
+
 def test_trainees_submit(local_stack, people):
-    # alice answers right: the reference solution, in the notebook she opened
-    home_notebook = local_stack.state_dir / "homes" / "alice" / "courses" / COURSE / EXERCISE
-    owner = home_notebook.stat()
-    shutil.copyfile(SOLUTION, home_notebook)
-    os.chown(home_notebook, owner.st_uid, owner.st_gid)
+    """alice answers right (the reference solution, in the notebook she opened); bob partly
+    (all but the last task); carol copies alice's answers, as literals, into her own."""
+    homes = local_stack.state_dir / "homes"
+    exercise = load_exercise(find_course(REPO / "curriculum", COURSE))
+    alice_variant = notebook_parameters(homes / "alice" / "courses" / COURSE / EXERCISE)
+    alice_right = exercise.reference({**exercise.allowed, **alice_variant}, REPO / "data")
+    JOB["alice_right"] = alice_right
+    carol_template = homes / "carol" / "courses" / COURSE / EXERCISE
+    trainee_writes(local_stack, "alice", SOLUTION.read_bytes())
+    trainee_writes(local_stack, "bob", with_cell(SOLUTION, f"{LAST_TASK} = None  # not done"))
+    JOB["carol_variant"] = notebook_parameters(carol_template)  # before she copies
+    trainee_writes(local_stack, "carol", with_answers(carol_template, alice_right))
     for trainee in TRAINEES:
         done = people[trainee].post_form(f"courses/{COURSE}/submit", {})
         assert done.status_code == 303, (trainee, done.text[:300])
@@ -239,9 +258,6 @@ def test_trainees_submit(local_stack, people):
     assert mine[0]["trainee"] == "alice"
     # what bob sees names nobody else
     assert "alice" not in json.dumps(people["bob"].api("GET", "me").json())
-
-
-JOB = {}
 
 
 def test_the_instructor_grades_from_the_page_and_watches_progress(people):
@@ -276,6 +292,15 @@ def test_the_report_has_the_right_figures_and_issues_one_certificate(people):
     assert sorted(rows) == list(TRAINEES)
     assert rows["alice"]["passed"] == "yes" and float(rows["alice"]["percent"]) == 100.0
     assert rows["bob"]["passed"] == rows["carol"]["passed"] == "no"
+    # bob: every task but the last scored; carol: alice's answers miss wherever her own
+    # variant's right answer differs
+    tasks = list(JOB["alice_right"])
+    assert float(rows["bob"][LAST_TASK]) == 0 and 0 < float(rows["bob"]["percent"]) < 100
+    assert all(float(rows["bob"][t]) > 0 for t in tasks if t != LAST_TASK), rows["bob"]
+    exercise = load_exercise(find_course(REPO / "curriculum", COURSE))
+    carol_right = exercise.reference({**exercise.allowed, **JOB["carol_variant"]}, REPO / "data")
+    differing = [t for t in tasks if carol_right[t] != JOB["alice_right"][t]]
+    assert differing and all(float(rows["carol"][t]) == 0 for t in differing), rows["carol"]
     certificate = ines.get(f"{JOB['path']}/certificates/alice.json")
     assert certificate.status_code == 200
     assert ines.get(f"{JOB['path']}/certificates/bob.json").status_code == 404

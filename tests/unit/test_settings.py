@@ -165,6 +165,7 @@ def test_schema_documents_every_key_and_accepts_partial_files():
         "kubernetes",
         "docker",
         "certify",
+        "indicators",
     }
     assert "required" not in json.dumps(schema)
     role = schema["$defs"]["Role"]["properties"]

@@ -278,7 +278,12 @@ class PersonHandler(HubOAuthenticated, BaseHandler):
     @property
     def actor(self) -> Actor:
         model = self.current_user
-        return Actor.user(str(model["name"]), [str(g) for g in model.get("groups") or []])
+        claimed = (model.get("user_info") or {}).get("name")
+        return Actor.user(
+            str(model["name"]),
+            [str(g) for g in model.get("groups") or []],
+            claimed if isinstance(claimed, str) else "",
+        )
 
     @property
     def room(self) -> Classroom:
@@ -426,14 +431,23 @@ class CohortPage(PersonHandler):
                         "job": jobs[-1] if jobs else None,
                     }
                 )
+            # Revocations that still bar one of this cohort's trainees: each can be lifted.
+            barred = [
+                {"certificate": c, "reason": e.get("reason", ""), "at": e.get("at", ""), **bars}
+                for c, e in sorted(self.config.public.keys.revoked().items())
+                if isinstance(bars := e.get("bars"), dict) and bars.get("cohort") == cohort
+            ]
             if self.is_api:
-                self.answer_json({"cohort": cohort, "trainees": members, "courses": courses})
+                self.answer_json(
+                    {"cohort": cohort, "trainees": members, "courses": courses, "barred": barred}
+                )
                 return
             self.render_page(
                 "cohort.html",
                 cohort=cohort,
                 members=members,
                 courses=courses,
+                barred=barred,
                 curriculum=sorted(load_curriculum(self.room.curriculum).values(), key=_by_id),
                 xsrf=self.xsrf_form_html(),
             )
@@ -590,11 +604,13 @@ class LiftAction(PersonHandler):
             bars = entry.get("bars") if entry else None
             if not isinstance(bars, dict):
                 raise NotFound(missing)
+            cohort = str(bars.get("cohort", ""))
             try:
-                self.room.members(actor, str(bars.get("cohort", "")))
+                self.room.members(actor, cohort)
             except NotAllowed:
                 raise NotFound(missing) from None
-            self.done(lift(self.config.public.keys, certificate), f"verify/{quote(certificate)}")
+            # back to the cohort's page the button was on
+            self.done(lift(self.config.public.keys, certificate), f"cohorts/{quote(cohort)}")
 
         refusals(act)
 

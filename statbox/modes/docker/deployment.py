@@ -38,11 +38,15 @@ class VolumeHomes:
         self.state_dir = state_dir
 
     def publish(
-        self, course: LoadedCourse, users: list[str], personalise: Personalise | None
+        self,
+        course: LoadedCourse,
+        users: list[str],
+        personalise: Personalise | None,
+        language: str | None = None,
     ) -> list[Published]:
         ledgers = self.state_dir / PUBLISHED_LEDGERS
         publisher = Publisher(self.state_dir / "homes", ledgers)
-        planned = publisher.plan(course, users, personalise)
+        planned = publisher.plan(course, users, personalise, language)
         publishing = VolumePublishing(self.client, self.names, self.image, ledgers)
         return publishing.publish(course.id, planned, publisher.pristine(course))
 
