@@ -307,6 +307,10 @@ class RunNow(Action):
 
         def act() -> None:
             view = self.library.get(actor, indicator)
+            if self.config.runs_refused is not None and view.can_run:
+                # only resource limits here: the owner's code would run beside the hub's
+                # secrets (statbox.indicators.web.__main__); those who may run are told why
+                raise web.HTTPError(503, self.config.runs_refused.replace("%", "%%"))
             if not view.can_run:
                 # the library's own rule (IndicatorView.can_run), checked before the
                 # background run so that the refusal reaches the person
