@@ -45,11 +45,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-from statbox.classroom.people import Actor
 from statbox.errors import BadInput
-from statbox.indicators.library import Indicators
-from statbox.indicators.periods import latest_complete
-from statbox.indicators.store import IndicatorStore
 
 log = logging.getLogger("statbox.indicators.schedule")
 
@@ -312,7 +308,6 @@ class Scheduler:
     def claim_due(self, now: datetime | None = None) -> list[Claim]:
         """Claim, in the journals, every slot that is due now; the caller runs each claim
         (:meth:`run_claim`). An indicator whose run is under way anywhere is left alone."""
-        now = now or self.clock()
         claims: list[Claim] = []
         for item in self.runs.scheduled():
             if not item.cron:
@@ -336,12 +331,15 @@ class Scheduler:
             return None
         return lock
 
-    def _claim(self, item: Scheduled, now: datetime) -> Claim | None:
+    def _claim(self, item: Scheduled, now: datetime | None) -> Claim | None:
         lock = self._run_lock(item.indicator)
         if lock is None:
             return None
         try:
             with self.journal(item.indicator).locked() as journal:
+                # The clock is read once the journal is ours: waiting for it must not make
+                # the decision about an earlier instant than the one it is taken at.
+                now = now or self.clock()
                 decision = decide(journal.entries(), item.cron, item.timezone, now)
                 if decision is None:
                     lock.close()
@@ -474,52 +472,3 @@ class Scheduler:
             pool.shutdown(wait=False, cancel_futures=True)
             for future in backfilling:
                 future.cancel()
-
-
-# ----------------------------------------------------------------------------- the library
-
-
-class LibraryRuns:
-    """What the service's scheduler runs: the indicators of
-    :class:`~statbox.indicators.library.Indicators`, each as its owner."""
-
-    def __init__(self, indicators: Indicators) -> None:
-        self.indicators = indicators
-
-    def scheduled(self) -> list[Scheduled]:
-        items = []
-        for view in self.indicators.list(Actor.operator()):
-            spec = view.spec
-            backfill = spec.period.backfill
-            items.append(
-                Scheduled(
-                    view.id,
-                    spec.owner,
-                    spec.schedule.cron if spec.schedule else "",
-                    spec.schedule.timezone if spec.schedule else "UTC",
-                    (backfill.first, backfill.last) if backfill else None,
-                )
-            )
-        return items
-
-    def run(self, item: Scheduled, slot: datetime) -> Outcome:
-        """The period complete at the slot's instant: a slot run late (the stack was down)
-        still runs the period it was for."""
-        view = self.indicators.get(Actor.operator(), item.indicator)
-        period = latest_complete(view.spec.period.frequency, slot, item.timezone)
-        record = self.indicators.run(
-            Actor.user(item.owner), item.indicator, period.label, trigger="schedule"
-        )
-        return Outcome(record.run_id, record.outcome, record.error or "")
-
-    def backfill(self, item: Scheduled) -> list[Outcome]:
-        assert item.backfill is not None
-        first, last = item.backfill
-        workers = self.indicators.settings.indicators.workers
-        records = self.indicators.backfill(
-            Actor.user(item.owner), item.indicator, first, last, workers=workers
-        )
-        return [Outcome(r.run_id, r.outcome, r.error or "") for r in records]
-
-    def published(self, item: Scheduled) -> bool:
-        return bool(IndicatorStore(self.indicators.state_dir, item.indicator).periods())

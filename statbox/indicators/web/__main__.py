@@ -25,8 +25,9 @@ from statbox.configure.runtime import load_runtime, runtime_problem
 from statbox.contract import INDICATORS_LISTEN_ENV, RUNTIME_ENV
 from statbox.contract.service import run_service
 from statbox.indicators.library import Indicators
-from statbox.indicators.schedule import LibraryRuns, Scheduler
+from statbox.indicators.schedule import Scheduler
 from statbox.indicators.web.app import ServiceConfig, make_app, template_environment
+from statbox.indicators.web.scheduled import LibraryRuns
 from statbox.settings.model import LoadedSettings
 
 REQUIRED = ("JUPYTERHUB_SERVICE_PREFIX", INDICATORS_LISTEN_ENV, RUNTIME_ENV)
