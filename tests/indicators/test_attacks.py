@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import re
+import time
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -29,7 +30,8 @@ from jupyterhub.services.auth import HubOAuth
 from tornado import web
 
 from statbox.classroom.people import Actor
-from statbox.indicators.series import OutputProblem, check_output
+from statbox.indicators import sdmx
+from statbox.indicators.series import MAX_ROWS, OutputProblem, check_output
 from statbox.indicators.spec import IndicatorError, load_indicator
 from statbox.indicators.store import IndicatorStore, RunRecord, new_run_id, now_iso
 from statbox.indicators.web.app import ServiceConfig, make_app, template_environment
@@ -319,3 +321,28 @@ def test_run_now_is_refused_where_the_service_may_not_run_notebooks(service: Ser
     assert "sandbox" in response.json()["message"]
     service.config.runs.shutdown(wait=True)  # a run started behind the answer would be done
     assert len(service.config.indicators.runs(ANA, "shop-weekly")) == before
+
+
+# ------------------------------------------------------------------ an output at its largest
+def largest(week: str) -> list[dict[str, str]]:
+    """MAX_ROWS observations, each its own series: the most one run may publish."""
+    return [
+        {"FREQ": "W", "REF_AREA": f"s{i}", "INDICATOR": "PRICE", "TIME_PERIOD": week,
+         "OBS_VALUE": f"{i}.5", "UNIT_MEASURE": "EUR", "OBS_STATUS": "A"}
+        for i in range(MAX_ROWS)
+    ]  # fmt: skip
+
+
+def test_the_largest_output_downloads_as_sdmx_json_in_about_the_time_of_csv(site: Site) -> None:
+    """Every download is computed on the service's one thread: a quadratic one held every
+    visitor up for minutes."""
+    series = site.indicators.get(ANA, "shop-weekly").spec.series
+    rows = largest("2026-W02")
+    started = time.perf_counter()
+    sdmx.sdmx_csv("shop-weekly", series, rows)
+    as_csv = time.perf_counter() - started
+    started = time.perf_counter()
+    message = json.loads(sdmx.sdmx_json("shop-weekly", "t", series, rows))
+    as_json = time.perf_counter() - started
+    assert len(message["dataSets"][0]["observations"]) == MAX_ROWS
+    assert as_json < 10 * as_csv + 1.0, (as_json, as_csv)
