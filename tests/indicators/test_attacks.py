@@ -17,8 +17,8 @@ import csv
 import io
 import json
 import re
-import time
 import threading
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
