@@ -101,7 +101,12 @@ def attack_stack() -> Iterator:
 
 def test_a_forged_post_with_the_owners_cookie_starts_nothing(attack_stack) -> None:
     ana = Person(attack_stack, "ana", PASSWORDS["user"])
-    for path in ("prowl/run", "prowl/promote"):
+    for path in (
+        "prowl/run",
+        "prowl/promote",
+        "api/indicators/prowl/run",
+        "api/indicators/prowl/promote",
+    ):
         forged = ana.user.session.post(
             f"{ana.base}{path}",
             data={"stage": "production"},
