@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -63,6 +64,10 @@ class ServiceConfig:
     runs_refused: str | None = None
     """Why this service may not run notebooks (statbox.classroom.web.app.unisolated_grading),
     or None: pages are served either way."""
+    started: set[str] = field(default_factory=set)
+    """Indicators with a manual run queued or under way: one at a time each (a Run now
+    clicked a hundred times queued a hundred kernels and a hundred identical vintages)."""
+    started_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def template_environment() -> jinja2.Environment:
@@ -317,6 +322,10 @@ class RunNow(Action):
                 raise NotAllowed(
                     f"only {view.spec.owner} (its owner) and admins may run {indicator}"
                 )
+            with self.config.started_lock:
+                if indicator in self.config.started:
+                    raise web.HTTPError(409, f"a run of {indicator} is already under way")
+                self.config.started.add(indicator)
             self.config.runs.submit(self._run, actor, indicator)
             self.done({"started": True, "indicator": indicator}, indicator, "?started=1", 202)
 
@@ -328,6 +337,9 @@ class RunNow(Action):
             log.info("%s: run %s by %s %s", indicator, record.run_id, actor.name, record.outcome)
         except Exception:
             log.exception("%s: run by %s failed to start", indicator, actor.name)
+        finally:
+            with self.config.started_lock:
+                self.config.started.discard(indicator)
 
 
 class Promote(Action):
