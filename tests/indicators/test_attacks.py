@@ -308,6 +308,24 @@ def test_a_trainee_cannot_run_a_public_indicator(service: Service) -> None:
     assert response.status_code == 403, response.text
 
 
+def test_run_now_clicked_again_and_again_starts_one_run(service: Service) -> None:
+    before = len(service.config.indicators.runs(ANA, "shop-weekly"))
+    answers = [
+        as_person(service, "ana", "POST", "api/indicators/shop-weekly/run", json={}).status_code
+        for _ in range(5)
+    ]
+    assert answers[0] == 202 and set(answers[1:]) == {409}, answers
+    deadline = time.monotonic() + 120
+    while service.config.started and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(service.config.indicators.runs(ANA, "shop-weekly")) == before + 1
+    # once it is over, Run now starts a run again (then waits for it: nothing left running)
+    again = as_person(service, "ana", "POST", "api/indicators/shop-weekly/run", json={})
+    assert again.status_code == 202
+    while service.config.started and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def test_run_now_is_refused_where_the_service_may_not_run_notebooks(service: Service) -> None:
     """With only resource limits (no sandbox) the owner's notebook would run as the hub's
     account beside its secrets: the service then refuses Run now with the reason."""
