@@ -12,12 +12,21 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 
 from statbox.indicators.spec import Series
 
 MAX_ROWS = 100_000
 """Most observations one run may publish: parsing stops there, so an output cannot make the
 service hold more than about a hundred megabytes of rows (an indicator has far fewer)."""
+
+
+FREE_ID = re.compile(r"[A-Za-z0-9_$][A-Za-z0-9_@$-]{0,99}")
+"""A free-text dimension value (a port, a shop): an SDMX id (letters, digits, ``_@$-``; no
+``.``, the key separator), not starting with ``@`` or ``-``: a value a spreadsheet opening the
+CSV download would run as a formula (``=``, ``+``, ``-``, ``@``), or markup, is refused."""
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""What a free-text attribute value may not start with (a spreadsheet formula)."""
 
 
 class OutputProblem(ValueError):
@@ -78,9 +87,23 @@ def _check(data: bytes, series: Series, period: str) -> list[dict[str, str]]:
                 raise OutputProblem(
                     f"row {number}: {name} {row[name]!r} is not one of {', '.join(sorted(allowed))}"
                 )
-        for name in series.dimensions:
+        for name, component in series.dimensions.items():
             if not row[name].strip():
                 raise OutputProblem(f"row {number}: {name} is empty")
+            if component.codes is None and not FREE_ID.fullmatch(row[name]):
+                raise OutputProblem(
+                    f"row {number}: {name} {row[name][:40]!r} is not an id (letters, digits, "
+                    "_ @ $ -; first a letter, digit, _ or $; at most 100)"
+                )
+        for name, component in series.attributes.items():
+            text = row[name]
+            if component.codes is None and (
+                text.startswith(FORMULA_START) or any(ord(c) < 32 for c in text)
+            ):
+                raise OutputProblem(
+                    f"row {number}: {name} {text[:40]!r} starts like a spreadsheet formula "
+                    "or holds a control character"
+                )
         if row["TIME_PERIOD"] != period:
             raise OutputProblem(
                 f"row {number}: TIME_PERIOD {row['TIME_PERIOD']!r} is not the run's period {period}"

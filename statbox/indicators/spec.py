@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from statbox.courses.notebooks import NotebookProblem, notebook_parameters
 from statbox.errors import BadInput
-from statbox.indicators.periods import Frequency, Period
+from statbox.indicators.periods import Frequency, Period, between
 from statbox.settings.yamlfile import (
     IDENTIFIER,
     FileProblems,
@@ -108,6 +108,10 @@ class PeriodSpec(_Model):
                 raise ValueError(f"backfill: {exc}") from None
             if last < first:
                 raise ValueError("backfill: last is before first")
+            try:  # a sample period `make up` runs on first start: bounded like any backfill
+                between(self.backfill.first, self.backfill.last, self.frequency)
+            except BadInput as exc:
+                raise ValueError(f"backfill: {exc}") from None
         return self
 
 

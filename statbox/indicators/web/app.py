@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -100,6 +101,10 @@ class ServiceConfig:
     language: str = "en"
     """The hub's language (``hub.language``): a person who chose none and whose browser
     asks for none we speak gets it."""
+    started: set[str] = field(default_factory=set)
+    """Indicators with a manual run queued or under way: one at a time each (a Run now
+    clicked a hundred times queued a hundred kernels and a hundred identical vintages)."""
+    started_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def template_environment(language: str = "en") -> jinja2.Environment:
@@ -371,6 +376,10 @@ class RunNow(Action):
 
         def act() -> None:
             view = self.library.get(actor, indicator)
+            if self.config.runs_refused is not None and view.can_run:
+                # only resource limits here: the owner's code would run beside the hub's
+                # secrets (statbox.indicators.web.__main__); those who may run are told why
+                raise web.HTTPError(503, self.config.runs_refused.replace("%", "%%"))
             if not view.can_run:
                 # the library's own rule (IndicatorView.can_run), checked before the
                 # background run so that the refusal reaches the person
@@ -381,6 +390,10 @@ class RunNow(Action):
                         indicator=indicator,
                     )
                 )
+            with self.config.started_lock:
+                if indicator in self.config.started:
+                    raise web.HTTPError(409, f"a run of {indicator} is already under way")
+                self.config.started.add(indicator)
             self.config.runs.submit(self._run, actor, indicator)
             self.done({"started": True, "indicator": indicator}, indicator, "?started=1", 202)
 
@@ -392,6 +405,9 @@ class RunNow(Action):
             log.info("%s: run %s by %s %s", indicator, record.run_id, actor.name, record.outcome)
         except Exception:
             log.exception("%s: run by %s failed to start", indicator, actor.name)
+        finally:
+            with self.config.started_lock:
+                self.config.started.discard(indicator)
 
 
 class Promote(Action):
