@@ -160,7 +160,7 @@ def service(site: Site) -> Iterator[Service]:
         "JUPYTERHUB_OAUTH_ACCESS_SCOPES": json.dumps(["access:services"]),
         "JUPYTERHUB_HOST": "",
     }
-    config = ServiceConfig(PREFIX, site.indicators, template_environment())
+    config = ServiceConfig(PREFIX, site.indicators, template_environment)
     with pytest.MonkeyPatch.context() as mp:
         for name, value in env.items():
             mp.setenv(name, value)

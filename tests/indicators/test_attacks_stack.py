@@ -11,6 +11,7 @@ publishes. A forged form POST (ana's cookies, no XSRF token) starts nothing.
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import tempfile
@@ -86,7 +87,8 @@ def attack_stack() -> Iterator:
     (folder / "indicator.ipynb").write_text(notebook(PROWL.format(paths=paths, port=stack.port)))
     for path in (root, folder, *folder.iterdir()):
         path.chmod(0o755 if path.is_dir() else 0o644)
-    text = config.read_text().replace("  curriculum: ", f"  indicators: {root}\n  curriculum: ", 1)
+    text = re.sub(r"^  indicators: .*$", f"  indicators: {root}", config.read_text(), flags=re.M)
+    assert f"  indicators: {root}\n" in text
     config.write_text(text + "indicators:\n  retries: 0\n  retry_delay_seconds: 0\n")
     try:
         with stopped_whatever_happens(stack):
