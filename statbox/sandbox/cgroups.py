@@ -15,6 +15,7 @@ cannot cap.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import time
@@ -74,6 +75,8 @@ class CgroupTree:
             if (ROOT / "cgroup.controllers").is_file():  # v2 only
                 base = ROOT / own.get("unified", "") / name
                 base.mkdir(exist_ok=True)
+                if not os.access(base, os.W_OK | os.X_OK):
+                    return None  # another account's tree (see below)
                 available = set((base.parent / "cgroup.controllers").read_text().split())
                 if not {"memory", "pids"} <= available:
                     return None
@@ -92,6 +95,10 @@ class CgroupTree:
                 base = hierarchy / own.get(controller, "") / name
                 base.mkdir(exist_ok=True)
                 bases[controller] = base
+            # A tree another account made (root's, found by a grader running unprivileged)
+            # is not ours to make groups in: none, rather than a refused mkdir later.
+            if not all(os.access(base, os.W_OK | os.X_OK) for base in bases.values()):
+                return None
             return cls(1, bases)
         except OSError:
             return None
@@ -150,11 +157,21 @@ class CgroupTree:
             Cgroup(self.version, {c: b / name for c, b in self.bases.items()}).remove()
         self.remove()
 
-    def remove(self) -> None:
-        """Remove the tree's folders if no group is left in them."""
+    def remove(self, tries: int = 40) -> None:
+        """Remove the tree's folders if no group is left in them. A folder whose last
+        process is exiting stays busy for moments (v1's pids hierarchy counts a task until
+        it is reaped): tried again, as :meth:`Cgroup.remove` does."""
         for base in set(self.bases.values()):
-            with contextlib.suppress(OSError):
-                base.rmdir()
+            for _ in range(tries):
+                try:
+                    base.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY:
+                        break  # a group is still in it (someone else's run), or not ours
+                    time.sleep(0.05)
 
 
 class Cgroup:

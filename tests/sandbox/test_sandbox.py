@@ -347,3 +347,23 @@ def test_a_tree_weighs_as_many_processes_as_it_holds_groups(tree: CgroupTree) ->
     weight = "cpu.weight" if tree.version == 2 else "cpu.shares"
     per_group = 100 if tree.version == 2 else 1024
     assert int((tree.bases["cpu"] / weight).read_text()) == 3 * per_group
+
+
+@needs_root
+def test_a_tree_root_made_is_none_for_an_unprivileged_account() -> None:
+    """A grader running unprivileged found root's tree (left by an earlier run) and failed
+    making its group in it; the tree is not its own: it gets none and runs without one."""
+    name = f"statbox-test-{uuid.uuid4().hex[:8]}"
+    tree = CgroupTree.detect(name, ("memory", "pids"))
+    assert tree is not None
+    try:
+        probe = f"from statbox.sandbox import CgroupTree; print(CgroupTree.detect({name!r}))"
+        done = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+             sys.executable, "-c", probe],
+            capture_output=True, text=True, cwd="/", timeout=60,
+        )  # fmt: skip
+        assert (done.returncode, done.stdout.strip()) == (0, "None"), done.stderr
+    finally:
+        tree.remove()
+    assert not any(base.exists() for base in tree.bases.values())
