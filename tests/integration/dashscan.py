@@ -18,7 +18,8 @@ def listening():
     found = set()
     for table, family in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 6)):
         try:
-            lines = open(table).read().splitlines()[1:]
+            with open(table) as handle:
+                lines = handle.read().splitlines()[1:]
         except OSError:
             continue
         for line in lines:
@@ -38,26 +39,40 @@ def listening():
             found.add((host, int(port, 16)))
     return sorted(found)
 
+# "dask" when the path answers with a Dask page, "http" when it answers otherwise, None
+# when nothing HTTP answers (a ZeroMQ or Dask comm port waits for its own greeting)
 def dask_page(host, port, path):
+    conn = http.client.HTTPConnection(host, port, timeout=3)
     try:
-        conn = http.client.HTTPConnection(host, port, timeout=3)
         conn.request("GET", path)
         response = conn.getresponse()
         body = response.read(200000).decode(errors="replace").lower()
     except (OSError, http.client.HTTPException):
         return None
+    finally:
+        conn.close()
     if response.status == 200 and ("bokeh" in body or "dask" in body):
-        return response.status
-    return None
+        return "dask"
+    return "http"
+
+def pages_of(listener):
+    host, port = listener
+    found = []
+    for path in PATHS:
+        answer = dask_page(host, port, path)
+        if answer is None and path == PATHS[0]:
+            break  # no HTTP server here: every path would wait its timeout in vain
+        if answer == "dask":
+            found.append(f"{host}:{port}{path}")
+    return found
 
 PATHS = ["/status", "/info/main/workers.html", "/info/main/logs.html"]
 PATHS += [f"/clusters/{name}/status" for name in CLUSTERS]
 PATHS += [f"{prefix}/clusters/{name}/status" for name in CLUSTERS for prefix in PREFIXES]
-answered = []
-for host, port in listening():
-    for path in PATHS:
-        if dask_page(host, port, path):
-            answered.append(f"{host}:{port}{path}")
+# every listener at once (a machine running a class has hundreds: kernels, workers, comms)
+from concurrent.futures import ThreadPoolExecutor
+with ThreadPoolExecutor(16) as pool:
+    answered = [page for pages in pool.map(pages_of, listening()) for page in pages]
 """
 
 
