@@ -396,7 +396,9 @@ class SandboxIsolation(LeasedUids, IsolationBackend):
     def close(self) -> None:
         with self._lock:
             for group in self._groups.values():
-                group.remove()
+                # up to 10 s: a kernel's last process may wait moments to be reaped, and an
+                # empty group left behind outlives the run (seen on v1's pids hierarchy)
+                group.remove(tries=200)
             self._groups.clear()
         if self.cgroups is not None:
             self.cgroups.remove()
