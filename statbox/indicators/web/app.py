@@ -128,6 +128,10 @@ def _number(context: Context, value: float | None, signed: bool = False) -> str:
     return f"+{text}" if signed and rounded > 0 else text
 
 
+MAX_LATEST = 200
+"""Series whose latest value an indicator's page lists; the downloads hold every one."""
+
+
 class Handler(HubOAuthenticated, web.RequestHandler):
     """Anyone; the person when the hub says who they are."""
 
@@ -299,11 +303,14 @@ class IndicatorPage(Handler):
         runs = self.library.runs(actor, indicator)
         journal = Journal(self.library.state_dir / "indicators" / indicator).entries()
         self.cache()
+        latest = plot.latest(rows, list(series.dimensions), series.measure)
         self.render_own_page(
             "indicator.html",
             view=view,
             figures=plot.figures(rows, list(series.dimensions), series.measure),
-            latest=plot.latest(rows, list(series.dimensions), series.measure),
+            # a page a thin link can load: the rest of the series are in the downloads
+            latest=latest[:MAX_LATEST],
+            more_latest=max(0, len(latest) - MAX_LATEST),
             runs=runs[:50],
             more_runs=max(0, len(runs) - 50),
             revisions=self.library.revisions(actor, indicator)[:200],
