@@ -12,14 +12,12 @@ import logging
 import os
 import secrets
 import sys
-from urllib.parse import urlsplit
-
-from jupyterhub.services.auth import HubOAuth
 
 from statbox.classroom.setup import classroom_from_settings, service_isolation
 from statbox.classroom.web.app import (
     MAX_BODY_BYTES,
     ServiceConfig,
+    listen_as_hub_service,
     make_app,
     template_environment,
     unisolated_grading,
@@ -51,17 +49,10 @@ async def serve() -> None:
         grading_refused=unisolated_grading(isolation),
         language=rt.settings.hub.language,
     )
-    listen = urlsplit(os.environ[CLASSROOM_LISTEN_ENV])
-    HubOAuth.instance()  # configured from JUPYTERHUB_* before any handler asks for it
     # A new secret per start: a restart only sends browsers through the OAuth dance again.
     app = make_app(config, cookie_secret=secrets.token_bytes(32))
-    app.listen(
-        listen.port or 80,
-        listen.hostname or "127.0.0.1",
-        xheaders=True,
-        max_body_size=MAX_BODY_BYTES,
-    )
-    logging.getLogger("statbox.classroom").info("Classroom on %s", listen.netloc)
+    where = listen_as_hub_service(app, os.environ[CLASSROOM_LISTEN_ENV], MAX_BODY_BYTES)
+    logging.getLogger("statbox.classroom").info("Classroom on %s", where)
     await asyncio.Event().wait()
 
 

@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import jinja2
-from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import httputil, web
 
 from statbox.certify.certificates import Status, Verdict, lift, revoke
@@ -129,6 +129,18 @@ def page_templates(
     )
     environment.filters.update(filters)
     return environment
+
+
+def listen_as_hub_service(app: web.Application, address: str, max_body: int) -> str:
+    """Serve ``app`` (a hub-managed service's pages) on ``address`` (``http://host:port``)
+    behind the hub's proxy, whose forwarded headers it trusts; return ``host:port``. The
+    service's HubOAuth is configured from JUPYTERHUB_* before any handler asks for it."""
+    HubOAuth.instance()
+    listen = urlsplit(address)
+    app.listen(
+        listen.port or 80, listen.hostname or "127.0.0.1", xheaders=True, max_body_size=max_body
+    )
+    return listen.netloc
 
 
 def template_environment(language: str = "en") -> jinja2.Environment:

@@ -15,12 +15,9 @@ import logging
 import os
 import secrets
 import sys
-from urllib.parse import urlsplit
-
-from jupyterhub.services.auth import HubOAuth
 
 from statbox.classroom.setup import service_isolation
-from statbox.classroom.web.app import unisolated_grading
+from statbox.classroom.web.app import listen_as_hub_service, unisolated_grading
 from statbox.configure.runtime import load_runtime, runtime_problem
 from statbox.contract import INDICATORS_LISTEN_ENV, RUNTIME_ENV
 from statbox.contract.service import run_service
@@ -57,17 +54,10 @@ async def serve() -> None:
         runs_refused=refused,
         language=rt.settings.hub.language,
     )
-    listen = urlsplit(os.environ[INDICATORS_LISTEN_ENV])
-    HubOAuth.instance()  # configured from JUPYTERHUB_* before any handler asks for it
     # A new secret per start: a restart only sends browsers through the OAuth dance again.
     app = make_app(config, cookie_secret=secrets.token_bytes(32))
-    app.listen(
-        listen.port or 80,
-        listen.hostname or "127.0.0.1",
-        xheaders=True,
-        max_body_size=MAX_BODY_BYTES,
-    )
-    logging.getLogger("statbox.indicators").info("Indicators on %s", listen.netloc)
+    where = listen_as_hub_service(app, os.environ[INDICATORS_LISTEN_ENV], MAX_BODY_BYTES)
+    logging.getLogger("statbox.indicators").info("Indicators on %s", where)
     if refused:
         logging.getLogger("statbox.indicators").error("no scheduled runs: %s", refused)
         await asyncio.Event().wait()
